@@ -1,0 +1,132 @@
+"""`logdist analyzer serve`: POST /ingest, GET /health, GET /stats."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from aiohttp import web
+
+from logdist.config import AnalyzerConfig
+from logdist.core.dedupe import DedupeWindow
+from logdist.core.packet import Packet, decode_json, frame_ndjson, parse_batch, parse_packet
+from logdist.http import NDJSON, body_kind, error_middleware, json_response, read_body
+from logdist.log import event
+
+log = logging.getLogger("logdist.analyzer")
+
+
+@dataclass
+class EmitterCount:
+    packets: int = 0
+    messages: int = 0
+
+
+@dataclass
+class AnalyzerState:
+    cfg: AnalyzerConfig
+    window: DedupeWindow
+    started: float = field(default_factory=time.monotonic)
+    packets: int = 0
+    messages: int = 0
+    duplicates: int = 0
+    requests: int = 0
+    emitters: dict[str, EmitterCount] = field(default_factory=dict)
+    output: IO[bytes] | None = None
+
+    def take(self, packets: list[Packet]) -> list[Packet]:
+        """Count `packets`, return the ones not seen before (duplicates are only counted)."""
+        fresh = [p for p in packets if self.window.add(p.id)]
+        self.duplicates += len(packets) - len(fresh)
+        for p in fresh:
+            self.packets += 1
+            self.messages += p.messages
+            count = self.emitters.get(p.emitter or "")
+            if count is None:
+                count = self.emitters[p.emitter or ""] = EmitterCount()
+            count.packets += 1
+            count.messages += p.messages
+        if fresh and self.output is not None:
+            # Written before the acknowledgement: what was acknowledged is on the file.
+            self.output.write(frame_ndjson(fresh))
+            self.output.flush()
+        return fresh
+
+
+STATE = web.AppKey("analyzer_state", AnalyzerState)
+
+
+async def ingest(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    kind = body_kind(request)
+    body = await read_body(request, state.cfg.max_body_bytes)
+    if kind == "ndjson":
+        packets = parse_batch(body, ndjson=True)
+    else:
+        obj = decode_json(body)
+        if isinstance(obj, list):
+            packets = parse_batch(body, ndjson=False)
+        else:
+            packets = [parse_packet(obj, body)]
+    state.requests += 1
+    fresh = state.take(packets)
+    return json_response(
+        {"accepted": len(packets), "new": len(fresh), "duplicates": len(packets) - len(fresh)}
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    # `batch` tells the distributor it may send NDJSON batches to /ingest.
+    return json_response(
+        {"status": "ok", "id": state.cfg.id, "batch": True, "formats": ["application/json", NDJSON]}
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body: dict[str, Any] = {
+        "id": state.cfg.id,
+        "packets": state.packets,
+        "messages": state.messages,
+        "duplicates": state.duplicates,
+        "requests": state.requests,
+        "uptime": round(time.monotonic() - state.started, 3),
+        "emitters": {
+            k: {"packets": v.packets, "messages": v.messages} for k, v in state.emitters.items()
+        },
+    }
+    if request.query.get("ids") in ("1", "true", "yes"):
+        body["ids"] = list(state.window)
+        body["ids_truncated"] = state.window.evicted > 0
+    return json_response(body)
+
+
+async def output_file(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    if state.cfg.output:
+        state.output = open(state.cfg.output, "ab")  # noqa: SIM115 - closed below
+    yield
+    if state.output is not None:
+        state.output.close()
+    event(
+        log,
+        "summary",
+        id=state.cfg.id,
+        packets=state.packets,
+        messages=state.messages,
+        duplicates=state.duplicates,
+    )
+
+
+def make_app(cfg: AnalyzerConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=cfg.max_body_bytes)
+    app[STATE] = AnalyzerState(cfg, DedupeWindow(cfg.dedupe_window))
+    app.cleanup_ctx.append(output_file)
+    app.router.add_post("/ingest", ingest)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    return app

@@ -1,0 +1,338 @@
+"""Configuration: one frozen dataclass per daemon, loaded from TOML, overridden by CLI flags.
+
+Defaults live here and only here. A CLI command passes the flags the user gave to
+`dataclasses.replace`; `__post_init__` checks every value however it arrived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from logdist.core.registry import check_id, check_url
+from logdist.errors import ConfigError, InvalidRequest
+
+DEFAULT_CONFIG = Path("configs/demo.toml")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _port(name: str, value: int) -> None:
+    _require(0 <= value <= 65535, f"{name} must be a port number 0-65535, got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    _require(math.isfinite(value) and value > 0, f"{name} must be > 0, got {value}")
+
+
+def _checked_id(kind: str, value: str) -> None:
+    try:
+        check_id(kind, value)
+    except InvalidRequest as exc:
+        raise ConfigError(exc.message) from None
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Active probes: `GET /health` every `interval` s, `fall` failures down, `rise` ok up."""
+
+    interval: float = 1.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+
+    def __post_init__(self) -> None:
+        _positive("health interval", self.interval)
+        _positive("health timeout", self.timeout)
+        _require(self.rise >= 1, f"health rise must be >= 1, got {self.rise}")
+        _require(self.fall >= 1, f"health fall must be >= 1, got {self.fall}")
+
+
+@dataclass(frozen=True)
+class AnalyzerRef:
+    """An analyzer as the distributor sees it: where to send, and its weight."""
+
+    id: str
+    url: str
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _checked_id("analyzer", self.id)
+        try:
+            check_url(self.url)
+        except InvalidRequest as exc:
+            raise ConfigError(f"analyzer {self.id}: {exc.message}") from None
+        _positive(f"analyzer {self.id} weight", self.weight)
+
+
+def parse_analyzer_ref(spec: str) -> AnalyzerRef:
+    """`ID=URL[@WEIGHT]`, e.g. `a1=http://127.0.0.1:9001/ingest@0.4`."""
+    aid, sep, rest = spec.partition("=")
+    _require(bool(sep and aid and rest), f"--analyzer wants ID=URL[@WEIGHT], got {spec!r}")
+    url, weight = rest, 1.0
+    head, at, tail = rest.rpartition("@")
+    # An '@' whose tail is not a number belongs to the URL itself.
+    if at and _is_number(tail):
+        weight, url = float(tail), head
+    return AnalyzerRef(aid, url, weight)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_messages(value: object) -> tuple[int, int]:
+    """Messages per packet: `N` or `MIN-MAX`."""
+    if isinstance(value, tuple):
+        lo, hi = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        lo = hi = value
+    elif isinstance(value, str):
+        a, _, b = value.partition("-")
+        try:
+            lo = int(a)
+            hi = int(b) if b else lo
+        except ValueError:
+            raise ConfigError(f"messages must be N or MIN-MAX, got {value!r}") from None
+    else:
+        raise ConfigError(f"messages must be N or MIN-MAX, got {value!r}")
+    _require(
+        1 <= lo <= hi <= 100_000, f"messages must satisfy 1 <= MIN <= MAX <= 100000, got {value!r}"
+    )
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class DistributorConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    analyzers: tuple[AnalyzerRef, ...] = ()
+    # Packets accepted and not yet handed to an analyzer; past it ingest answers 503.
+    queue_capacity: int = 10_000
+    max_body_bytes: int = 1 << 20
+    max_batch_bytes: int = 32 << 20
+    # Packets per forwarding POST to analyzers that accept batches.
+    forward_batch: int = 256
+    # Packets assigned to one analyzer and not yet acknowledged; a full analyzer is skipped.
+    max_pending: int = 2048
+    # Concurrent forwarding requests per analyzer.
+    max_requests: int = 8
+    forward_timeout: float = 5.0
+    drain_timeout: float = 10.0
+    retry_after: int = 1
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+    def __post_init__(self) -> None:
+        _port("port", self.port)
+        for name in (
+            "queue_capacity",
+            "max_body_bytes",
+            "max_batch_bytes",
+            "forward_batch",
+            "max_pending",
+            "max_requests",
+            "retry_after",
+        ):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _positive("forward_timeout", self.forward_timeout)
+        _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
+        ids = [a.id for a in self.analyzers]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        _require(not dupes, f"analyzer ids must be unique, repeated: {', '.join(dupes)}")
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    id: str = "a1"
+    host: str = "127.0.0.1"
+    port: int = 9001
+    # The weight the distributor gives it when both come from one topology file.
+    weight: float = 1.0
+    # Append every packet received (NDJSON) to this file before acknowledging it.
+    output: str | None = None
+    dedupe_window: int = 100_000
+    max_body_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        _checked_id("analyzer", self.id)
+        _port("port", self.port)
+        _positive("weight", self.weight)
+        _require(self.dedupe_window >= 1, f"dedupe_window must be >= 1, got {self.dedupe_window}")
+        _require(
+            self.max_body_bytes >= 1, f"max_body_bytes must be >= 1, got {self.max_body_bytes}"
+        )
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{self.host}:{self.port}/ingest"
+
+
+@dataclass(frozen=True)
+class EmitterConfig:
+    id: str = "e1"
+    distributor: str = "http://127.0.0.1:8000"
+    # Packets per second; 0 generates nothing (the buffer still drains).
+    rate: float = 10.0
+    messages: tuple[int, int] = (1, 1)
+    host: str = "127.0.0.1"
+    port: int = 0
+    # Packets generated and not yet acknowledged by the distributor.
+    buffer: int = 5000
+    concurrency: int = 4
+    timeout: float = 5.0
+    # How many delivered packet ids `GET /sent?ids=1` can list.
+    track_ids: int = 100_000
+    register_interval: float = 5.0
+    drain_timeout: float = 5.0
+    service: str = "demo_service"
+
+    def __post_init__(self) -> None:
+        _checked_id("emitter", self.id)
+        try:
+            check_url(self.distributor)
+        except InvalidRequest as exc:
+            raise ConfigError(f"distributor: {exc.message}") from None
+        _require(math.isfinite(self.rate) and self.rate >= 0, f"rate must be >= 0, got {self.rate}")
+        object.__setattr__(self, "messages", parse_messages(self.messages))
+        _port("port", self.port)
+        for name in ("buffer", "concurrency", "track_ids"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _positive("timeout", self.timeout)
+        _positive("register_interval", self.register_interval)
+        _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A whole local pipeline: the distributor, the analyzers to start, the emitters to start."""
+
+    distributor: DistributorConfig = field(default_factory=DistributorConfig)
+    analyzers: tuple[AnalyzerConfig, ...] = ()
+    emitters: tuple[EmitterConfig, ...] = ()
+
+
+def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        return _convert(where, name, options[0], value)
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is HealthConfig:
+        if isinstance(value, dict):
+            return _build(HealthConfig, value, f"{where}.{name}")
+    elif name == "messages":
+        return parse_messages(value)
+    raise ConfigError(f"{where}: {name} has the wrong type ({type(value).__name__}: {value!r})")
+
+
+def _build(cls: type[Any], table: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)} - set(skip)
+    unknown = sorted(set(table) - known)
+    _require(
+        not unknown,
+        f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+    )
+    values = {k: _convert(where, k, hints[k], v) for k, v in table.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig | None, AnalyzerRef]:
+    """An [[analyzers]] entry: with `url` it is external; without, one to start locally."""
+    table = dict(table)
+    url = table.pop("url", None)
+    if url is not None:
+        table["url"] = url
+        return None, _build(AnalyzerRef, table, where)
+    local = _build(AnalyzerConfig, table, where)
+    return local, AnalyzerRef(local.id, local.ingest_url, local.weight)
+
+
+def topology_from_dict(data: dict[str, Any], where: str) -> Topology:
+    unknown = sorted(set(data) - {"distributor", "analyzers", "emitters"})
+    _require(
+        not unknown,
+        f"{where}: unknown section(s) {', '.join(unknown)};"
+        " known: distributor, analyzers, emitters",
+    )
+    local: list[AnalyzerConfig] = []
+    refs: list[AnalyzerRef] = []
+    for i, table in enumerate(_tables(data, "analyzers", where)):
+        cfg, ref = _analyzer_entry(f"{where}: analyzers[{i}]", table)
+        if cfg is not None:
+            local.append(cfg)
+        refs.append(ref)
+    dist_table = data.get("distributor", {})
+    _require(isinstance(dist_table, dict), f"{where}: [distributor] must be a table")
+    distributor = _build(
+        DistributorConfig, dist_table, f"{where}: [distributor]", skip=("analyzers",)
+    )
+    distributor = dataclasses.replace(distributor, analyzers=tuple(refs))
+    # Emitters send to this topology's distributor unless told otherwise.
+    here = f"http://{distributor.host}:{distributor.port}"
+    emitters = tuple(
+        _build(EmitterConfig, {"distributor": here, **t}, f"{where}: emitters[{i}]")
+        for i, t in enumerate(_tables(data, "emitters", where))
+    )
+    return Topology(distributor, tuple(local), emitters)
+
+
+def _tables(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    tables = data.get(key, [])
+    _require(
+        isinstance(tables, list) and all(isinstance(t, dict) for t in tables),
+        f"{where}: {key} must be an array of tables ([[{key}]])",
+    )
+    return list(tables)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read a topology TOML file; any problem is one ConfigError naming the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return topology_from_dict(data, str(path))
+    except ConfigError as exc:
+        if exc.message.startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc.message}") from None
+
+
+def overrides(**values: Any) -> dict[str, Any]:
+    """The CLI flags the user actually gave (None means not given)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def apply(cfg: Any, **values: Any) -> Any:
+    """`cfg` with the given CLI flags applied; a bad value is a ConfigError."""
+    return dataclasses.replace(cfg, **overrides(**values))

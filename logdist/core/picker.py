@@ -1,0 +1,226 @@
+"""Message-weighted pickers: which analyzer gets the next packet.
+
+Every pick is *charged* the packet's message count, so it is the analyzers' shares of
+messages, not of packets, that converge to their weights; packets stay whole, so the error
+at any moment is bounded by one packet's size.
+
+`SmoothWeightedPicker` is nginx's smooth weighted round robin (ngx_http_upstream_round_robin.c)
+with the charge folded in; it is O(n) per pick and gives nginx's exact interleaving for
+one-message packets. `DeadlinePicker` is the earliest-deadline-first form Envoy uses for large
+pools: O(log n) per pick. `WeightedPicker` uses the first for small pools and the second for
+large ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+from logdist.errors import InvalidRequest
+
+
+def check_weight(weight: float) -> float:
+    """Return `weight` as a float if it is a usable weight (finite and > 0), else raise."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise InvalidRequest(f"weight must be a number, got {type(weight).__name__}")
+    w = float(weight)
+    if not math.isfinite(w) or w <= 0:
+        raise InvalidRequest(f"weight must be a finite number > 0, got {weight!r}")
+    return w
+
+
+class Picker(Protocol):
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object) -> bool: ...
+    def weights(self) -> Mapping[str, float]: ...
+    def add(self, key: str, weight: float) -> None: ...
+    def remove(self, key: str) -> None: ...
+    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None: ...
+
+
+class SmoothWeightedPicker:
+    """nginx's smooth WRR, each pick charged `cost` units. O(n) per pick."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self._weights: dict[str, float] = {}
+        self._current: dict[str, float] = {}
+        for key, weight in (weights or {}).items():
+            self.add(key, weight)
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._weights
+
+    def weights(self) -> Mapping[str, float]:
+        return self._weights
+
+    def add(self, key: str, weight: float) -> None:
+        """Add `key`, or change its weight if present. A newcomer starts with no credit."""
+        weight = check_weight(weight)
+        old = self._weights.get(key)
+        self._weights[key] = weight
+        if old is None:
+            self._current[key] = 0.0
+            self._recenter()
+        elif old != weight:
+            # Credit earned under the old weights would skew the new ratios: start afresh.
+            for k in self._current:
+                self._current[k] = 0.0
+
+    def remove(self, key: str) -> None:
+        weight = self._weights.pop(key, None)
+        if weight is None:
+            return
+        del self._current[key]
+        self._recenter()
+
+    def _recenter(self) -> None:
+        # The credits sum to zero while membership is fixed; re-establish that after a join or a
+        # leave so that churn cannot make them drift without bound.
+        if not self._current:
+            return
+        mean = sum(self._current.values()) / len(self._current)
+        for key in self._current:
+            self._current[key] -= mean
+
+    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None:
+        current = self._current
+        best: str | None = None
+        best_credit = -math.inf
+        charged = 0.0
+        for key, weight in self._weights.items():
+            if key == exclude:
+                continue
+            credit = current[key] + weight * cost
+            current[key] = credit
+            charged += weight
+            if credit > best_credit:
+                best, best_credit = key, credit
+        if best is not None:
+            current[best] -= charged * cost
+        return best
+
+
+class DeadlinePicker:
+    """Earliest-deadline-first over a heap (Envoy's EDF scheduler). O(log n) per pick.
+
+    Each member's deadline advances by cost/weight when it is picked, so over any run the
+    units it receives stay within one packet of weight x virtual time.
+    """
+
+    _REBASE_AT = 1e12
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self._weights: dict[str, float] = {}
+        self._version: dict[str, int] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._counter = itertools.count()
+        self._now = 0.0
+        for key, weight in (weights or {}).items():
+            self.add(key, weight)
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._weights
+
+    def weights(self) -> Mapping[str, float]:
+        return self._weights
+
+    def add(self, key: str, weight: float) -> None:
+        """Add `key`, or change its weight if present; it is next due one unit from now."""
+        weight = check_weight(weight)
+        self._weights[key] = weight
+        version = next(self._counter)
+        self._version[key] = version
+        heapq.heappush(self._heap, (self._now + 1.0 / weight, version, key))
+        self._compact()
+
+    def remove(self, key: str) -> None:
+        if self._weights.pop(key, None) is not None:
+            del self._version[key]
+            self._compact()
+
+    def _compact(self) -> None:
+        # Removed and re-weighted members leave stale heap entries behind; they are skipped
+        # lazily, and the heap is rebuilt once they outnumber the live ones.
+        if len(self._heap) > 2 * len(self._weights) + 64:
+            self._heap = [e for e in self._heap if self._version.get(e[2]) == e[1]]
+            heapq.heapify(self._heap)
+
+    def _live(self, entry: tuple[float, int, str]) -> bool:
+        return self._version.get(entry[2]) == entry[1]
+
+    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None:
+        heap = self._heap
+        held: tuple[float, int, str] | None = None
+        while heap:
+            entry = heap[0]
+            if not self._live(entry):
+                heapq.heappop(heap)
+            elif entry[2] == exclude and held is None:
+                held = heapq.heappop(heap)
+            else:
+                break
+        if not heap:
+            if held is not None:
+                heapq.heappush(heap, held)
+            return None
+        deadline, version, key = heap[0]
+        self._now = deadline
+        heapq.heapreplace(heap, (deadline + cost / self._weights[key], version, key))
+        if held is not None:
+            heapq.heappush(heap, held)
+        if self._now > self._REBASE_AT:
+            self._rebase()
+        return key
+
+    def _rebase(self) -> None:
+        now = self._now
+        self._heap = [(d - now, v, k) for d, v, k in self._heap if self._version.get(k) == v]
+        heapq.heapify(self._heap)
+        self._now = 0.0
+
+
+class WeightedPicker:
+    """The smooth picker for small pools, the deadline picker past `smooth_limit` members."""
+
+    def __init__(self, smooth_limit: int = 32) -> None:
+        self._smooth_limit = smooth_limit
+        self._impl: SmoothWeightedPicker | DeadlinePicker = SmoothWeightedPicker()
+
+    def __len__(self) -> int:
+        return len(self._impl)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._impl
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._impl.weights())
+
+    @property
+    def is_smooth(self) -> bool:
+        return isinstance(self._impl, SmoothWeightedPicker)
+
+    def weights(self) -> Mapping[str, float]:
+        return self._impl.weights()
+
+    def add(self, key: str, weight: float) -> None:
+        self._impl.add(key, weight)
+        if self.is_smooth and len(self._impl) > self._smooth_limit:
+            self._impl = DeadlinePicker(self._impl.weights())
+
+    def remove(self, key: str) -> None:
+        self._impl.remove(key)
+        # Switch back only well below the limit, so a pool hovering at it does not flap.
+        if not self.is_smooth and len(self._impl) <= self._smooth_limit // 2:
+            self._impl = SmoothWeightedPicker(self._impl.weights())
+
+    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None:
+        return self._impl.pick(cost, exclude)

@@ -1,0 +1,289 @@
+"""The analyzer registry: ids, urls, weights, admin state, health, and who may take a packet."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from logdist.core.picker import WeightedPicker, check_weight
+from logdist.errors import AnalyzerExists, InvalidRequest, UnknownAnalyzer
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def check_id(kind: str, value: object) -> str:
+    """Return `value` if it is a usable id: 1-64 of letters, digits, `_.:-`."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise InvalidRequest(
+            f"{kind} id must be 1-64 letters, digits or _.:- starting with a letter or digit,"
+            f" got {value!r}"
+        )
+    return value
+
+
+def check_url(value: object) -> str:
+    """Return `value` if it is an absolute http(s) URL with a host, else raise."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"url must be a string, got {type(value).__name__}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequest(f"url {value!r} is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"url must be an absolute http:// or https:// URL, got {value!r}")
+    if port == 0:
+        raise InvalidRequest(f"url {value!r} has port 0")
+    return value
+
+
+class Health(StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+
+class AdminState(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    DRAINING = "draining"
+
+
+@dataclass
+class Analyzer:
+    id: str
+    url: str
+    weight: float
+    admin: AdminState = AdminState.ENABLED
+    health: Health = Health.UNKNOWN
+    successes: int = 0
+    failures: int = 0
+    forward_failures: int = 0
+    pending: int = 0
+    batch: bool = False
+    last_error: str | None = None
+    changed_at: float = 0.0
+
+    @property
+    def routable(self) -> bool:
+        """Enabled and healthy: it may be given new packets when it has room."""
+        return self.admin is AdminState.ENABLED and self.health is Health.UP
+
+    def to_json(self, target_share: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "weight": self.weight,
+            "state": self.admin.value,
+            "enabled": self.admin is AdminState.ENABLED,
+            "health": self.health.value,
+            "healthy": self.health is Health.UP,
+            "batch": self.batch,
+            "pending": self.pending,
+            "drained": self.admin is AdminState.DRAINING and self.pending == 0,
+            "consecutive_failures": max(self.failures, self.forward_failures),
+            "last_error": self.last_error,
+            "target_share": target_share,
+        }
+
+
+@dataclass(frozen=True)
+class HealthChange:
+    analyzer: str
+    old: Health
+    new: Health
+    reason: str
+
+
+class Registry:
+    """Every analyzer the distributor knows, and the picker over those that may take packets.
+
+    An analyzer is in the picker while it is routable and has fewer than `max_pending` packets
+    assigned but not yet acknowledged, so a slow analyzer stops being offered work instead of
+    stalling the dispatcher. Health follows HAProxy's `rise`/`fall`: `fall` consecutive failed
+    probes, or `fall` consecutive failed forwards, mark it down; `rise` consecutive good probes
+    bring it back; an analyzer never checked yet is up after its first good probe.
+    """
+
+    def __init__(
+        self,
+        *,
+        now: Callable[[], float],
+        rise: int = 2,
+        fall: int = 3,
+        max_pending: int = 1024,
+        smooth_limit: int = 32,
+    ) -> None:
+        if rise < 1 or fall < 1 or max_pending < 1:
+            raise ValueError("rise, fall and max_pending must be >= 1")
+        self._now = now
+        self.rise = rise
+        self.fall = fall
+        self.max_pending = max_pending
+        self._analyzers: dict[str, Analyzer] = {}
+        self._picker = WeightedPicker(smooth_limit)
+        self._routable_weight = 0.0
+
+    def __len__(self) -> int:
+        return len(self._analyzers)
+
+    def __iter__(self) -> Iterator[Analyzer]:
+        return iter(list(self._analyzers.values()))
+
+    def __contains__(self, aid: object) -> bool:
+        return aid in self._analyzers
+
+    def get(self, aid: str) -> Analyzer:
+        try:
+            return self._analyzers[aid]
+        except KeyError:
+            raise UnknownAnalyzer(
+                f"no analyzer {aid!r}", {"known": sorted(self._analyzers)}
+            ) from None
+
+    def add(self, aid: str, url: str, weight: float) -> Analyzer:
+        check_id("analyzer", aid)
+        check_url(url)
+        w = check_weight(weight)
+        if aid in self._analyzers:
+            raise AnalyzerExists(f"analyzer {aid!r} already exists", self._analyzers[aid].url)
+        analyzer = Analyzer(id=aid, url=url, weight=w, changed_at=self._now())
+        self._analyzers[aid] = analyzer
+        return analyzer
+
+    def remove(self, aid: str) -> Analyzer:
+        analyzer = self.get(aid)
+        del self._analyzers[aid]
+        self._sync(analyzer, removed=True)
+        self._reweigh()
+        return analyzer
+
+    def set_weight(self, aid: str, weight: float) -> Analyzer:
+        analyzer = self.get(aid)
+        analyzer.weight = check_weight(weight)
+        if aid in self._picker:
+            self._picker.add(aid, analyzer.weight)
+        self._reweigh()
+        return analyzer
+
+    def set_admin(self, aid: str, state: AdminState) -> Analyzer:
+        analyzer = self.get(aid)
+        if analyzer.admin is not state:
+            analyzer.admin = state
+            analyzer.changed_at = self._now()
+            self._sync(analyzer)
+            self._reweigh()
+        return analyzer
+
+    def record_success(
+        self, aid: str, *, batch: bool | None = None, passive: bool = False
+    ) -> HealthChange | None:
+        """A probe (or, `passive`, a forward) to `aid` succeeded.
+
+        `batch` is what the probe's answer said the analyzer accepts.
+        """
+        analyzer = self._analyzers.get(aid)
+        if analyzer is None:
+            return None
+        if passive:
+            analyzer.forward_failures = 0
+            return None
+        if batch is not None:
+            analyzer.batch = batch
+        analyzer.failures = 0
+        analyzer.successes += 1
+        if analyzer.health is Health.UP:
+            return None
+        if analyzer.health is Health.UNKNOWN or analyzer.successes >= self.rise:
+            analyzer.forward_failures = 0
+            return self._set_health(analyzer, Health.UP, f"{analyzer.successes} ok")
+        return None
+
+    def record_failure(
+        self, aid: str, reason: str, *, passive: bool = False
+    ) -> HealthChange | None:
+        """A probe (or, `passive`, a forward) to `aid` failed for `reason`.
+
+        Probe and forward failures are counted apart, as HAProxy's checks and its `observe`
+        error limit are: an analyzer whose /health answers while its ingest fails still goes
+        down after `fall` failed forwards in a row, and then needs `rise` good probes.
+        """
+        analyzer = self._analyzers.get(aid)
+        if analyzer is None:
+            return None
+        analyzer.last_error = reason
+        if passive:
+            analyzer.forward_failures += 1
+            count = analyzer.forward_failures
+        else:
+            analyzer.failures += 1
+            count = analyzer.failures
+        analyzer.successes = 0
+        if analyzer.health is not Health.DOWN and count >= self.fall:
+            return self._set_health(analyzer, Health.DOWN, reason)
+        return None
+
+    def _set_health(self, analyzer: Analyzer, health: Health, reason: str) -> HealthChange:
+        change = HealthChange(analyzer.id, analyzer.health, health, reason)
+        analyzer.health = health
+        if health is Health.UP:
+            analyzer.last_error = None
+        analyzer.changed_at = self._now()
+        self._sync(analyzer)
+        self._reweigh()
+        return change
+
+    def assign(self, cost: int, exclude: str | None = None) -> Analyzer | None:
+        """Pick the analyzer for a packet of `cost` messages and count it as pending there.
+
+        `exclude` is an analyzer that just failed this packet: it is passed over while another
+        one can take the packet.
+        """
+        aid = self._picker.pick(cost, exclude)
+        if aid is None:
+            return None
+        analyzer = self._analyzers[aid]
+        analyzer.pending += 1
+        if analyzer.pending >= self.max_pending:
+            self._sync(analyzer)
+        return analyzer
+
+    def release(self, aid: str, packets: int = 1) -> None:
+        """`packets` assigned to `aid` are settled (acknowledged, or handed back for retry)."""
+        analyzer = self._analyzers.get(aid)
+        if analyzer is None:
+            return
+        was_full = analyzer.pending >= self.max_pending
+        analyzer.pending = max(0, analyzer.pending - packets)
+        if was_full and analyzer.pending < self.max_pending:
+            self._sync(analyzer)
+
+    def has_room(self) -> bool:
+        """True while some analyzer can be given a packet now."""
+        return len(self._picker) > 0
+
+    def target_shares(self) -> dict[str, float]:
+        """Each routable analyzer's share of messages by weight; the others' is 0."""
+        total = self._routable_weight
+        return {
+            a.id: (a.weight / total if a.routable and total > 0 else 0.0)
+            for a in self._analyzers.values()
+        }
+
+    def to_json(self) -> list[dict[str, Any]]:
+        shares = self.target_shares()
+        return [a.to_json(shares[a.id]) for a in self._analyzers.values()]
+
+    def _sync(self, analyzer: Analyzer, *, removed: bool = False) -> None:
+        wanted = not removed and analyzer.routable and analyzer.pending < self.max_pending
+        if wanted and analyzer.id not in self._picker:
+            self._picker.add(analyzer.id, analyzer.weight)
+        elif not wanted and analyzer.id in self._picker:
+            self._picker.remove(analyzer.id)
+
+    def _reweigh(self) -> None:
+        self._routable_weight = sum(a.weight for a in self._analyzers.values() if a.routable)

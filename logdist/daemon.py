@@ -1,0 +1,95 @@
+"""Run any daemon's app: bind, log the address, wait for a signal, drain, clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from logdist.errors import LogdistError
+from logdist.log import event
+
+log = logging.getLogger("logdist.daemon")
+
+
+class ListenError(LogdistError):
+    """The daemon could not bind its address."""
+
+
+@dataclass
+class BoundAddress:
+    """Where the daemon listens, once it does (port 0 picks a free port)."""
+
+    url: str = ""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait(self) -> str:
+        await self.ready.wait()
+        return self.url
+
+
+BOUND = web.AppKey("bound", BoundAddress)
+
+
+def _describe_bind_error(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+async def serve(app: web.Application, host: str, port: int, name: str) -> None:
+    """Serve `app` on host:port until SIGINT/SIGTERM; a second signal exits at once."""
+    if BOUND not in app:
+        app[BOUND] = BoundAddress()
+    bound = app[BOUND]
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"cannot listen on {host}:{port}: {_describe_bind_error(exc)}") from None
+    bound_host, bound_port = runner.addresses[0][:2]
+    bound.url = f"http://{bound_host}:{bound_port}"
+    bound.ready.set()
+    event(log, "listening", daemon=name, url=bound.url, pid=os.getpid())
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            event(
+                log, "forced_exit", logging.WARNING, daemon=name, signal=signal.Signals(signum).name
+            )
+            os._exit(128 + signum)
+        event(log, "stopping", daemon=name, signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        event(log, "stopped", daemon=name)
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

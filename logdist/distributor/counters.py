@@ -1,0 +1,47 @@
+"""What the distributor counts: every packet in, out, retried or refused."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class AnalyzerCounters:
+    packets: int = 0
+    messages: int = 0
+    requests: int = 0
+    failures: int = 0
+    latency_sum: float = 0.0
+
+
+@dataclass
+class Counters:
+    received_packets: int = 0
+    received_messages: int = 0
+    delivered_packets: int = 0
+    delivered_messages: int = 0
+    # Packets handed back for another try after a failed forward (one per packet per failure).
+    retries: int = 0
+    forward_failures: int = 0
+    # Requests refused, by the error code sent back.
+    rejected: Counter[str] = field(default_factory=Counter)
+    analyzers: dict[str, AnalyzerCounters] = field(default_factory=dict)
+
+    def analyzer(self, aid: str) -> AnalyzerCounters:
+        counters = self.analyzers.get(aid)
+        if counters is None:
+            counters = self.analyzers[aid] = AnalyzerCounters()
+        return counters
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "received_packets": self.received_packets,
+            "received_messages": self.received_messages,
+            "delivered_packets": self.delivered_packets,
+            "delivered_messages": self.delivered_messages,
+            "retries": self.retries,
+            "forward_failures": self.forward_failures,
+            "rejected": dict(self.rejected),
+        }

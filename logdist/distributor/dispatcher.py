@@ -1,0 +1,294 @@
+"""From the queue to the analyzers: late binding, per-analyzer outboxes, batching, retries.
+
+A packet waits in one bounded FIFO queue until some analyzer has room; only then is it
+assigned (late binding), so nothing queued waits on a dead analyzer. Each analyzer has an
+outbox of packets assigned to it and up to `max_requests` sender tasks draining it, so a slow
+analyzer holds only its own outbox, and once that is full the picker passes it over. A packet
+leaves the distributor only when an analyzer answers 2xx; any failure puts it back at the head
+of the queue, marked so that another analyzer is preferred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from logdist.config import DistributorConfig
+from logdist.core.backoff import Backoff
+from logdist.core.packet import Packet, frame_ndjson
+from logdist.core.registry import Analyzer, Health, HealthChange, Registry
+from logdist.distributor.counters import Counters
+from logdist.errors import Backpressure, PayloadTooLarge
+from logdist.http import JSON, NDJSON, describe_error
+from logdist.log import event
+
+log = logging.getLogger("logdist.distributor")
+
+# Bytes per forwarded batch, beside the packet count limit.
+BATCH_BYTES = 4 << 20
+# Tries a packet gets at once; after that each retry waits out a backoff.
+FREE_RETRIES = 3
+# Packets routed per turn before the dispatcher lets other tasks run.
+ROUTE_SLICE = 4096
+
+
+@dataclass(eq=False)
+class Outbox:
+    analyzer: Analyzer
+    packets: deque[Packet] = field(default_factory=deque)
+    senders: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        cfg: DistributorConfig,
+        registry: Registry,
+        counters: Counters,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.counters = counters
+        self.queue: deque[Packet] = deque()
+        # Accepted and not yet acknowledged by an analyzer: the packets this daemon owns.
+        self.unacked = 0
+        self.backing_off = 0
+        self._now = now
+        self._boxes: dict[str, Outbox] = {}
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(total=cfg.forward_timeout)
+        self._backoff = Backoff(base=0.1, cap=2.0)
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def accept(self, packets: list[Packet]) -> None:
+        """Take ownership of `packets`, or refuse them all with backpressure."""
+        capacity = self.cfg.queue_capacity
+        if len(packets) > capacity:
+            raise PayloadTooLarge(
+                f"a batch of {len(packets)} packets exceeds the queue capacity of {capacity}",
+                {"capacity": capacity},
+            )
+        if len(self.queue) + len(packets) > capacity:
+            raise Backpressure(
+                f"queue full ({len(self.queue)} of {capacity} packets); keep the packets and retry",
+                retry_after=self.cfg.retry_after,
+                detail={"depth": len(self.queue), "capacity": capacity},
+            )
+        self.queue.extend(packets)
+        self.unacked += len(packets)
+        self._settled.clear()
+        self.counters.received_packets += len(packets)
+        self.counters.received_messages += sum(p.messages for p in packets)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something changed that may let queued packets move (room, health, admin state)."""
+        self._wake.set()
+
+    # -- routing --------------------------------------------------------------------------
+
+    def start(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+        self._spawn(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._route()
+            await asyncio.sleep(0)
+
+    def _route(self) -> None:
+        queue, registry = self.queue, self.registry
+        for _ in range(ROUTE_SLICE):
+            if not queue:
+                return
+            packet = queue[0]
+            analyzer = registry.assign(packet.messages, exclude=packet.last_failed)
+            if analyzer is None and packet.last_failed is not None:
+                # Only the analyzer that failed it has room: better it again than nowhere.
+                analyzer = registry.assign(packet.messages)
+            if analyzer is None:
+                return
+            queue.popleft()
+            box = self._boxes.get(analyzer.id)
+            if box is None or box.analyzer is not analyzer:
+                box = self._boxes[analyzer.id] = Outbox(analyzer)
+            box.packets.append(packet)
+            if box.senders < self.cfg.max_requests:
+                box.senders += 1
+                self._spawn(self._send(box))
+        self._wake.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, box: Outbox) -> None:
+        try:
+            while box.packets:
+                analyzer = box.analyzer
+                limit = self.cfg.forward_batch if analyzer.batch else 1
+                batch = [box.packets.popleft()]
+                size = len(batch[0].body)
+                while box.packets and len(batch) < limit:
+                    size += len(box.packets[0].body) + 1
+                    if size > BATCH_BYTES:
+                        break
+                    batch.append(box.packets.popleft())
+                await self._forward(analyzer, batch)
+        finally:
+            box.senders -= 1
+
+    async def _forward(self, analyzer: Analyzer, batch: list[Packet]) -> None:
+        assert self._session is not None
+        if analyzer.batch:
+            body, ctype = frame_ndjson(batch), NDJSON
+        else:
+            body, ctype = batch[0].body, JSON
+        stats = self.counters.analyzer(analyzer.id)
+        stats.requests += 1
+        started = self._now()
+        reason: str | None = None
+        try:
+            async with self._session.post(
+                analyzer.url, data=body, headers={"Content-Type": ctype}, timeout=self._timeout
+            ) as resp:
+                await resp.read()
+                if not 200 <= resp.status < 300:
+                    reason = f"HTTP {resp.status}"
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            reason = describe_error(exc)
+        self.registry.release(analyzer.id, len(batch))
+        if reason is None:
+            stats.latency_sum += self._now() - started
+            self._delivered(analyzer, batch)
+        else:
+            self._failed(analyzer, batch, reason)
+        self._wake.set()
+
+    def _delivered(self, analyzer: Analyzer, batch: list[Packet]) -> None:
+        messages = sum(p.messages for p in batch)
+        stats = self.counters.analyzer(analyzer.id)
+        stats.packets += len(batch)
+        stats.messages += messages
+        self.counters.delivered_packets += len(batch)
+        self.counters.delivered_messages += messages
+        self.unacked -= len(batch)
+        if self.unacked == 0:
+            self._settled.set()
+        change = self.registry.record_success(analyzer.id, passive=True)
+        if change is not None:
+            self.health_changed(change)
+
+    def _failed(self, analyzer: Analyzer, batch: list[Packet], reason: str) -> None:
+        self.counters.analyzer(analyzer.id).failures += 1
+        self.counters.forward_failures += 1
+        self.counters.retries += len(batch)
+        event(
+            log,
+            "forward_failed",
+            logging.WARNING,
+            analyzer=analyzer.id,
+            packets=len(batch),
+            reason=reason,
+        )
+        for packet in batch:
+            packet.attempts += 1
+            packet.last_failed = analyzer.id
+        change = self.registry.record_failure(analyzer.id, reason, passive=True)
+        if change is not None:
+            self.health_changed(change)
+        self._retry(batch)
+
+    def _retry(self, batch: list[Packet]) -> None:
+        attempts = max(p.attempts for p in batch)
+        if attempts <= FREE_RETRIES:
+            self._requeue(batch)
+            return
+        # A packet that keeps failing everywhere waits before its next try instead of spinning.
+        delay = self._backoff.delay(attempts - FREE_RETRIES, random.random)
+        self.backing_off += len(batch)
+
+        def later() -> None:
+            self._timers.discard(handle)
+            self.backing_off -= len(batch)
+            self._requeue(batch)
+
+        handle = asyncio.get_running_loop().call_later(delay, later)
+        self._timers.add(handle)
+
+    def _requeue(self, packets: list[Packet]) -> None:
+        self.queue.extendleft(reversed(packets))
+        self._wake.set()
+
+    # -- changes from health checks and admin ---------------------------------------------
+
+    def health_changed(self, change: HealthChange) -> None:
+        level = logging.WARNING if change.new is Health.DOWN else logging.INFO
+        event(
+            log,
+            "health",
+            level,
+            analyzer=change.analyzer,
+            old=change.old.value,
+            new=change.new.value,
+            reason=change.reason,
+        )
+        if change.new is not Health.UP:
+            self.evacuate(change.analyzer)
+        self._wake.set()
+
+    def evacuate(self, aid: str) -> None:
+        """Hand back what waits in `aid`'s outbox; requests already sent finish on their own."""
+        box = self._boxes.get(aid)
+        if box is None or not box.packets:
+            return
+        packets = list(box.packets)
+        box.packets.clear()
+        self.registry.release(aid, len(packets))
+        self._requeue(packets)
+
+    def forget(self, aid: str) -> None:
+        self.evacuate(aid)
+        self._boxes.pop(aid, None)
+
+    def outbox_depth(self, aid: str) -> int:
+        box = self._boxes.get(aid)
+        return len(box.packets) if box is not None else 0
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` s for every owned packet to be acknowledged; return those left."""
+        if self.unacked:
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), timeout)
+        return self.unacked
+
+    async def stop(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

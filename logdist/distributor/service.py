@@ -1,0 +1,130 @@
+"""The distributor's parts wired together, and the admin operations on them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from logdist.config import DistributorConfig
+from logdist.core.registry import AdminState, Analyzer, Registry
+from logdist.distributor.counters import Counters
+from logdist.distributor.dispatcher import Dispatcher
+from logdist.distributor.emitters import EmitterDirectory
+from logdist.distributor.health import HealthChecker
+from logdist.log import event
+
+log = logging.getLogger("logdist.distributor")
+
+
+class Distributor:
+    def __init__(self, cfg: DistributorConfig, now: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self._now = now
+        self.started = now()
+        self.counters = Counters()
+        self.registry = Registry(
+            now=now, rise=cfg.health.rise, fall=cfg.health.fall, max_pending=cfg.max_pending
+        )
+        for ref in cfg.analyzers:
+            self.registry.add(ref.id, ref.url, ref.weight)
+        self.dispatcher = Dispatcher(cfg, self.registry, self.counters, now)
+        self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
+        self.emitters = EmitterDirectory(now)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "distributor not started"
+        return self._session
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            skip_auto_headers=("User-Agent",),
+        )
+        self.dispatcher.start(self._session)
+        self.health.start(self._session)
+        event(log, "started", analyzers=len(self.registry), queue_capacity=self.cfg.queue_capacity)
+
+    async def stop(self) -> None:
+        left = await self.dispatcher.drain(self.cfg.drain_timeout)
+        await self.health.stop()
+        await self.dispatcher.stop()
+        if self._session is not None:
+            await self._session.close()
+        c = self.counters
+        level = logging.WARNING if left else logging.INFO
+        event(
+            log,
+            "summary",
+            level,
+            received=c.received_packets,
+            delivered=c.delivered_packets,
+            retries=c.retries,
+            undelivered=left,
+        )
+
+    # -- admin ----------------------------------------------------------------------------
+
+    def add_analyzer(self, aid: str, url: str, weight: float) -> Analyzer:
+        analyzer = self.registry.add(aid, url, weight)
+        self.health.watch(aid)
+        event(log, "analyzer_added", analyzer=aid, url=url, weight=analyzer.weight)
+        return analyzer
+
+    def remove_analyzer(self, aid: str) -> Analyzer:
+        analyzer = self.registry.remove(aid)
+        self.health.unwatch(aid)
+        self.dispatcher.forget(aid)
+        event(log, "analyzer_removed", analyzer=aid)
+        return analyzer
+
+    def set_weight(self, aid: str, weight: float) -> Analyzer:
+        analyzer = self.registry.set_weight(aid, weight)
+        self.dispatcher.wake()
+        event(log, "analyzer_weight", analyzer=aid, weight=analyzer.weight)
+        return analyzer
+
+    def set_state(self, aid: str, state: AdminState) -> Analyzer:
+        analyzer = self.registry.set_admin(aid, state)
+        if state is not AdminState.ENABLED:
+            self.dispatcher.evacuate(aid)
+        self.dispatcher.wake()
+        event(log, "analyzer_state", analyzer=aid, state=state.value)
+        return analyzer
+
+    # -- views ----------------------------------------------------------------------------
+
+    def analyzers_json(self) -> list[dict[str, Any]]:
+        delivered = self.counters.delivered_messages
+        rows = self.registry.to_json()
+        for row in rows:
+            stats = self.counters.analyzer(row["id"])
+            row["delivered_packets"] = stats.packets
+            row["delivered_messages"] = stats.messages
+            row["actual_share"] = stats.messages / delivered if delivered else 0.0
+            row["outbox"] = self.dispatcher.outbox_depth(row["id"])
+            row["failures"] = stats.failures
+        return rows
+
+    def analyzer_json(self, aid: str) -> dict[str, Any]:
+        return next(row for row in self.analyzers_json() if row["id"] == aid)
+
+    def status(self) -> dict[str, Any]:
+        d = self.dispatcher
+        return {
+            "uptime": round(self._now() - self.started, 3),
+            "queue": {
+                "depth": len(d.queue),
+                "capacity": self.cfg.queue_capacity,
+                "unacked": d.unacked,
+                "backing_off": d.backing_off,
+            },
+            "analyzers": self.analyzers_json(),
+            "emitters": self.emitters.to_json(),
+            "counters": self.counters.to_json(),
+        }

@@ -1,0 +1,327 @@
+"""`logdist emitter start`: generate packets, deliver them, and take control over HTTP.
+
+A packet leaves the outgoing buffer only when the distributor answered 2xx. Refusals that
+may pass (503 with Retry-After, 5xx, 429, connection errors, timeouts) keep the packet and
+retry with backoff; a 4xx that says the packet itself is bad is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from enum import Enum
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from logdist.config import EmitterConfig
+from logdist.core.backoff import Backoff, parse_retry_after
+from logdist.core.ratelimit import TokenBucket
+from logdist.daemon import BOUND, BoundAddress
+from logdist.emitter.generator import Outgoing, PacketFactory
+from logdist.errors import InvalidRequest
+from logdist.http import (
+    JSON,
+    describe_error,
+    error_middleware,
+    json_response,
+    read_json_object,
+    require,
+)
+from logdist.log import event
+
+log = logging.getLogger("logdist.emitter")
+
+MAX_RATE = 1_000_000.0
+# Statuses that say the packet itself will never be accepted.
+REJECTING = frozenset({400, 413, 415, 422})
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REJECTED = "rejected"
+
+
+def check_rate(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"rps must be a number, got {type(value).__name__}")
+    rate = float(value)
+    if not math.isfinite(rate) or not 0 <= rate <= MAX_RATE:
+        raise InvalidRequest(f"rps must be between 0 and {MAX_RATE:g}, got {value!r}")
+    return rate
+
+
+class Emitter:
+    def __init__(self, cfg: EmitterConfig, now: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.paused = False
+        self.bucket = TokenBucket(cfg.rate, now=now)
+        self.factory = PacketFactory(cfg.id, cfg.messages, cfg.service)
+        self.buffer: deque[Outgoing] = deque()
+        self.in_flight = 0
+        self.sent_ids: deque[str] = deque(maxlen=cfg.track_ids)
+        self.generated = 0
+        self.sent_packets = 0
+        self.sent_messages = 0
+        self.retries = 0
+        self.rejected = 0
+        self.stalls = 0
+        self.registered = False
+        self.last_error: str | None = None
+        self._failures = 0
+        self._backoff = Backoff(base=0.05, cap=5.0)
+        self._changed = asyncio.Event()
+        self._work = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ingest_url = cfg.distributor.rstrip("/") + "/log-packet"
+
+    @property
+    def buffered(self) -> int:
+        """Packets generated and not yet acknowledged (waiting or in flight)."""
+        return len(self.buffer) + self.in_flight
+
+    # -- control ---------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        self.paused = True
+        self._changed.set()
+        event(log, "paused", emitter=self.cfg.id)
+
+    def resume(self) -> None:
+        self.paused = False
+        self._changed.set()
+        self._work.set()
+        event(log, "resumed", emitter=self.cfg.id)
+
+    def set_rate(self, rps: object) -> None:
+        self.bucket.set_rate(check_rate(rps))
+        self._changed.set()
+        event(log, "rate", emitter=self.cfg.id, rps=self.bucket.rate)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "emitter_id": self.cfg.id,
+            "id": self.cfg.id,
+            "rps": self.bucket.rate,
+            "paused": self.paused,
+            "buffer_len": len(self.buffer),
+            "buffer_capacity": self.cfg.buffer,
+            "in_flight": self.in_flight,
+            "generated_packets": self.generated,
+            "sent_packets": self.sent_packets,
+            "sent_messages": self.sent_messages,
+            "retries": self.retries,
+            "rejected": self.rejected,
+            "stalls": self.stalls,
+            "registered": self.registered,
+            "last_error": self.last_error,
+        }
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def start(self, bound: BoundAddress) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), skip_auto_headers=("User-Agent",)
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._generate()))
+        self._tasks.extend(loop.create_task(self._send()) for _ in range(self.cfg.concurrency))
+        self._tasks.append(loop.create_task(self._register(bound)))
+
+    async def stop(self) -> None:
+        generator, *rest = self._tasks
+        generator.cancel()
+        if not self.paused and self.buffered:
+            deadline = time.monotonic() + self.cfg.drain_timeout
+            while self.buffered and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        level = logging.WARNING if self.buffered else logging.INFO
+        event(
+            log,
+            "summary",
+            level,
+            emitter=self.cfg.id,
+            generated=self.generated,
+            sent=self.sent_packets,
+            rejected=self.rejected,
+            unsent=self.buffered,
+        )
+
+    async def _wait(self, ev: asyncio.Event, timeout: float | None = None) -> None:
+        ev.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
+
+    async def _generate(self) -> None:
+        cfg = self.cfg
+        while True:
+            room = cfg.buffer - self.buffered
+            if self.paused or self.bucket.rate == 0 or room <= 0:
+                if room <= 0 and not self.paused:
+                    self.stalls += 1
+                await self._wait(self._changed)
+                continue
+            n = self.bucket.take_up_to(room)
+            if n == 0:
+                await self._wait(self._changed, min(self.bucket.delay(1), 1.0))
+                continue
+            for _ in range(n):
+                self.buffer.append(self.factory.make())
+            self.generated += n
+            self._work.set()
+
+    async def _send(self) -> None:
+        while True:
+            while self.paused or not self.buffer:
+                self._work.clear()
+                await self._work.wait()
+            packet = self.buffer.popleft()
+            self.in_flight += 1
+            try:
+                outcome, retry_after = await self._post(packet)
+            finally:
+                self.in_flight -= 1
+            if outcome is Outcome.DELIVERED:
+                self._failures = 0
+                self.sent_packets += 1
+                self.sent_messages += packet.messages
+                self.sent_ids.append(packet.id)
+                self._changed.set()
+            elif outcome is Outcome.REJECTED:
+                self.rejected += 1
+                self._changed.set()
+            else:
+                self.buffer.appendleft(packet)
+                self.retries += 1
+                self._failures += 1
+                self._work.set()
+                await asyncio.sleep(self._backoff.delay(self._failures, random.random, retry_after))
+
+    async def _post(self, packet: Outgoing) -> tuple[Outcome, float | None]:
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self._ingest_url,
+                data=packet.body,
+                headers={"Content-Type": JSON},
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
+            ) as resp:
+                body = await resp.read()
+                if 200 <= resp.status < 300:
+                    return Outcome.DELIVERED, None
+                self.last_error = f"HTTP {resp.status}: {body[:200].decode(errors='replace')}"
+                if resp.status in REJECTING:
+                    event(
+                        log,
+                        "rejected",
+                        logging.ERROR,
+                        emitter=self.cfg.id,
+                        packet=packet.id,
+                        status=resp.status,
+                        reason=body[:200].decode(errors="replace"),
+                    )
+                    return Outcome.REJECTED, None
+                return Outcome.RETRY, parse_retry_after(resp.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self.last_error = describe_error(exc)
+            return Outcome.RETRY, None
+
+    async def _register(self, bound: BoundAddress) -> None:
+        assert self._session is not None
+        url = await bound.wait()
+        target = self.cfg.distributor.rstrip("/") + "/emitters/register"
+        while True:
+            try:
+                async with self._session.post(
+                    target,
+                    json={"id": self.cfg.id, "url": url},
+                    timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
+                ) as resp:
+                    await resp.read()
+                    ok = resp.status == 200
+            except (TimeoutError, aiohttp.ClientError):
+                ok = False
+            if ok != self.registered:
+                event(
+                    log,
+                    "registered" if ok else "unregistered",
+                    emitter=self.cfg.id,
+                    distributor=self.cfg.distributor,
+                )
+            self.registered = ok
+            await asyncio.sleep(self.cfg.register_interval)
+
+
+EMITTER = web.AppKey("emitter", Emitter)
+
+
+async def pause(request: web.Request) -> web.Response:
+    emitter = request.app[EMITTER]
+    emitter.pause()
+    return json_response(emitter.metrics())
+
+
+async def resume(request: web.Request) -> web.Response:
+    emitter = request.app[EMITTER]
+    emitter.resume()
+    return json_response(emitter.metrics())
+
+
+async def rate(request: web.Request) -> web.Response:
+    emitter = request.app[EMITTER]
+    body = await read_json_object(request)
+    emitter.set_rate(require(body, "rps"))
+    return json_response(emitter.metrics())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return json_response(request.app[EMITTER].metrics())
+
+
+async def sent(request: web.Request) -> web.Response:
+    """Packets the distributor acknowledged; `?ids=1` lists their ids (the last `track_ids`)."""
+    emitter = request.app[EMITTER]
+    body: dict[str, Any] = {"packets": emitter.sent_packets, "messages": emitter.sent_messages}
+    if request.query.get("ids") in ("1", "true", "yes"):
+        body["ids"] = list(emitter.sent_ids)
+        body["ids_truncated"] = emitter.sent_packets > len(emitter.sent_ids)
+    return json_response(body)
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "id": request.app[EMITTER].cfg.id})
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    emitter = app[EMITTER]
+    await emitter.start(app[BOUND])
+    yield
+    await emitter.stop()
+
+
+def make_app(cfg: EmitterConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app[EMITTER] = Emitter(cfg)
+    app[BOUND] = BoundAddress()
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/pause", pause)
+    app.router.add_post("/resume", resume)
+    app.router.add_post("/rate", rate)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/sent", sent)
+    app.router.add_get("/health", health)
+    return app

@@ -1,0 +1,106 @@
+"""The one error hierarchy. The HTTP layer maps each class to one status and a JSON body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LogdistError(Exception):
+    """Base of every error logdist raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "code": self.code}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return body
+
+
+class MalformedJSON(LogdistError):
+    status = 400
+    code = "malformed_json"
+
+
+class BadRequest(LogdistError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(LogdistError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(LogdistError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownAnalyzer(NotFound):
+    code = "unknown_analyzer"
+
+
+class UnknownEmitter(NotFound):
+    code = "unknown_emitter"
+
+
+class Conflict(LogdistError):
+    status = 409
+    code = "conflict"
+
+
+class AnalyzerExists(Conflict):
+    code = "analyzer_exists"
+
+
+class PayloadTooLarge(LogdistError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(LogdistError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidRequest(LogdistError):
+    """Well-formed JSON whose shape or values are wrong."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class InvalidPacket(InvalidRequest):
+    code = "invalid_packet"
+
+
+class PeerUnavailable(LogdistError):
+    """A daemon this one relays to (an emitter's control API) did not answer."""
+
+    status = 502
+    code = "peer_unavailable"
+
+
+class Backpressure(LogdistError):
+    """The receiver is full; the sender keeps the data and retries after `retry_after` seconds."""
+
+    status = 503
+    code = "backpressure"
+
+    def __init__(self, message: str, retry_after: float, detail: Any = None) -> None:
+        super().__init__(message, detail)
+        self.retry_after = retry_after
+
+
+class ConfigError(LogdistError):
+    """A configuration file or command-line value that cannot be used."""
+
+    status = 400
+    code = "config_error"

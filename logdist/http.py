@@ -1,0 +1,133 @@
+"""What every daemon's HTTP layer shares: JSON responses, JSON errors, bounded body reads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from logdist.core.packet import decode_json
+from logdist.errors import (
+    Backpressure,
+    InvalidRequest,
+    LogdistError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("logdist.http")
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+NDJSON_TYPES = frozenset(
+    {NDJSON, "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+def error_response(exc: LogdistError) -> web.Response:
+    headers = None
+    if isinstance(exc, Backpressure):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return json_response(exc.to_json(), status=exc.status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as `{"error": ..., "code": ...}` JSON with its status, no traceback."""
+    try:
+        return await handler(request)
+    except LogdistError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 404:
+            message = f"no route {request.method} {request.path}"
+        elif exc.status == 405:
+            message = f"method {request.method} not allowed on {request.path}"
+        elif exc.status == 413:
+            message = "request body too large"
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return json_response({"error": message, "code": code}, status=exc.status, headers=headers)
+    except Exception:
+        log.exception("event=handler_error method=%s path=%s", request.method, request.path)
+        return json_response(
+            {"error": "internal error; see the daemon's log", "code": "internal_error"}, status=500
+        )
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing with 413 as soon as it is known to exceed `limit` bytes."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(
+            f"body of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit}
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", {"limit": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_kind(request: web.Request) -> str:
+    """`json` or `ndjson` from the Content-Type; none at all is taken as JSON."""
+    ctype = request.content_type if request.headers.get("Content-Type") else JSON
+    if ctype == JSON or (ctype.startswith("application/") and ctype.endswith("+json")):
+        return "json"
+    if ctype in NDJSON_TYPES:
+        return "ndjson"
+    raise UnsupportedMediaType(
+        f"Content-Type {ctype!r} is not accepted; send application/json or application/x-ndjson",
+    )
+
+
+async def read_json_object(request: web.Request, limit: int = 64 * 1024) -> dict[str, Any]:
+    """A small admin body: a JSON object (an empty body is `{}`)."""
+    if request.headers.get("Content-Type") and body_kind(request) != "json":
+        raise UnsupportedMediaType("send the body as application/json")
+    body = await read_body(request, limit)
+    if not body.strip():
+        return {}
+    obj = decode_json(body)
+    if not isinstance(obj, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return obj
+
+
+def require(obj: dict[str, Any], key: str) -> Any:
+    if key not in obj:
+        raise InvalidRequest(f"body needs the field {key!r}")
+    return obj[key]
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connect failed: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,169 @@
+"""`logdist up`: run a whole local topology as child processes, and stop them all cleanly.
+
+Each daemon is a `logdist` subprocess; its log lines are relayed prefixed with its name, as
+foreman and docker compose do. Stop order is emitters, then the distributor (which drains),
+then analyzers, so that what is in flight still has somewhere to go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logdist.config import AnalyzerConfig, EmitterConfig, Topology
+
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    relay: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _logdist(*args: str) -> list[str]:
+    return [sys.executable, "-m", "logdist", *args]
+
+
+def analyzer_argv(cfg: AnalyzerConfig) -> list[str]:
+    argv = _logdist(
+        "analyzer",
+        "serve",
+        "--id",
+        cfg.id,
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--dedupe-window",
+        str(cfg.dedupe_window),
+    )
+    if cfg.output:
+        argv += ["--output", cfg.output]
+    return argv
+
+
+def emitter_argv(cfg: EmitterConfig) -> list[str]:
+    lo, hi = cfg.messages
+    return _logdist(
+        "emitter",
+        "start",
+        "--id",
+        cfg.id,
+        "--distributor",
+        cfg.distributor,
+        "--rate",
+        str(cfg.rate),
+        "--messages",
+        f"{lo}-{hi}",
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--buffer",
+        str(cfg.buffer),
+        "--concurrency",
+        str(cfg.concurrency),
+    )
+
+
+def children(topology: Topology, config_path: Path) -> tuple[list[Child], Child, list[Child]]:
+    analyzers = [Child(a.id, analyzer_argv(a)) for a in topology.analyzers]
+    distributor = Child(
+        "distributor", _logdist("distributor", "serve", "--config", str(config_path))
+    )
+    emitters = [Child(e.id, emitter_argv(e)) for e in topology.emitters]
+    return analyzers, distributor, emitters
+
+
+async def _relay(child: Child, width: int) -> None:
+    assert child.proc is not None and child.proc.stderr is not None
+    prefix = f"{child.name:<{width}} | ".encode()
+    out = sys.stdout.buffer
+    async for line in child.proc.stderr:
+        with contextlib.suppress(BrokenPipeError):
+            out.write(prefix + line)
+            out.flush()
+
+
+async def _start(child: Child, width: int) -> None:
+    child.proc = await asyncio.create_subprocess_exec(
+        *child.argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    child.relay = asyncio.get_running_loop().create_task(_relay(child, width))
+
+
+async def _stop(group: list[Child]) -> None:
+    running = [c for c in group if c.proc is not None and c.proc.returncode is None]
+    for child in running:
+        assert child.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            child.proc.send_signal(signal.SIGTERM)
+    for child in running:
+        assert child.proc is not None
+        try:
+            await asyncio.wait_for(child.proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+            await child.proc.wait()
+    for child in group:
+        if child.relay is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await child.relay
+
+
+async def _watch(child: Child, stop: asyncio.Event, essential: bool) -> None:
+    assert child.proc is not None
+    code = await child.proc.wait()
+    if stop.is_set():
+        return
+    what = "stopping the rest" if essential else "the rest keep running"
+    print(f"logdist up: {child.name} exited with code {code}; {what}", file=sys.stderr, flush=True)
+    if essential:
+        stop.set()
+
+
+async def run_topology(topology: Topology, config_path: Path, banner: str) -> int:
+    """Start every daemon of `topology`, print `banner`, wait for a signal, stop them all.
+
+    An analyzer or emitter that dies is reported and the rest keep running (failover is
+    something to watch); if the distributor dies, everything stops and the exit code is 1.
+    """
+    analyzers, distributor, emitters = children(topology, config_path)
+    everyone = [*analyzers, distributor, *emitters]
+    width = max(len(c.name) for c in everyone)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    watchers: list[asyncio.Task[None]] = []
+    try:
+        for child in everyone:
+            await _start(child, width)
+            watchers.append(loop.create_task(_watch(child, stop, child is distributor)))
+        print(banner, flush=True)
+        await stop.wait()
+    finally:
+        stop.set()
+        await _stop(emitters)
+        await _stop([distributor])
+        await _stop(analyzers)
+        for task in watchers:
+            task.cancel()
+    died = distributor.proc is not None and distributor.proc.returncode not in (0, None)
+    return (
+        1
+        if died and distributor.proc is not None and distributor.proc.returncode != -signal.SIGTERM
+        else 0
+    )

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logdist.core.dedupe import DedupeWindow
+
+
+def test_window_reports_first_deliveries_only() -> None:
+    w = DedupeWindow(10)
+    assert [w.add(x) for x in "abcab"] == [True, True, True, False, False]
+    assert list(w) == ["a", "b", "c"]
+
+
+def test_window_forgets_the_oldest_first() -> None:
+    w = DedupeWindow(2)
+    for x in "abc":
+        w.add(x)
+    assert "a" not in w and "b" in w and "c" in w
+    assert w.evicted == 1
+
+
+@given(st.lists(st.integers(0, 50)), st.integers(1, 20))
+def test_window_never_exceeds_its_capacity(keys: list[int], capacity: int) -> None:
+    w = DedupeWindow(capacity)
+    for k in keys:
+        w.add(str(k))
+        assert len(w) <= capacity

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logdist.core.packet import frame_ndjson, parse_batch, parse_one, parse_packet
+from logdist.errors import InvalidPacket, MalformedJSON
+
+MSG = {"ts": "2026-01-01T00:00:00Z", "level": "INFO", "service": "s", "host": "h", "message": "m"}
+
+
+def test_packet_bytes_are_forwarded_as_sent() -> None:
+    raw = b'{"packetId": "p1", "emitter": "e1", "messages": [{"message": "x"}], "extra": {"k": 1}}'
+    packet = parse_one(raw)
+    assert (packet.id, packet.emitter, packet.messages) == ("p1", "e1", 1)
+    assert packet.body == raw
+
+
+def test_missing_packet_id_is_assigned_and_written_into_the_packet() -> None:
+    packet = parse_one(b'{"messages": [{}, {}]}', new_id=lambda: "fresh")
+    assert packet.id == "fresh" and packet.messages == 2
+    assert orjson.loads(packet.body) == {"messages": [{}, {}], "packetId": "fresh"}
+
+
+def test_pretty_printed_packets_are_put_on_one_line() -> None:
+    raw = orjson.dumps({"packetId": "p", "messages": [MSG]}, option=orjson.OPT_INDENT_2)
+    packet = parse_one(raw)
+    assert b"\n" not in packet.body
+    assert orjson.loads(packet.body) == orjson.loads(raw)
+
+
+@pytest.mark.parametrize(
+    ("obj", "error"),
+    [
+        ([], "must be a JSON object, got array"),
+        ("x", "must be a JSON object, got string"),
+        ({}, "no 'messages'"),
+        ({"messages": None}, "no 'messages'"),
+        ({"messages": "hi"}, "must be a list of objects, got string"),
+        ({"messages": []}, "is empty"),
+        ({"messages": [MSG, 3]}, r"messages\[1\] must be an object, got number"),
+        ({"messages": [MSG], "packetId": 7}, "'packetId' must be a non-empty string"),
+        ({"messages": [MSG], "packetId": ""}, "'packetId' must be a non-empty string"),
+        ({"messages": [MSG], "packetId": "x" * 129}, "at most 128"),
+    ],
+)
+def test_bad_packets_say_what_is_wrong(obj: Any, error: str) -> None:
+    with pytest.raises(InvalidPacket, match=error):
+        parse_packet(obj)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"messages": [}', b"\xff\xfe", b"nul"])
+def test_malformed_json_is_its_own_error(raw: bytes) -> None:
+    with pytest.raises(MalformedJSON, match="not valid JSON"):
+        parse_one(raw)
+
+
+def test_non_string_emitter_is_kept_but_not_used_as_a_name() -> None:
+    packet = parse_one(b'{"packetId": "p", "emitter": 5, "messages": [{}]}')
+    assert packet.emitter is None
+    assert orjson.loads(packet.body)["emitter"] == 5
+
+
+def test_ndjson_batch_keeps_each_line_and_skips_blank_ones() -> None:
+    lines = [
+        b'{"packetId": "a", "messages": [{}]}',
+        b"",
+        b'{"packetId": "b", "messages": [{}, {}]}',
+    ]
+    packets = parse_batch(b"\n".join(lines) + b"\n", ndjson=True)
+    assert [(p.id, p.messages, p.body) for p in packets] == [("a", 1, lines[0]), ("b", 2, lines[2])]
+
+
+def test_json_array_batch() -> None:
+    body = orjson.dumps([{"packetId": "a", "messages": [MSG]}, {"messages": [MSG, MSG]}])
+    packets = parse_batch(body, ndjson=False, new_id=lambda: "z")
+    assert [(p.id, p.messages) for p in packets] == [("a", 1), ("z", 2)]
+
+
+@pytest.mark.parametrize(
+    ("body", "ndjson", "error"),
+    [
+        (b'{"messages": [{}]}\n{"messages": []}', True, "line 2: 'messages' is empty"),
+        (b'{"messages": [{}]}\n{oops', True, "line 2 is not valid JSON"),
+        (b"[]", False, "no packets"),
+        (b"\n\n", True, "no packets"),
+        (b'{"messages": [{}]}', False, "must be a JSON array"),
+        (b'[{"messages": [{}]}, 1]', False, r"packet \[1\]: a packet must be a JSON object"),
+    ],
+)
+def test_a_bad_batch_is_refused_whole_naming_the_first_bad_packet(
+    body: bytes, ndjson: bool, error: str
+) -> None:
+    with pytest.raises((InvalidPacket, MalformedJSON), match=error):
+        parse_batch(body, ndjson=ndjson)
+
+
+json_values = st.recursive(
+    # orjson reads integers beyond 64 bits as floats, so none such arrive off the wire.
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(
+    extra=st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in ("messages", "packetId")),
+        json_values,
+        max_size=5,
+    ),
+    messages=st.lists(
+        st.dictionaries(st.text(max_size=5), json_values, max_size=4), min_size=1, max_size=5
+    ),
+)
+def test_any_valid_packet_round_trips_verbatim_through_a_batch(
+    extra: dict[str, Any], messages: list[dict[str, Any]]
+) -> None:
+    obj = {**extra, "packetId": "p", "messages": messages}
+    packets = parse_batch(orjson.dumps([obj]), ndjson=False)
+    again = parse_batch(frame_ndjson(packets), ndjson=True)
+    assert orjson.loads(again[0].body) == obj
+    assert again[0].messages == len(messages)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from logdist.config import AnalyzerRef, DistributorConfig, HealthConfig
+from logdist.distributor import make_app
+from logdist.distributor.app import DISTRIBUTOR
+from logdist.distributor.service import Distributor
+
+Client = TestClient[Any, Any]
+FAST_HEALTH = HealthConfig(interval=0.05, timeout=0.5, rise=1, fall=2)
+MakeDistributor = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+def make_distributor(aiohttp_client: Any) -> MakeDistributor:
+    """A distributor app on a test server: `await make_distributor({"a1": (url, w)}, **cfg)`."""
+
+    async def make(analyzers: dict[str, tuple[str, float]] | None = None, **kwargs: Any) -> Client:
+        refs = tuple(AnalyzerRef(aid, url, w) for aid, (url, w) in (analyzers or {}).items())
+        kwargs.setdefault("health", FAST_HEALTH)
+        cfg = DistributorConfig(analyzers=refs, **kwargs)
+        client: Client = await aiohttp_client(make_app(cfg))
+        return client
+
+    return make
+
+
+def service(client: Client) -> Distributor:
+    app = client.app
+    assert app is not None
+    distributor: Distributor = app[DISTRIBUTOR]
+    return distributor
+
+
+async def all_up(client: Client) -> bool:
+    rows = await (await client.get("/registry")).json()
+    return all(r["health"] == "up" for r in rows)

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from logdist.config import EmitterConfig
+from logdist.daemon import BOUND
+from logdist.emitter import make_app
+from logdist.emitter.app import EMITTER, Emitter
+from logdist.emitter.generator import PacketFactory
+from tests.fakes import eventually
+
+Client = TestClient[Any, Any]
+
+
+@dataclass
+class FakeDistributor:
+    """Accepts packets (or refuses them with `status`) and records registrations."""
+
+    status: int = 202
+    retry_after: str | None = None
+    packets: list[dict[str, Any]] = field(default_factory=list)
+    registrations: list[dict[str, Any]] = field(default_factory=list)
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.status != 202:
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return web.json_response(
+                {"error": "no", "code": "x"}, status=self.status, headers=headers
+            )
+        packet = orjson.loads(body)
+        self.packets.append(packet)
+        return web.json_response({"packetId": packet["packetId"]}, status=202)
+
+    async def register(self, request: web.Request) -> web.Response:
+        self.registrations.append(await request.json())
+        return web.json_response({})
+
+    @property
+    def ids(self) -> list[str]:
+        return [p["packetId"] for p in self.packets]
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/log-packet", self.ingest)
+        app.router.add_post("/emitters/register", self.register)
+        return app
+
+
+async def start(
+    aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
+) -> tuple[Client, Emitter]:
+    server: TestServer = await aiohttp_server(fake.app())
+    cfg = EmitterConfig(distributor=str(server.make_url("")).rstrip("/"), **kwargs)
+    app = make_app(cfg)
+    client: Client = await aiohttp_client(app)
+    bound = app[BOUND]
+    bound.url = str(client.make_url("")).rstrip("/")
+    bound.ready.set()
+    return client, app[EMITTER]
+
+
+def test_generated_packets_have_the_seed_format() -> None:
+    factory = PacketFactory("e7", (2, 5), "svc", rand=random.Random(1))
+    for _ in range(20):
+        out = factory.make()
+        packet = orjson.loads(out.body)
+        assert set(packet) == {"packetId", "emitter", "messages"}
+        assert packet["packetId"] == out.id and packet["emitter"] == "e7"
+        assert 2 <= len(packet["messages"]) == out.messages <= 5
+        for m in packet["messages"]:
+            assert set(m) == {"ts", "level", "service", "host", "message"}
+            assert m["ts"].endswith("Z") and m["service"] == "svc" and m["host"] == "e7"
+            assert m["level"] in ("INFO", "DEBUG", "WARN", "ERROR")
+
+
+async def test_emitter_sends_at_its_rate_and_registers(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=200, messages=(1, 3))
+    await eventually(lambda: len(fake.ids) >= 50, what="packets sent")
+    await eventually(lambda: bool(fake.registrations), what="registration")
+    assert fake.registrations[0] == {"id": "e1", "url": str(client.make_url("")).rstrip("/")}
+    sent = await (await client.get("/sent?ids=1")).json()
+    assert set(sent["ids"]) <= set(fake.ids) and sent["packets"] == len(sent["ids"])
+
+
+async def test_pause_stops_generation_and_sending_and_resume_continues(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=500)
+    await eventually(lambda: len(fake.ids) > 5)
+    body = await (await client.post("/pause")).json()
+    assert body["paused"] is True
+    await eventually(lambda: emitter.in_flight == 0)
+    count = len(fake.ids)
+    generated = emitter.generated
+    await eventually(lambda: emitter.bucket.tokens >= 1, what="time passing")
+    assert len(fake.ids) == count and emitter.generated == generated
+    await client.post("/resume")
+    await eventually(lambda: len(fake.ids) > count + 5, what="sending again")
+
+
+async def test_rate_zero_stops_generation_but_flushes_the_buffer(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor(status=503)
+    client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=1000)
+    await eventually(lambda: emitter.buffered >= 20)
+    resp = await client.post("/rate", json={"rps": 0})
+    assert (await resp.json())["rps"] == 0
+    generated = emitter.generated
+    fake.status = 202
+    await eventually(lambda: emitter.buffered == 0, what="buffer flushed")
+    assert emitter.generated == generated
+    assert sorted(fake.ids) == sorted(emitter.sent_ids)
+    assert len(fake.ids) == generated
+
+
+@pytest.mark.parametrize("body", [{"rps": -1}, {"rps": "x"}, {"rps": None}, {}, {"rps": 1e9}])
+async def test_bad_rates_are_refused(
+    aiohttp_server: Any, aiohttp_client: Any, body: dict[str, Any]
+) -> None:
+    client, emitter = await start(aiohttp_server, aiohttp_client, FakeDistributor(), rate=1)
+    resp = await client.post("/rate", json=body)
+    assert resp.status == 422
+    assert "rps" in (await resp.json())["error"]
+    assert emitter.bucket.rate == 1
+
+
+async def test_refusals_keep_the_packet_and_retry_after_is_honoured(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor(status=503, retry_after="1")
+    client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=50, concurrency=1)
+    await eventually(lambda: emitter.retries >= 1)
+    await eventually(lambda: emitter.generated >= 10)
+    fake.status = 202
+    await client.post("/rate", json={"rps": 0})
+    await eventually(lambda: emitter.buffered == 0, timeout=10, what="delivered after refusal")
+    assert len(set(fake.ids)) == emitter.generated == emitter.sent_packets
+    metrics = await (await client.get("/metrics")).json()
+    assert metrics["retries"] >= 1 and "HTTP 503" in metrics["last_error"]
+
+
+async def test_buffer_is_bounded_and_generation_waits_when_it_is_full(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor(status=500)
+    client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=5000, buffer=30)
+    await eventually(lambda: emitter.stalls >= 1, what="generation stalls on a full buffer")
+    assert emitter.buffered == 30 and emitter.generated == 30
+    metrics = await (await client.get("/metrics")).json()
+    assert (metrics["buffer_capacity"], metrics["stalls"] >= 1) == (30, True)
+    fake.status = 202
+    await eventually(lambda: len(set(fake.ids)) >= 60, timeout=10, what="sending resumes")
+
+
+async def test_a_packet_the_distributor_says_is_bad_is_counted_not_retried(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor(status=422)
+    client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=100)
+    await eventually(lambda: emitter.rejected >= 3)
+    assert emitter.retries == 0
+    metrics = await (await client.get("/metrics")).json()
+    assert metrics["rejected"] >= 3 and metrics["sent_packets"] == 0
+
+
+async def test_seed_metrics_fields(aiohttp_server: Any, aiohttp_client: Any) -> None:
+    client, _ = await start(aiohttp_server, aiohttp_client, FakeDistributor(), rate=3)
+    metrics = await (await client.get("/metrics")).json()
+    assert {"emitter_id", "rps", "paused", "buffer_len"} <= set(metrics)
+    assert (metrics["emitter_id"], metrics["rps"], metrics["paused"]) == ("e1", 3, False)

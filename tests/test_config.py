@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from logdist.config import (
+    AnalyzerRef,
+    DistributorConfig,
+    EmitterConfig,
+    HealthConfig,
+    apply,
+    load_topology,
+    parse_analyzer_ref,
+    parse_messages,
+)
+from logdist.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_config_describes_three_weighted_analyzers_and_three_emitters() -> None:
+    topo = load_topology(ROOT / "configs" / "demo.toml")
+    d = topo.distributor
+    assert [(a.id, a.url, a.weight) for a in d.analyzers] == [
+        ("a1", "http://127.0.0.1:9001/ingest", 0.5),
+        ("a2", "http://127.0.0.1:9002/ingest", 0.3),
+        ("a3", "http://127.0.0.1:9003/ingest", 0.2),
+    ]
+    assert [a.port for a in topo.analyzers] == [9001, 9002, 9003]
+    assert len(topo.emitters) == 3
+    assert {e.distributor for e in topo.emitters} == {"http://127.0.0.1:8000"}
+    assert len({(e.rate, e.messages) for e in topo.emitters}) == 3
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return path
+
+
+def test_external_analyzers_and_every_table(tmp_path: Path) -> None:
+    topo = load_topology(
+        write(
+            tmp_path,
+            """
+[distributor]
+port = 8100
+queue_capacity = 50
+[distributor.health]
+interval = 0.25
+fall = 1
+[[analyzers]]
+id = "far"
+url = "http://10.0.0.9:9000/ingest"
+weight = 2
+[[emitters]]
+id = "e9"
+messages = "2-4"
+rate = 0
+""",
+        )
+    )
+    assert topo.analyzers == ()
+    assert topo.distributor.analyzers == (AnalyzerRef("far", "http://10.0.0.9:9000/ingest", 2.0),)
+    assert topo.distributor.health == HealthConfig(interval=0.25, fall=1)
+    assert topo.distributor.queue_capacity == 50
+    assert topo.emitters[0].messages == (2, 4)
+    assert topo.emitters[0].distributor == "http://127.0.0.1:8100"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[distributor]\nport = 'x'", r"\[distributor\]: port has the wrong type"),
+        ("[distributor]\nprot = 1", r"unknown key\(s\) prot"),
+        ("[distributor]\nport = 70000", "port must be a port number"),
+        ("[distributor.health]\nrise = 0", "health rise must be >= 1"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'nope'", r"analyzers\[0\].*http"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nport = 3", "unknown key"),
+        ("[[analyzers]]\nid = 'a'\nweight = -1", "weight must be > 0"),
+        ("[[analyzers]]\nid = 'a'\n[[analyzers]]\nid = 'a'\nport = 9002", "repeated: a"),
+        ("[[emitters]]\nmessages = '5-2'", "messages must satisfy"),
+        ("[[emitters]]\nrate = -3", "rate must be >= 0"),
+        ("[[emitters]]\nid = 'bad id'", "emitter id"),
+        ("[nonsense]", r"unknown section\(s\) nonsense"),
+        ("analyzers = 3", r"must be an array of tables"),
+        ("[distributor\nport = 1", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_error_naming_the_file_and_key(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=error) as info:
+        load_topology(path)
+    assert str(path) in info.value.message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_topology(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "a1=http://127.0.0.1:9001/ingest@0.4",
+            AnalyzerRef("a1", "http://127.0.0.1:9001/ingest", 0.4),
+        ),
+        ("a1=http://127.0.0.1:9001/ingest", AnalyzerRef("a1", "http://127.0.0.1:9001/ingest", 1.0)),
+        ("a1=http://u@h:9/x@2", AnalyzerRef("a1", "http://u@h:9/x", 2.0)),
+        ("a1=http://u@h:9/x", AnalyzerRef("a1", "http://u@h:9/x", 1.0)),
+    ],
+)
+def test_analyzer_flag(spec: str, expected: AnalyzerRef) -> None:
+    assert parse_analyzer_ref(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["a1", "=http://h/x", "a1=", "a1=ftp://h/x@1", "a1=http://h/x@0"])
+def test_bad_analyzer_flag(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_analyzer_ref(spec)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(5, (5, 5)), ("5", (5, 5)), ("1-20", (1, 20))])
+def test_messages(value: object, expected: tuple[int, int]) -> None:
+    assert parse_messages(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "a-b", "3-1", 1.5, True, "1-200000"])
+def test_bad_messages(value: object) -> None:
+    with pytest.raises(ConfigError):
+        parse_messages(value)
+
+
+def test_cli_flags_override_only_what_was_given() -> None:
+    cfg = apply(DistributorConfig(queue_capacity=7), port=9, queue_capacity=None)
+    assert (cfg.port, cfg.queue_capacity) == (9, 7)
+    with pytest.raises(ConfigError, match="queue_capacity must be >= 1"):
+        apply(cfg, queue_capacity=0)
+    with pytest.raises(ConfigError, match="distributor"):
+        dataclasses.replace(EmitterConfig(), distributor="localhost:8000")
