@@ -1,0 +1,137 @@
+"""The CLI as a user meets it: help, errors as one line with the right exit code, clean stops."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.procs import LOGDIST, Procs, free_port, get, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((), ["analyzer", "distributor", "emitter", "up"]),
+        (
+            ("distributor", "serve"),
+            ["--analyzer", "--config", "--queue-capacity", "--health-interval"],
+        ),
+        (("analyzer", "serve"), ["--id", "--port", "--output"]),
+        (("emitter", "start"), ["--rate", "--messages", "--distributor"]),
+    ],
+)
+def test_help_explains_each_command(procs: Procs, args: tuple[str, ...], words: list[str]) -> None:
+    result = procs.run(*args, "--help")
+    assert result.returncode == 0
+    for word in words:
+        assert word in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("analyzer", "serve", "--port", "70000"), "port must be a port number"),
+        (("analyzer", "serve", "--id", "no spaces"), "analyzer id"),
+        (("emitter", "start", "--messages", "9-2"), "messages must satisfy"),
+        (("emitter", "start", "--distributor", "localhost:8000"), "http"),
+        (("emitter", "start", "--rate", "-1"), "rate must be >= 0"),
+        (("distributor", "serve", "--analyzer", "a1"), "ID=URL"),
+        (("distributor", "serve", "--analyzer", "a1=http://h:1/x@0"), "weight must be > 0"),
+        (("distributor", "serve", "--queue-capacity", "0"), "queue_capacity must be >= 1"),
+        (("distributor", "serve", "--config", "missing.toml"), "missing.toml: no such file"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_2(
+    procs: Procs, args: tuple[str, ...], message: str
+) -> None:
+    result = procs.run(*args)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("logdist: ") and message in lines[0], (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_toml_is_one_line_and_exit_2(procs: Procs, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[distributor\nport = 1\n")
+    result = procs.run("distributor", "serve", "--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not valid TOML" in result.stderr
+
+
+def test_port_in_use_is_one_line_and_exit_1(procs: Procs) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = procs.run("analyzer", "serve", "--port", str(port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("analyzer", "serve", "--port", "0"),
+        ("distributor", "serve", "--port", "0"),
+        ("emitter", "start", "--port", "0", "--distributor", "http://127.0.0.1:9", "--rate", "0"),
+    ],
+)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_every_daemon_stops_cleanly_on_a_signal(
+    procs: Procs, args: tuple[str, ...], signum: int
+) -> None:
+    proc = procs.start(args[0], *args)
+    proc.signal(signum)
+    assert proc.popen.wait(20) == 0
+    out = proc.output()
+    assert "event=stopped" in out and "Traceback" not in out
+
+
+def test_up_runs_the_topology_and_sigterm_leaves_no_child(procs: Procs, tmp_path: Path) -> None:
+    dport = free_port()
+    ports = [free_port() for _ in range(3)]
+    config = tmp_path / "topo.toml"
+    config.write_text(
+        f"[distributor]\nport = {dport}\n[distributor.health]\ninterval = 0.2\n"
+        + "".join(
+            f'[[analyzers]]\nid = "a{i}"\nport = {p}\nweight = {w}\n'
+            for i, (p, w) in enumerate(zip(ports, (5, 3, 2), strict=True))
+        )
+        + '[[emitters]]\nid = "e1"\nrate = 200\nmessages = "1-5"\n'
+    )
+    up = procs.start("up", "up", str(config), listening=False)
+    url = f"http://127.0.0.1:{dport}"
+
+    def all_three_receive() -> bool:
+        try:
+            rows = get(f"{url}/registry")
+        except OSError:
+            return False
+        return all(r["delivered_messages"] > 0 for r in rows) and len(rows) == 3
+
+    wait_for(all_three_receive, 30, "traffic to all three analyzers", 0.2)
+    pids = [int(p) for p in re.findall(r"event=listening .* pid=(\d+)", up.output())]
+    assert len(pids) == 5  # 3 analyzers, the distributor, the emitter
+    assert "logdist is up" in up.output()
+    assert up.stop() == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "Traceback" not in up.output()
+
+
+def test_logdist_is_the_installed_console_script() -> None:
+    out = subprocess.run([LOGDIST, "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("logdist ")
