@@ -9,7 +9,8 @@ import typer
 
 from logdist import config
 from logdist.analyzer import make_app
-from logdist.cli.common import HostOption, LogLevelOption, config_errors, run_daemon
+from logdist.cli.common import HostOption, LogLevelOption, config_errors, opt, run_daemon
+from logdist.config import AnalyzerConfig as C
 
 app = typer.Typer(
     help="Analyzers: receive packets, dedupe by packetId, count them.", no_args_is_help=True
@@ -18,10 +19,8 @@ app = typer.Typer(
 
 @app.command()
 def serve(
-    id: Annotated[str | None, typer.Option("--id", help="Analyzer id.", show_default="a1")] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port to listen on (0 = any free port).", show_default="9001")
-    ] = None,
+    id: Annotated[str | None, opt(C, "id", "Analyzer id.", "--id")] = None,
+    port: Annotated[int | None, opt(C, "port", "Port to listen on (0 = any free port).")] = None,
     host: HostOption = None,
     output: Annotated[
         Path | None,
@@ -31,17 +30,14 @@ def serve(
         ),
     ] = None,
     dedupe_window: Annotated[
-        int | None,
-        typer.Option(
-            help="How many recent packet ids are remembered for dedupe.", show_default="100000"
-        ),
+        int | None, opt(C, "dedupe_window", "Recent packet ids remembered for dedupe.")
     ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Serve POST /ingest (a packet, a JSON array or NDJSON), GET /health and GET /stats."""
     with config_errors():
         cfg = config.apply(
-            config.AnalyzerConfig(),
+            C(),
             id=id,
             port=port,
             host=host,

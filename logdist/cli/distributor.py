@@ -13,9 +13,12 @@ from logdist.cli.common import (
     HostOption,
     LogLevelOption,
     config_errors,
+    opt,
     run_daemon,
     topology,
 )
+from logdist.config import DistributorConfig as C
+from logdist.config import HealthConfig as H
 from logdist.distributor import make_app
 
 app = typer.Typer(
@@ -23,62 +26,51 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+AnalyzerOption = typer.Option(
+    "--analyzer",
+    "-a",
+    metavar="ID=URL[@WEIGHT]",
+    show_default=False,
+    help="An analyzer to route to, e.g. a1=http://127.0.0.1:9001/ingest@0.5; repeatable;"
+    " replaces the config file's analyzers.",
+)
+
 
 @app.command()
 def serve(
     config_file: ConfigOption = None,
-    analyzer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--analyzer",
-            "-a",
-            help="ID=URL[@WEIGHT], repeatable; replaces the config file's analyzers.",
-            show_default=False,
-        ),
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port to listen on (0 = any free port).", show_default="8000")
-    ] = None,
+    analyzer: Annotated[list[str] | None, AnalyzerOption] = None,
+    port: Annotated[int | None, opt(C, "port", "Port to listen on (0 = any free port).")] = None,
     host: HostOption = None,
     queue_capacity: Annotated[
-        int | None,
-        typer.Option(help="Packets held before ingest answers 503.", show_default="10000"),
+        int | None, opt(C, "queue_capacity", "Packets held before ingest answers 503.")
     ] = None,
     max_pending: Annotated[
-        int | None,
-        typer.Option(
-            help="Packets per analyzer sent or waiting, not yet acknowledged.", show_default="2048"
-        ),
+        int | None, opt(C, "max_pending", "Packets per analyzer assigned, not yet acknowledged.")
     ] = None,
     max_requests: Annotated[
-        int | None,
-        typer.Option(help="Concurrent forwarding requests per analyzer.", show_default="8"),
+        int | None, opt(C, "max_requests", "Concurrent forwarding requests per analyzer.")
     ] = None,
     forward_batch: Annotated[
-        int | None,
-        typer.Option(help="Packets per POST to analyzers that accept batches.", show_default="256"),
+        int | None, opt(C, "forward_batch", "Packets per POST to analyzers that take batches.")
     ] = None,
     forward_timeout: Annotated[
-        float | None,
-        typer.Option(help="Seconds before a forward counts as failed.", show_default="5"),
+        float | None, opt(C, "forward_timeout", "Seconds before a forward counts as failed.")
     ] = None,
     drain_timeout: Annotated[
-        float | None,
-        typer.Option(help="Seconds to deliver what is queued on shutdown.", show_default="10"),
+        float | None, opt(C, "drain_timeout", "Seconds to deliver what is held on shutdown.")
     ] = None,
     health_interval: Annotated[
-        float | None, typer.Option(help="Seconds between health probes.", show_default="1")
+        float | None, opt(H, "interval", "Seconds between health probes.")
     ] = None,
     health_timeout: Annotated[
-        float | None, typer.Option(help="Seconds before a probe fails.", show_default="1")
+        float | None, opt(H, "timeout", "Seconds before a probe fails.")
     ] = None,
     rise: Annotated[
-        int | None,
-        typer.Option(help="Consecutive successes that bring an analyzer up.", show_default="2"),
+        int | None, opt(H, "rise", "Good probes in a row that bring an analyzer up.")
     ] = None,
     fall: Annotated[
-        int | None,
-        typer.Option(help="Consecutive failures that mark an analyzer down.", show_default="3"),
+        int | None, opt(H, "fall", "Failed probes (or forwards) in a row that mark it down.")
     ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from logdist import config
-from logdist.cli.common import HostOption, LogLevelOption, config_errors, run_daemon
+from logdist.cli.common import HostOption, LogLevelOption, config_errors, opt, run_daemon
+from logdist.config import EmitterConfig as C
 from logdist.emitter import make_app
 
 app = typer.Typer(
@@ -17,36 +18,30 @@ app = typer.Typer(
 
 @app.command()
 def start(
-    id: Annotated[str | None, typer.Option("--id", help="Emitter id.", show_default="e1")] = None,
+    id: Annotated[str | None, opt(C, "id", "Emitter id.", "--id")] = None,
     distributor: Annotated[
-        str | None, typer.Option(help="Distributor base URL.", show_default="http://127.0.0.1:8000")
+        str | None, opt(C, "distributor", "Distributor base URL.", metavar="URL")
     ] = None,
     rate: Annotated[
-        float | None,
-        typer.Option(help="Packets per second (0 = generate nothing).", show_default="10"),
+        float | None, opt(C, "rate", "Packets per second (0 = generate nothing).")
     ] = None,
     messages: Annotated[
-        str | None, typer.Option(help="Messages per packet: N or MIN-MAX.", show_default="1")
+        str | None, opt(C, "messages", "Messages per packet: N or MIN-MAX.", metavar="N|MIN-MAX")
     ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Control API port (0 = any free port).", show_default="0")
-    ] = None,
+    port: Annotated[int | None, opt(C, "port", "Control API port (0 = any free port).")] = None,
     host: HostOption = None,
     buffer: Annotated[
-        int | None,
-        typer.Option(
-            help="Packets kept until acknowledged; generation waits when full.", show_default="5000"
-        ),
+        int | None, opt(C, "buffer", "Packets kept until acknowledged; generation waits when full.")
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Requests in flight to the distributor.", show_default="4")
+        int | None, opt(C, "concurrency", "Requests in flight to the distributor.")
     ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Send packets in the seed's format to POST /log-packet; control API on --port."""
     with config_errors():
         cfg = config.apply(
-            config.EmitterConfig(),
+            C(),
             id=id,
             distributor=distributor,
             rate=rate,

@@ -1,0 +1,69 @@
+"""The README's CLI reference, generated from the CLI itself (as datasette does with cog).
+
+python -m logdist.cli.reference          # print it
+python -m logdist.cli.reference --write  # rewrite README.md between the markers
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+START = "<!-- cli-reference:start -->"
+END = "<!-- cli-reference:end -->"
+README = Path(__file__).resolve().parents[2] / "README.md"
+# Plain help text at a fixed width: the same on every machine and terminal.
+ENV = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def help_text(path: list[str]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "logdist", *path, "--help"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=True,
+    ).stdout
+    return out.rstrip()
+
+
+def subcommands(text: str) -> list[str]:
+    _, found, rest = text.partition("\nCommands:\n")
+    return re.findall(r"^  (\S+)", rest, flags=re.M) if found else []
+
+
+def render() -> str:
+    parts: list[str] = []
+
+    def walk(path: list[str]) -> None:
+        text = help_text(path)
+        parts.append(f"### `{' '.join(['logdist', *path])}`\n\n```\n{text}\n```\n")
+        for name in subcommands(text):
+            walk([*path, name])
+
+    walk([])
+    return "\n".join(parts)
+
+
+def section() -> str:
+    return f"{START}\n{render()}{END}"
+
+
+def current(readme: str) -> str:
+    start, end = readme.index(START), readme.index(END) + len(END)
+    return readme[start:end]
+
+
+def main() -> None:
+    text = README.read_text()
+    if "--write" in sys.argv[1:]:
+        README.write_text(text.replace(current(text), section()))
+    else:
+        print(render())
+
+
+if __name__ == "__main__":
+    main()
