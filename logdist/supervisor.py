@@ -112,7 +112,8 @@ async def _stop(group: list[Child]) -> None:
     for child in running:
         assert child.proc is not None
         try:
-            await asyncio.wait_for(child.proc.wait(), STOP_TIMEOUT)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await child.proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 child.proc.kill()

@@ -281,7 +281,8 @@ class Dispatcher:
         if self.unacked:
             self._wake.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._settled.wait()
         return self.unacked
 
     async def stop(self) -> None:

@@ -77,6 +77,7 @@ class Emitter:
         self.registered = False
         self.last_error: str | None = None
         self._failures = 0
+        self._stopping = False
         self._backoff = Backoff(base=0.05, cap=5.0)
         self._changed = asyncio.Event()
         self._work = asyncio.Event()
@@ -138,6 +139,7 @@ class Emitter:
         self._tasks.append(loop.create_task(self._register(bound)))
 
     async def stop(self) -> None:
+        self._stopping = True
         generator, *rest = self._tasks
         generator.cancel()
         if not self.paused and self.buffered:
@@ -163,12 +165,15 @@ class Emitter:
 
     async def _wait(self, ev: asyncio.Event, timeout: float | None = None) -> None:
         ev.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the event is set, and the generator would outlive stop().
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await ev.wait()
 
     async def _generate(self) -> None:
         cfg = self.cfg
-        while True:
+        while not self._stopping:
             room = cfg.buffer - self.buffered
             if self.paused or self.bucket.rate == 0 or room <= 0:
                 if room <= 0 and not self.paused:
