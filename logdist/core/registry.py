@@ -63,6 +63,8 @@ class Analyzer:
     successes: int = 0
     failures: int = 0
     forward_failures: int = 0
+    # Times it was marked down (HAProxy's "Dwn" column).
+    downs: int = 0
     pending: int = 0
     batch: bool = False
     last_error: str | None = None
@@ -87,6 +89,7 @@ class Analyzer:
             "drained": self.admin is AdminState.DRAINING and self.pending == 0,
             "consecutive_failures": max(self.failures, self.forward_failures),
             "last_error": self.last_error,
+            "downs": self.downs,
             "target_share": target_share,
         }
 
@@ -232,6 +235,8 @@ class Registry:
         analyzer.health = health
         if health is Health.UP:
             analyzer.last_error = None
+        elif health is Health.DOWN:
+            analyzer.downs += 1
         analyzer.changed_at = self._now()
         self._sync(analyzer)
         self._reweigh()

@@ -100,6 +100,7 @@ def test_health_changes_are_reported_once_with_the_reason() -> None:
     assert (change.old, change.new, change.reason) == (Health.UP, Health.DOWN, "HTTP 500")
     assert reg.record_failure("a1", "HTTP 500") is None
     assert reg.get("a1").last_error == "HTTP 500"
+    assert reg.get("a1").downs == 1
 
 
 @pytest.mark.parametrize("state", [AdminState.DISABLED, AdminState.DRAINING])

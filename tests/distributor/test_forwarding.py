@@ -76,8 +76,8 @@ async def test_failed_forwards_are_retried_elsewhere_and_the_failing_analyzer_go
         await asyncio.sleep(0.01)
     await eventually(lambda: len(good.ids) == 300, what="all delivered to the good one")
     d = service(client)
-    assert d.registry.get("bad").health.value == "down"
-    assert "HTTP 500" in (d.registry.get("bad").last_error or "")
+    # Its /health passes, so it flaps: down after `fall` failed forwards, up on the next probe.
+    assert d.registry.get("bad").downs >= 1
     assert d.counters.retries >= 1 and d.counters.forward_failures >= 1
     assert d.dispatcher.unacked == 0
 
@@ -86,16 +86,17 @@ async def test_slow_analyzer_does_not_stall_the_others(
     aiohttp_server: Any, make_distributor: MakeDistributor
 ) -> None:
     fast, url_f = await start_analyzer(aiohttp_server)
-    slow, url_s = await start_analyzer(aiohttp_server, delay=2.0)
+    slow, url_s = await start_analyzer(aiohttp_server, delay=5.0)
     client = await make_distributor(
-        {"fast": (url_f, 1), "slow": (url_s, 1)}, max_pending=20, forward_timeout=10
+        {"fast": (url_f, 1), "slow": (url_s, 1)}, max_pending=20, forward_timeout=20
     )
     await eventually(lambda: len([a for a in service(client).registry if a.routable]) == 2)
     await send(client, packets(1000, size=1))
     # While the slow one holds its 20 pending packets, everything else reaches the fast one.
-    await eventually(lambda: len(fast.ids) == 980, timeout=1.5, what="fast analyzer served")
+    await eventually(lambda: len(fast.ids) == 980, timeout=4, what="fast analyzer served")
     assert service(client).registry.get("slow").pending == 20
-    await eventually(lambda: len(slow.ids) == 20, timeout=5, what="slow analyzer finishes")
+    assert slow.ids == []
+    await eventually(lambda: len(slow.ids) == 20, timeout=10, what="slow analyzer finishes")
 
 
 async def test_queued_packets_wait_for_any_analyzer_not_a_dead_one(
