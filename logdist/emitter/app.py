@@ -268,7 +268,10 @@ class Emitter:
                     distributor=self.cfg.distributor,
                 )
             self.registered = ok
-            await asyncio.sleep(self.cfg.register_interval)
+            # Until the distributor has heard of us, try again soon.
+            await asyncio.sleep(
+                self.cfg.register_interval if ok else min(1.0, self.cfg.register_interval)
+            )
 
 
 EMITTER = web.AppKey("emitter", Emitter)
