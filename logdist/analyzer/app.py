@@ -44,9 +44,9 @@ class AnalyzerState:
         for p in fresh:
             self.packets += 1
             self.messages += p.messages
-            count = self.emitters.get(p.emitter or "")
+            count = self.emitters.get(p.emitter or "-")
             if count is None:
-                count = self.emitters[p.emitter or ""] = EmitterCount()
+                count = self.emitters[p.emitter or "-"] = EmitterCount()
             count.packets += 1
             count.messages += p.messages
         if fresh and self.output is not None:
