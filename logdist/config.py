@@ -133,6 +133,14 @@ class DistributorConfig:
     drain_timeout: float = 10.0
     retry_after: int = 1
     health: HealthConfig = field(default_factory=HealthConfig)
+    # Bearer token for admin, control, metrics and WebSocket routes (None: open).
+    admin_token: str | None = None
+    # Bearer token for ingest and emitter registration (None: open).
+    ingest_token: str | None = None
+    # Where runtime admin changes are kept across restarts (None: not kept).
+    state_dir: str | None = None
+    # Routed packets kept for `tail logs` and /ws/logs.
+    log_buffer: int = 500
 
     def __post_init__(self) -> None:
         _port("port", self.port)
@@ -144,6 +152,7 @@ class DistributorConfig:
             "max_pending",
             "max_requests",
             "retry_after",
+            "log_buffer",
         ):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("forward_timeout", self.forward_timeout)
@@ -197,6 +206,8 @@ class EmitterConfig:
     register_interval: float = 5.0
     drain_timeout: float = 5.0
     service: str = "demo_service"
+    # Sent as `Authorization: Bearer` on ingest and registration.
+    token: str | None = None
 
     def __post_init__(self) -> None:
         _checked_id("emitter", self.id)

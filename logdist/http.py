@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from logdist.core.packet import decode_json
 from logdist.errors import (
@@ -17,6 +19,7 @@ from logdist.errors import (
     InvalidRequest,
     LogdistError,
     PayloadTooLarge,
+    Unauthorized,
     UnsupportedMediaType,
 )
 
@@ -41,6 +44,8 @@ def error_response(exc: LogdistError) -> web.Response:
     headers = None
     if isinstance(exc, Backpressure):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="logdist"'}
     return json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
@@ -131,3 +136,39 @@ def describe_error(exc: BaseException) -> str:
         return "server disconnected"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
+
+
+def bearer_ok(request: web.Request, token: str) -> bool:
+    """The request carries `token` as `Authorization: Bearer`, or for a WebSocket as `?token=`."""
+    presented = ""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        presented = header[7:].strip()
+    elif request.path.startswith("/ws/"):
+        presented = request.query.get("token", "")
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def auth_middleware(
+    admin_token: str | None,
+    ingest_token: str | None,
+    ingest_paths: frozenset[str],
+    public: Callable[[str], bool],
+) -> Middleware:
+    """Ingest paths need `ingest_token`, public ones nothing, every other route `admin_token`."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if not public(path):
+            if path in ingest_paths:
+                token, what = ingest_token, "ingest"
+            else:
+                token, what = admin_token, "admin"
+            if token is not None and not bearer_ok(request, token):
+                raise Unauthorized(
+                    f"this route needs the {what} token as 'Authorization: Bearer <token>'"
+                )
+        return await handler(request)
+
+    return middleware

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+import orjson
+from aiohttp import WSCloseCode, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
 from logdist.core.packet import parse_batch, parse_one
 from logdist.core.registry import AdminState
+from logdist.core.routed import LogFilter
+from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
 from logdist.distributor.service import Distributor
-from logdist.errors import LogdistError, UnsupportedMediaType
+from logdist.errors import InvalidRequest, LogdistError, UnsupportedMediaType
 from logdist.http import (
+    auth_middleware,
     body_kind,
     error_middleware,
     json_response,
@@ -22,6 +28,7 @@ from logdist.http import (
 )
 
 DISTRIBUTOR = web.AppKey("distributor", Distributor)
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 
 
 # -- ingest -------------------------------------------------------------------------------
@@ -74,9 +81,11 @@ async def add_analyzer(request: web.Request) -> web.Response:
 
 
 async def remove_analyzer(request: web.Request) -> web.Response:
+    """Drain, then remove: what the analyzer holds is finished before it goes."""
     d = request.app[DISTRIBUTOR]
-    analyzer = d.remove_analyzer(request.match_info["aid"])
-    return json_response({"removed": analyzer.id})
+    aid = request.match_info["aid"]
+    d.registry.get(aid)
+    return json_response(await d.remove_analyzer(aid))
 
 
 async def set_analyzer_state(request: web.Request) -> web.Response:
@@ -106,7 +115,7 @@ async def set_analyzer_weight(request: web.Request) -> web.Response:
 async def register_emitter(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
-    info = d.emitters.register(require(body, "id"), require(body, "url"))
+    info = d.emitters.register(require(body, "id"), require(body, "url"), body.get("metrics"))
     return json_response({"id": info.id, "url": info.url})
 
 
@@ -120,6 +129,8 @@ async def emitter_action(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     body = await read_json_object(request) if action == "rate" else None
     status, data = await relay(d.session, info, "POST", f"/{action}", body)
+    if status == 200 and isinstance(data, dict):
+        info.metrics = data
     return json_response(data, status=status)
 
 
@@ -127,6 +138,8 @@ async def emitter_metrics(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     info = d.emitters.get(request.match_info["eid"])
     status, data = await relay(d.session, info, "GET", "/metrics")
+    if status == 200 and isinstance(data, dict):
+        info.metrics = data
     return json_response(data, status=status)
 
 
@@ -141,6 +154,83 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+async def prometheus(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DISTRIBUTOR].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# -- routed logs and live views -----------------------------------------------------------
+
+
+def log_query(request: web.Request) -> tuple[int, LogFilter]:
+    q = request.query
+    try:
+        n = int(q.get("n", "100"))
+    except ValueError:
+        raise InvalidRequest(f"n must be an integer, got {q.get('n')!r}") from None
+    if not 0 <= n <= 100_000:
+        raise InvalidRequest(f"n must be between 0 and 100000, got {n}")
+    return n, LogFilter(q.get("analyzer") or None, q.get("emitter") or None, q.get("level") or None)
+
+
+async def recent_logs(request: web.Request) -> web.Response:
+    """The last `n` routed messages (filters: analyzer, emitter, level), oldest first."""
+    n, flt = log_query(request)
+    return json_response(request.app[DISTRIBUTOR].logs.ring.recent(n, flt))
+
+
+async def ws_logs(request: web.Request) -> web.WebSocketResponse:
+    """The backlog of routed messages, then each new one as routed (`follow=0`: backlog only)."""
+    d = request.app[DISTRIBUTOR]
+    n, flt = log_query(request)
+    follow = request.query.get("follow", "1") not in ("0", "false", "no")
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    sub = d.logs.subscribe(flt) if follow else None
+    try:
+        for entry in d.logs.ring.recent(n, flt):
+            await ws.send_bytes(orjson.dumps(entry))
+        if sub is None:
+            await ws.close()
+            return ws
+        while not ws.closed:
+            entry = await sub.queue.get()
+            await ws.send_bytes(orjson.dumps(entry))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        if sub is not None:
+            d.logs.unsubscribe(sub)
+        sockets.discard(ws)
+    return ws
+
+
+async def ws_metrics(request: web.Request) -> web.WebSocketResponse:
+    """The `/status` document once a second."""
+    d = request.app[DISTRIBUTOR]
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    try:
+        while not ws.closed:
+            await ws.send_bytes(orjson.dumps(d.status()))
+            await asyncio.sleep(1.0)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        sockets.discard(ws)
+    return ws
+
+
+async def close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"distributor stopping")
+
+
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     d = app[DISTRIBUTOR]
     await d.start()
@@ -148,10 +238,21 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     await d.stop()
 
 
+INGEST_PATHS = frozenset({"/log-packet", "/log-packets", "/emitters/register"})
+
+
+def is_public(path: str) -> bool:
+    return path in ("/", "/health") or path.startswith("/ui/")
+
+
 def make_app(cfg: DistributorConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=cfg.max_batch_bytes)
+    auth = auth_middleware(cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public)
+    app = web.Application(middlewares=[error_middleware, auth], client_max_size=cfg.max_batch_bytes)
     app[DISTRIBUTOR] = Distributor(cfg)
+    app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_sockets)
+    add_dashboard(app)
     r = app.router
     r.add_post("/log-packet", log_packet)
     r.add_post("/log-packets", log_packets)
@@ -166,4 +267,8 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     r.add_get("/emitter/{eid}/metrics", emitter_metrics)
     r.add_get("/status", status)
     r.add_get("/health", health)
+    r.add_get("/metrics", prometheus)
+    r.add_get("/logs", recent_logs)
+    r.add_get("/ws/logs", ws_logs)
+    r.add_get("/ws/metrics", ws_metrics)
     return app

@@ -55,10 +55,13 @@ class Dispatcher:
         registry: Registry,
         counters: Counters,
         now: Callable[[], float] = time.monotonic,
+        on_delivered: Callable[[str, list[Packet], float], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.registry = registry
         self.counters = counters
+        # Told of every acknowledged batch: analyzer id, packets, seconds the request took.
+        self.on_delivered = on_delivered
         self.queue: deque[Packet] = deque()
         # Accepted and not yet acknowledged by an analyzer: the packets this daemon owns.
         self.unacked = 0
@@ -178,8 +181,11 @@ class Dispatcher:
             reason = describe_error(exc)
         self.registry.release(analyzer.id, len(batch))
         if reason is None:
-            stats.latency_sum += self._now() - started
+            latency = self._now() - started
+            stats.latency_sum += latency
             self._delivered(analyzer, batch)
+            if self.on_delivered is not None:
+                self.on_delivered(analyzer.id, batch, latency)
         else:
             self._failed(analyzer, batch, reason)
         self._wake.set()

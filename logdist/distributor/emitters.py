@@ -19,9 +19,16 @@ class EmitterInfo:
     url: str
     registered_at: float
     last_seen: float
+    # The emitter's own /metrics as last heard (with its registration, or a relayed command).
+    metrics: dict[str, Any] | None = None
 
     def to_json(self, now: float) -> dict[str, Any]:
-        return {"id": self.id, "url": self.url, "last_seen_ago": round(now - self.last_seen, 3)}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "last_seen_ago": round(now - self.last_seen, 3),
+            "metrics": self.metrics,
+        }
 
 
 class EmitterDirectory:
@@ -32,7 +39,7 @@ class EmitterDirectory:
     def __iter__(self) -> Any:
         return iter(list(self._emitters.values()))
 
-    def register(self, eid: object, url: object) -> EmitterInfo:
+    def register(self, eid: object, url: object, metrics: object = None) -> EmitterInfo:
         eid = check_id("emitter", eid)
         url = check_url(url).rstrip("/")
         now = self._now()
@@ -40,6 +47,8 @@ class EmitterDirectory:
         if info is None or info.url != url:
             info = self._emitters[eid] = EmitterInfo(eid, url, now, now)
         info.last_seen = now
+        if isinstance(metrics, dict):
+            info.metrics = metrics
         return info
 
     def get(self, eid: str) -> EmitterInfo:

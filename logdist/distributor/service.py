@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -10,11 +11,15 @@ from typing import Any
 import aiohttp
 
 from logdist.config import DistributorConfig
+from logdist.core.packet import Packet
 from logdist.core.registry import AdminState, Analyzer, Registry
 from logdist.distributor.counters import Counters
 from logdist.distributor.dispatcher import Dispatcher
 from logdist.distributor.emitters import EmitterDirectory
 from logdist.distributor.health import HealthChecker
+from logdist.distributor.logs import LogHub
+from logdist.distributor.metrics import Metrics
+from logdist.distributor.state import StateStore
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
@@ -29,12 +34,31 @@ class Distributor:
         self.registry = Registry(
             now=now, rise=cfg.health.rise, fall=cfg.health.fall, max_pending=cfg.max_pending
         )
-        for ref in cfg.analyzers:
-            self.registry.add(ref.id, ref.url, ref.weight)
-        self.dispatcher = Dispatcher(cfg, self.registry, self.counters, now)
+        self.state = StateStore(cfg.state_dir) if cfg.state_dir else None
+        saved = self.state.load() if self.state else None
+        if saved is None:
+            for ref in cfg.analyzers:
+                self.registry.add(ref.id, ref.url, ref.weight)
+        else:
+            for ref, admin in saved:
+                self.registry.add(ref.id, ref.url, ref.weight)
+                self.registry.set_admin(ref.id, admin)
+            event(
+                log,
+                "state_restored",
+                path=self.state.path if self.state else "",
+                analyzers=len(saved),
+            )
+        self.logs = LogHub(cfg.log_buffer)
+        self.metrics = Metrics(self)
+        self.dispatcher = Dispatcher(cfg, self.registry, self.counters, now, self._delivered)
         self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
         self.emitters = EmitterDirectory(now)
         self._session: aiohttp.ClientSession | None = None
+
+    def _delivered(self, aid: str, packets: list[Packet], latency: float) -> None:
+        self.logs.routed(aid, packets)
+        self.metrics.forward_latency.labels(aid).observe(latency)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -70,22 +94,36 @@ class Distributor:
 
     # -- admin ----------------------------------------------------------------------------
 
+    def _changed(self) -> None:
+        if self.state is not None:
+            self.state.save(self.registry)
+
     def add_analyzer(self, aid: str, url: str, weight: float) -> Analyzer:
         analyzer = self.registry.add(aid, url, weight)
         self.health.watch(aid)
+        self._changed()
         event(log, "analyzer_added", analyzer=aid, url=url, weight=analyzer.weight)
         return analyzer
 
-    def remove_analyzer(self, aid: str) -> Analyzer:
-        analyzer = self.registry.remove(aid)
+    async def remove_analyzer(self, aid: str) -> dict[str, Any]:
+        """Take nothing new, let what `aid` holds finish (up to the forward timeout), remove it."""
+        self.registry.set_admin(aid, AdminState.DRAINING)
+        self.dispatcher.evacuate(aid)
+        deadline = self._now() + self.cfg.forward_timeout + 1
+        while self.registry.get(aid).pending and self._now() < deadline:
+            await asyncio.sleep(0.02)
+        left = self.registry.get(aid).pending
+        self.registry.remove(aid)
         self.health.unwatch(aid)
         self.dispatcher.forget(aid)
-        event(log, "analyzer_removed", analyzer=aid)
-        return analyzer
+        self._changed()
+        event(log, "analyzer_removed", analyzer=aid, unsettled=left)
+        return {"removed": aid, "drained": left == 0}
 
     def set_weight(self, aid: str, weight: float) -> Analyzer:
         analyzer = self.registry.set_weight(aid, weight)
         self.dispatcher.wake()
+        self._changed()
         event(log, "analyzer_weight", analyzer=aid, weight=analyzer.weight)
         return analyzer
 
@@ -94,6 +132,7 @@ class Distributor:
         if state is not AdminState.ENABLED:
             self.dispatcher.evacuate(aid)
         self.dispatcher.wake()
+        self._changed()
         event(log, "analyzer_state", analyzer=aid, state=state.value)
         return analyzer
 
@@ -118,6 +157,7 @@ class Distributor:
         d = self.dispatcher
         return {
             "uptime": round(self._now() - self.started, 3),
+            "time": time.time(),
             "queue": {
                 "depth": len(d.queue),
                 "capacity": self.cfg.queue_capacity,

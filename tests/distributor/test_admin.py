@@ -54,12 +54,27 @@ async def test_removed_analyzer_gets_nothing_more(
     client = await make_distributor({"keep": (url1, 1), "gone": (url2, 1)})
     await eventually(lambda: len(service(client).registry.target_shares()) == 2)
     resp = await client.delete("/registry/gone")
-    assert resp.status == 200 and await resp.json() == {"removed": "gone"}
+    assert resp.status == 200 and await resp.json() == {"removed": "gone", "drained": True}
     for _ in range(20):
         await client.post("/log-packet", json=PACKET)
     await eventually(lambda: len(keep.ids) == 20)
     assert gone.ids == []
     assert [r["id"] for r in await (await client.get("/registry")).json()] == ["keep"]
+
+
+async def test_remove_lets_in_flight_packets_finish_first(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    slow, url = await start_analyzer(aiohttp_server, delay=0.5)
+    client = await make_distributor({"slow": (url, 1)})
+    await eventually(lambda: service(client).registry.get("slow").routable)
+    for _ in range(5):
+        await client.post("/log-packet", json=PACKET)
+    await eventually(lambda: service(client).registry.get("slow").pending == 5)
+    resp = await client.delete("/registry/slow")
+    assert await resp.json() == {"removed": "slow", "drained": True}
+    assert len(slow.ids) == 5  # answered before the removal returned
+    assert service(client).dispatcher.unacked == 0
 
 
 @pytest.mark.parametrize(

@@ -120,12 +120,13 @@ async def test_packets_waiting_for_an_analyzer_that_dies_move_to_the_others(
     steady, url_s = await start_analyzer(aiohttp_server)
     doomed_app = web.Application()
     hits = 0
+    release = asyncio.Event()
 
     async def accept_then_hang(request: web.Request) -> web.Response:
         nonlocal hits
         hits += 1
-        await asyncio.sleep(30)
-        return web.json_response({})
+        await release.wait()
+        return web.json_response({}, status=500)
 
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "batch": False})
@@ -140,9 +141,10 @@ async def test_packets_waiting_for_an_analyzer_that_dies_move_to_the_others(
     )
     await eventually(lambda: len([a for a in service(client).registry if a.routable]) == 2)
     await send(client, packets(200))
-    await eventually(lambda: len(set(steady.ids)) == 200, timeout=10, what="all delivered")
+    await eventually(lambda: len(set(steady.ids)) == 200, timeout=20, what="all delivered")
     assert hits >= 1
     assert service(client).dispatcher.unacked == 0
+    release.set()
 
 
 async def test_health_endpoint_and_status(

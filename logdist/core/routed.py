@@ -1,0 +1,74 @@
+"""The routed-log view: the last packets sent to analyzers, read back as messages.
+
+Recording is a deque append of references already held; a packet is parsed into its
+messages only when someone reads the backlog or watches live, so an unwatched distributor
+pays almost nothing for it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from logdist.core.packet import Packet
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    analyzer: str | None = None
+    emitter: str | None = None
+    level: str | None = None
+
+    def wants_packet(self, analyzer: str, packet: Packet) -> bool:
+        return (self.analyzer is None or analyzer == self.analyzer) and (
+            self.emitter is None or packet.emitter == self.emitter
+        )
+
+    def wants_message(self, message: dict[str, Any]) -> bool:
+        if self.level is None:
+            return True
+        level = message.get("level")
+        return isinstance(level, str) and level.upper() == self.level.upper()
+
+
+def expand(routed_at: float, analyzer: str, packet: Packet, flt: LogFilter) -> list[dict[str, Any]]:
+    """The packet's messages that pass `flt`, each with where it went and when."""
+    if not flt.wants_packet(analyzer, packet):
+        return []
+    messages = orjson.loads(packet.body).get("messages", [])
+    meta = {
+        "analyzer": analyzer,
+        "emitter": packet.emitter,
+        "packetId": packet.id,
+        "routed_at": routed_at,
+    }
+    return [{**m, **meta} for m in messages if isinstance(m, dict) and flt.wants_message(m)]
+
+
+class RoutedLog:
+    """The last `capacity` routed packets (so at least `capacity` messages)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._ring: deque[tuple[float, str, Packet]] = deque(maxlen=capacity)
+
+    def record(self, routed_at: float, analyzer: str, packets: Iterable[Packet]) -> None:
+        for packet in packets:
+            self._ring.append((routed_at, analyzer, packet))
+
+    def recent(self, n: int, flt: LogFilter) -> list[dict[str, Any]]:
+        """The last `n` messages that pass `flt`, oldest first."""
+        picked: list[dict[str, Any]] = []
+        for routed_at, analyzer, packet in self._newest_first():
+            if len(picked) >= n:
+                break
+            messages = expand(routed_at, analyzer, packet, flt)
+            picked.extend(reversed(messages[-(n - len(picked)) :]))
+        picked.reverse()
+        return picked
+
+    def _newest_first(self) -> Iterator[tuple[float, str, Packet]]:
+        return reversed(self._ring)

@@ -1,0 +1,105 @@
+"""`GET /metrics` in Prometheus exposition format.
+
+Counters are kept as plain integers on the hot path and read by a collector at scrape time,
+so a packet costs no metric locks; only the forward latency is a real histogram, observed
+once per forwarding request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from logdist.core.registry import Health
+
+if TYPE_CHECKING:
+    from logdist.distributor.service import Distributor
+
+
+class DistributorCollector(Collector):
+    def __init__(self, distributor: Distributor) -> None:
+        self.d = distributor
+
+    def collect(self) -> Iterator[Metric]:
+        d = self.d
+        c = d.counters
+        yield CounterMetricFamily(
+            "logdist_received_packets", "Packets accepted from emitters.", c.received_packets
+        )
+        yield CounterMetricFamily(
+            "logdist_received_messages", "Messages accepted from emitters.", c.received_messages
+        )
+        yield CounterMetricFamily(
+            "logdist_retries",
+            "Packets handed back for another try after a failed forward.",
+            c.retries,
+        )
+        rejected = CounterMetricFamily(
+            "logdist_rejected", "Ingest requests refused, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(c.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        delivered_p = CounterMetricFamily(
+            "logdist_delivered_packets", "Packets acknowledged by an analyzer.", labels=["analyzer"]
+        )
+        delivered_m = CounterMetricFamily(
+            "logdist_delivered_messages",
+            "Messages acknowledged by an analyzer.",
+            labels=["analyzer"],
+        )
+        failures = CounterMetricFamily(
+            "logdist_forward_failures", "Failed forwarding requests.", labels=["analyzer"]
+        )
+        for aid, stats in sorted(c.analyzers.items()):
+            delivered_p.add_metric([aid], stats.packets)
+            delivered_m.add_metric([aid], stats.messages)
+            failures.add_metric([aid], stats.failures)
+        yield from (delivered_p, delivered_m, failures)
+        q = d.dispatcher
+        yield GaugeMetricFamily(
+            "logdist_queue_depth", "Packets waiting for an analyzer.", len(q.queue)
+        )
+        yield GaugeMetricFamily(
+            "logdist_queue_capacity", "Queue capacity in packets.", d.cfg.queue_capacity
+        )
+        yield GaugeMetricFamily(
+            "logdist_unacked_packets", "Packets accepted and not yet acknowledged.", q.unacked
+        )
+        up = GaugeMetricFamily(
+            "logdist_analyzer_up", "1 if the analyzer is healthy.", labels=["analyzer"]
+        )
+        enabled = GaugeMetricFamily(
+            "logdist_analyzer_enabled", "1 if the analyzer is admin-enabled.", labels=["analyzer"]
+        )
+        weight = GaugeMetricFamily(
+            "logdist_analyzer_weight", "Configured weight.", labels=["analyzer"]
+        )
+        pending = GaugeMetricFamily(
+            "logdist_analyzer_pending",
+            "Packets assigned, not yet acknowledged.",
+            labels=["analyzer"],
+        )
+        for a in d.registry:
+            up.add_metric([a.id], 1.0 if a.health is Health.UP else 0.0)
+            enabled.add_metric([a.id], 1.0 if a.admin.value == "enabled" else 0.0)
+            weight.add_metric([a.id], a.weight)
+            pending.add_metric([a.id], a.pending)
+        yield from (up, enabled, weight, pending)
+
+
+class Metrics:
+    def __init__(self, distributor: Distributor) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(DistributorCollector(distributor))
+        self.forward_latency = Histogram(
+            "logdist_forward_latency_seconds",
+            "Time from sending a forwarding request to its answer.",
+            ["analyzer"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )

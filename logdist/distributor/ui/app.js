@@ -1,0 +1,275 @@
+"use strict";
+// The logdist dashboard: polls /status, drives the admin API, follows /ws/logs.
+const TOKEN_KEY = "logdist-token";
+const HISTORY = 120;          // seconds of throughput kept for the chart
+const SHARE_WINDOW = 10;      // seconds behind the "actual (10 s)" column
+const COLORS = ["#58a6ff", "#3fb950", "#d29922", "#f778ba", "#a371f7", "#79c0ff", "#ffa657", "#56d4dd"];
+
+const $ = (sel) => document.querySelector(sel);
+let token = localStorage.getItem(TOKEN_KEY) || "";
+let history = [];             // [{t, total, per: {aid: delivered_messages}}]
+let socket = null;
+
+function showError(message) {
+  const box = $("#errors");
+  box.textContent = message;
+  box.hidden = false;
+  clearTimeout(showError.timer);
+  showError.timer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (token) headers.Authorization = "Bearer " + token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new Error("cannot reach the distributor: " + err.message);
+  }
+  let data = null;
+  try { data = await resp.json(); } catch (err) { data = null; }
+  if (resp.status === 401) {
+    $("#token-form").hidden = false;
+    throw new Error("unauthorized: enter the admin token");
+  }
+  if (!resp.ok) {
+    const why = data && data.error ? data.error : resp.statusText;
+    throw new Error(`${method} ${path}: ${resp.status} ${why}`);
+  }
+  return data;
+}
+
+async function act(method, path, body) {
+  try {
+    await api(method, path, body);
+    await refresh();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function pct(x) { return (100 * x).toFixed(1) + "%"; }
+function fmt(x) { return x >= 1000 ? (x / 1000).toFixed(1) + "k" : x.toFixed(x < 10 ? 1 : 0); }
+
+function rates(now) {
+  // msgs/s over the last sample, and shares over the last SHARE_WINDOW seconds.
+  const out = { perSecond: {}, recent: {}, total: 0 };
+  if (history.length < 2) return out;
+  const last = history[history.length - 1];
+  const prev = history[history.length - 2];
+  const dt = Math.max(0.001, last.t - prev.t);
+  let base = history[0];
+  for (const h of history) { if (last.t - h.t <= SHARE_WINDOW) { base = h; break; } }
+  let windowTotal = 0;
+  for (const aid of Object.keys(last.per)) {
+    out.perSecond[aid] = ((last.per[aid] || 0) - (prev.per[aid] || 0)) / dt;
+    out.total += out.perSecond[aid];
+    windowTotal += (last.per[aid] || 0) - (base.per[aid] || 0);
+  }
+  for (const aid of Object.keys(last.per)) {
+    out.recent[aid] = windowTotal ? ((last.per[aid] || 0) - (base.per[aid] || 0)) / windowTotal : 0;
+  }
+  return out;
+}
+
+function button(label, onclick) {
+  const b = document.createElement("button");
+  b.textContent = label;
+  b.type = "button";
+  b.addEventListener("click", onclick);
+  return b;
+}
+
+function keyedRow(tbody, id, build) {
+  let row = tbody.querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.id = id;
+    build(row);
+    tbody.appendChild(row);
+  }
+  return row;
+}
+
+function prune(tbody, ids) {
+  for (const row of [...tbody.querySelectorAll("tr")]) if (!ids.has(row.dataset.id)) row.remove();
+}
+
+function renderAnalyzers(analyzers, r) {
+  const tbody = $("#analyzers tbody");
+  for (const a of analyzers) {
+    const row = keyedRow(tbody, a.id, (row) => {
+      for (let i = 0; i < 9; i++) row.appendChild(document.createElement("td"));
+      const weight = document.createElement("input");
+      weight.size = 4;
+      weight.className = "weight";
+      weight.value = a.weight;
+      row.cells[3].appendChild(weight);
+      row.cells[3].appendChild(button("set", () => act("POST", `/analyzer/${a.id}/weight`, { weight: Number(weight.value) })));
+      const actions = document.createElement("td");
+      actions.appendChild(button("enable", () => act("POST", `/analyzer/${a.id}/enable`)));
+      actions.appendChild(button("disable", () => act("POST", `/analyzer/${a.id}/disable`)));
+      actions.appendChild(button("drain", () => act("POST", `/analyzer/${a.id}/drain`)));
+      actions.appendChild(button("remove", () => act("DELETE", `/registry/${a.id}`)));
+      row.appendChild(actions);
+    });
+    const c = row.cells;
+    c[0].textContent = a.id;
+    c[0].title = a.url;
+    c[1].textContent = a.health + (a.last_error ? " (" + a.last_error + ")" : "");
+    c[1].className = a.health;
+    c[2].textContent = a.state;
+    const w = c[3].querySelector("input");
+    if (document.activeElement !== w) w.value = a.weight;
+    c[4].textContent = pct(a.target_share); c[4].className = "num";
+    c[5].textContent = pct(r.recent[a.id] || 0); c[5].className = "num";
+    c[6].textContent = pct(a.actual_share); c[6].className = "num";
+    c[7].textContent = fmt(r.perSecond[a.id] || 0); c[7].className = "num";
+    c[8].textContent = a.pending; c[8].className = "num";
+  }
+  prune(tbody, new Set(analyzers.map((a) => a.id)));
+}
+
+function renderEmitters(emitters) {
+  const tbody = $("#emitters tbody");
+  for (const e of emitters) {
+    const row = keyedRow(tbody, e.id, (row) => {
+      for (let i = 0; i < 5; i++) row.appendChild(document.createElement("td"));
+      const rate = document.createElement("input");
+      rate.size = 4;
+      rate.className = "rate";
+      row.cells[1].appendChild(rate);
+      row.cells[1].appendChild(button("set", () => act("POST", `/emitter/${e.id}/rate`, { rps: Number(rate.value) })));
+      const actions = document.createElement("td");
+      actions.appendChild(button("pause", () => act("POST", `/emitter/${e.id}/pause`)));
+      actions.appendChild(button("resume", () => act("POST", `/emitter/${e.id}/resume`)));
+      row.appendChild(actions);
+    });
+    const m = e.metrics || {};
+    const c = row.cells;
+    c[0].textContent = e.id;
+    const rate = c[1].querySelector("input");
+    if (document.activeElement !== rate) rate.value = m.rps ?? "";
+    c[2].textContent = m.buffer_len ?? "?"; c[2].className = "num";
+    c[3].textContent = m.sent_packets ?? "?"; c[3].className = "num";
+    c[4].textContent = m.paused ? "paused" : "running";
+  }
+  prune(tbody, new Set(emitters.map((e) => e.id)));
+}
+
+function drawChart() {
+  const canvas = $("#chart");
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, pad = 30;
+  ctx.clearRect(0, 0, W, H);
+  if (history.length < 2) return;
+  const ids = Object.keys(history[history.length - 1].per);
+  const series = { total: [] };
+  for (const id of ids) series[id] = [];
+  for (let i = 1; i < history.length; i++) {
+    const dt = Math.max(0.001, history[i].t - history[i - 1].t);
+    let total = 0;
+    for (const id of ids) {
+      const v = ((history[i].per[id] || 0) - (history[i - 1].per[id] || 0)) / dt;
+      series[id].push(v);
+      total += v;
+    }
+    series.total.push(total);
+  }
+  const max = Math.max(1, ...series.total);
+  ctx.strokeStyle = "#26303b";
+  ctx.fillStyle = "#7d8896";
+  ctx.font = "11px sans-serif";
+  for (let k = 0; k <= 4; k++) {
+    const y = H - pad / 2 - (k / 4) * (H - pad);
+    ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(W, y); ctx.stroke();
+    ctx.fillText(fmt((k / 4) * max), 2, y + 4);
+  }
+  const names = ["total", ...ids];
+  const legend = $("#legend");
+  legend.textContent = "";
+  names.forEach((name, idx) => {
+    const color = name === "total" ? "#d6dde6" : COLORS[(idx - 1) % COLORS.length];
+    const data = series[name];
+    ctx.strokeStyle = color;
+    ctx.lineWidth = name === "total" ? 2 : 1.5;
+    ctx.beginPath();
+    data.forEach((v, i) => {
+      const x = pad + (i / Math.max(1, HISTORY - 1)) * (W - pad);
+      const y = H - pad / 2 - (v / max) * (H - pad);
+      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+    const span = document.createElement("span");
+    span.style.color = color;
+    span.textContent = `${name} ${fmt(data[data.length - 1] || 0)}/s`;
+    legend.appendChild(span);
+  });
+}
+
+async function refresh() {
+  const status = await api("GET", "/status");
+  const per = {};
+  for (const a of status.analyzers) per[a.id] = a.delivered_messages;
+  history.push({ t: status.time, per });
+  if (history.length > HISTORY + 1) history.shift();
+  const r = rates();
+  const q = status.queue, c = status.counters;
+  $("#summary").innerHTML =
+    `queue <b>${q.depth}</b>/${q.capacity} · unacked <b>${q.unacked}</b> · ` +
+    `delivered <b>${c.delivered_messages}</b> msgs · <b>${fmt(r.total)}</b> msg/s · ` +
+    `retries <b>${c.retries}</b> · rejected <b>${Object.values(c.rejected).reduce((x, y) => x + y, 0)}</b>`;
+  renderAnalyzers(status.analyzers, r);
+  renderEmitters(status.emitters);
+  drawChart();
+}
+
+function followLogs() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const query = "n=50" + (token ? "&token=" + encodeURIComponent(token) : "");
+  socket = new WebSocket(`${proto}//${location.host}/ws/logs?${query}`);
+  socket.binaryType = "arraybuffer";
+  const list = $("#logs");
+  socket.onmessage = (ev) => {
+    const text = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data);
+    const m = JSON.parse(text);
+    const li = document.createElement("li");
+    li.className = "lvl-" + (m.level || "");
+    li.textContent = `${m.ts || ""} ${m.analyzer} ← ${m.emitter || "-"} ${m.level || ""} ${m.message || JSON.stringify(m)}`;
+    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    list.appendChild(li);
+    while (list.children.length > 200) list.firstChild.remove();
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  };
+  socket.onclose = () => { setTimeout(followLogs, 2000); };
+}
+
+$("#add-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  act("POST", "/registry/add", { id: f.get("id"), url: f.get("url"), weight: Number(f.get("weight") || 1) })
+    .then(() => ev.target.reset());
+});
+
+$("#token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $("#token").value.trim();
+  localStorage.setItem(TOKEN_KEY, token);
+  $("#token-form").hidden = true;
+  if (socket) socket.close();
+  tick();
+});
+
+async function tick() {
+  try {
+    await refresh();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+tick();
+setInterval(tick, 1000);
+followLogs();
