@@ -203,7 +203,7 @@ class EmitterConfig:
     timeout: float = 5.0
     # How many delivered packet ids `GET /sent?ids=1` can list.
     track_ids: int = 100_000
-    register_interval: float = 5.0
+    register_interval: float = 2.0
     drain_timeout: float = 5.0
     service: str = "demo_service"
     # Sent as `Authorization: Bearer` on ingest and registration.

@@ -73,13 +73,32 @@ def emitter_argv(cfg: EmitterConfig) -> list[str]:
     )
 
 
-def children(topology: Topology, config_path: Path) -> tuple[list[Child], Child, list[Child]]:
+def children(
+    topology: Topology, config_path: Path, state_dir: Path | None
+) -> tuple[list[Child], Child, list[Child]]:
     analyzers = [Child(a.id, analyzer_argv(a)) for a in topology.analyzers]
-    distributor = Child(
-        "distributor", _logdist("distributor", "serve", "--config", str(config_path))
-    )
+    argv = _logdist("distributor", "serve", "--config", str(config_path))
+    if state_dir is not None:
+        argv += ["--state-dir", str(state_dir)]
+    distributor = Child("distributor", argv)
     emitters = [Child(e.id, emitter_argv(e)) for e in topology.emitters]
     return analyzers, distributor, emitters
+
+
+async def _listening(host: str, port: int, timeout: float) -> bool:
+    """Wait until something accepts connections on host:port."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 async def _relay(child: Child, width: int) -> None:
@@ -124,7 +143,7 @@ async def _stop(group: list[Child]) -> None:
                 await child.relay
 
 
-async def _watch(child: Child, stop: asyncio.Event, essential: bool) -> None:
+async def _watch(child: Child, stop: asyncio.Event, essential: bool, died: list[str]) -> None:
     assert child.proc is not None
     code = await child.proc.wait()
     if stop.is_set():
@@ -132,29 +151,48 @@ async def _watch(child: Child, stop: asyncio.Event, essential: bool) -> None:
     what = "stopping the rest" if essential else "the rest keep running"
     print(f"logdist up: {child.name} exited with code {code}; {what}", file=sys.stderr, flush=True)
     if essential:
+        died.append(child.name)
         stop.set()
 
 
-async def run_topology(topology: Topology, config_path: Path, banner: str) -> int:
+async def run_topology(
+    topology: Topology, config_path: Path, banner: str, state_dir: Path | None = None
+) -> int:
     """Start every daemon of `topology`, print `banner`, wait for a signal, stop them all.
 
-    An analyzer or emitter that dies is reported and the rest keep running (failover is
-    something to watch); if the distributor dies, everything stops and the exit code is 1.
+    Analyzers first, then the distributor, and the emitters once it listens. An analyzer or
+    emitter that dies is reported and the rest keep running (failover is something to
+    watch); if the distributor dies, everything stops and the exit code is 1.
     """
-    analyzers, distributor, emitters = children(topology, config_path)
+    analyzers, distributor, emitters = children(topology, config_path, state_dir)
     everyone = [*analyzers, distributor, *emitters]
     width = max(len(c.name) for c in everyone)
     stop = asyncio.Event()
+    died: list[str] = []
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     watchers: list[asyncio.Task[None]] = []
-    try:
-        for child in everyone:
+
+    async def launch(group: list[Child]) -> None:
+        for child in group:
             await _start(child, width)
-            watchers.append(loop.create_task(_watch(child, stop, child is distributor)))
-        print(banner, flush=True)
-        await stop.wait()
+            watchers.append(loop.create_task(_watch(child, stop, child is distributor, died)))
+
+    try:
+        await launch([*analyzers, distributor])
+        d = topology.distributor
+        if not await _listening(d.host, d.port, 20.0) and not stop.is_set():
+            print(
+                f"logdist up: the distributor is not listening on {d.host}:{d.port}",
+                file=sys.stderr,
+            )
+            died.append("distributor")
+            stop.set()
+        if not stop.is_set():
+            await launch(emitters)
+            print(banner, flush=True)
+            await stop.wait()
     finally:
         stop.set()
         await _stop(emitters)
@@ -162,9 +200,4 @@ async def run_topology(topology: Topology, config_path: Path, banner: str) -> in
         await _stop(analyzers)
         for task in watchers:
             task.cancel()
-    died = distributor.proc is not None and distributor.proc.returncode not in (0, None)
-    return (
-        1
-        if died and distributor.proc is not None and distributor.proc.returncode != -signal.SIGTERM
-        else 0
-    )
+    return 1 if died else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from logdist import __version__
-from logdist.cli import analyzer, distributor, emitter, up
+from logdist.cli import analyzer, ctl, distributor, emitter, tail, top, up
 
 app = typer.Typer(
     name="logdist",
@@ -18,6 +18,9 @@ app.add_typer(analyzer.app, name="analyzer")
 app.add_typer(distributor.app, name="distributor")
 app.add_typer(emitter.app, name="emitter")
 app.command("up")(up.up)
+app.add_typer(ctl.app, name="ctl")
+app.add_typer(tail.app, name="tail")
+app.command("top")(top.top)
 
 
 def _version(value: bool) -> None:

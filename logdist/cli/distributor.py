@@ -72,6 +72,29 @@ def serve(
     fall: Annotated[
         int | None, opt(H, "fall", "Failed probes (or forwards) in a row that mark it down.")
     ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOGDIST_ADMIN_TOKEN",
+            show_default=False,
+            help="Require this bearer token on admin, control, metrics and WebSocket routes.",
+        ),
+    ] = None,
+    ingest_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOGDIST_INGEST_TOKEN",
+            show_default=False,
+            help="Require this bearer token on ingest and emitter registration.",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        str | None,
+        typer.Option(show_default=False, help="Keep runtime admin changes here across restarts."),
+    ] = None,
+    log_buffer: Annotated[
+        int | None, opt(C, "log_buffer", "Routed packets kept for tail logs.")
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Accept packets on POST /log-packet and /log-packets and forward them by weight."""
@@ -92,6 +115,10 @@ def serve(
             forward_batch=forward_batch,
             forward_timeout=forward_timeout,
             drain_timeout=drain_timeout,
+            admin_token=admin_token,
+            ingest_token=ingest_token,
+            state_dir=state_dir,
+            log_buffer=log_buffer,
         )
         cfg = dataclasses.replace(cfg, health=health)
     run_daemon("distributor", make_app, cfg, log_level)

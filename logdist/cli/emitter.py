@@ -36,6 +36,14 @@ def start(
     concurrency: Annotated[
         int | None, opt(C, "concurrency", "Requests in flight to the distributor.")
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOGDIST_INGEST_TOKEN",
+            help="The distributor's ingest token.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Send packets in the seed's format to POST /log-packet; control API on --port."""
@@ -50,5 +58,6 @@ def start(
             host=host,
             buffer=buffer,
             concurrency=concurrency,
+            token=token,
         )
     run_daemon("emitter", make_app, cfg, log_level)

@@ -3,39 +3,73 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from logdist.cli.common import topology
+from logdist.client import DEFAULT_URL
 from logdist.config import DEFAULT_CONFIG
 from logdist.supervisor import run_topology
 
 
-def banner(url: str, analyzers: list[str], emitters: list[str]) -> str:
+def command_name() -> str:
+    """How the user can type this command: `logdist` if that is on PATH, else the path run."""
+    argv0 = sys.argv[0]
+    found = shutil.which("logdist")
+    if found and Path(found).resolve() == Path(argv0).resolve():
+        return "logdist"
+    return argv0
+
+
+def banner(url: str, analyzers: list[str], emitters: list[str], state_dir: Path | None) -> str:
+    a = analyzers[-1] if analyzers else "a1"
     e = emitters[0] if emitters else "e1"
-    return "\n".join(
-        [
-            f"logdist is up: distributor {url}, analyzers {', '.join(analyzers) or '-'},"
-            f" emitters {', '.join(emitters) or '-'}",
-            f"  status:   curl -s {url}/status",
-            f"  registry: curl -s {url}/registry",
-            f"  pause:    curl -s -XPOST {url}/emitter/{e}/pause",
-            "Ctrl-C stops everything.",
-        ]
-    )
+    ld = command_name()
+    pairs = [
+        (f"{ld} ctl status", f"{ld} top"),
+        (f"{ld} ctl pause {e}", f"{ld} ctl rate {e} 50"),
+        (f"{ld} ctl disable {a}", f"{ld} ctl weight {a} 1"),
+        (f"{ld} tail logs -f", f"{ld} tail logs --level ERROR"),
+    ]
+    width = max(len(left) for left, _ in pairs) + 4
+    lines = [
+        f"logdist is up: distributor {url}, analyzers {', '.join(analyzers) or '-'},"
+        f" emitters {', '.join(emitters) or '-'}",
+        f"  dashboard  {url}/",
+    ]
+    for i, (left, right) in enumerate(pairs):
+        lines.append(f"  {'try' if i == 0 else '':<9}  {left:<{width}}{right}")
+    if url != DEFAULT_URL:
+        lines.append(f"  (add --url {url}, or export LOGDIST_URL={url})")
+    if state_dir is not None:
+        lines.append(f"  runtime changes are kept in {state_dir} (--no-state to start afresh)")
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
 
 
 def up(
     config_file: Annotated[
         Path, typer.Argument(help="Topology TOML file.", metavar="[CONFIG]")
     ] = DEFAULT_CONFIG,
+    state_dir: Annotated[
+        Path, typer.Option(help="Where the distributor keeps runtime admin changes.")
+    ] = Path(".logdist/state"),
+    no_state: Annotated[
+        bool, typer.Option("--no-state", help="Keep no state; start from the config alone.")
+    ] = False,
 ) -> None:
     """Run a whole local topology (analyzers, distributor, emitters); Ctrl-C stops all."""
     topo = topology(config_file)
     d = topo.distributor
+    state = None if no_state else state_dir
     text = banner(
-        f"http://{d.host}:{d.port}", [a.id for a in topo.analyzers], [e.id for e in topo.emitters]
+        f"http://{d.host}:{d.port}",
+        [a.id for a in topo.analyzers],
+        [e.id for e in topo.emitters],
+        state,
     )
-    raise typer.Exit(asyncio.run(run_topology(topo, config_file, text)))
+    raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state)))

@@ -130,8 +130,11 @@ class Emitter:
     # -- running ---------------------------------------------------------------------------
 
     async def start(self, bound: BoundAddress) -> None:
+        headers = {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else None
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), skip_auto_headers=("User-Agent",)
+            connector=aiohttp.TCPConnector(limit=0),
+            skip_auto_headers=("User-Agent",),
+            headers=headers,
         )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._generate()))
@@ -253,7 +256,7 @@ class Emitter:
             try:
                 async with self._session.post(
                     target,
-                    json={"id": self.cfg.id, "url": url},
+                    json={"id": self.cfg.id, "url": url, "metrics": self.metrics()},
                     timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
                 ) as resp:
                     await resp.read()

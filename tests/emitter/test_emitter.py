@@ -88,7 +88,9 @@ async def test_emitter_sends_at_its_rate_and_registers(
     client, emitter = await start(aiohttp_server, aiohttp_client, fake, rate=200, messages=(1, 3))
     await eventually(lambda: len(fake.ids) >= 50, what="packets sent")
     await eventually(lambda: bool(fake.registrations), what="registration")
-    assert fake.registrations[0] == {"id": "e1", "url": str(client.make_url("")).rstrip("/")}
+    first = fake.registrations[0]
+    assert (first["id"], first["url"]) == ("e1", str(client.make_url("")).rstrip("/"))
+    assert first["metrics"]["emitter_id"] == "e1"  # so the distributor can show its rate and buffer
     sent = await (await client.get("/sent?ids=1")).json()
     assert set(sent["ids"]) <= set(fake.ids) and sent["packets"] == len(sent["ids"])
 

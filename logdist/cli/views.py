@@ -1,0 +1,107 @@
+"""Terminal views of the distributor's status, shared by `ctl status` and `top`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+HEALTH_STYLE = {"up": "green", "down": "bold red", "unknown": "yellow"}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def rate(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def queue_line(status: dict[str, Any], msgs_per_s: float | None = None) -> Text:
+    q, c = status["queue"], status["counters"]
+    rejected = sum(c["rejected"].values())
+    parts = [
+        ("queue ", "dim"),
+        (f"{q['depth']}/{q['capacity']}", "bold"),
+        ("  unacked ", "dim"),
+        (str(q["unacked"]), "bold"),
+        ("  received ", "dim"),
+        (str(c["received_messages"]), "bold"),
+        ("  delivered ", "dim"),
+        (str(c["delivered_messages"]), "bold"),
+        ("  retries ", "dim"),
+        (str(c["retries"]), "bold"),
+        ("  rejected ", "dim"),
+        (str(rejected), "bold red" if rejected else "bold"),
+    ]
+    if msgs_per_s is not None:
+        parts += [("  msg/s ", "dim"), (rate(msgs_per_s), "bold cyan")]
+    return Text.assemble(*parts)
+
+
+def analyzers_table(
+    analyzers: list[dict[str, Any]],
+    per_second: dict[str, float] | None = None,
+    recent: dict[str, float] | None = None,
+) -> Table:
+    """Target vs actual message shares; `recent`/`per_second` when the caller has samples."""
+    table = Table(title="analyzers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=2)
+    table.add_column("health", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    live = per_second is not None
+    names = ["weight", "target"]
+    names += ["recent"] if recent is not None else []
+    names += ["actual", "msg/s" if live else "delivered", "pending", "downs"]
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for a in analyzers:
+        health = Text(a["health"], style=HEALTH_STYLE.get(a["health"], ""))
+        row: list[Any] = [a["id"], health, a["state"], f"{a['weight']:g}", pct(a["target_share"])]
+        if recent is not None:
+            row.append(pct(recent.get(a["id"], 0.0)))
+        row.append(pct(a["actual_share"]))
+        if per_second is not None:
+            row.append(rate(per_second.get(a["id"], 0.0)))
+        else:
+            row.append(str(a["delivered_messages"]))
+        row += [str(a["pending"]), str(a.get("downs", 0))]
+        table.add_row(*row)
+    errors = [f"{a['id']}: {a['last_error']}" for a in analyzers if a.get("last_error")]
+    if errors:
+        table.caption = "last errors: " + "; ".join(errors)
+        table.caption_justify = "left"
+    return table
+
+
+def emitters_table(emitters: list[dict[str, Any]]) -> Table:
+    table = Table(title="emitters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for name in ("rate", "buffer", "sent", "retries"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("control url", no_wrap=True)
+    for e in emitters:
+        m = e.get("metrics") or {}
+        state = (
+            Text("paused", style="yellow") if m.get("paused") else Text("running", style="green")
+        )
+        table.add_row(
+            e["id"],
+            f"{m.get('rps', '?')}",
+            f"{m.get('buffer_len', '?')}",
+            f"{m.get('sent_packets', '?')}",
+            f"{m.get('retries', '?')}",
+            state,
+            Text(e["url"], style="dim"),
+        )
+    return table
+
+
+def status_view(status: dict[str, Any]) -> Group:
+    return Group(
+        queue_line(status), analyzers_table(status["analyzers"]), emitters_table(status["emitters"])
+    )
