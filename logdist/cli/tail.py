@@ -52,6 +52,12 @@ def line(entry: dict[str, Any]) -> Text:
     )
 
 
+class PipeConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits 1 here; a closed pipe is how `| head` says "enough", not a failure.
+        _quiet_broken_pipe()
+
+
 def _quiet_broken_pipe() -> None:
     # The reader went away (`| head -3`): stop quietly, and keep Python's exit flush quiet too.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -84,7 +90,7 @@ def logs(
     """Print recently routed messages, then (with --follow) each new one; --json gives NDJSON."""
     if n < 0:
         raise typer.BadParameter("must be >= 0", param_hint="-n")
-    console = Console(highlight=False, soft_wrap=True)
+    console = PipeConsole(highlight=False, soft_wrap=True)
 
     async def run(client: AdminClient) -> None:
         async for entry in client.logs(n, follow, analyzer, emitter, level):

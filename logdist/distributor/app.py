@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import WSCloseCode, web
@@ -179,50 +180,59 @@ async def recent_logs(request: web.Request) -> web.Response:
     return json_response(request.app[DISTRIBUTOR].logs.ring.recent(n, flt))
 
 
+async def _stream(
+    request: web.Request, produce: Callable[[web.WebSocketResponse], Awaitable[None]]
+) -> web.WebSocketResponse:
+    """Run `produce` on a new WebSocket while reading it, so a client's close is seen at once."""
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    sender = asyncio.ensure_future(produce(ws))
+    try:
+        async for _ in ws:
+            pass  # clients send nothing; this is where their close arrives
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            await sender
+        sockets.discard(ws)
+    return ws
+
+
 async def ws_logs(request: web.Request) -> web.WebSocketResponse:
     """The backlog of routed messages, then each new one as routed (`follow=0`: backlog only)."""
     d = request.app[DISTRIBUTOR]
     n, flt = log_query(request)
     follow = request.query.get("follow", "1") not in ("0", "false", "no")
-    ws = web.WebSocketResponse(heartbeat=20)
-    await ws.prepare(request)
-    sockets = request.app[SOCKETS]
-    sockets.add(ws)
-    sub = d.logs.subscribe(flt) if follow else None
-    try:
-        for entry in d.logs.ring.recent(n, flt):
-            await ws.send_bytes(orjson.dumps(entry))
-        if sub is None:
-            await ws.close()
-            return ws
-        while not ws.closed:
-            entry = await sub.queue.get()
-            await ws.send_bytes(orjson.dumps(entry))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        if sub is not None:
-            d.logs.unsubscribe(sub)
-        sockets.discard(ws)
-    return ws
+
+    async def produce(ws: web.WebSocketResponse) -> None:
+        sub = d.logs.subscribe(flt) if follow else None
+        try:
+            for entry in d.logs.ring.recent(n, flt):
+                await ws.send_bytes(orjson.dumps(entry))
+            if sub is None:
+                await ws.close()
+                return
+            while True:
+                await ws.send_bytes(orjson.dumps(await sub.queue.get()))
+        finally:
+            if sub is not None:
+                d.logs.unsubscribe(sub)
+
+    return await _stream(request, produce)
 
 
 async def ws_metrics(request: web.Request) -> web.WebSocketResponse:
     """The `/status` document once a second."""
     d = request.app[DISTRIBUTOR]
-    ws = web.WebSocketResponse(heartbeat=20)
-    await ws.prepare(request)
-    sockets = request.app[SOCKETS]
-    sockets.add(ws)
-    try:
-        while not ws.closed:
+
+    async def produce(ws: web.WebSocketResponse) -> None:
+        while True:
             await ws.send_bytes(orjson.dumps(d.status()))
             await asyncio.sleep(1.0)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        sockets.discard(ws)
-    return ws
+
+    return await _stream(request, produce)
 
 
 async def close_sockets(app: web.Application) -> None:

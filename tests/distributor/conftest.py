@@ -23,6 +23,8 @@ def make_distributor(aiohttp_client: Any) -> MakeDistributor:
     async def make(analyzers: dict[str, tuple[str, float]] | None = None, **kwargs: Any) -> Client:
         refs = tuple(AnalyzerRef(aid, url, w) for aid, (url, w) in (analyzers or {}).items())
         kwargs.setdefault("health", FAST_HEALTH)
+        # Tests that leave packets undelivered should not wait 10 s for them at teardown.
+        kwargs.setdefault("drain_timeout", 0.5)
         cfg = DistributorConfig(analyzers=refs, **kwargs)
         client: Client = await aiohttp_client(make_app(cfg))
         return client

@@ -18,6 +18,7 @@ class Pipeline:
     analyzers: dict[str, Proc] = field(default_factory=dict)
     emitters: dict[str, Proc] = field(default_factory=dict)
     distributor: Proc | None = None
+    token: str | None = None
 
     def output(self, aid: str) -> Path:
         return self.procs.workdir / f"{aid}.ndjson"
@@ -79,7 +80,7 @@ class Pipeline:
         return self.distributor.url
 
     def registry(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = get(f"{self.url}/registry")
+        rows: list[dict[str, Any]] = get(f"{self.url}/registry", self.token)
         return rows
 
     def health(self, aid: str) -> str:

@@ -33,11 +33,14 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def request(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
+def request(
+    method: str, url: str, body: Any = None, timeout: float = 5.0, token: str | None = None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -45,8 +48,8 @@ def request(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tu
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def get(url: str) -> Any:
-    status, body = request("GET", url)
+def get(url: str, token: str | None = None) -> Any:
+    status, body = request("GET", url, token=token)
     assert status == 200, (url, status, body)
     return body
 
@@ -55,6 +58,11 @@ def post(url: str, body: Any = None) -> Any:
     status, reply = request("POST", url, body)
     assert 200 <= status < 300, (url, status, reply)
     return reply
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the client settings a developer may have exported."""
+    return {k: v for k, v in os.environ.items() if k not in ("LOGDIST_URL", "LOGDIST_TOKEN")}
 
 
 def free_port() -> int:
@@ -131,8 +139,10 @@ class Procs:
             proc.url = wait_for(bound, timeout, f"{name} to listen")
         return proc
 
-    def run(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run a `logdist` command to completion."""
+    def run(
+        self, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a `logdist` command to completion (`env` adds to the environment)."""
         return subprocess.run(
             [LOGDIST, *args],
             capture_output=True,
@@ -140,6 +150,7 @@ class Procs:
             timeout=timeout,
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
+            env={**clean_env(), **(env or {})},
         )
 
     def cleanup(self) -> None:
