@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -82,7 +83,13 @@ async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
     # `batch` tells the distributor it may send NDJSON batches to /ingest.
     return json_response(
-        {"status": "ok", "id": state.cfg.id, "batch": True, "formats": ["application/json", NDJSON]}
+        {
+            "status": "ok",
+            "id": state.cfg.id,
+            "pid": os.getpid(),
+            "batch": True,
+            "formats": ["application/json", NDJSON],
+        }
     )
 
 

@@ -1,0 +1,106 @@
+"""The dashboard in a real headless Chromium (Debian's), driven with Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.e2e.pipeline import Pipeline
+from tests.e2e.procs import Procs, get, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As the machine's own probe runs it: no sandbox as root, no network chatter beyond loopback.
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: scripts/test installs it"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    p = context.new_page()
+    yield p
+    context.close()
+
+
+def test_dashboard_shows_the_system_and_changes_it(
+    procs: Procs, page: Page, artifacts: Path
+) -> None:
+    p = Pipeline(procs, {"a1": 0.5, "a2": 0.5})
+    p.start({"e1": "1-5"}, 50)
+    wait_for(lambda: get(f"{p.url}/emitters"), 10, "e1 registered")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(p.url + "/")
+
+    analyzers = page.locator("#analyzers tbody tr")
+    expect(analyzers).to_have_count(2)
+    expect(page.locator('#analyzers tr[data-id="a1"] td').nth(1)).to_have_text("up")
+    expect(page.locator("#logs li").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#summary")).to_contain_text("msg/s")
+
+    # Pause the emitter from the page: the running emitter stops.
+    page.locator('#emitters tr[data-id="e1"] button', has_text="pause").click()
+    wait_for(lambda: get(f"{p.url}/emitter/e1/metrics")["paused"], 5, "e1 paused")
+    expect(page.locator('#emitters tr[data-id="e1"] td').nth(4)).to_have_text(
+        "paused", timeout=5000
+    )
+    page.locator('#emitters tr[data-id="e1"] button', has_text="resume").click()
+    wait_for(lambda: not get(f"{p.url}/emitter/e1/metrics")["paused"], 5, "e1 resumed")
+
+    # Add an analyzer through the form: the distributor routes to it.
+    a3 = p.start_analyzer("a3")
+    page.fill('#add-form input[name="id"]', "a3")
+    page.fill('#add-form input[name="url"]', f"{a3.url}/ingest")
+    page.fill('#add-form input[name="weight"]', "1")
+    page.click('#add-form button[type="submit"]')
+    expect(analyzers).to_have_count(3)
+    wait_for(lambda: p.stats("a3")["messages"] > 0, 10, "a3 receiving")
+
+    assert errors == []  # nothing went wrong in the page so far
+
+    # An error from the API is shown, not swallowed.
+    page.fill('#add-form input[name="id"]', "a3")
+    page.fill('#add-form input[name="url"]', f"{a3.url}/ingest")
+    page.click('#add-form button[type="submit"]')
+    expect(page.locator("#errors")).to_contain_text("already exists")
+    expect(page.locator("#errors")).to_be_visible()
+
+    page.wait_for_timeout(1500)  # let the chart draw a few points for the screenshot
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    assert [e for e in errors if "409" not in e] == []  # the browser logs the refused add itself
+
+
+def test_dashboard_asks_for_the_admin_token(procs: Procs, page: Page, artifacts: Path) -> None:
+    p = Pipeline(procs, {"a1": 1}, token="s3cret")
+    p.start({}, 1, "--admin-token", "s3cret")
+    page.goto(p.url + "/")
+    expect(page.locator("#token-form")).to_be_visible()
+    expect(page.locator("#errors")).to_contain_text("unauthorized")
+    page.fill("#token", "s3cret")
+    page.click('#token-form button[type="submit"]')
+    expect(page.locator("#token-form")).to_be_hidden()
+    expect(page.locator('#analyzers tr[data-id="a1"]')).to_be_visible()
+    page.screenshot(path=str(artifacts / "dashboard-token.png"))
