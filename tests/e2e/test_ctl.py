@@ -8,6 +8,7 @@ import pty
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,27 @@ from tests.e2e.procs import LOGDIST, Procs, clean_env, free_port, get, wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def pipeline(procs: Procs) -> Pipeline:
+def running_pipeline(procs: Procs) -> Pipeline:
     p = Pipeline(procs, {"a1": 0.5, "a2": 0.5})
     p.start({"e1": "1-3"}, 50)
     wait_for(lambda: get(f"{p.url}/emitters"), 10, "e1 registered")
     return p
+
+
+@pytest.fixture
+def pipeline(procs: Procs) -> Pipeline:
+    """A pipeline of its own, for a test that changes it."""
+    return running_pipeline(procs)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """One pipeline for the tests that only read from it or are refused."""
+    owner = Procs(tmp_path_factory.mktemp("shared"))
+    try:
+        yield running_pipeline(owner)
+    finally:
+        owner.cleanup()
 
 
 def ctl(
@@ -120,9 +136,9 @@ def test_runtime_add_takes_its_share_within_2s_and_remove_drains(pipeline: Pipel
     ],
 )
 def test_ctl_failures_exit_with_their_code_and_say_why(
-    pipeline: Pipeline, args: tuple[str, ...], code: int, message: str
+    shared: Pipeline, args: tuple[str, ...], code: int, message: str
 ) -> None:
-    result = ctl(pipeline, *args)
+    result = ctl(shared, *args)
     assert result.returncode == code, result
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -148,8 +164,8 @@ def test_ctl_uses_the_token_and_url_from_the_environment(procs: Procs) -> None:
     assert ok.returncode == 0 and json.loads(ok.stdout)["analyzers"][0]["id"] == "a1"
 
 
-def test_tail_logs_backlog_filters_json_and_follow(pipeline: Pipeline) -> None:
-    p = pipeline
+def test_tail_logs_backlog_filters_json_and_follow(shared: Pipeline) -> None:
+    p = shared
     p.wait_messages(("a1", "a2"), 200)
     result = p.procs.run("tail", "logs", "-n", "5", "--url", p.url)
     lines = result.stdout.splitlines()
@@ -178,8 +194,8 @@ def test_tail_logs_backlog_filters_json_and_follow(pipeline: Pipeline) -> None:
             assert follow.wait(10) == 130
 
 
-def test_tail_in_a_closed_pipe_exits_quietly(pipeline: Pipeline) -> None:
-    p = pipeline
+def test_tail_in_a_closed_pipe_exits_quietly(shared: Pipeline) -> None:
+    p = shared
     p.wait_messages(("a1", "a2"), 100)
     tail = f"{LOGDIST} tail logs -n 200 --follow --url {p.url}"
     script = f'{tail} | head -3; echo "status=${{PIPESTATUS[0]}}"'
@@ -191,8 +207,8 @@ def test_tail_in_a_closed_pipe_exits_quietly(pipeline: Pipeline) -> None:
     assert result.stderr == ""
 
 
-def test_top_prints_a_frame_and_quits_on_q(pipeline: Pipeline) -> None:
-    p = pipeline
+def test_top_prints_a_frame_and_quits_on_q(shared: Pipeline) -> None:
+    p = shared
     result = p.procs.run("top", "--once", "--interval", "0.5", "--url", p.url)
     assert result.returncode == 0
     assert "a1" in result.stdout and "a2" in result.stdout and "msg/s" in result.stdout
@@ -221,14 +237,14 @@ def test_top_prints_a_frame_and_quits_on_q(pipeline: Pipeline) -> None:
         os.close(master)
 
 
-def test_shell_completion_offers_commands_and_live_ids(pipeline: Pipeline) -> None:
+def test_shell_completion_offers_commands_and_live_ids(shared: Pipeline) -> None:
     def complete(words: str) -> list[str]:
         env = {
             **clean_env(),
             "_LOGDIST_COMPLETE": "complete_bash",
             "COMP_WORDS": words,
             "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
-            "LOGDIST_URL": pipeline.url,
+            "LOGDIST_URL": shared.url,
         }
         out = subprocess.run([LOGDIST], capture_output=True, text=True, env=env, timeout=20).stdout
         return out.split()
