@@ -50,14 +50,14 @@ def analyzers_table(
     """Target vs actual message shares; `recent`/`per_second` when the caller has samples."""
     table = Table(title="analyzers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True, min_width=2)
-    table.add_column("health", no_wrap=True)
-    table.add_column("state", no_wrap=True)
+    table.add_column("health", no_wrap=True, min_width=6)
+    table.add_column("state", no_wrap=True, min_width=8)
     live = per_second is not None
     names = ["weight", "target"]
     names += ["recent"] if recent is not None else []
     names += ["actual", "msg/s" if live else "delivered", "pending", "downs"]
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for a in analyzers:
         health = Text(a["health"], style=HEALTH_STYLE.get(a["health"], ""))
         row: list[Any] = [a["id"], health, a["state"], f"{a['weight']:g}", pct(a["target_share"])]
