@@ -141,6 +141,13 @@ class DistributorConfig:
     state_dir: str | None = None
     # Routed packets kept for `tail logs` and /ws/logs.
     log_buffer: int = 500
+    # Durable spool: accepted packets are written here before the 202 (None: memory only).
+    spool_dir: str | None = None
+    spool_max_bytes: int = 256 << 20
+    spool_segment_bytes: int = 8 << 20
+    # always: sync before each 202 (shared by concurrent requests); interval: once a second;
+    # never: the OS decides. A killed process loses nothing in any mode; a power cut can.
+    fsync: str = "interval"
 
     def __post_init__(self) -> None:
         _port("port", self.port)
@@ -153,9 +160,15 @@ class DistributorConfig:
             "max_requests",
             "retry_after",
             "log_buffer",
+            "spool_max_bytes",
+            "spool_segment_bytes",
         ):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("forward_timeout", self.forward_timeout)
+        _require(
+            self.fsync in ("always", "interval", "never"),
+            f"fsync must be always, interval or never, got {self.fsync!r}",
+        )
         _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
         ids = [a.id for a in self.analyzers]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -173,11 +186,19 @@ class AnalyzerConfig:
     output: str | None = None
     dedupe_window: int = 100_000
     max_body_bytes: int = 64 << 20
+    # Fault injection, for chaos tests and demos: answer 500 to this fraction of ingests,
+    # and take this many seconds over each.
+    fail_rate: float = 0.0
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
         _checked_id("analyzer", self.id)
         _port("port", self.port)
         _positive("weight", self.weight)
+        _require(
+            0 <= self.fail_rate <= 1, f"fail_rate must be between 0 and 1, got {self.fail_rate}"
+        )
+        _require(self.delay >= 0, f"delay must be >= 0, got {self.delay}")
         _require(self.dedupe_window >= 1, f"dedupe_window must be >= 1, got {self.dedupe_window}")
         _require(
             self.max_body_bytes >= 1, f"max_body_bytes must be >= 1, got {self.max_body_bytes}"

@@ -51,7 +51,10 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
     if BOUND not in app:
         app[BOUND] = BoundAddress()
     bound = app[BOUND]
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    # Idle keep-alive connections close after 15 s (aiohttp's default is an hour).
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=5.0, keepalive_timeout=15.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
     try:

@@ -51,6 +51,13 @@ class UnknownEmitter(NotFound):
     code = "unknown_emitter"
 
 
+class RequestTimeout(LogdistError):
+    """The client stopped sending its body."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(LogdistError):
     status = 409
     code = "conflict"
@@ -97,6 +104,12 @@ class Backpressure(LogdistError):
     def __init__(self, message: str, retry_after: float, detail: Any = None) -> None:
         super().__init__(message, detail)
         self.retry_after = retry_after
+
+
+class SpoolFailure(Backpressure):
+    """The spool could not be written; nothing was acknowledged."""
+
+    code = "spool_failure"
 
 
 class ConfigError(LogdistError):

@@ -19,6 +19,7 @@ from logdist.errors import (
     InvalidRequest,
     LogdistError,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -46,6 +47,8 @@ def error_response(exc: LogdistError) -> web.Response:
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="logdist"'}
+    elif isinstance(exc, RequestTimeout):
+        headers = {"Connection": "close"}
     return json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
@@ -76,17 +79,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing with 413 as soon as it is known to exceed `limit` bytes."""
+# Seconds a client may pause while sending a body before it is refused with 408.
+BODY_IDLE_TIMEOUT = 30.0
+
+
+async def read_body(request: web.Request, limit: int, idle_timeout: float | None = None) -> bytes:
+    """The request body, refusing with 413 as soon as it is known to exceed `limit` bytes.
+
+    A client that stops sending for `idle_timeout` seconds gets 408 and its connection closed,
+    so a stalled sender holds nothing but its own socket.
+    """
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(
             f"body of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit}
         )
+    idle = BODY_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.readany()
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no body bytes for {idle:g} s; send the whole body promptly"
+            ) from None
         if not chunk:
             break
         size += len(chunk)

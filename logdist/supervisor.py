@@ -74,12 +74,14 @@ def emitter_argv(cfg: EmitterConfig) -> list[str]:
 
 
 def children(
-    topology: Topology, config_path: Path, state_dir: Path | None
+    topology: Topology, config_path: Path, state_dir: Path | None, spool_dir: Path | None = None
 ) -> tuple[list[Child], Child, list[Child]]:
     analyzers = [Child(a.id, analyzer_argv(a)) for a in topology.analyzers]
     argv = _logdist("distributor", "serve", "--config", str(config_path))
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
+    if spool_dir is not None:
+        argv += ["--spool-dir", str(spool_dir)]
     distributor = Child("distributor", argv)
     emitters = [Child(e.id, emitter_argv(e)) for e in topology.emitters]
     return analyzers, distributor, emitters
@@ -156,7 +158,11 @@ async def _watch(child: Child, stop: asyncio.Event, essential: bool, died: list[
 
 
 async def run_topology(
-    topology: Topology, config_path: Path, banner: str, state_dir: Path | None = None
+    topology: Topology,
+    config_path: Path,
+    banner: str,
+    state_dir: Path | None = None,
+    spool_dir: Path | None = None,
 ) -> int:
     """Start every daemon of `topology`, print `banner`, wait for a signal, stop them all.
 
@@ -164,7 +170,7 @@ async def run_topology(
     emitter that dies is reported and the rest keep running (failover is something to
     watch); if the distributor dies, everything stops and the exit code is 1.
     """
-    analyzers, distributor, emitters = children(topology, config_path, state_dir)
+    analyzers, distributor, emitters = children(topology, config_path, state_dir, spool_dir)
     everyone = [*analyzers, distributor, *emitters]
     width = max(len(c.name) for c in everyone)
     stop = asyncio.Event()

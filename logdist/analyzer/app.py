@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ class AnalyzerState:
     messages: int = 0
     duplicates: int = 0
     requests: int = 0
+    injected_failures: int = 0
     emitters: dict[str, EmitterCount] = field(default_factory=dict)
     output: IO[bytes] | None = None
 
@@ -64,6 +67,11 @@ async def ingest(request: web.Request) -> web.Response:
     state = request.app[STATE]
     kind = body_kind(request)
     body = await read_body(request, state.cfg.max_body_bytes)
+    if state.cfg.delay:
+        await asyncio.sleep(state.cfg.delay)
+    if state.cfg.fail_rate and random.random() < state.cfg.fail_rate:
+        state.injected_failures += 1
+        return json_response({"error": "injected failure (--fail-rate)", "code": "injected"}, 500)
     if kind == "ndjson":
         packets = parse_batch(body, ndjson=True)
     else:
@@ -101,6 +109,7 @@ async def stats(request: web.Request) -> web.Response:
         "messages": state.messages,
         "duplicates": state.duplicates,
         "requests": state.requests,
+        "injected_failures": state.injected_failures,
         "uptime": round(time.monotonic() - state.started, 3),
         "emitters": {
             k: {"packets": v.packets, "messages": v.messages} for k, v in state.emitters.items()

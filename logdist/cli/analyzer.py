@@ -32,6 +32,13 @@ def serve(
     dedupe_window: Annotated[
         int | None, opt(C, "dedupe_window", "Recent packet ids remembered for dedupe.")
     ] = None,
+    fail_rate: Annotated[
+        float | None,
+        opt(C, "fail_rate", "Fault injection: answer 500 to this fraction of ingests."),
+    ] = None,
+    delay: Annotated[
+        float | None, opt(C, "delay", "Fault injection: seconds to take over each ingest.")
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Serve POST /ingest (a packet, a JSON array or NDJSON), GET /health and GET /stats."""
@@ -43,5 +50,7 @@ def serve(
             host=host,
             output=str(output) if output else None,
             dedupe_window=dedupe_window,
+            fail_rate=fail_rate,
+            delay=delay,
         )
     run_daemon("analyzer", make_app, cfg, log_level)

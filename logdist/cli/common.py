@@ -61,10 +61,15 @@ def topology(path: Path | None) -> Topology:
 
 
 def run_daemon(name: str, make_app: Callable[[Any], web.Application], cfg: Any, level: str) -> None:
-    """Serve `make_app(cfg)` until a signal; a port that cannot be bound is exit code 1."""
+    """Serve `make_app(cfg)` until a signal.
+
+    A state or spool that cannot be used is exit code 2, a port that cannot be bound 1.
+    """
     log.setup(level)
+    with config_errors():
+        app = make_app(cfg)
     try:
-        daemon.run(daemon.serve(make_app(cfg), cfg.host, cfg.port, name))
+        daemon.run(daemon.serve(app, cfg.host, cfg.port, name))
     except daemon.ListenError as exc:
         raise fail(f"{name}: {exc.message}", 1) from None
     except KeyboardInterrupt:

@@ -92,6 +92,24 @@ def serve(
         str | None,
         typer.Option(show_default=False, help="Keep runtime admin changes here across restarts."),
     ] = None,
+    spool_dir: Annotated[
+        str | None,
+        typer.Option(
+            show_default=False, help="Write accepted packets here before acknowledging them."
+        ),
+    ] = None,
+    spool_max_bytes: Annotated[
+        int | None, opt(C, "spool_max_bytes", "Spool size past which ingest answers 503.")
+    ] = None,
+    fsync: Annotated[
+        str | None,
+        opt(
+            C,
+            "fsync",
+            "always (sync before each 202), interval (each second) or never.",
+            metavar="MODE",
+        ),
+    ] = None,
     log_buffer: Annotated[
         int | None, opt(C, "log_buffer", "Routed packets kept for tail logs.")
     ] = None,
@@ -119,6 +137,9 @@ def serve(
             ingest_token=ingest_token,
             state_dir=state_dir,
             log_buffer=log_buffer,
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
+            fsync=fsync,
         )
         cfg = dataclasses.replace(cfg, health=health)
     run_daemon("distributor", make_app, cfg, log_level)

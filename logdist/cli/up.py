@@ -46,7 +46,10 @@ def banner(url: str, analyzers: list[str], emitters: list[str], state_dir: Path 
     if url != DEFAULT_URL:
         lines.append(f"  (add --url {url}, or export LOGDIST_URL={url})")
     if state_dir is not None:
-        lines.append(f"  runtime changes are kept in {state_dir} (--no-state to start afresh)")
+        lines.append(
+            f"  runtime changes are kept in {state_dir}, accepted packets in the spool"
+            " (--no-state to start afresh)"
+        )
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 
@@ -58,18 +61,22 @@ def up(
     state_dir: Annotated[
         Path, typer.Option(help="Where the distributor keeps runtime admin changes.")
     ] = Path(".logdist/state"),
+    spool_dir: Annotated[
+        Path, typer.Option(help="The distributor's durable spool of accepted packets.")
+    ] = Path(".logdist/spool"),
     no_state: Annotated[
-        bool, typer.Option("--no-state", help="Keep no state; start from the config alone.")
+        bool,
+        typer.Option("--no-state", help="Keep no state or spool; start from the config alone."),
     ] = False,
 ) -> None:
     """Run a whole local topology (analyzers, distributor, emitters); Ctrl-C stops all."""
     topo = topology(config_file)
     d = topo.distributor
-    state = None if no_state else state_dir
+    state, spool = (None, None) if no_state else (state_dir, spool_dir)
     text = banner(
         f"http://{d.host}:{d.port}",
         [a.id for a in topo.analyzers],
         [e.id for e in topo.emitters],
         state,
     )
-    raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state)))
+    raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state, spool)))

@@ -32,6 +32,8 @@ class Packet:
     body: bytes
     attempts: int = 0
     last_failed: str | None = None
+    # The spool segment holding it (-1: not spooled).
+    segment: int = -1
 
 
 def _type_name(value: object) -> str:

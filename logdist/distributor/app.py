@@ -44,7 +44,7 @@ async def log_packet(request: web.Request) -> web.Response:
                 "POST /log-packet takes one packet as application/json; send NDJSON to /log-packets"
             )
         packet = parse_one(await read_body(request, d.cfg.max_body_bytes))
-        d.dispatcher.accept([packet])
+        await d.accept([packet])
     except LogdistError as exc:
         d.counters.rejected[exc.code] += 1
         raise
@@ -58,7 +58,7 @@ async def log_packets(request: web.Request) -> web.Response:
         ndjson = body_kind(request) == "ndjson"
         body = await read_body(request, d.cfg.max_batch_bytes)
         packets = parse_batch(body, ndjson=ndjson)
-        d.dispatcher.accept(packets)
+        await d.accept(packets)
     except LogdistError as exc:
         d.counters.rejected[exc.code] += 1
         raise

@@ -25,6 +25,8 @@ class Counters:
     # Packets handed back for another try after a failed forward (one per packet per failure).
     retries: int = 0
     forward_failures: int = 0
+    # Packets read back from the spool at start (accepted by an earlier run).
+    replayed: int = 0
     # Requests refused, by the error code sent back.
     rejected: Counter[str] = field(default_factory=Counter)
     analyzers: dict[str, AnalyzerCounters] = field(default_factory=dict)
@@ -43,5 +45,6 @@ class Counters:
             "delivered_messages": self.delivered_messages,
             "retries": self.retries,
             "forward_failures": self.forward_failures,
+            "replayed": self.replayed,
             "rejected": dict(self.rejected),
         }

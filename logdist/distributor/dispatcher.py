@@ -79,25 +79,29 @@ class Dispatcher:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def accept(self, packets: list[Packet]) -> None:
-        """Take ownership of `packets`, or refuse them all with backpressure."""
+    def check_room(self, count: int) -> None:
+        """Refuse `count` more packets with backpressure when the queue cannot hold them."""
         capacity = self.cfg.queue_capacity
-        if len(packets) > capacity:
+        if count > capacity:
             raise PayloadTooLarge(
-                f"a batch of {len(packets)} packets exceeds the queue capacity of {capacity}",
+                f"a batch of {count} packets exceeds the queue capacity of {capacity}",
                 {"capacity": capacity},
             )
-        if len(self.queue) + len(packets) > capacity:
+        if len(self.queue) + count > capacity:
             raise Backpressure(
                 f"queue full ({len(self.queue)} of {capacity} packets); keep the packets and retry",
                 retry_after=self.cfg.retry_after,
                 detail={"depth": len(self.queue), "capacity": capacity},
             )
+
+    def enqueue(self, packets: list[Packet], *, replayed: bool = False) -> None:
+        """Take ownership of `packets` (room was checked, or they are replayed from the spool)."""
         self.queue.extend(packets)
         self.unacked += len(packets)
         self._settled.clear()
-        self.counters.received_packets += len(packets)
-        self.counters.received_messages += sum(p.messages for p in packets)
+        if not replayed:
+            self.counters.received_packets += len(packets)
+            self.counters.received_messages += sum(p.messages for p in packets)
         self._wake.set()
 
     def wake(self) -> None:

@@ -19,7 +19,9 @@ from logdist.distributor.emitters import EmitterDirectory
 from logdist.distributor.health import HealthChecker
 from logdist.distributor.logs import LogHub
 from logdist.distributor.metrics import Metrics
+from logdist.distributor.spool import Spool
 from logdist.distributor.state import StateStore
+from logdist.errors import SpoolFailure
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
@@ -55,8 +57,36 @@ class Distributor:
         self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
         self.emitters = EmitterDirectory(now)
         self._session: aiohttp.ClientSession | None = None
+        self.spool: Spool | None = None
+        if cfg.spool_dir:
+            self.spool = Spool(
+                cfg.spool_dir,
+                cfg.spool_max_bytes,
+                cfg.spool_segment_bytes,
+                cfg.fsync,
+                cfg.retry_after,
+            )
+            replay = self.spool.recover()
+            self.counters.replayed = len(replay)
+            self.dispatcher.enqueue(replay, replayed=True)
+
+    async def accept(self, packets: list[Packet]) -> None:
+        """Own `packets`: room checked, written to the spool (if any), queued. Then the 202."""
+        self.dispatcher.check_room(len(packets))
+        if self.spool is not None:
+            try:
+                await self.spool.append(packets)
+            except OSError as exc:
+                event(log, "spool_write_failed", logging.ERROR, error=exc)
+                raise SpoolFailure(
+                    f"the spool could not be written ({exc.strerror}); retry later",
+                    retry_after=self.cfg.retry_after,
+                ) from None
+        self.dispatcher.enqueue(packets)
 
     def _delivered(self, aid: str, packets: list[Packet], latency: float) -> None:
+        if self.spool is not None:
+            self.spool.ack(packets)
         self.logs.routed(aid, packets)
         self.metrics.forward_latency.labels(aid).observe(latency)
 
@@ -72,6 +102,8 @@ class Distributor:
         )
         self.dispatcher.start(self._session)
         self.health.start(self._session)
+        if self.spool is not None:
+            self.spool.start()
         event(log, "started", analyzers=len(self.registry), queue_capacity=self.cfg.queue_capacity)
 
     async def stop(self) -> None:
@@ -80,16 +112,21 @@ class Distributor:
         await self.dispatcher.stop()
         if self._session is not None:
             await self._session.close()
+        if self.spool is not None:
+            await self.spool.close()
         c = self.counters
-        level = logging.WARNING if left else logging.INFO
+        # With a spool what is left is kept for the next start; without one it is lost.
+        kept, lost = (left, 0) if self.spool is not None else (0, left)
         event(
             log,
             "summary",
-            level,
+            logging.WARNING if lost else logging.INFO,
             received=c.received_packets,
             delivered=c.delivered_packets,
             retries=c.retries,
-            undelivered=left,
+            replayed=c.replayed,
+            kept_in_spool=kept,
+            lost=lost,
         )
 
     # -- admin ----------------------------------------------------------------------------
@@ -167,4 +204,5 @@ class Distributor:
             "analyzers": self.analyzers_json(),
             "emitters": self.emitters.to_json(),
             "counters": self.counters.to_json(),
+            "spool": self.spool.to_json() if self.spool is not None else None,
         }

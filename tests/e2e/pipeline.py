@@ -19,11 +19,14 @@ class Pipeline:
     emitters: dict[str, Proc] = field(default_factory=dict)
     distributor: Proc | None = None
     token: str | None = None
+    analyzer_args: dict[str, list[str]] = field(default_factory=dict)
+    distributor_argv: list[str] = field(default_factory=list)
 
     def output(self, aid: str) -> Path:
         return self.procs.workdir / f"{aid}.ndjson"
 
     def start_analyzer(self, aid: str, port: int = 0) -> Proc:
+        """Start (or restart, given its old port) analyzer `aid`, appending to its output file."""
         self.analyzers[aid] = self.procs.start(
             aid,
             "analyzer",
@@ -34,6 +37,7 @@ class Pipeline:
             str(port),
             "--output",
             str(self.output(aid)),
+            *self.analyzer_args.get(aid, []),
         )
         return self.analyzers[aid]
 
@@ -41,12 +45,9 @@ class Pipeline:
         for aid in self.weights:
             self.start_analyzer(aid)
         refs = [f"{aid}={self.analyzers[aid].url}/ingest@{w}" for aid, w in self.weights.items()]
-        self.distributor = self.procs.start(
-            "distributor",
+        self.distributor_argv = [
             "distributor",
             "serve",
-            "--port",
-            "0",
             *[arg for ref in refs for arg in ("--analyzer", ref)],
             "--health-interval",
             "0.2",
@@ -57,7 +58,8 @@ class Pipeline:
             "--fall",
             "2",
             *distributor_args,
-        )
+        ]
+        self.start_distributor(0)
         wait_for(lambda: all(a["health"] == "up" for a in self.registry()), 10, "analyzers up")
         for eid, messages in emitters.items():
             self.emitters[eid] = self.procs.start(
@@ -73,6 +75,13 @@ class Pipeline:
                 "--messages",
                 messages,
             )
+
+    def start_distributor(self, port: int) -> Proc:
+        """Start (or restart on its old port, with the same flags) the distributor."""
+        self.distributor = self.procs.start(
+            "distributor", *self.distributor_argv, "--port", str(port)
+        )
+        return self.distributor
 
     @property
     def url(self) -> str:

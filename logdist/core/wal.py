@@ -1,0 +1,52 @@
+"""The spool's on-disk framing: a magic header, then records of [length][crc32][payload].
+
+Pure functions over bytes; the distributor's spool does the file I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"LDSPOOL1"
+HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
+MAX_RECORD = 64 << 20
+
+
+def encode(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+@dataclass(frozen=True)
+class Decoded:
+    records: list[bytes]
+    # Bytes of the segment that framed correctly; anything after is torn or corrupt.
+    good_bytes: int
+    problem: str | None
+
+
+def decode(data: bytes) -> Decoded:
+    """Every record up to the first that does not frame or check out."""
+    if not data.startswith(MAGIC):
+        return Decoded([], 0, "no spool header")
+    records: list[bytes] = []
+    offset = len(MAGIC)
+    end = len(data)
+    while offset < end:
+        if end - offset < HEADER.size:
+            return Decoded(records, offset, f"torn record header at byte {offset}")
+        length, crc = HEADER.unpack_from(data, offset)
+        start = offset + HEADER.size
+        if length > MAX_RECORD:
+            return Decoded(records, offset, f"impossible record length {length} at byte {offset}")
+        if start + length > end:
+            return Decoded(
+                records, offset, f"torn record at byte {offset} ({end - start} of {length} bytes)"
+            )
+        payload = data[start : start + length]
+        if zlib.crc32(payload) != crc:
+            return Decoded(records, offset, f"checksum mismatch at byte {offset}")
+        records.append(payload)
+        offset = start + length
+    return Decoded(records, offset, None)

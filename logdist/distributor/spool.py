@@ -1,0 +1,264 @@
+"""The durable spool: a segmented write-ahead log of accepted packets.
+
+Every accepted packet is appended before the 202 goes out. A segment file is deleted once
+every packet in it was acknowledged by an analyzer (and it is no longer being written). On
+start, the packets of the segments left are replayed in order; acknowledgements are not
+logged, so a packet delivered just before a crash can be delivered again (analyzers dedupe).
+
+fsync: `always` syncs before answering (concurrent requests share one fsync), `interval`
+syncs once a second, `never` leaves it to the OS. A killed process loses nothing in any mode
+(the data is in the page cache); a power cut can lose what was not yet synced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from logdist.core import wal
+from logdist.core.packet import Packet, decode_json, parse_packet
+from logdist.errors import Backpressure, ConfigError, LogdistError
+from logdist.log import event
+
+log = logging.getLogger("logdist.spool")
+
+SEGMENT_NAME = re.compile(r"^seg-(\d{12})\.wal$")
+FSYNC_MODES = ("always", "interval", "never")
+
+
+@dataclass
+class Segment:
+    number: int
+    path: Path
+    records: int = 0
+    acked: int = 0
+    bytes: int = 0
+    fd: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.acked >= self.records
+
+
+class Spool:
+    def __init__(
+        self,
+        directory: str | Path,
+        max_bytes: int,
+        segment_bytes: int,
+        fsync: str = "interval",
+        retry_after: float = 1.0,
+    ) -> None:
+        if fsync not in FSYNC_MODES:
+            raise ConfigError(f"fsync must be one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
+        self.dir = Path(directory)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.retry_after = retry_after
+        self.segments: dict[int, Segment] = {}
+        self.active: Segment | None = None
+        self.bytes = 0
+        self.corrupt_records = 0
+        self._next_sync: asyncio.Future[None] | None = None
+        self._syncing = False
+        self._dirty = False
+        self._interval_task: asyncio.Task[None] | None = None
+
+    # -- start and replay -----------------------------------------------------------------
+
+    def recover(self) -> list[Packet]:
+        """Read what the last run left, in order; report and cut off any torn or corrupt tail."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"spool dir {self.dir}: {exc.strerror}") from None
+        packets: list[Packet] = []
+        for path in sorted(self.dir.iterdir()):
+            match = SEGMENT_NAME.match(path.name)
+            if not match:
+                continue
+            data = path.read_bytes()
+            decoded = wal.decode(data)
+            segment = Segment(int(match.group(1)), path, bytes=decoded.good_bytes)
+            if decoded.problem is not None:
+                lost = len(data) - decoded.good_bytes
+                self.corrupt_records += 1
+                event(
+                    log,
+                    "spool_corrupt",
+                    logging.ERROR,
+                    segment=path.name,
+                    problem=decoded.problem,
+                    kept_records=len(decoded.records),
+                    cut_bytes=lost,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(
+                        max(decoded.good_bytes, len(wal.MAGIC)) if data.startswith(wal.MAGIC) else 0
+                    )
+            for payload in decoded.records:
+                try:
+                    packet = parse_packet(decode_json(payload), payload)
+                except LogdistError as exc:
+                    event(
+                        log,
+                        "spool_unreadable_record",
+                        logging.ERROR,
+                        segment=path.name,
+                        error=exc.message,
+                    )
+                    continue
+                packet.segment = segment.number
+                packets.append(packet)
+                segment.records += 1
+            self.bytes += segment.bytes
+            if segment.records:
+                self.segments[segment.number] = segment
+            else:
+                path.unlink()
+        event(
+            log,
+            "spool_recovered",
+            dir=self.dir,
+            segments=len(self.segments),
+            packets=len(packets),
+            bytes=self.bytes,
+            corrupt_segments=self.corrupt_records,
+        )
+        return packets
+
+    def start(self) -> None:
+        if self.fsync == "interval":
+            self._interval_task = asyncio.get_running_loop().create_task(self._sync_every_second())
+
+    async def close(self) -> None:
+        if self._interval_task is not None:
+            self._interval_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._interval_task
+        if self.active is not None and self.active.fd is not None:
+            if self.fsync != "never":
+                os.fsync(self.active.fd)
+            os.close(self.active.fd)
+            self.active.fd = None
+            if self.active.settled:
+                self._drop(self.active)
+
+    # -- append and acknowledge -----------------------------------------------------------
+
+    def check_room(self, size: int) -> None:
+        if self.bytes + size > self.max_bytes:
+            raise Backpressure(
+                f"spool full ({self.bytes} of {self.max_bytes} bytes); keep the packets and retry",
+                retry_after=self.retry_after,
+                detail={"spool_bytes": self.bytes, "spool_max_bytes": self.max_bytes},
+            )
+
+    async def append(self, packets: list[Packet]) -> None:
+        """Write `packets` to the log; with fsync=always, return once they are on disk."""
+        frames = [wal.encode(p.body) for p in packets]
+        size = sum(len(f) for f in frames)
+        self.check_room(size)
+        segment = self._writable()
+        assert segment.fd is not None
+        data = b"".join(frames)
+        view = memoryview(data)
+        while view:
+            written = os.write(segment.fd, view)
+            view = view[written:]
+        for p in packets:
+            p.segment = segment.number
+        segment.records += len(packets)
+        segment.bytes += size
+        self.bytes += size
+        self._dirty = True
+        if self.fsync == "always":
+            await self._sync()
+
+    def ack(self, packets: list[Packet]) -> None:
+        for p in packets:
+            segment = self.segments.get(p.segment)
+            if segment is None:
+                continue
+            segment.acked += 1
+            if segment.settled and segment is not self.active:
+                self._drop(segment)
+
+    def _writable(self) -> Segment:
+        active = self.active
+        if active is not None and active.bytes < self.segment_bytes:
+            return active
+        if active is not None:
+            assert active.fd is not None
+            if self.fsync != "never":
+                os.fsync(active.fd)
+            os.close(active.fd)
+            active.fd = None
+            self.active = None
+            if active.settled:
+                self._drop(active)
+        number = max(self.segments, default=0) + 1
+        path = self.dir / f"seg-{number:012d}.wal"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        os.write(fd, wal.MAGIC)
+        segment = Segment(number, path, bytes=len(wal.MAGIC), fd=fd)
+        self.bytes += segment.bytes
+        self.segments[number] = segment
+        self.active = segment
+        return segment
+
+    def _drop(self, segment: Segment) -> None:
+        self.segments.pop(segment.number, None)
+        self.bytes -= segment.bytes
+        with contextlib.suppress(FileNotFoundError):
+            segment.path.unlink()
+
+    # -- fsync ----------------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        """Wait for an fsync that starts after this call: one fsync serves every waiter."""
+        loop = asyncio.get_running_loop()
+        if self._next_sync is None:
+            self._next_sync = loop.create_future()
+            if not self._syncing:
+                loop.create_task(self._run_syncs())
+        await asyncio.shield(self._next_sync)
+
+    async def _run_syncs(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._syncing = True
+        try:
+            while self._next_sync is not None:
+                waiters, self._next_sync = self._next_sync, None
+                fd = self.active.fd if self.active is not None else None
+                try:
+                    if fd is not None:
+                        await loop.run_in_executor(None, os.fsync, fd)
+                except OSError as exc:
+                    waiters.set_exception(exc)
+                else:
+                    waiters.set_result(None)
+        finally:
+            self._syncing = False
+
+    async def _sync_every_second(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._dirty and self.active is not None and self.active.fd is not None:
+                self._dirty = False
+                await self._sync()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dir": str(self.dir),
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "segments": len(self.segments),
+            "fsync": self.fsync,
+        }

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logdist.core import wal
+
+
+def segment(payloads: list[bytes]) -> bytes:
+    return wal.MAGIC + b"".join(wal.encode(p) for p in payloads)
+
+
+@given(st.lists(st.binary(max_size=200), max_size=20))
+def test_records_round_trip(payloads: list[bytes]) -> None:
+    decoded = wal.decode(segment(payloads))
+    assert decoded.records == payloads and decoded.problem is None
+
+
+@given(st.lists(st.binary(min_size=1, max_size=50), min_size=1, max_size=10), st.data())
+def test_a_torn_tail_keeps_every_whole_record_before_it(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
+    whole = segment(payloads)
+    cut = data.draw(st.integers(len(wal.MAGIC), len(whole) - 1))
+    decoded = wal.decode(whole[:cut])
+    # Exactly the records that ended at or before the cut survive.
+    ends = []
+    offset = len(wal.MAGIC)
+    for p in payloads:
+        offset += wal.HEADER.size + len(p)
+        ends.append(offset)
+    assert decoded.records == [p for p, end in zip(payloads, ends, strict=True) if end <= cut]
+    if cut not in ends and cut != len(wal.MAGIC):
+        assert decoded.problem is not None and "torn" in decoded.problem
+    assert decoded.good_bytes <= cut
+
+
+def test_a_flipped_byte_is_caught_by_the_checksum() -> None:
+    whole = bytearray(segment([b"first", b"second", b"third"]))
+    whole[-2] ^= 0xFF
+    decoded = wal.decode(bytes(whole))
+    assert decoded.records == [b"first", b"second"]
+    assert decoded.problem is not None and "checksum" in decoded.problem
+
+
+def test_a_file_that_is_not_a_segment_yields_nothing() -> None:
+    decoded = wal.decode(b"hello world")
+    assert decoded.records == [] and decoded.problem == "no spool header"

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from logdist.core.packet import Packet, parse_one
+from logdist.distributor.spool import Spool
+from logdist.errors import Backpressure, ConfigError
+
+
+def packets(n: int, start: int = 0) -> list[Packet]:
+    return [
+        parse_one(b'{"packetId": "p%d", "messages": [{"m": %d}]}' % (i, i))
+        for i in range(start, start + n)
+    ]
+
+
+def segments(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval", "never"])
+async def test_acknowledged_segments_are_deleted_and_the_rest_replayed_in_order(
+    tmp_path: Path, fsync: str
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200, fsync=fsync)
+    assert spool.recover() == []
+    spool.start()
+    batch = packets(10)
+    for p in batch:
+        await spool.append([p])
+    assert len(segments(tmp_path)) > 2  # rotated at 200 bytes
+    spool.ack(batch[:6])
+    await spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200, fsync=fsync)
+    replayed = again.recover()
+    ids = [p.id for p in replayed]
+    # Whole segments of acknowledged packets are gone; what remains comes back in order.
+    assert ids == [p.id for p in batch][-len(ids) :]
+    assert set(ids) >= {"p6", "p7", "p8", "p9"}
+    assert len(ids) < 10
+    again.ack(replayed)
+    await again.close()
+    assert segments(tmp_path) == []
+
+
+async def test_a_torn_tail_is_reported_cut_off_and_the_rest_recovered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20, fsync="never")
+    spool.recover()
+    await spool.append(packets(5))
+    await spool.close()
+    [name] = segments(tmp_path)
+    path = tmp_path / name
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])  # a crash in the middle of the last write
+    replayed = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20).recover()
+    assert [p.id for p in replayed] == ["p0", "p1", "p2", "p3"]
+    assert "event=spool_corrupt" in caplog.text and "torn record" in caplog.text
+    assert len(path.read_bytes()) < len(data) - 7  # cut back to the last whole record
+
+
+async def test_a_full_spool_refuses_with_backpressure(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=300, segment_bytes=1 << 20, fsync="never", retry_after=2)
+    spool.recover()
+    await spool.append(packets(3))
+    with pytest.raises(Backpressure) as info:
+        await spool.append(packets(10, start=3))
+    assert info.value.retry_after == 2 and "spool full" in info.value.message
+    spool.ack(packets(0))
+    await spool.close()
+
+
+def test_unknown_fsync_mode(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fsync"):
+        Spool(tmp_path, 1, 1, fsync="sometimes")
+
+
+async def test_ingest_answers_503_when_the_spool_is_full_and_nothing_is_lost(
+    aiohttp_client: object, tmp_path: Path
+) -> None:
+    from logdist.config import DistributorConfig
+    from logdist.distributor import make_app
+    from tests.distributor.conftest import FAST_HEALTH
+
+    cfg = DistributorConfig(
+        spool_dir=str(tmp_path), spool_max_bytes=600, health=FAST_HEALTH, drain_timeout=0.2
+    )
+    client = await aiohttp_client(make_app(cfg))  # type: ignore[operator]
+    statuses = []
+    for i in range(20):
+        resp = await client.post("/log-packet", json={"packetId": f"x{i}", "messages": [{"m": i}]})
+        statuses.append(resp.status)
+    assert statuses[0] == 202 and 503 in statuses
+    refused = await client.post("/log-packet", json={"packetId": "y", "messages": [{}]})
+    body = await refused.json()
+    assert (
+        refused.status == 503 and "spool full" in body["error"] and refused.headers["Retry-After"]
+    )
+    status = await (await client.get("/status")).json()
+    assert status["spool"]["bytes"] <= 600
+    assert status["queue"]["depth"] == statuses.count(202)

@@ -1,0 +1,190 @@
+"""Bad input against a real distributor: never a 500, never a crash, nothing unbounded."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.procs import Procs, get, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROUTES = [
+    ("POST", "/log-packet"),
+    ("POST", "/log-packets"),
+    ("POST", "/registry/add"),
+    ("POST", "/analyzer/a1/weight"),
+    ("POST", "/analyzer/a1/enable"),
+    ("POST", "/analyzer/zz/drain"),
+    ("DELETE", "/registry/zz"),
+    ("POST", "/emitters/register"),
+    ("POST", "/emitter/e1/rate"),
+    ("GET", "/logs"),
+    ("GET", "/status"),
+    ("PUT", "/log-packet"),
+    ("POST", "/nowhere"),
+]
+CONTENT_TYPES = [
+    "application/json",
+    "application/x-ndjson",
+    "text/plain",
+    "application/json; charset=latin-1",
+    "multipart/form-data; boundary=x",
+    "",
+    "application/+json",
+    "\x00bad",
+]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=10), c, max_size=5),
+    max_leaves=30,
+)
+bodies = st.one_of(
+    st.binary(max_size=2000),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(
+        st.sampled_from(["messages", "packetId", "id", "url", "weight", "rps", "emitter"]),
+        json_values,
+        max_size=4,
+    ).map(lambda v: json.dumps(v).encode()),
+    st.lists(json_values, max_size=5).map(lambda v: b"\n".join(json.dumps(x).encode() for x in v)),
+)
+
+
+@pytest.fixture(scope="module")
+def distributor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    procs = Procs(tmp_path_factory.mktemp("bad"))
+    try:
+        analyzer = procs.start("a1", "analyzer", "serve", "--port", "0")
+        proc = procs.start(
+            "distributor",
+            "distributor",
+            "serve",
+            "--port",
+            "0",
+            "--analyzer",
+            f"a1={analyzer.url}/ingest",
+            "--max-pending",
+            "64",
+        )
+        yield proc.url, proc.pid
+        assert proc.running(), "the distributor died under bad input"
+    finally:
+        procs.cleanup()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    route=st.sampled_from(ROUTES),
+    ctype=st.sampled_from(CONTENT_TYPES),
+    body=bodies,
+    extra=st.dictionaries(
+        st.sampled_from(["X-Junk", "Authorization", "Content-Encoding", "Accept"]),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+        max_size=2,
+    ),
+)
+def test_no_route_answers_500_to_anything(
+    distributor: tuple[str, int],
+    route: tuple[str, str],
+    ctype: str,
+    body: bytes,
+    extra: dict[str, str],
+) -> None:
+    url, _ = distributor
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    headers = dict(extra)
+    if ctype:
+        headers["Content-Type"] = ctype
+    try:
+        conn.request(route[0], route[1], body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    except http.client.HTTPException:
+        return  # the server closed a request it could not parse: refused, not crashed
+    finally:
+        conn.close()
+    assert resp.status < 500 or resp.status == 503, (
+        route,
+        ctype,
+        body[:100],
+        resp.status,
+        data[:200],
+    )
+    if resp.status == 400 and resp.getheader("Content-Type", "").startswith("text/plain"):
+        return  # not valid HTTP at all (a NUL in a header): aiohttp's parser refuses it first
+    if resp.status >= 400:
+        reply = json.loads(data)
+        assert isinstance(reply["error"], str) and reply["error"]
+
+
+def test_bad_input_left_the_distributor_well_and_small(distributor: tuple[str, int]) -> None:
+    url, pid = distributor
+    assert get(f"{url}/health") == {"status": "ok"}
+    assert rss_mb(pid) < 200
+
+
+def test_a_huge_declared_body_is_413_before_it_is_sent(distributor: tuple[str, int]) -> None:
+    url, pid = distributor
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(
+            b"POST /log-packet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 10000000000\r\n\r\n"
+        )
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"exceeds the limit" in reply
+    assert rss_mb(pid) < 200
+
+
+def test_stalled_clients_do_not_hold_up_others(distributor: tuple[str, int]) -> None:
+    url, _ = distributor
+    host, port = url.removeprefix("http://").split(":")
+    stalled = []
+    for i in range(200):  # half of them stop inside their headers, half inside their body
+        s = socket.create_connection((host, int(port)), timeout=5)
+        if i % 2:
+            s.sendall(b"POST /log-packet HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        else:
+            s.sendall(
+                b"POST /log-packet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"messages": ['
+            )
+        stalled.append(s)
+    try:
+        started = time.monotonic()
+        for _ in range(20):
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            conn.request(
+                "POST",
+                "/log-packet",
+                body=b'{"messages": [{"m": 1}]}',
+                headers={"Content-Type": "application/json"},
+            )
+            assert conn.getresponse().status == 202
+            conn.close()
+        print(f"20 requests beside 200 stalled clients took {time.monotonic() - started:.3f}s")
+    finally:
+        for s in stalled:
+            s.close()
+    wait_for(lambda: get(f"{url}/health"), 5, "still healthy")
