@@ -17,20 +17,30 @@ from tests.e2e.procs import Procs, get, wait_for
 
 pytestmark = pytest.mark.e2e
 
+# (daemon, method, path): every ingest, admin and control route of the three daemons.
 ROUTES = [
-    ("POST", "/log-packet"),
-    ("POST", "/log-packets"),
-    ("POST", "/registry/add"),
-    ("POST", "/analyzer/a1/weight"),
-    ("POST", "/analyzer/a1/enable"),
-    ("POST", "/analyzer/zz/drain"),
-    ("DELETE", "/registry/zz"),
-    ("POST", "/emitters/register"),
-    ("POST", "/emitter/e1/rate"),
-    ("GET", "/logs"),
-    ("GET", "/status"),
-    ("PUT", "/log-packet"),
-    ("POST", "/nowhere"),
+    ("distributor", "POST", "/log-packet"),
+    ("distributor", "POST", "/log-packets"),
+    ("distributor", "POST", "/registry/add"),
+    ("distributor", "POST", "/analyzer/a1/weight"),
+    ("distributor", "POST", "/analyzer/a1/enable"),
+    ("distributor", "POST", "/analyzer/a1/disable"),
+    ("distributor", "POST", "/analyzer/zz/drain"),
+    ("distributor", "DELETE", "/registry/zz"),
+    ("distributor", "POST", "/emitters/register"),
+    ("distributor", "POST", "/emitter/e1/rate"),
+    ("distributor", "POST", "/emitter/e1/pause"),
+    ("distributor", "GET", "/emitter/e1/metrics"),
+    ("distributor", "GET", "/logs"),
+    ("distributor", "GET", "/ws/logs"),
+    ("distributor", "GET", "/status"),
+    ("distributor", "PUT", "/log-packet"),
+    ("distributor", "POST", "/nowhere"),
+    ("analyzer", "POST", "/ingest"),
+    ("analyzer", "GET", "/stats"),
+    ("emitter", "POST", "/rate"),
+    ("emitter", "POST", "/pause"),
+    ("emitter", "GET", "/sent"),
 ]
 CONTENT_TYPES = [
     "application/json",
@@ -61,10 +71,10 @@ bodies = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def distributor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, int]]]:
     procs = Procs(tmp_path_factory.mktemp("bad"))
     try:
-        analyzer = procs.start("a1", "analyzer", "serve", "--port", "0")
+        analyzer = procs.start("analyzer", "analyzer", "serve", "--port", "0")
         proc = procs.start(
             "distributor",
             "distributor",
@@ -76,10 +86,29 @@ def distributor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             "--max-pending",
             "64",
         )
-        yield proc.url, proc.pid
-        assert proc.running(), "the distributor died under bad input"
+        emitter = procs.start(
+            "emitter",
+            "emitter",
+            "start",
+            "--id",
+            "e1",
+            "--distributor",
+            proc.url,
+            "--rate",
+            "0",
+            "--port",
+            "0",
+        )
+        yield {p.name: (p.url, p.pid) for p in (proc, analyzer, emitter)}
+        for p in (proc, analyzer, emitter):
+            assert p.running(), f"{p.name} died under bad input"
     finally:
         procs.cleanup()
+
+
+@pytest.fixture(scope="module")
+def distributor(daemons: dict[str, tuple[str, int]]) -> tuple[str, int]:
+    return daemons["distributor"]
 
 
 def rss_mb(pid: int) -> float:
@@ -103,20 +132,20 @@ def rss_mb(pid: int) -> float:
     ),
 )
 def test_no_route_answers_500_to_anything(
-    distributor: tuple[str, int],
-    route: tuple[str, str],
+    daemons: dict[str, tuple[str, int]],
+    route: tuple[str, str, str],
     ctype: str,
     body: bytes,
     extra: dict[str, str],
 ) -> None:
-    url, _ = distributor
+    url, _ = daemons[route[0]]
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     headers = dict(extra)
     if ctype:
         headers["Content-Type"] = ctype
     try:
-        conn.request(route[0], route[1], body=body, headers=headers)
+        conn.request(route[1], route[2], body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
     except http.client.HTTPException:
@@ -137,10 +166,10 @@ def test_no_route_answers_500_to_anything(
         assert isinstance(reply["error"], str) and reply["error"]
 
 
-def test_bad_input_left_the_distributor_well_and_small(distributor: tuple[str, int]) -> None:
-    url, pid = distributor
-    assert get(f"{url}/health") == {"status": "ok"}
-    assert rss_mb(pid) < 200
+def test_bad_input_left_every_daemon_well_and_small(daemons: dict[str, tuple[str, int]]) -> None:
+    for url, pid in daemons.values():
+        assert get(f"{url}/health")["status"] == "ok"
+        assert rss_mb(pid) < 200
 
 
 def test_a_huge_declared_body_is_413_before_it_is_sent(distributor: tuple[str, int]) -> None:
