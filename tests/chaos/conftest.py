@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import artifacts, procs  # noqa: F401  (the same fixtures)
-
 TABLE: list[dict[str, Any]] = []
 
 
 @pytest.fixture
-def report(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:  # noqa: F811
+def report(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """Each scenario fills in its row; the table is printed and written to test-artifacts/."""
     row: dict[str, Any] = {"scenario": request.node.name.removeprefix("test_")}
     yield row

@@ -1,3 +1,5 @@
+"""Fixtures for every suite that starts real processes (e2e, chaos)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,7 +9,7 @@ import pytest
 
 from tests.e2e.procs import Procs
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture
