@@ -94,6 +94,12 @@ async def read_body(request: web.Request, limit: int, idle_timeout: float | None
         raise PayloadTooLarge(
             f"body of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit}
         )
+    if request.content.is_eof():
+        # The whole body came with the headers (the usual small packet): no waiting to bound.
+        body = await request.content.read()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", {"limit": limit})
+        return body
     idle = BODY_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
     chunks: list[bytes] = []
     size = 0

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
@@ -254,8 +255,12 @@ def is_public(path: str) -> bool:
 
 
 def make_app(cfg: DistributorConfig) -> web.Application:
-    auth = auth_middleware(cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public)
-    app = web.Application(middlewares=[error_middleware, auth], client_max_size=cfg.max_batch_bytes)
+    middlewares: list[Middleware] = [error_middleware]
+    if cfg.admin_token or cfg.ingest_token:
+        middlewares.append(
+            auth_middleware(cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public)
+        )
+    app = web.Application(middlewares=middlewares, client_max_size=cfg.max_batch_bytes)
     app[DISTRIBUTOR] = Distributor(cfg)
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)
