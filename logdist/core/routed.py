@@ -8,7 +8,7 @@ pays almost nothing for it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,13 +62,10 @@ class RoutedLog:
     def recent(self, n: int, flt: LogFilter) -> list[dict[str, Any]]:
         """The last `n` messages that pass `flt`, oldest first."""
         picked: list[dict[str, Any]] = []
-        for routed_at, analyzer, packet in self._newest_first():
+        for routed_at, analyzer, packet in reversed(self._ring):
             if len(picked) >= n:
                 break
             messages = expand(routed_at, analyzer, packet, flt)
             picked.extend(reversed(messages[-(n - len(picked)) :]))
         picked.reverse()
         return picked
-
-    def _newest_first(self) -> Iterator[tuple[float, str, Packet]]:
-        return reversed(self._ring)

@@ -13,7 +13,6 @@ class AnalyzerCounters:
     messages: int = 0
     requests: int = 0
     failures: int = 0
-    latency_sum: float = 0.0
 
 
 @dataclass

@@ -186,7 +186,6 @@ class Dispatcher:
         self.registry.release(analyzer.id, len(batch))
         if reason is None:
             latency = self._now() - started
-            stats.latency_sum += latency
             self._delivered(analyzer, batch)
             if self.on_delivered is not None:
                 self.on_delivered(analyzer.id, batch, latency)
