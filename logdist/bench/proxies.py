@@ -1,11 +1,11 @@
-"""Scenario (a) of the performance issue: logdist beside nginx and HAProxy, in one run.
+"""Scenarios (a) and (c) of the performance issue: logdist beside nginx and HAProxy, in one run.
 
 Four logdist analyzers (weights 4:3:2:1) are the upstreams of three front ends in turn:
 logdist's distributor, nginx and HAProxy, each a weighted proxy to the same analyzers. wrk
 posts one-message packets to each with the same connections and duration. Delivered
 packets/s is counted at the analyzers (what actually arrived), not at the front end.
 
-    python -m logdist.bench.proxies [--seconds 10] [--connections 64] [--json PATH]
+    python -m logdist.bench.proxies [--seconds 10] [--connections 64] [--scenario a c] [--json PATH]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 WEIGHTS = {"a1": 4, "a2": 3, "a3": 2, "a4": 1}
+# wrk's request generator: PACKETS packets of MESSAGES messages per request, unique ids.
 LUA = """
 local counter = 0
 local threads = 0
@@ -35,13 +36,48 @@ function setup(thread)
   thread:set("tid", threads)
   threads = threads + 1
 end
+local message = '{"ts":"2026-01-01T00:00:00Z","level":"INFO","service":"bench",' ..
+  '"host":"wrk","message":"hello"}'
+local messages = message
+for i = 2, MESSAGES do messages = messages .. "," .. message end
 request = function()
-  counter = counter + 1
-  local body = '{"packetId":"' .. RUN .. '-' .. tid .. '-' .. counter .. '","emitter":"wrk",' ..
-    '"messages":[{"ts":"2026-01-01T00:00:00Z","level":"INFO","service":"bench","host":"wrk","message":"hello"}]}'
-  return wrk.format("POST", "/log-packet", {["Content-Type"] = "application/json"}, body)
+  local lines = {}
+  for i = 1, PACKETS do
+    counter = counter + 1
+    local id = RUN .. '-' .. tid .. '-' .. counter
+    lines[i] = '{"packetId":"' .. id .. '","emitter":"wrk","messages":[' .. messages .. ']}'
+  end
+  return wrk.format("POST", PATH, {["Content-Type"] = CTYPE}, table.concat(lines, "\\n"))
 end
 """
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    ctype: str
+    packets: int
+    messages: int
+
+    def lua(self, run: str) -> str:
+        head = (
+            f'RUN = "{run}"\nPATH = "{self.path}"\nCTYPE = "{self.ctype}"\n'
+            f"PACKETS = {self.packets}\nMESSAGES = {self.messages}\n"
+        )
+        return head + LUA
+
+
+SCENARIOS = {
+    "a": Scenario("(a) 1-message packets on /log-packet", "/log-packet", "application/json", 1, 1),
+    "c": Scenario(
+        "(c) NDJSON, 100 packets x 10 messages a request",
+        "/log-packets",
+        "application/x-ndjson",
+        100,
+        10,
+    ),
+}
 
 
 def free_port() -> int:
@@ -75,12 +111,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def stats_total(ports: dict[str, int]) -> dict[str, int]:
+def stats_total(ports: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Per analyzer: packets received (duplicates included) and messages."""
     out = {}
     for aid, port in ports.items():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
             s = json.load(resp)
-        out[aid] = int(s["packets"]) + int(s["duplicates"])
+        out[aid] = (int(s["packets"]) + int(s["duplicates"]), int(s["messages"]))
     return out
 
 
@@ -161,6 +198,14 @@ http {{
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = /log-packet {{
+      proxy_pass http://analyzers/ingest;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+    location = /log-packets {{
+      client_max_body_size 32m;
+      # Keep bodies in memory: nginx's workers cannot write into this run's private temp dir.
+      client_body_buffer_size 32m;
       proxy_pass http://analyzers/ingest;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -246,10 +291,15 @@ def run_wrk(port: int, seconds: int, connections: int, lua: Path) -> dict[str, f
 
 
 def measure(
-    front: FrontEnd, ports: dict[str, int], seconds: int, connections: int, work: Path
+    front: FrontEnd,
+    ports: dict[str, int],
+    seconds: int,
+    connections: int,
+    work: Path,
+    scenario: Scenario,
 ) -> dict[str, Any]:
     lua = work / f"{front.name}.lua"
-    lua.write_text(f'RUN = "{front.name}-{time.time_ns()}"\n' + LUA)
+    lua.write_text(scenario.lua(f"{front.name}-{time.time_ns()}"))
     before = stats_total(ports)
     cpu_before = cpu_seconds(front.pids())
     analyzers_cpu_before = cpu_seconds(list(ANALYZER_PIDS))
@@ -264,24 +314,27 @@ def measure(
             break
         settled = now
     elapsed = time.monotonic() - started
-    delivered = {a: settled[a] - before[a] for a in ports}
-    total = sum(delivered.values())
+    packets = sum(settled[a][0] - before[a][0] for a in ports)
+    messages = {a: settled[a][1] - before[a][1] for a in ports}
+    total = sum(messages.values())
     wsum = sum(WEIGHTS.values())
     share_error = (
-        max(abs(delivered[a] / total - WEIGHTS[a] / wsum) for a in ports) if total else float("nan")
+        max(abs(messages[a] / total - WEIGHTS[a] / wsum) for a in ports) if total else float("nan")
     )
     return {
+        "scenario": scenario.name,
         "front_end": front.name,
-        "delivered_packets_per_s": round(total / elapsed, 1),
-        "delivered": total,
-        "accepted_2xx": load["requests"] - load["non_2xx"],
+        "delivered_packets_per_s": round(packets / elapsed, 1),
+        "delivered_messages_per_s": round(total / elapsed, 1),
+        "delivered_packets": packets,
+        "accepted_2xx_requests": load["requests"] - load["non_2xx"],
         "p50_ms": load["p50_ms"],
         "p99_ms": load["p99_ms"],
         "cpu_percent_front_end": round(100 * (cpu_seconds(front.pids()) - cpu_before) / elapsed, 1),
         "cpu_percent_analyzers": round(
             100 * (cpu_seconds(list(ANALYZER_PIDS)) - analyzers_cpu_before) / elapsed, 1
         ),
-        "share_error_points": round(100 * share_error, 2),
+        "message_share_error_points": round(100 * share_error, 2),
         "socket_errors": load["socket_errors"],
     }
 
@@ -297,6 +350,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", type=Path, default=Path("bench-results/proxies.json"))
     parser.add_argument("--only", nargs="*", choices=["logdist", "nginx", "haproxy"])
+    parser.add_argument(
+        "--scenario", nargs="*", choices=sorted(SCENARIOS), default=sorted(SCENARIOS)
+    )
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "nginx", "haproxy") if not shutil.which(tool)]
     if missing:
@@ -331,40 +387,45 @@ def main() -> None:
         for port in ports.values():
             wait_port(port)
         starters = {"logdist": start_logdist, "nginx": start_nginx, "haproxy": start_haproxy}
-        for name, start in starters.items():
-            if args.only and name not in args.only:
-                continue
-            front = start(work, ports)
-            try:
-                rows.append(measure(front, ports, args.seconds, args.connections, work))
-            finally:
-                front.stop()
+        for key in args.scenario:
+            for name, start in starters.items():
+                if args.only and name not in args.only:
+                    continue
+                front = start(work, ports)
+                try:
+                    row = measure(
+                        front, ports, args.seconds, args.connections, work, SCENARIOS[key]
+                    )
+                    rows.append(row)
+                finally:
+                    front.stop()
     finally:
         for p in analyzers:
             p.send_signal(signal.SIGTERM)
         for p in analyzers:
             p.wait(15)
-    nginx = next((r for r in rows if r["front_end"] == "nginx"), None)
     cols = (
         "front_end",
         "delivered_packets_per_s",
+        "delivered_messages_per_s",
         "p50_ms",
         "p99_ms",
         "cpu_percent_front_end",
         "cpu_percent_analyzers",
-        "share_error_points",
+        "message_share_error_points",
     )
-    print(
-        f"scenario (a): 1-message packets on /log-packet, {args.connections} connections,"
-        f" {args.seconds} s, "
-        f"4 analyzers 4:3:2:1"
-    )
-    print(" ".join(f"{c:>24}" for c in cols) + f" {'vs nginx':>9}")
-    for r in rows:
-        base = nginx["delivered_packets_per_s"] if nginx else 0
-        ratio = r["delivered_packets_per_s"] / base if base else float("nan")
-        r["ratio_to_nginx"] = round(ratio, 3)
-        print(" ".join(f"{r[c]!s:>24}" for c in cols) + f" {ratio:>8.2f}x")
+    print(f"{args.connections} connections, {args.seconds} s each, 4 analyzers 4:3:2:1")
+    for key in args.scenario:
+        name = SCENARIOS[key].name
+        group = [r for r in rows if r["scenario"] == name]
+        nginx = next((r for r in group if r["front_end"] == "nginx"), None)
+        base = nginx["delivered_messages_per_s"] if nginx else 0
+        print(f"\n{name}")
+        print(" ".join(f"{c.replace('delivered_', ''):>14.14}" for c in cols) + f" {'vs nginx':>9}")
+        for r in group:
+            ratio = r["delivered_messages_per_s"] / base if base else float("nan")
+            r["ratio_to_nginx"] = round(ratio, 3)
+            print(" ".join(f"{r[c]!s:>14}" for c in cols) + f" {ratio:>8.2f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
