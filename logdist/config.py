@@ -294,10 +294,7 @@ def _build(cls: type[Any], table: dict[str, Any], where: str, skip: tuple[str, .
 
 def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig | None, AnalyzerRef]:
     """An [[analyzers]] entry: with `url` it is external; without, one to start locally."""
-    table = dict(table)
-    url = table.pop("url", None)
-    if url is not None:
-        table["url"] = url
+    if "url" in table:
         return None, _build(AnalyzerRef, table, where)
     local = _build(AnalyzerConfig, table, where)
     return local, AnalyzerRef(local.id, local.ingest_url, local.weight)

@@ -43,9 +43,15 @@ def analyzer_argv(cfg: AnalyzerConfig) -> list[str]:
         str(cfg.port),
         "--dedupe-window",
         str(cfg.dedupe_window),
+        "--max-body-bytes",
+        str(cfg.max_body_bytes),
     )
     if cfg.output:
         argv += ["--output", cfg.output]
+    if cfg.fail_rate:
+        argv += ["--fail-rate", str(cfg.fail_rate)]
+    if cfg.delay:
+        argv += ["--delay", str(cfg.delay)]
     return argv
 
 
@@ -70,6 +76,16 @@ def emitter_argv(cfg: EmitterConfig) -> list[str]:
         str(cfg.buffer),
         "--concurrency",
         str(cfg.concurrency),
+        "--timeout",
+        str(cfg.timeout),
+        "--track-ids",
+        str(cfg.track_ids),
+        "--register-interval",
+        str(cfg.register_interval),
+        "--drain-timeout",
+        str(cfg.drain_timeout),
+        "--service",
+        cfg.service,
     )
 
 

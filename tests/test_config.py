@@ -143,3 +143,33 @@ def test_cli_flags_override_only_what_was_given() -> None:
         apply(cfg, queue_capacity=0)
     with pytest.raises(ConfigError, match="distributor"):
         dataclasses.replace(EmitterConfig(), distributor="localhost:8000")
+
+
+def test_up_passes_every_analyzer_setting_of_the_topology_to_its_child(tmp_path: Path) -> None:
+    from logdist.supervisor import analyzer_argv
+
+    topo = load_topology(
+        write(
+            tmp_path,
+            """
+[[analyzers]]
+id = "flaky"
+port = 9100
+output = "flaky.ndjson"
+dedupe_window = 50
+fail_rate = 0.25
+delay = 0.5
+""",
+        )
+    )
+    argv = analyzer_argv(topo.analyzers[0])
+    flags = dict(zip(argv[5::2], argv[6::2], strict=False))
+    assert flags == {
+        "--id": "flaky",
+        "--host": "127.0.0.1",
+        "--port": "9100",
+        "--dedupe-window": "50",
+        "--output": "flaky.ndjson",
+        "--fail-rate": "0.25",
+        "--delay": "0.5",
+    }

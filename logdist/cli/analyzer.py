@@ -32,6 +32,9 @@ def serve(
     dedupe_window: Annotated[
         int | None, opt(C, "dedupe_window", "Recent packet ids remembered for dedupe.")
     ] = None,
+    max_body_bytes: Annotated[
+        int | None, opt(C, "max_body_bytes", "Largest request body accepted (413 past it).")
+    ] = None,
     fail_rate: Annotated[
         float | None,
         opt(C, "fail_rate", "Fault injection: answer 500 to this fraction of ingests."),
@@ -50,6 +53,7 @@ def serve(
             host=host,
             output=str(output) if output else None,
             dedupe_window=dedupe_window,
+            max_body_bytes=max_body_bytes,
             fail_rate=fail_rate,
             delay=delay,
         )

@@ -110,6 +110,18 @@ def serve(
             metavar="MODE",
         ),
     ] = None,
+    max_body_bytes: Annotated[
+        int | None, opt(C, "max_body_bytes", "Largest single-packet body (413 past it).")
+    ] = None,
+    max_batch_bytes: Annotated[
+        int | None, opt(C, "max_batch_bytes", "Largest batch body on /log-packets.")
+    ] = None,
+    retry_after: Annotated[
+        int | None, opt(C, "retry_after", "Seconds a 503 asks senders to wait.")
+    ] = None,
+    spool_segment_bytes: Annotated[
+        int | None, opt(C, "spool_segment_bytes", "Spool file size before a new one starts.")
+    ] = None,
     log_buffer: Annotated[
         int | None, opt(C, "log_buffer", "Routed packets kept for tail logs.")
     ] = None,
@@ -137,6 +149,10 @@ def serve(
             ingest_token=ingest_token,
             state_dir=state_dir,
             log_buffer=log_buffer,
+            max_body_bytes=max_body_bytes,
+            max_batch_bytes=max_batch_bytes,
+            retry_after=retry_after,
+            spool_segment_bytes=spool_segment_bytes,
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
             fsync=fsync,

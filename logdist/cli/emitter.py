@@ -36,6 +36,19 @@ def start(
     concurrency: Annotated[
         int | None, opt(C, "concurrency", "Requests in flight to the distributor.")
     ] = None,
+    timeout: Annotated[
+        float | None, opt(C, "timeout", "Seconds before a send counts as failed.")
+    ] = None,
+    track_ids: Annotated[
+        int | None, opt(C, "track_ids", "Delivered ids kept for GET /sent?ids=1.")
+    ] = None,
+    register_interval: Annotated[
+        float | None, opt(C, "register_interval", "Seconds between registrations.")
+    ] = None,
+    drain_timeout: Annotated[
+        float | None, opt(C, "drain_timeout", "Seconds to flush the buffer on shutdown.")
+    ] = None,
+    service: Annotated[str | None, opt(C, "service", "The messages' service field.")] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -58,6 +71,11 @@ def start(
             host=host,
             buffer=buffer,
             concurrency=concurrency,
+            timeout=timeout,
+            track_ids=track_ids,
+            register_interval=register_interval,
+            drain_timeout=drain_timeout,
+            service=service,
             token=token,
         )
     run_daemon("emitter", make_app, cfg, log_level)

@@ -135,3 +135,25 @@ def test_up_runs_the_topology_and_sigterm_leaves_no_child(procs: Procs, tmp_path
 def test_logdist_is_the_installed_console_script() -> None:
     out = subprocess.run([LOGDIST, "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("logdist ")
+
+
+def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
+    import dataclasses
+
+    from logdist.config import AnalyzerConfig, EmitterConfig
+    from logdist.supervisor import analyzer_argv, emitter_argv
+
+    # Every setting of a topology's analyzers and emitters reaches the child as a flag...
+    analyzer = AnalyzerConfig(output="x", fail_rate=0.1, delay=0.1)
+    emitter = EmitterConfig()
+    cases: list[tuple[object, list[str], set[str]]] = [
+        (analyzer, analyzer_argv(analyzer), {"weight"}),  # the weight is the distributor's
+        (emitter, emitter_argv(emitter), {"token"}),  # the token comes from the environment
+    ]
+    for cfg, argv, skip in cases:
+        flags = {a for a in argv if a.startswith("--")}
+        fields = {f.name for f in dataclasses.fields(cfg)} - skip  # type: ignore[arg-type]
+        assert flags == {"--" + name.replace("_", "-") for name in fields}
+        # ...and the command knows each one.
+        help_text = procs.run(*argv[3:5], "--help", env={"COLUMNS": "200"}).stdout
+        assert all(flag in help_text for flag in flags), flags
