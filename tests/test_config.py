@@ -170,6 +170,7 @@ delay = 0.5
         "--port": "9100",
         "--dedupe-window": "50",
         "--output": "flaky.ndjson",
+        "--max-body-bytes": str(64 << 20),
         "--fail-rate": "0.25",
         "--delay": "0.5",
     }
