@@ -271,17 +271,16 @@ class Registry:
         """True while some analyzer can be given a packet now."""
         return len(self._picker) > 0
 
-    def target_shares(self) -> dict[str, float]:
-        """Each routable analyzer's share of messages by weight; the others' is 0."""
+    def target_share(self, analyzer: Analyzer) -> float:
+        """Its share of messages by weight if routable, else 0."""
         total = self._routable_weight
-        return {
-            a.id: (a.weight / total if a.routable and total > 0 else 0.0)
-            for a in self._analyzers.values()
-        }
+        return analyzer.weight / total if analyzer.routable and total > 0 else 0.0
+
+    def target_shares(self) -> dict[str, float]:
+        return {a.id: self.target_share(a) for a in self._analyzers.values()}
 
     def to_json(self) -> list[dict[str, Any]]:
-        shares = self.target_shares()
-        return [a.to_json(shares[a.id]) for a in self._analyzers.values()]
+        return [a.to_json(self.target_share(a)) for a in self._analyzers.values()]
 
     def _sync(self, analyzer: Analyzer, *, removed: bool = False) -> None:
         wanted = not removed and analyzer.routable and analyzer.pending < self.max_pending

@@ -175,20 +175,22 @@ class Distributor:
 
     # -- views ----------------------------------------------------------------------------
 
-    def analyzers_json(self) -> list[dict[str, Any]]:
+    def _row(self, analyzer: Analyzer) -> dict[str, Any]:
         delivered = self.counters.delivered_messages
-        rows = self.registry.to_json()
-        for row in rows:
-            stats = self.counters.analyzer(row["id"])
-            row["delivered_packets"] = stats.packets
-            row["delivered_messages"] = stats.messages
-            row["actual_share"] = stats.messages / delivered if delivered else 0.0
-            row["outbox"] = self.dispatcher.outbox_depth(row["id"])
-            row["failures"] = stats.failures
-        return rows
+        stats = self.counters.analyzer(analyzer.id)
+        row = analyzer.to_json(self.registry.target_share(analyzer))
+        row["delivered_packets"] = stats.packets
+        row["delivered_messages"] = stats.messages
+        row["actual_share"] = stats.messages / delivered if delivered else 0.0
+        row["outbox"] = self.dispatcher.outbox_depth(analyzer.id)
+        row["failures"] = stats.failures
+        return row
+
+    def analyzers_json(self) -> list[dict[str, Any]]:
+        return [self._row(a) for a in self.registry]
 
     def analyzer_json(self, aid: str) -> dict[str, Any]:
-        return next(row for row in self.analyzers_json() if row["id"] == aid)
+        return self._row(self.registry.get(aid))
 
     def status(self) -> dict[str, Any]:
         d = self.dispatcher
