@@ -132,6 +132,9 @@ class DistributorConfig:
     forward_timeout: float = 5.0
     drain_timeout: float = 10.0
     retry_after: int = 1
+    # Seconds an ingest request waits for room in a full queue before its 503 (0: answer at
+    # once). Waiting keeps a closed-loop sender at the pace the analyzers take.
+    queue_wait: float = 1.0
     health: HealthConfig = field(default_factory=HealthConfig)
     # Bearer token for admin, control, metrics and WebSocket routes (None: open).
     admin_token: str | None = None
@@ -170,6 +173,7 @@ class DistributorConfig:
             f"fsync must be always, interval or never, got {self.fsync!r}",
         )
         _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
+        _require(self.queue_wait >= 0, f"queue_wait must be >= 0, got {self.queue_wait}")
         ids = [a.id for a in self.analyzers]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         _require(not dupes, f"analyzer ids must be unique, repeated: {', '.join(dupes)}")

@@ -7,7 +7,7 @@ import errno
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,24 +46,71 @@ def _describe_bind_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-async def serve(app: web.Application, host: str, port: int, name: str) -> None:
-    """Serve `app` on host:port until SIGINT/SIGTERM; a second signal exits at once."""
-    if BOUND not in app:
-        app[BOUND] = BoundAddress()
-    bound = app[BOUND]
+@dataclass
+class Listener:
+    """Serves a daemon's socket in place of aiohttp's own protocol (see distributor.front).
+
+    `protocol(server)` gives the factory for each connection's protocol; it may hand a
+    connection to `server`, aiohttp's. `close()` runs once the socket stops accepting.
+    """
+
+    protocol: Callable[[web.Server], Callable[[], asyncio.Protocol]]
+    close: Callable[[], Awaitable[None]]
+
+
+LISTENER = web.AppKey("listener", Listener)
+
+
+@dataclass
+class Listening:
+    """A daemon's app being served; `await stop()` stops accepting and cleans up."""
+
+    url: str
+    runner: web.AppRunner
+    server: asyncio.AbstractServer | None = None
+    listener: Listener | None = None
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        if self.listener is not None:
+            await self.listener.close()
+        await self.runner.cleanup()
+
+
+async def listen(app: web.Application, host: str, port: int) -> Listening:
+    """Bind host:port and serve `app` there (through its `LISTENER` if it has one)."""
     # Idle keep-alive connections close after 15 s (aiohttp's default is an hour).
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=5.0, keepalive_timeout=15.0
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096)
+    listener = app.get(LISTENER)
     try:
-        await site.start()
+        if listener is None:
+            site = web.TCPSite(runner, host, port, backlog=4096)
+            await site.start()
+            bound = runner.addresses[0][:2]
+            server = None
+        else:
+            assert runner.server is not None
+            server = await asyncio.get_running_loop().create_server(
+                listener.protocol(runner.server), host, port, backlog=4096, reuse_address=True
+            )
+            bound = server.sockets[0].getsockname()[:2]
     except OSError as exc:
         await runner.cleanup()
         raise ListenError(f"cannot listen on {host}:{port}: {_describe_bind_error(exc)}") from None
-    bound_host, bound_port = runner.addresses[0][:2]
-    bound.url = f"http://{bound_host}:{bound_port}"
+    return Listening(f"http://{bound[0]}:{bound[1]}", runner, server, listener)
+
+
+async def serve(app: web.Application, host: str, port: int, name: str) -> None:
+    """Serve `app` on host:port until SIGINT/SIGTERM; a second signal exits at once."""
+    if BOUND not in app:
+        app[BOUND] = BoundAddress()
+    bound = app[BOUND]
+    listening = await listen(app, host, port)
+    bound.url = listening.url
     bound.ready.set()
     event(log, "listening", daemon=name, url=bound.url, pid=os.getpid())
 
@@ -84,7 +131,7 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await listening.stop()
         event(log, "stopped", daemon=name)
 
 

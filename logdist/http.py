@@ -41,13 +41,18 @@ def json_response(
     return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
 
 
-def error_response(exc: LogdistError) -> web.Response:
-    headers = None
+def error_headers(exc: LogdistError) -> dict[str, str] | None:
+    """The headers an error needs beside its JSON body (the connection's own aside)."""
     if isinstance(exc, Backpressure):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    elif isinstance(exc, Unauthorized):
-        headers = {"WWW-Authenticate": 'Bearer realm="logdist"'}
-    elif isinstance(exc, RequestTimeout):
+        return {"Retry-After": str(max(1, round(exc.retry_after)))}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": 'Bearer realm="logdist"'}
+    return None
+
+
+def error_response(exc: LogdistError) -> web.Response:
+    headers = error_headers(exc)
+    if isinstance(exc, RequestTimeout):
         headers = {"Connection": "close"}
     return json_response(exc.to_json(), status=exc.status, headers=headers)
 

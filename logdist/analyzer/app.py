@@ -15,7 +15,7 @@ from aiohttp import web
 
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
-from logdist.core.packet import Packet, decode_json, frame_ndjson, parse_batch, parse_packet
+from logdist.core.packet import Packet, frame_ndjson, parse_batch, parse_one
 from logdist.http import NDJSON, body_kind, error_middleware, json_response, read_body
 from logdist.log import event
 
@@ -74,12 +74,10 @@ async def ingest(request: web.Request) -> web.Response:
         return json_response({"error": "injected failure (--fail-rate)", "code": "injected"}, 500)
     if kind == "ndjson":
         packets = parse_batch(body, ndjson=True)
+    elif body.lstrip()[:1] == b"[":
+        packets = parse_batch(body, ndjson=False)
     else:
-        obj = decode_json(body)
-        if isinstance(obj, list):
-            packets = parse_batch(body, ndjson=False)
-        else:
-            packets = [parse_packet(obj, body)]
+        packets = [parse_one(body)]
     state.requests += 1
     fresh = state.take(packets)
     return json_response(

@@ -119,6 +119,10 @@ def serve(
     retry_after: Annotated[
         int | None, opt(C, "retry_after", "Seconds a 503 asks senders to wait.")
     ] = None,
+    queue_wait: Annotated[
+        float | None,
+        opt(C, "queue_wait", "Seconds a request waits for room in a full queue before 503."),
+    ] = None,
     spool_segment_bytes: Annotated[
         int | None, opt(C, "spool_segment_bytes", "Spool file size before a new one starts.")
     ] = None,
@@ -152,6 +156,7 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_batch_bytes=max_batch_bytes,
             retry_after=retry_after,
+            queue_wait=queue_wait,
             spool_segment_bytes=spool_segment_bytes,
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,

@@ -8,8 +8,9 @@ pays almost nothing for it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -54,10 +55,12 @@ class RoutedLog:
 
     def __init__(self, capacity: int) -> None:
         self._ring: deque[tuple[float, str, Packet]] = deque(maxlen=capacity)
+        self._maxlen = capacity
 
-    def record(self, routed_at: float, analyzer: str, packets: Iterable[Packet]) -> None:
-        for packet in packets:
-            self._ring.append((routed_at, analyzer, packet))
+    def record(self, routed_at: float, analyzer: str, packets: Sequence[Packet]) -> None:
+        # Only the newest `maxlen` can stay; zip/repeat keep the loop in C.
+        tail = packets[-self._maxlen :] if len(packets) > self._maxlen else packets
+        self._ring.extend(zip(repeat(routed_at), repeat(analyzer), tail, strict=False))
 
     def recent(self, n: int, flt: LogFilter) -> list[dict[str, Any]]:
         """The last `n` messages that pass `flt`, oldest first."""

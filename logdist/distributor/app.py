@@ -12,16 +12,17 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
-from logdist.core.packet import parse_batch, parse_one
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
+from logdist.daemon import LISTENER, Listener
 from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
+from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.service import Distributor
-from logdist.errors import InvalidRequest, LogdistError, UnsupportedMediaType
+from logdist.errors import InvalidRequest, LogdistError
 from logdist.http import (
+    JSON,
     auth_middleware,
-    body_kind,
     error_middleware,
     json_response,
     read_body,
@@ -36,36 +37,25 @@ SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 # -- ingest -------------------------------------------------------------------------------
 
 
-async def log_packet(request: web.Request) -> web.Response:
-    """One packet as a JSON object -> 202 {"packetId": ...}."""
+async def ingest(request: web.Request) -> web.Response:
+    """`POST /log-packet` and `/log-packets` when the app is served without its front door.
+
+    `logdist distributor serve` answers these in `front` (same rules, same answers); this
+    route is what an embedding or a plain aiohttp server gets.
+    """
     d = request.app[DISTRIBUTOR]
+    route = ONE if request.path == "/log-packet" else MANY
     try:
-        if body_kind(request) != "json":
-            raise UnsupportedMediaType(
-                "POST /log-packet takes one packet as application/json; send NDJSON to /log-packets"
-            )
-        packet = parse_one(await read_body(request, d.cfg.max_body_bytes))
-        await d.accept([packet])
+        limit = d.cfg.max_body_bytes if route == ONE else d.cfg.max_batch_bytes
+        ctype = request.headers.get("Content-Type")
+        body = await read_body(request, limit)
+        packets, wait = take(d, route, ctype.encode("latin-1") if ctype else None, body)
+        if wait is not None:
+            await wait
     except LogdistError as exc:
         d.counters.rejected[exc.code] += 1
         raise
-    return json_response({"packetId": packet.id, "status": "accepted"}, status=202)
-
-
-async def log_packets(request: web.Request) -> web.Response:
-    """Many packets, a JSON array or NDJSON -> 202 {"accepted": n}; all or none are taken."""
-    d = request.app[DISTRIBUTOR]
-    try:
-        ndjson = body_kind(request) == "ndjson"
-        body = await read_body(request, d.cfg.max_batch_bytes)
-        packets = parse_batch(body, ndjson=ndjson)
-        await d.accept(packets)
-    except LogdistError as exc:
-        d.counters.rejected[exc.code] += 1
-        raise
-    return json_response(
-        {"accepted": len(packets), "packetIds": [p.id for p in packets]}, status=202
-    )
+    return web.Response(body=accepted(route, packets), status=202, content_type=JSON)
 
 
 # -- analyzers ----------------------------------------------------------------------------
@@ -261,14 +251,16 @@ def make_app(cfg: DistributorConfig) -> web.Application:
             auth_middleware(cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public)
         )
     app = web.Application(middlewares=middlewares, client_max_size=cfg.max_batch_bytes)
-    app[DISTRIBUTOR] = Distributor(cfg)
+    d = app[DISTRIBUTOR] = Distributor(cfg)
+    front = Front(d)
+    app[LISTENER] = Listener(front.factory, front.close)
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_sockets)
     add_dashboard(app)
     r = app.router
-    r.add_post("/log-packet", log_packet)
-    r.add_post("/log-packets", log_packets)
+    r.add_post("/log-packet", ingest)
+    r.add_post("/log-packets", ingest)
     r.add_get("/registry", get_registry)
     r.add_post("/registry/add", add_analyzer)
     r.add_delete("/registry/{aid}", remove_analyzer)

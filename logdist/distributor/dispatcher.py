@@ -76,6 +76,8 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=cfg.forward_timeout)
         self._backoff = Backoff(base=0.1, cap=2.0)
+        # Told when the queue has room again after routing (the front door's waiting requests).
+        self.on_room: Callable[[], None] | None = None
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -88,11 +90,15 @@ class Dispatcher:
                 {"capacity": capacity},
             )
         if len(self.queue) + count > capacity:
-            raise Backpressure(
-                f"queue full ({len(self.queue)} of {capacity} packets); keep the packets and retry",
-                retry_after=self.cfg.retry_after,
-                detail={"depth": len(self.queue), "capacity": capacity},
-            )
+            raise self.queue_full()
+
+    def queue_full(self) -> Backpressure:
+        capacity = self.cfg.queue_capacity
+        return Backpressure(
+            f"queue full ({len(self.queue)} of {capacity} packets); keep the packets and retry",
+            retry_after=self.cfg.retry_after,
+            detail={"depth": len(self.queue), "capacity": capacity},
+        )
 
     def enqueue(self, packets: list[Packet], *, replayed: bool = False) -> None:
         """Take ownership of `packets` (room was checked, or they are replayed from the spool)."""
@@ -122,6 +128,11 @@ class Dispatcher:
             await asyncio.sleep(0)
 
     def _route(self) -> None:
+        self._route_slice()
+        if self.on_room is not None and len(self.queue) < self.cfg.queue_capacity:
+            self.on_room()
+
+    def _route_slice(self) -> None:
         queue, registry = self.queue, self.registry
         for _ in range(ROUTE_SLICE):
             if not queue:

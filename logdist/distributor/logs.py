@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,8 @@ class LogHub:
         self.ring = RoutedLog(capacity)
         self._subscribers: set[Subscriber] = set()
 
-    def routed(self, analyzer: str, packets: Iterable[Packet]) -> None:
+    def routed(self, analyzer: str, packets: Sequence[Packet]) -> None:
         now = time.time()
-        packets = list(packets)
         self.ring.record(now, analyzer, packets)
         for sub in self._subscribers:
             for packet in packets:

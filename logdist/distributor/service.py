@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -72,17 +72,43 @@ class Distributor:
 
     async def accept(self, packets: list[Packet]) -> None:
         """Own `packets`: room checked, written to the spool (if any), queued. Then the 202."""
+        wait = self.accept_now(packets)
+        if wait is not None:
+            await wait
+
+    def accept_now(self, packets: list[Packet]) -> Awaitable[None] | None:
+        """`accept` without a task: done at once unless the spool must sync before the 202.
+
+        Returns what to await before answering in that case (the packets are queued once the
+        sync is done), else None (they are queued already).
+        """
         self.dispatcher.check_room(len(packets))
-        if self.spool is not None:
-            try:
-                await self.spool.append(packets)
-            except OSError as exc:
-                event(log, "spool_write_failed", logging.ERROR, error=exc)
-                raise SpoolFailure(
-                    f"the spool could not be written ({exc.strerror}); retry later",
-                    retry_after=self.cfg.retry_after,
-                ) from None
+        if self.spool is None:
+            self.dispatcher.enqueue(packets)
+            return None
+        try:
+            self.spool.write(packets)
+        except OSError as exc:
+            raise self._spool_failed(exc) from None
+        if self.spool.fsync != "always":
+            self.dispatcher.enqueue(packets)
+            return None
+        return self._synced(packets)
+
+    async def _synced(self, packets: list[Packet]) -> None:
+        assert self.spool is not None
+        try:
+            await self.spool.sync()
+        except OSError as exc:
+            raise self._spool_failed(exc) from None
         self.dispatcher.enqueue(packets)
+
+    def _spool_failed(self, exc: OSError) -> SpoolFailure:
+        event(log, "spool_write_failed", logging.ERROR, error=exc)
+        return SpoolFailure(
+            f"the spool could not be written ({exc.strerror}); retry later",
+            retry_after=self.cfg.retry_after,
+        )
 
     def _delivered(self, aid: str, packets: list[Packet], latency: float) -> None:
         if self.spool is not None:

@@ -162,6 +162,12 @@ class Spool:
 
     async def append(self, packets: list[Packet]) -> None:
         """Write `packets` to the log; with fsync=always, return once they are on disk."""
+        self.write(packets)
+        if self.fsync == "always":
+            await self.sync()
+
+    def write(self, packets: list[Packet]) -> None:
+        """Append `packets` to the active segment (to the OS; `sync` makes it durable)."""
         frames = [wal.encode(p.body) for p in packets]
         size = sum(len(f) for f in frames)
         self.check_room(size)
@@ -178,8 +184,6 @@ class Spool:
         segment.bytes += size
         self.bytes += size
         self._dirty = True
-        if self.fsync == "always":
-            await self._sync()
 
     def ack(self, packets: list[Packet]) -> None:
         for p in packets:
@@ -221,7 +225,7 @@ class Spool:
 
     # -- fsync ----------------------------------------------------------------------------
 
-    async def _sync(self) -> None:
+    async def sync(self) -> None:
         """Wait for an fsync that starts after this call: one fsync serves every waiter."""
         loop = asyncio.get_running_loop()
         if self._next_sync is None:
@@ -252,7 +256,7 @@ class Spool:
             await asyncio.sleep(1.0)
             if self._dirty and self.active is not None and self.active.fd is not None:
                 self._dirty = False
-                await self._sync()
+                await self.sync()
 
     def to_json(self) -> dict[str, object]:
         return {
