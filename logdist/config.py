@@ -10,6 +10,7 @@ import dataclasses
 import math
 import tomllib
 import types
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -175,7 +176,7 @@ class DistributorConfig:
         _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
         _require(self.queue_wait >= 0, f"queue_wait must be >= 0, got {self.queue_wait}")
         ids = [a.id for a in self.analyzers]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         _require(not dupes, f"analyzer ids must be unique, repeated: {', '.join(dupes)}")
 
 

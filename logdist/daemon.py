@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -135,8 +137,18 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
         event(log, "stopped", daemon=name)
 
 
+def raise_file_limit() -> None:
+    """Let a daemon hold as many sockets as the system allows it (nginx's
+    `worker_rlimit_nofile`): the soft limit on open files is often far below the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run `main` on uvloop when it is installed."""
+    raise_file_limit()
     try:
         import uvloop
     except ImportError:

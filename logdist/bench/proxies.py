@@ -1,34 +1,30 @@
-"""Scenarios (a) and (c) of the performance issue: logdist beside nginx and HAProxy, in one run.
+"""The front ends `logdist bench` compares, and the wrk load it puts through them.
 
 Four logdist analyzers (weights 4:3:2:1) are the upstreams of three front ends in turn:
-logdist's distributor, nginx and HAProxy, each a weighted proxy to the same analyzers. wrk
-posts one-message packets to each with the same connections and duration. Delivered
-packets/s is counted at the analyzers (what actually arrived), not at the front end.
-
-    python -m logdist.bench.proxies [--seconds 10] [--connections 64] [--scenario a c] [--json PATH]
+logdist's distributor, nginx and HAProxy, each a weighted proxy to the same analyzers. Load
+is the same for each; delivered packets and messages are counted at the analyzers (what
+actually arrived), not at the front end.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import re
-import shutil
+import resource
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 WEIGHTS = {"a1": 4, "a2": 3, "a3": 2, "a4": 1}
-# wrk's request generator: PACKETS packets of MESSAGES messages per request, unique ids.
+# wrk's request generator: PACKETS packets a request, each of MIN..MAX messages, unique ids.
 LUA = """
 local counter = 0
 local threads = 0
@@ -36,16 +32,25 @@ function setup(thread)
   thread:set("tid", threads)
   threads = threads + 1
 end
+function init(args)
+  math.randomseed(tid * 7919 + 17)
+end
 local message = '{"ts":"2026-01-01T00:00:00Z","level":"INFO","service":"bench",' ..
   '"host":"wrk","message":"hello"}'
-local messages = message
-for i = 2, MESSAGES do messages = messages .. "," .. message end
+local lists = {}
+local list = message
+for n = 1, MAX do
+  lists[n] = list
+  list = list .. "," .. message
+end
 request = function()
   local lines = {}
   for i = 1, PACKETS do
     counter = counter + 1
     local id = RUN .. '-' .. tid .. '-' .. counter
-    lines[i] = '{"packetId":"' .. id .. '","emitter":"wrk","messages":[' .. messages .. ']}'
+    local n = MIN
+    if MAX > MIN then n = math.random(MIN, MAX) end
+    lines[i] = '{"packetId":"' .. id .. '","emitter":"wrk","messages":[' .. lists[n] .. ']}'
   end
   return wrk.format("POST", PATH, {["Content-Type"] = CTYPE}, table.concat(lines, "\\n"))
 end
@@ -54,28 +59,41 @@ end
 
 @dataclass(frozen=True)
 class Scenario:
+    key: str
     name: str
     path: str
     ctype: str
     packets: int
-    messages: int
+    messages: tuple[int, int]
 
     def lua(self, run: str) -> str:
+        lo, hi = self.messages
         head = (
             f'RUN = "{run}"\nPATH = "{self.path}"\nCTYPE = "{self.ctype}"\n'
-            f"PACKETS = {self.packets}\nMESSAGES = {self.messages}\n"
+            f"PACKETS = {self.packets}\nMIN = {lo}\nMAX = {hi}\n"
         )
         return head + LUA
 
 
 SCENARIOS = {
-    "a": Scenario("(a) 1-message packets on /log-packet", "/log-packet", "application/json", 1, 1),
+    "a": Scenario(
+        "a", "1-message packets on /log-packet", "/log-packet", "application/json", 1, (1, 1)
+    ),
+    "b": Scenario(
+        "b",
+        "packets of 1-100 messages on /log-packet",
+        "/log-packet",
+        "application/json",
+        1,
+        (1, 100),
+    ),
     "c": Scenario(
-        "(c) NDJSON, 100 packets x 10 messages a request",
+        "c",
+        "NDJSON, 100 packets x 10 messages a request",
         "/log-packets",
         "application/x-ndjson",
         100,
-        10,
+        (10, 10),
     ),
 }
 
@@ -148,13 +166,23 @@ class FrontEnd:
                 p.kill()
 
 
-def start_logdist(work: Path, ports: dict[str, int]) -> FrontEnd:
+def start_logdist(
+    work: Path, ports: dict[str, int], *extra: str, analyzers: list[str] | None = None
+) -> FrontEnd:
+    """logdist's distributor; `analyzers` are --analyzer values (default: the four)."""
     port = free_port()
-    refs = [
-        arg
-        for aid, w in WEIGHTS.items()
-        for arg in ("--analyzer", f"{aid}=http://127.0.0.1:{ports[aid]}/ingest@{w}")
+    refs = analyzers or [
+        f"{aid}=http://127.0.0.1:{ports[aid]}/ingest@{w}" for aid, w in WEIGHTS.items()
     ]
+    config = work / "logdist-analyzers.toml"
+    config.write_text(
+        "\n".join(
+            f'[[analyzers]]\nid = "{ref.split("=", 1)[0]}"\n'
+            f'url = "{ref.split("=", 1)[1].rsplit("@", 1)[0]}"\n'
+            f"weight = {ref.rsplit('@', 1)[1]}\n"
+            for ref in refs
+        )
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -162,18 +190,32 @@ def start_logdist(work: Path, ports: dict[str, int]) -> FrontEnd:
             "logdist",
             "distributor",
             "serve",
+            "--config",
+            str(config),
             "--port",
             str(port),
-            *refs,
             "--log-level",
             "WARNING",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # noqa: SIM115
+    )
     wait_port(port)
-    time.sleep(1.5)  # first health probes
+    wait_healthy(port, len(refs))
     return FrontEnd("logdist", port, [proc])
+
+
+def wait_healthy(port: int, count: int, timeout: float = 60.0) -> None:
+    """Until the distributor has probed every analyzer up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/registry", timeout=10) as resp:
+            rows = json.load(resp)
+        if sum(1 for r in rows if r["health"] == "up") >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the distributor on {port} did not see {count} analyzers up")
 
 
 def start_nginx(work: Path, ports: dict[str, int]) -> FrontEnd:
@@ -186,7 +228,8 @@ worker_processes 1;
 daemon off;
 pid {work}/nginx/nginx.pid;
 error_log {work}/nginx/error.log warn;
-events {{ worker_connections 8192; }}
+worker_rlimit_nofile 30000;
+events {{ worker_connections 25000; }}
 http {{
   access_log off;
   client_body_temp_path {work}/nginx/body;
@@ -224,11 +267,14 @@ http {{
 
 def start_haproxy(work: Path, ports: dict[str, int]) -> FrontEnd:
     port = free_port()
+    # HAProxy reserves two files a connection and will not start past the hard limit.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    maxconn = 12_000 if hard == resource.RLIM_INFINITY else min(12_000, (hard - 200) // 2)
     servers = "\n".join(f"  server {a} 127.0.0.1:{ports[a]} weight {w}" for a, w in WEIGHTS.items())
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
-  maxconn 8192
+  maxconn {maxconn}
   nbthread 1
 defaults
   mode http
@@ -251,21 +297,12 @@ backend analyzers
     return FrontEnd("haproxy", port, [proc])
 
 
-def run_wrk(port: int, seconds: int, connections: int, lua: Path) -> dict[str, float]:
+def run_wrk(port: int, seconds: float, connections: int, lua: Path) -> dict[str, Any]:
+    threads = min(2, connections)
     out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            "2",
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--latency",
-            "-s",
-            str(lua),
-            f"http://127.0.0.1:{port}",
-        ],
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
+        + ["--latency"]
+        + ["-s", str(lua), f"http://127.0.0.1:{port}"],
         capture_output=True,
         text=True,
         check=True,
@@ -280,31 +317,56 @@ def run_wrk(port: int, seconds: int, connections: int, lua: Path) -> dict[str, f
 
     requests = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
+    socket = re.search(r"Socket errors: (.*)", out)
+    socket_errors = sum(int(n) for n in re.findall(r"\d+", socket.group(1))) if socket else 0
     return {
         "requests": int(requests.group(1)) if requests else 0,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": errors.group(1) if errors else "",  # type: ignore[dict-item]
-        "p50_ms": latency("50"),
-        "p99_ms": latency("99"),
+        "errors": (int(non2xx.group(1)) if non2xx else 0) + socket_errors,
+        "p50_ms": round(latency("50"), 2),
+        "p99_ms": round(latency("99"), 2),
     }
+
+
+def run_swarm(port: int, seconds: float, connections: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "logdist.bench.swarm", "--port", str(port)]
+        + ["--connections", str(connections), "--seconds", str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    result["requests"] = result["sent"]
+    result["errors"] = result["error_count"] + (connections - result["connections"])
+    return result
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
 
 
 def measure(
     front: FrontEnd,
     ports: dict[str, int],
-    seconds: int,
-    connections: int,
-    work: Path,
-    scenario: Scenario,
+    analyzer_pids: list[int],
+    load: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    lua = work / f"{front.name}.lua"
-    lua.write_text(scenario.lua(f"{front.name}-{time.time_ns()}"))
+    """Run `load` through `front`; count what reached the analyzers once it settles."""
     before = stats_total(ports)
     cpu_before = cpu_seconds(front.pids())
-    analyzers_cpu_before = cpu_seconds(list(ANALYZER_PIDS))
+    analyzers_before = cpu_seconds(analyzer_pids)
+    load_before = children_cpu()
+    busy_before, all_before = machine_busy()
     started = time.monotonic()
-    load = run_wrk(front.port, seconds, connections, lua)
+    result = load()
     # Count what arrived until the front end has nothing left in flight (logdist acks first).
     settled = stats_total(ports)
     while True:
@@ -314,6 +376,7 @@ def measure(
             break
         settled = now
     elapsed = time.monotonic() - started
+    busy_after, all_after = machine_busy()
     packets = sum(settled[a][0] - before[a][0] for a in ports)
     messages = {a: settled[a][1] - before[a][1] for a in ports}
     total = sum(messages.values())
@@ -322,125 +385,48 @@ def measure(
         max(abs(messages[a] / total - WEIGHTS[a] / wsum) for a in ports) if total else float("nan")
     )
     return {
-        "scenario": scenario.name,
         "front_end": front.name,
-        "delivered_packets_per_s": round(packets / elapsed, 1),
-        "delivered_messages_per_s": round(total / elapsed, 1),
+        "packets_per_s": round(packets / elapsed, 1),
+        "messages_per_s": round(total / elapsed, 1),
         "delivered_packets": packets,
-        "accepted_2xx_requests": load["requests"] - load["non_2xx"],
-        "p50_ms": load["p50_ms"],
-        "p99_ms": load["p99_ms"],
-        "cpu_percent_front_end": round(100 * (cpu_seconds(front.pids()) - cpu_before) / elapsed, 1),
-        "cpu_percent_analyzers": round(
-            100 * (cpu_seconds(list(ANALYZER_PIDS)) - analyzers_cpu_before) / elapsed, 1
-        ),
-        "message_share_error_points": round(100 * share_error, 2),
-        "socket_errors": load["socket_errors"],
+        "delivered_messages": total,
+        "requests": result["requests"],
+        "errors": result["errors"],
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "cpu_front_end": round(100 * (cpu_seconds(front.pids()) - cpu_before) / elapsed, 1),
+        "cpu_analyzers": round(100 * (cpu_seconds(analyzer_pids) - analyzers_before) / elapsed, 1),
+        "cpu_load": round(100 * (children_cpu() - load_before) / elapsed, 1),
+        "machine_busy": round(100 * (busy_after - busy_before) / max(1, all_after - all_before), 1),
+        "share_error_points": round(100 * share_error, 2),
+        "shares": {a: round(messages[a] / total, 4) if total else 0.0 for a in ports},
+        "load": {k: v for k, v in result.items() if k not in ("requests", "errors")},
     }
 
 
-ANALYZER_PIDS: set[int] = set()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--json", type=Path, default=Path("bench-results/proxies.json"))
-    parser.add_argument("--only", nargs="*", choices=["logdist", "nginx", "haproxy"])
-    parser.add_argument(
-        "--scenario", nargs="*", choices=sorted(SCENARIOS), default=sorted(SCENARIOS)
-    )
-    args = parser.parse_args()
-    missing = [tool for tool in ("wrk", "nginx", "haproxy") if not shutil.which(tool)]
-    if missing:
-        sys.exit(f"logdist bench: needs {', '.join(missing)} (scripts/bench installs them)")
-    work = Path(tempfile.mkdtemp(prefix="logdist-bench-"))
+def start_analyzers() -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
     ports = {aid: free_port() for aid in WEIGHTS}
-    analyzers = [
+    procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "logdist",
-                "analyzer",
-                "serve",
-                "--id",
-                aid,
-                "--port",
-                str(port),
-                "--dedupe-window",
-                "2000000",
-                "--log-level",
-                "WARNING",
-            ],
+            [sys.executable, "-m", "logdist", "analyzer", "serve", "--id", aid]
+            + ["--port", str(port), "--dedupe-window", "4000000", "--log-level", "WARNING"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         for aid, port in ports.items()
     ]
-    ANALYZER_PIDS.update(p.pid for p in analyzers)
-    rows = []
-    try:
-        for port in ports.values():
-            wait_port(port)
-        starters = {"logdist": start_logdist, "nginx": start_nginx, "haproxy": start_haproxy}
-        for key in args.scenario:
-            for name, start in starters.items():
-                if args.only and name not in args.only:
-                    continue
-                front = start(work, ports)
-                try:
-                    row = measure(
-                        front, ports, args.seconds, args.connections, work, SCENARIOS[key]
-                    )
-                    rows.append(row)
-                finally:
-                    front.stop()
-    finally:
-        for p in analyzers:
+    for port in ports.values():
+        wait_port(port)
+    return ports, procs
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-        for p in analyzers:
+    for p in procs:
+        try:
             p.wait(15)
-    cols = (
-        "front_end",
-        "delivered_packets_per_s",
-        "delivered_messages_per_s",
-        "p50_ms",
-        "p99_ms",
-        "cpu_percent_front_end",
-        "cpu_percent_analyzers",
-        "message_share_error_points",
-    )
-    print(f"{args.connections} connections, {args.seconds} s each, 4 analyzers 4:3:2:1")
-    for key in args.scenario:
-        name = SCENARIOS[key].name
-        group = [r for r in rows if r["scenario"] == name]
-        nginx = next((r for r in group if r["front_end"] == "nginx"), None)
-        base = nginx["delivered_messages_per_s"] if nginx else 0
-        print(f"\n{name}")
-        print(" ".join(f"{c.replace('delivered_', ''):>14.14}" for c in cols) + f" {'vs nginx':>9}")
-        for r in group:
-            ratio = r["delivered_messages_per_s"] / base if base else float("nan")
-            r["ratio_to_nginx"] = round(ratio, 3)
-            print(" ".join(f"{r[c]!s:>14}" for c in cols) + f" {ratio:>8.2f}x")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "seconds": args.seconds,
-                "connections": args.connections,
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    print(f"wrote {args.json}")
-
-
-if __name__ == "__main__":
-    main()
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

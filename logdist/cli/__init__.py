@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from logdist import __version__
-from logdist.cli import analyzer, ctl, distributor, emitter, tail, top, up
+from logdist.cli import analyzer, bench, ctl, distributor, emitter, tail, top, up
 
 app = typer.Typer(
     name="logdist",
@@ -21,6 +21,7 @@ app.command("up")(up.up)
 app.add_typer(ctl.app, name="ctl")
 app.add_typer(tail.app, name="tail")
 app.command("top")(top.top)
+app.command("bench")(bench.bench)
 
 
 def _version(value: bool) -> None:

@@ -66,6 +66,11 @@ class Analyzer:
     # Times it was marked down (HAProxy's "Dwn" column).
     downs: int = 0
     pending: int = 0
+    # When it last had `max_pending` packets or more (None: it has room), and when a request
+    # to it last settled; together they tell a busy analyzer from a stalled one.
+    full_since: float | None = None
+    last_progress: float = 0.0
+    stalled: bool = False
     batch: bool = False
     last_error: str | None = None
     changed_at: float = 0.0
@@ -105,11 +110,15 @@ class HealthChange:
 class Registry:
     """Every analyzer the distributor knows, and the picker over those that may take packets.
 
-    An analyzer is in the picker while it is routable and has fewer than `max_pending` packets
-    assigned but not yet acknowledged, so a slow analyzer stops being offered work instead of
-    stalling the dispatcher. Health follows HAProxy's `rise`/`fall`: `fall` consecutive failed
-    probes, or `fall` consecutive failed forwards, mark it down; `rise` consecutive good probes
-    bring it back; an analyzer never checked yet is up after its first good probe.
+    An analyzer is in the picker while it is routable and not stalled. One that holds
+    `max_pending` unacknowledged packets is *full*: its turn still comes, and the dispatcher
+    waits for its room, so shares hold when every analyzer is busy. One that stays full and
+    settles nothing for `stall_after` seconds is *stalled* and leaves the picker until a
+    request to it settles, so a hung analyzer cannot stall the others.
+
+    Health follows HAProxy's `rise`/`fall`: `fall` consecutive failed probes, or `fall`
+    consecutive failed forwards, mark it down; `rise` consecutive good probes bring it back;
+    an analyzer never checked yet is up after its first good probe.
     """
 
     def __init__(
@@ -120,6 +129,7 @@ class Registry:
         fall: int = 3,
         max_pending: int = 1024,
         smooth_limit: int = 32,
+        stall_after: float = 1.0,
     ) -> None:
         if rise < 1 or fall < 1 or max_pending < 1:
             raise ValueError("rise, fall and max_pending must be >= 1")
@@ -127,9 +137,12 @@ class Registry:
         self.rise = rise
         self.fall = fall
         self.max_pending = max_pending
+        self.stall_after = stall_after
         self._analyzers: dict[str, Analyzer] = {}
         self._picker = WeightedPicker(smooth_limit)
         self._routable_weight = 0.0
+        # Each routable analyzer's weight as counted in `_routable_weight`.
+        self._counted: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._analyzers)
@@ -162,7 +175,7 @@ class Registry:
         analyzer = self.get(aid)
         del self._analyzers[aid]
         self._sync(analyzer, removed=True)
-        self._reweigh()
+        self._reweigh(analyzer, removed=True)
         return analyzer
 
     def set_weight(self, aid: str, weight: float) -> Analyzer:
@@ -170,7 +183,7 @@ class Registry:
         analyzer.weight = check_weight(weight)
         if aid in self._picker:
             self._picker.add(aid, analyzer.weight)
-        self._reweigh()
+        self._reweigh(analyzer)
         return analyzer
 
     def set_admin(self, aid: str, state: AdminState) -> Analyzer:
@@ -179,7 +192,7 @@ class Registry:
             analyzer.admin = state
             analyzer.changed_at = self._now()
             self._sync(analyzer)
-            self._reweigh()
+            self._reweigh(analyzer)
         return analyzer
 
     def record_success(
@@ -239,11 +252,11 @@ class Registry:
             analyzer.downs += 1
         analyzer.changed_at = self._now()
         self._sync(analyzer)
-        self._reweigh()
+        self._reweigh(analyzer)
         return change
 
-    def assign(self, cost: int, exclude: str | None = None) -> Analyzer | None:
-        """Pick the analyzer for a packet of `cost` messages and count it as pending there.
+    def assign(self, cost: int, exclude: str | None = None, packets: int = 1) -> Analyzer | None:
+        """Pick the analyzer for `packets` packets of `cost` messages, counted pending there.
 
         `exclude` is an analyzer that just failed this packet: it is passed over while another
         one can take the packet.
@@ -252,20 +265,43 @@ class Registry:
         if aid is None:
             return None
         analyzer = self._analyzers[aid]
-        analyzer.pending += 1
-        if analyzer.pending >= self.max_pending:
-            self._sync(analyzer)
+        analyzer.pending += packets
+        if analyzer.full_since is None and analyzer.pending >= self.max_pending:
+            analyzer.full_since = self._now()
         return analyzer
 
-    def release(self, aid: str, packets: int = 1) -> None:
-        """`packets` assigned to `aid` are settled (acknowledged, or handed back for retry)."""
+    def full(self, analyzer: Analyzer) -> bool:
+        """It holds `max_pending` or more unsettled packets: give it nothing until it has room."""
+        return analyzer.pending >= self.max_pending
+
+    def release(self, aid: str, packets: int = 1, *, settled: bool = True) -> None:
+        """`packets` assigned to `aid` left it: a request settled (acknowledged or failed), or
+        with `settled=False` they were taken back unsent."""
         analyzer = self._analyzers.get(aid)
         if analyzer is None:
             return
-        was_full = analyzer.pending >= self.max_pending
         analyzer.pending = max(0, analyzer.pending - packets)
-        if was_full and analyzer.pending < self.max_pending:
-            self._sync(analyzer)
+        if analyzer.pending < self.max_pending:
+            analyzer.full_since = None
+        if settled:
+            analyzer.last_progress = self._now()
+            if analyzer.stalled:
+                analyzer.stalled = False
+                self._sync(analyzer)
+
+    def check_stall(self, analyzer: Analyzer) -> bool:
+        """True, and it leaves the picker, when it is full and nothing of it settled for
+        `stall_after` seconds (while merely busy, it keeps its turn)."""
+        if analyzer.stalled:
+            return True
+        if analyzer.full_since is None:
+            return False
+        quiet = self._now() - max(analyzer.full_since, analyzer.last_progress)
+        if quiet < self.stall_after:
+            return False
+        analyzer.stalled = True
+        self._sync(analyzer)
+        return True
 
     def has_room(self) -> bool:
         """True while some analyzer can be given a packet now."""
@@ -283,11 +319,19 @@ class Registry:
         return [a.to_json(self.target_share(a)) for a in self._analyzers.values()]
 
     def _sync(self, analyzer: Analyzer, *, removed: bool = False) -> None:
-        wanted = not removed and analyzer.routable and analyzer.pending < self.max_pending
+        wanted = not removed and analyzer.routable and not analyzer.stalled
         if wanted and analyzer.id not in self._picker:
             self._picker.add(analyzer.id, analyzer.weight)
         elif not wanted and analyzer.id in self._picker:
             self._picker.remove(analyzer.id)
 
-    def _reweigh(self) -> None:
-        self._routable_weight = sum(a.weight for a in self._analyzers.values() if a.routable)
+    def _reweigh(self, analyzer: Analyzer, *, removed: bool = False) -> None:
+        """Keep the routable weight total in step with `analyzer`, in O(1)."""
+        counted = 0.0 if removed or not analyzer.routable else analyzer.weight
+        self._routable_weight += counted - self._counted.get(analyzer.id, 0.0)
+        if counted:
+            self._counted[analyzer.id] = counted
+        else:
+            self._counted.pop(analyzer.id, None)
+        if not self._counted:
+            self._routable_weight = 0.0  # no float drift left over once nothing is routable

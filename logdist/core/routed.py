@@ -24,11 +24,6 @@ class LogFilter:
     emitter: str | None = None
     level: str | None = None
 
-    def wants_packet(self, analyzer: str, packet: Packet) -> bool:
-        return (self.analyzer is None or analyzer == self.analyzer) and (
-            self.emitter is None or packet.emitter == self.emitter
-        )
-
     def wants_message(self, message: dict[str, Any]) -> bool:
         if self.level is None:
             return True
@@ -37,17 +32,26 @@ class LogFilter:
 
 
 def expand(routed_at: float, analyzer: str, packet: Packet, flt: LogFilter) -> list[dict[str, Any]]:
-    """The packet's messages that pass `flt`, each with where it went and when."""
-    if not flt.wants_packet(analyzer, packet):
+    """The messages of `packet` (every packet of a run) that pass `flt`, with where they went."""
+    if flt.analyzer is not None and flt.analyzer != analyzer:
         return []
-    messages = orjson.loads(packet.body).get("messages", [])
-    meta = {
-        "analyzer": analyzer,
-        "emitter": packet.emitter,
-        "packetId": packet.id,
-        "routed_at": routed_at,
-    }
-    return [{**m, **meta} for m in messages if isinstance(m, dict) and flt.wants_message(m)]
+    out: list[dict[str, Any]] = []
+    for part in packet.parts():
+        obj = orjson.loads(part.body)
+        emitter = part.emitter
+        if emitter is None and isinstance(obj.get("emitter"), str):
+            emitter = obj["emitter"]  # a run from several emitters names none itself
+        if flt.emitter is not None and flt.emitter != emitter:
+            continue
+        meta = {
+            "analyzer": analyzer,
+            "emitter": emitter,
+            "packetId": part.id,
+            "routed_at": routed_at,
+        }
+        messages = obj.get("messages", [])
+        out += [{**m, **meta} for m in messages if isinstance(m, dict) and flt.wants_message(m)]
+    return out
 
 
 class RoutedLog:

@@ -24,7 +24,7 @@ import aiohttp
 
 from logdist.config import DistributorConfig
 from logdist.core.backoff import Backoff
-from logdist.core.packet import Packet, frame_ndjson
+from logdist.core.packet import Packet, frame_ndjson, total
 from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.counters import Counters
 from logdist.errors import Backpressure, PayloadTooLarge
@@ -63,6 +63,8 @@ class Dispatcher:
         # Told of every acknowledged batch: analyzer id, packets, seconds the request took.
         self.on_delivered = on_delivered
         self.queue: deque[Packet] = deque()
+        # Packets in `queue` (a run counts what it holds).
+        self.queued = 0
         # Accepted and not yet acknowledged by an analyzer: the packets this daemon owns.
         self.unacked = 0
         self.backing_off = 0
@@ -78,6 +80,8 @@ class Dispatcher:
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Told when the queue has room again after routing (the front door's waiting requests).
         self.on_room: Callable[[], None] | None = None
+        # The full analyzer whose turn it was: routing waits for its room (see Registry).
+        self._waiting_for: Analyzer | None = None
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -89,24 +93,26 @@ class Dispatcher:
                 f"a batch of {count} packets exceeds the queue capacity of {capacity}",
                 {"capacity": capacity},
             )
-        if len(self.queue) + count > capacity:
+        if self.queued + count > capacity:
             raise self.queue_full()
 
     def queue_full(self) -> Backpressure:
         capacity = self.cfg.queue_capacity
         return Backpressure(
-            f"queue full ({len(self.queue)} of {capacity} packets); keep the packets and retry",
+            f"queue full ({self.queued} of {capacity} packets); keep the packets and retry",
             retry_after=self.cfg.retry_after,
-            detail={"depth": len(self.queue), "capacity": capacity},
+            detail={"depth": self.queued, "capacity": capacity},
         )
 
     def enqueue(self, packets: list[Packet], *, replayed: bool = False) -> None:
         """Take ownership of `packets` (room was checked, or they are replayed from the spool)."""
+        count = total(packets)
         self.queue.extend(packets)
-        self.unacked += len(packets)
+        self.queued += count
+        self.unacked += count
         self._settled.clear()
         if not replayed:
-            self.counters.received_packets += len(packets)
+            self.counters.received_packets += count
             self.counters.received_messages += sum(p.messages for p in packets)
         self._wake.set()
 
@@ -129,22 +135,28 @@ class Dispatcher:
 
     def _route(self) -> None:
         self._route_slice()
-        if self.on_room is not None and len(self.queue) < self.cfg.queue_capacity:
+        if self.on_room is not None and self.queued < self.cfg.queue_capacity:
             self.on_room()
 
     def _route_slice(self) -> None:
         queue, registry = self.queue, self.registry
+        waiting = self._waiting_for
+        if waiting is not None:
+            if registry.full(waiting) and waiting.routable and not registry.check_stall(waiting):
+                return
+            self._waiting_for = None
         for _ in range(ROUTE_SLICE):
             if not queue:
                 return
             packet = queue[0]
-            analyzer = registry.assign(packet.messages, exclude=packet.last_failed)
+            analyzer = registry.assign(packet.messages, packet.last_failed, packet.count)
             if analyzer is None and packet.last_failed is not None:
                 # Only the analyzer that failed it has room: better it again than nowhere.
-                analyzer = registry.assign(packet.messages)
+                analyzer = registry.assign(packet.messages, None, packet.count)
             if analyzer is None:
                 return
             queue.popleft()
+            self.queued -= packet.count
             box = self._boxes.get(analyzer.id)
             if box is None or box.analyzer is not analyzer:
                 box = self._boxes[analyzer.id] = Outbox(analyzer)
@@ -152,6 +164,12 @@ class Dispatcher:
             if box.senders < self.cfg.max_requests:
                 box.senders += 1
                 self._spawn(self._send(box))
+            if registry.full(analyzer):
+                # Its share is taken whole: wait for its room (or for it to be found stalled).
+                self._waiting_for = analyzer
+                loop = asyncio.get_running_loop()
+                loop.call_later(registry.stall_after, self._wake.set)
+                return
         self._wake.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -163,14 +181,25 @@ class Dispatcher:
         try:
             while box.packets:
                 analyzer = box.analyzer
-                limit = self.cfg.forward_batch if analyzer.batch else 1
-                batch = [box.packets.popleft()]
-                size = len(batch[0].body)
-                while box.packets and len(batch) < limit:
+                first = box.packets.popleft()
+                if not analyzer.batch:
+                    if first.count > 1:  # one packet a request: open the run
+                        parts = first.parts()
+                        box.packets.extendleft(reversed(parts[1:]))
+                        first = parts[0]
+                    await self._forward(analyzer, [first])
+                    continue
+                batch = [first]
+                size = len(first.body)
+                count = first.count
+                limit = self.cfg.forward_batch
+                while box.packets and count + box.packets[0].count <= limit:
                     size += len(box.packets[0].body) + 1
                     if size > BATCH_BYTES:
                         break
-                    batch.append(box.packets.popleft())
+                    packet = box.packets.popleft()
+                    count += packet.count
+                    batch.append(packet)
                 await self._forward(analyzer, batch)
         finally:
             box.senders -= 1
@@ -194,7 +223,7 @@ class Dispatcher:
                     reason = f"HTTP {resp.status}"
         except (TimeoutError, aiohttp.ClientError) as exc:
             reason = describe_error(exc)
-        self.registry.release(analyzer.id, len(batch))
+        self.registry.release(analyzer.id, total(batch))
         if reason is None:
             latency = self._now() - started
             self._delivered(analyzer, batch)
@@ -205,13 +234,14 @@ class Dispatcher:
         self._wake.set()
 
     def _delivered(self, analyzer: Analyzer, batch: list[Packet]) -> None:
-        messages = sum(p.messages for p in batch)
+        messages = sum([p.messages for p in batch])
+        count = total(batch)
         stats = self.counters.analyzer(analyzer.id)
-        stats.packets += len(batch)
+        stats.packets += count
         stats.messages += messages
-        self.counters.delivered_packets += len(batch)
+        self.counters.delivered_packets += count
         self.counters.delivered_messages += messages
-        self.unacked -= len(batch)
+        self.unacked -= count
         if self.unacked == 0:
             self._settled.set()
         change = self.registry.record_success(analyzer.id, passive=True)
@@ -221,13 +251,13 @@ class Dispatcher:
     def _failed(self, analyzer: Analyzer, batch: list[Packet], reason: str) -> None:
         self.counters.analyzer(analyzer.id).failures += 1
         self.counters.forward_failures += 1
-        self.counters.retries += len(batch)
+        self.counters.retries += total(batch)
         event(
             log,
             "forward_failed",
             logging.WARNING,
             analyzer=analyzer.id,
-            packets=len(batch),
+            packets=total(batch),
             reason=reason,
         )
         for packet in batch:
@@ -245,11 +275,12 @@ class Dispatcher:
             return
         # A packet that keeps failing everywhere waits before its next try instead of spinning.
         delay = self._backoff.delay(attempts - FREE_RETRIES, random.random)
-        self.backing_off += len(batch)
+        count = total(batch)
+        self.backing_off += count
 
         def later() -> None:
             self._timers.discard(handle)
-            self.backing_off -= len(batch)
+            self.backing_off -= count
             self._requeue(batch)
 
         handle = asyncio.get_running_loop().call_later(delay, later)
@@ -257,6 +288,7 @@ class Dispatcher:
 
     def _requeue(self, packets: list[Packet]) -> None:
         self.queue.extendleft(reversed(packets))
+        self.queued += total(packets)
         self._wake.set()
 
     # -- changes from health checks and admin ---------------------------------------------
@@ -283,7 +315,7 @@ class Dispatcher:
             return
         packets = list(box.packets)
         box.packets.clear()
-        self.registry.release(aid, len(packets))
+        self.registry.release(aid, total(packets), settled=False)
         self._requeue(packets)
 
     def forget(self, aid: str) -> None:
@@ -292,7 +324,7 @@ class Dispatcher:
 
     def outbox_depth(self, aid: str) -> int:
         box = self._boxes.get(aid)
-        return len(box.packets) if box is not None else 0
+        return total(list(box.packets)) if box is not None else 0
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import httptools
 import orjson
 from aiohttp import web
 
-from logdist.core.packet import Packet, parse_batch, parse_one
+from logdist.core.packet import Packet, packet_ids, parse_batch, parse_one
 from logdist.distributor.service import Distributor
 from logdist.errors import (
     Backpressure,
@@ -91,8 +91,8 @@ def response(
     return b"".join(head)
 
 
-def parse(route: int, ctype: bytes | None, body: bytes) -> list[Packet]:
-    """The packets of one ingest request (the same rules as the aiohttp routes)."""
+def parse(route: int, ctype: bytes | None, body: bytes, run: int = 1) -> list[Packet]:
+    """The packets of one ingest request (NDJSON ones in runs of up to `run`)."""
     kind = content_kind(ctype)
     if route == ONE:
         if kind != "json":
@@ -100,7 +100,7 @@ def parse(route: int, ctype: bytes | None, body: bytes) -> list[Packet]:
                 "POST /log-packet takes one packet as application/json; send NDJSON to /log-packets"
             )
         return [parse_one(body)]
-    return parse_batch(body, ndjson=kind == "ndjson")
+    return parse_batch(body, ndjson=kind == "ndjson", run=run)
 
 
 def take(
@@ -110,14 +110,15 @@ def take(
 
     Returns the packets and, when the spool syncs before answering, what to wait for first.
     """
-    packets = parse(route, ctype, body)
+    packets = parse(route, ctype, body, d.cfg.forward_batch)
     return packets, d.accept_now(packets)
 
 
 def accepted(route: int, packets: list[Packet]) -> bytes:
     if route == ONE:
         return b'{"packetId":%s,"status":"accepted"}' % orjson.dumps(packets[0].id)
-    return orjson.dumps({"accepted": len(packets), "packetIds": [p.id for p in packets]})
+    ids = packet_ids(packets)
+    return orjson.dumps({"accepted": len(ids), "packetIds": ids})
 
 
 class HandOff(Exception):
@@ -375,7 +376,7 @@ class IngestProtocol(asyncio.Protocol):
         close = not self.parser.should_keep_alive() or self.closing
         packets: list[Packet] = []
         try:
-            packets = parse(self.route, self.ctype, body)
+            packets = parse(self.route, self.ctype, body, d.cfg.forward_batch)
             if self.front.waiting:
                 raise d.dispatcher.queue_full()  # others wait already: no overtaking them
             wait = d.accept_now(packets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,9 @@ def health_url(ingest_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{base}/health", "", ""))
 
 
+MAX_PROBES = 64
+
+
 class HealthChecker:
     """Probes every analyzer every `interval`; `on_change` hears each up/down transition."""
 
@@ -39,6 +43,9 @@ class HealthChecker:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+        # Thousands of analyzers are probed a few dozen at a time, not in one burst whose
+        # own queueing would time the probes out.
+        self._gate = asyncio.Semaphore(MAX_PROBES)
 
     def start(self, session: aiohttp.ClientSession) -> None:
         self._session = session
@@ -63,8 +70,10 @@ class HealthChecker:
 
     async def _loop(self, aid: str) -> None:
         while aid in self.registry:
-            await self.probe(aid)
-            await asyncio.sleep(self.cfg.interval)
+            async with self._gate:
+                await self.probe(aid)
+            # +-10 %: probes started together drift apart instead of staying in step.
+            await asyncio.sleep(self.cfg.interval * random.uniform(0.9, 1.1))
 
     async def probe(self, aid: str) -> None:
         assert self._session is not None

@@ -61,9 +61,7 @@ class DistributorCollector(Collector):
             failures.add_metric([aid], stats.failures)
         yield from (delivered_p, delivered_m, failures)
         q = d.dispatcher
-        yield GaugeMetricFamily(
-            "logdist_queue_depth", "Packets waiting for an analyzer.", len(q.queue)
-        )
+        yield GaugeMetricFamily("logdist_queue_depth", "Packets waiting for an analyzer.", q.queued)
         yield GaugeMetricFamily(
             "logdist_queue_capacity", "Queue capacity in packets.", d.cfg.queue_capacity
         )

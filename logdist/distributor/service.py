@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from logdist.config import DistributorConfig
-from logdist.core.packet import Packet
+from logdist.core.packet import Packet, total
 from logdist.core.registry import AdminState, Analyzer, Registry
 from logdist.distributor.counters import Counters
 from logdist.distributor.dispatcher import Dispatcher
@@ -82,7 +82,7 @@ class Distributor:
         Returns what to await before answering in that case (the packets are queued once the
         sync is done), else None (they are queued already).
         """
-        self.dispatcher.check_room(len(packets))
+        self.dispatcher.check_room(total(packets))
         if self.spool is None:
             self.dispatcher.enqueue(packets)
             return None
@@ -224,7 +224,7 @@ class Distributor:
             "uptime": round(self._now() - self.started, 3),
             "time": time.time(),
             "queue": {
-                "depth": len(d.queue),
+                "depth": d.queued,
                 "capacity": self.cfg.queue_capacity,
                 "unacked": d.unacked,
                 "backing_off": d.backing_off,

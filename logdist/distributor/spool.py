@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logdist.core import wal
-from logdist.core.packet import Packet, decode_json, parse_packet
+from logdist.core.packet import Packet, decode_json, parse_batch, parse_packet, total
 from logdist.errors import Backpressure, ConfigError, LogdistError
 from logdist.log import event
 
@@ -104,7 +104,10 @@ class Spool:
                     )
             for payload in decoded.records:
                 try:
-                    packet = parse_packet(decode_json(payload), payload)
+                    if b"\n" in payload:  # a run: its packets' lines
+                        items = parse_batch(payload, ndjson=True, run=1 << 30)
+                    else:
+                        items = [parse_packet(decode_json(payload), payload)]
                 except LogdistError as exc:
                     event(
                         log,
@@ -114,9 +117,10 @@ class Spool:
                         error=exc.message,
                     )
                     continue
-                packet.segment = segment.number
-                packets.append(packet)
-                segment.records += 1
+                for packet in items:
+                    packet.segment = segment.number
+                    packets.append(packet)
+                    segment.records += 1
             self.bytes += segment.bytes
             if segment.records:
                 self.segments[segment.number] = segment
@@ -127,7 +131,7 @@ class Spool:
             "spool_recovered",
             dir=self.dir,
             segments=len(self.segments),
-            packets=len(packets),
+            packets=total(packets),
             bytes=self.bytes,
             corrupt_segments=self.corrupt_records,
         )

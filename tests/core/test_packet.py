@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logdist.core.packet import frame_ndjson, parse_batch, parse_one, parse_packet
+from logdist.core.packet import (
+    frame_ndjson,
+    packet_ids,
+    parse_batch,
+    parse_one,
+    parse_packet,
+    total,
+)
 from logdist.errors import InvalidPacket, MalformedJSON
 
 MSG = {"ts": "2026-01-01T00:00:00Z", "level": "INFO", "service": "s", "host": "h", "message": "m"}
@@ -131,3 +138,61 @@ def test_any_valid_packet_round_trips_verbatim_through_a_batch(
     again = parse_batch(frame_ndjson(packets), ndjson=True)
     assert orjson.loads(again[0].body) == obj
     assert again[0].messages == len(messages)
+
+
+def ndjson(n: int, messages: int = 10, emitters: tuple[str, ...] = ("e1",)) -> bytes:
+    return (
+        b"\n".join(
+            orjson.dumps(
+                {
+                    "packetId": f"p{i}",
+                    "emitter": emitters[i % len(emitters)],
+                    "messages": [MSG] * messages,
+                }
+            )
+            for i in range(n)
+        )
+        + b"\n"
+    )
+
+
+def test_batch_packets_travel_in_runs_bounded_by_messages_and_count() -> None:
+    body = ndjson(100, messages=10)
+    runs = parse_batch(body, ndjson=True, run=256)
+    assert [r.count for r in runs] == [12] * 8 + [4]  # RUN_MESSAGES = 128 messages a run
+    assert [r.messages for r in runs] == [120] * 8 + [40]
+    assert packet_ids(runs) == [f"p{i}" for i in range(100)]
+    assert total(runs) == 100 and runs[0].emitter == "e1"
+    # Each run's body is its packets' own lines, and opening it gives the packets back.
+    assert frame_ndjson(runs) == body
+    parts = [p for r in runs for p in r.parts()]
+    assert [(p.id, p.messages, p.body) for p in parts] == [
+        (p.id, p.messages, p.body) for p in parse_batch(body, ndjson=True)
+    ]
+    assert [r.count for r in parse_batch(body, ndjson=True, run=5)] == [5] * 20
+
+
+def test_a_run_from_several_emitters_names_none() -> None:
+    runs = parse_batch(ndjson(4, messages=1, emitters=("e1", "e2")), ndjson=True, run=10)
+    assert len(runs) == 1 and runs[0].emitter is None
+    assert [p.emitter for p in runs[0].parts()] == [None] * 4
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"packetId":"a","messages":[{}]}\n\n{"packetId":"b","messages":[{}]}\n',  # blank line
+        b'{"packetId":"a","messages":[{}]}\r\n{"packetId":"b","messages":[{}]}\r\n',  # CRLF
+        b'{"messages":[{}]}\n{"packetId":"b","messages":[{}]}\n',  # an id to assign
+    ],
+)
+def test_batches_off_the_fast_path_are_taken_packet_by_packet(body: bytes) -> None:
+    packets = parse_batch(body, ndjson=True, run=10, new_id=lambda: "a")
+    assert [(p.id, p.count) for p in packets] == [("a", 1), ("b", 1)]
+    assert all(b"\r" not in p.body for p in packets)
+
+
+def test_a_line_holding_two_packets_is_refused_not_split() -> None:
+    body = b'{"packetId":"a","messages":[{}]},{"packetId":"b","messages":[{}]}\n'
+    with pytest.raises(MalformedJSON, match="line 1"):
+        parse_batch(body, ndjson=True, run=10)

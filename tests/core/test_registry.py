@@ -141,22 +141,39 @@ def test_removed_analyzer_share_goes_to_the_rest_in_proportion() -> None:
     assert "b" not in reg
 
 
-def test_full_analyzer_is_skipped_until_it_has_room() -> None:
-    reg = make(max_pending=2, slow=1, fast=1)
+def test_a_full_analyzer_keeps_its_turn_while_it_settles_requests() -> None:
+    clock = FakeClock()
+    reg = Registry(now=clock, max_pending=2, stall_after=1.0)
+    for aid in ("busy", "other"):
+        reg.add(aid, f"http://127.0.0.1:9000/{aid}", 1)
+        reg.record_success(aid)
     picks = [reg.assign(1) for _ in range(6)]
-    ids = [p.id for p in picks if p is not None]
-    assert ids.count("slow") == 2  # then it is full
-    assert reg.get("slow").pending == 2
-    reg.release("slow")
-    nxt = [reg.assign(1) for _ in range(3)]
-    assert "slow" in [p.id for p in nxt if p is not None]
+    assert [p.id for p in picks if p is not None].count("busy") == 3  # its share, not skipped
+    busy = reg.get("busy")
+    assert reg.full(busy) and not reg.check_stall(busy)
+    clock.advance(0.9)
+    reg.release("busy")  # a request settled: busy, not stalled
+    clock.advance(0.9)
+    assert not reg.check_stall(busy)
+    assert "busy" in [p.id for p in (reg.assign(1), reg.assign(1)) if p is not None]
 
 
-def test_nothing_to_assign_when_every_analyzer_is_full() -> None:
-    reg = make(max_pending=1, a=1, b=1)
-    assert reg.assign(1) is not None and reg.assign(1) is not None
-    assert reg.assign(1) is None
-    assert not reg.has_room()
+def test_a_full_analyzer_that_settles_nothing_is_stalled_and_passed_over() -> None:
+    clock = FakeClock()
+    reg = Registry(now=clock, max_pending=2, stall_after=1.0)
+    for aid in ("hung", "ok"):
+        reg.add(aid, f"http://127.0.0.1:9000/{aid}", 1)
+        reg.record_success(aid)
+    while not reg.full(reg.get("hung")):
+        reg.assign(1)
+    clock.advance(1.0)
+    assert reg.check_stall(reg.get("hung"))
+    assert {p.id for p in (reg.assign(1) for _ in range(5)) if p is not None} == {"ok"}
+    # Taking packets back unsent is no sign of life; a settled request is.
+    reg.release("hung", 1, settled=False)
+    assert {p.id for p in (reg.assign(1) for _ in range(5)) if p is not None} == {"ok"}
+    reg.release("hung", 1)
+    assert "hung" in {p.id for p in (reg.assign(1) for _ in range(4)) if p is not None}
 
 
 def test_reweighting_takes_effect_at_once() -> None:

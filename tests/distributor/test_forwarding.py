@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from logdist.core.packet import RUN_MESSAGES
 from tests.distributor.conftest import MakeDistributor, all_up, service
 from tests.fakes import eventually, start_analyzer
 
@@ -90,13 +91,36 @@ async def test_slow_analyzer_does_not_stall_the_others(
     client = await make_distributor(
         {"fast": (url_f, 1), "slow": (url_s, 1)}, max_pending=20, forward_timeout=20
     )
-    await eventually(lambda: len([a for a in service(client).registry if a.routable]) == 2)
+    d = service(client)
+    await eventually(lambda: len([a for a in d.registry if a.routable]) == 2)
     await send(client, packets(1000, size=1))
-    # While the slow one holds its 20 pending packets, everything else reaches the fast one.
-    await eventually(lambda: len(fast.ids) == 980, timeout=4, what="fast analyzer served")
-    assert service(client).registry.get("slow").pending == 20
-    assert slow.ids == []
-    await eventually(lambda: len(slow.ids) == 20, timeout=10, what="slow analyzer finishes")
+    # The slow one fills up and settles nothing: routing waits for it only `stall_after`
+    # seconds, then passes it over and everything else reaches the fast one.
+    slow_row = d.registry.get("slow")
+    await eventually(lambda: d.registry.full(slow_row), what="slow analyzer full")
+    held = slow_row.pending
+    assert held <= 20 + RUN_MESSAGES  # overshot by at most the run that filled it
+    await eventually(lambda: len(fast.ids) == 1000 - held, timeout=4, what="fast analyzer served")
+    assert slow_row.stalled and slow.ids == []
+    await eventually(lambda: len(slow.ids) == held, timeout=10, what="slow analyzer finishes")
+    await eventually(lambda: not slow_row.stalled, what="a settled request ends the stall")
+
+
+async def test_shares_hold_while_every_analyzer_is_busy(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    # Both answer, slowly: a full analyzer keeps its turn, so the 3:1 share holds to within
+    # one run of 8 packets (passing it over would hand much of its share to the other).
+    heavy, url_h = await start_analyzer(aiohttp_server, delay=0.05)
+    light, url_l = await start_analyzer(aiohttp_server, delay=0.05)
+    client = await make_distributor(
+        {"heavy": (url_h, 3), "light": (url_l, 1)}, max_pending=8, max_requests=1, forward_batch=8
+    )
+    d = service(client)
+    await eventually(lambda: len([a for a in d.registry if a.routable]) == 2)
+    await send(client, packets(400, size=1))
+    await eventually(lambda: len(heavy.ids) + len(light.ids) == 400, timeout=10, what="delivery")
+    assert abs(len(heavy.ids) - 300) <= 8, (len(heavy.ids), len(light.ids))
 
 
 async def test_queued_packets_wait_for_any_analyzer_not_a_dead_one(
@@ -108,7 +132,7 @@ async def test_queued_packets_wait_for_any_analyzer_not_a_dead_one(
     client = await make_distributor({"dead": (url_d, 1), "late": (url_l, 1)})
     await send(client, packets(100))
     await asyncio.sleep(0.2)
-    assert len(service(client).dispatcher.queue) == 100
+    assert service(client).dispatcher.queued == 100
     late.healthy = True
     await eventually(lambda: len(late.ids) == 100, what="late analyzer takes the queue")
     assert dead.ids == []

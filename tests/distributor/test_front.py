@@ -233,6 +233,7 @@ async def test_held_request_is_taken_when_the_queue_has_room(door: Door) -> None
     assert not third.done() and len(door.front.waiting) == 1
     dispatcher = door.distributor.dispatcher
     dispatcher.queue.popleft()  # as if routed to an analyzer
+    dispatcher.queued -= 1
     dispatcher.wake()
     status, _, body = await third
     assert status == 202 and orjson.loads(body)["packetId"] == "2"

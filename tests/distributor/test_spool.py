@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from logdist.core.packet import Packet, parse_one
+from logdist.core.packet import Packet, parse_batch, parse_one
 from logdist.distributor.spool import Spool
 from logdist.errors import Backpressure, ConfigError
 
@@ -102,3 +102,17 @@ async def test_ingest_answers_503_when_the_spool_is_full_and_nothing_is_lost(
     status = await (await client.get("/status")).json()
     assert status["spool"]["bytes"] <= 600
     assert status["queue"]["depth"] == statuses.count(202)
+
+
+async def test_a_run_is_one_record_and_comes_back_whole(tmp_path: Path) -> None:
+    body = b"\n".join(
+        b'{"packetId":"r%d","emitter":"e%d","messages":[{}]}' % (i, i) for i in range(3)
+    )
+    (run,) = parse_batch(body, ndjson=True, run=10)
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20, fsync="never")
+    spool.recover()
+    await spool.append([run, *packets(1)])
+    await spool.close()
+    replayed = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20).recover()
+    assert [(p.count, p.ids) for p in replayed] == [(3, ["r0", "r1", "r2"]), (1, None)]
+    assert replayed[0].body == body

@@ -72,6 +72,23 @@ async def test_recent_logs_are_messages_with_where_they_went(
     assert resp.status == 422
 
 
+async def test_recent_logs_open_runs_of_packets_from_a_batch(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    client = await routed_client(aiohttp_server, make_distributor)
+    body = b"\n".join(orjson.dumps(packet(i, f"e{i % 2}", ["INFO"])) for i in range(6))
+    resp = await client.post(
+        "/log-packets", data=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert (await resp.json())["packetIds"] == [f"p{i}" for i in range(6)]
+    await eventually(lambda: service(client).counters.delivered_packets == 6)
+    entries = await (await client.get("/logs?n=100")).json()
+    assert sorted(e["packetId"] for e in entries) == [f"p{i}" for i in range(6)]
+    mine = await (await client.get("/logs?n=100&emitter=e1")).json()
+    assert sorted(e["message"] for e in mine) == ["m1.0", "m3.0", "m5.0"]
+    assert {e["emitter"] for e in mine} == {"e1"}
+
+
 async def test_ws_logs_sends_the_backlog_then_follows(
     aiohttp_server: Any, make_distributor: MakeDistributor
 ) -> None:

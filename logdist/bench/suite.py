@@ -1,0 +1,256 @@
+"""`logdist bench`: logdist beside nginx and HAProxy on the same work, in one run.
+
+Four logdist analyzers (weights 4:3:2:1) serve as the upstreams of each front end in turn:
+logdist's distributor, nginx (one worker) and HAProxy (one thread), each configured as a
+weighted proxy. Scenarios:
+
+  a  one-message packets on /log-packet (wrk, --connections)
+  b  packets of 1-100 messages on /log-packet: the message-share error of each front end
+  c  NDJSON bodies of 100 packets x 10 messages on /log-packets
+  d  --swarm-connections keep-alive emitters posting one packet a second each
+     (logdist.bench.swarm, an asyncio generator: wrk cannot pace connections)
+  e  --many registered analyzers: the picker's cost beside 10 analyzers, and scenario (a)
+     through a distributor holding that many (they map onto the same four processes)
+  f  scenarios (a) and (c) again with the durable spool on (fsync once a second)
+
+Delivered packets and messages are counted at the analyzers. Everything listens on 127.0.0.1
+and every load is bounded by --seconds. Prints one table and the targets of the performance
+issue; writes everything to --json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logdist.bench import picker, proxies
+from logdist.bench.proxies import SCENARIOS, WEIGHTS, FrontEnd
+
+FRONT_ENDS = ("logdist", "nginx", "haproxy")
+ALL = ("a", "b", "c", "d", "e", "f")
+
+
+@dataclass
+class Options:
+    scenarios: tuple[str, ...] = ALL
+    front_ends: tuple[str, ...] = FRONT_ENDS
+    seconds: float = 10.0
+    connections: int = 64
+    swarm_connections: int = 10_000
+    many: int = 10_000
+    json_path: Path = Path("bench-results/bench.json")
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def missing_tools(opts: Options) -> list[str]:
+    needed = []
+    if {"a", "b", "c", "e", "f"} & set(opts.scenarios):
+        needed.append("wrk")
+    needed += [name for name in ("nginx", "haproxy") if name in opts.front_ends]
+    return [tool for tool in needed if not shutil.which(tool)]
+
+
+def run(opts: Options) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="logdist-bench-"))
+    ports, analyzers = proxies.start_analyzers()
+    pids = [p.pid for p in analyzers]
+    starters = {
+        "logdist": proxies.start_logdist,
+        "nginx": proxies.start_nginx,
+        "haproxy": proxies.start_haproxy,
+    }
+    rows = opts.rows
+
+    def one(scenario: str, front: FrontEnd, load: Any, **extra: Any) -> None:
+        try:
+            row = proxies.measure(front, ports, pids, load)
+        finally:
+            front.stop()
+        row = {"scenario": scenario, **extra, **row}
+        rows.append(row)
+        print(
+            f"  {scenario} {row['front_end']:<16} {row['messages_per_s']:>12,.0f} msg/s"
+            f" {row['packets_per_s']:>10,.0f} pkt/s  p99 {row['p99_ms']} ms"
+            f"  errors {row['errors']}",
+            flush=True,
+        )
+
+    def wrk(key: str, fe: FrontEnd) -> Any:
+        lua = work / f"{fe.name}-{key}.lua"
+        lua.write_text(SCENARIOS[key].lua(f"{fe.name}-{key}-{time.time_ns()}"))
+        return lambda: proxies.run_wrk(fe.port, opts.seconds, opts.connections, lua)
+
+    try:
+        for key in ("a", "b", "c"):
+            if key not in opts.scenarios:
+                continue
+            for name in opts.front_ends:
+                fe = starters[name](work, ports)
+                one(key, fe, wrk(key, fe))
+        if "d" in opts.scenarios:
+            for name in opts.front_ends:
+                fe = starters[name](work, ports)
+                n = opts.swarm_connections
+                one("d", fe, lambda fe=fe, n=n: proxies.run_swarm(fe.port, opts.seconds, n))
+        if "e" in opts.scenarios:
+            for size in (10, opts.many):
+                rows.append(
+                    {"scenario": "e", "front_end": "picker", **picker.measure(size, 100_000)}
+                )
+            refs = [
+                f"s{i}=http://127.0.0.1:{ports[aid]}/ingest?slot={i}@{WEIGHTS[aid]}"
+                for i in range(opts.many)
+                for aid in [list(WEIGHTS)[i % len(WEIGHTS)]]
+            ]
+            # Probes of that many analyzers are spread over a minute, not every 2 s.
+            fe = proxies.start_logdist(work, ports, "--health-interval", "60", analyzers=refs)
+            fe.name = f"logdist {opts.many:,} an."
+            one("e", fe, wrk("a", fe), analyzers=opts.many)
+        if "f" in opts.scenarios:
+            for key in ("a", "c"):
+                spool = work / f"spool-{key}"
+                fe = proxies.start_logdist(work, ports, "--spool-dir", str(spool))
+                fe.name = "logdist+spool"
+                one("f", fe, wrk(key, fe), like=key)
+                shutil.rmtree(spool, ignore_errors=True)
+    finally:
+        proxies.stop(analyzers)
+        shutil.rmtree(work, ignore_errors=True)
+    return report(opts)
+
+
+def row(rows: list[dict[str, Any]], scenario: str, front: str, **match: Any) -> dict[str, Any]:
+    for r in rows:
+        same = r["scenario"] == scenario and r["front_end"].startswith(front)
+        if same and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return {}
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The performance issue's targets, each with the figures it was judged on."""
+    out = []
+
+    def add(name: str, goal: str, value: float | None, met: bool | None) -> None:
+        out.append({"target": name, "goal": goal, "value": value, "met": met})
+
+    def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+        return round(a[key] / b[key], 3) if a and b and b[key] else None
+
+    la, na = row(rows, "a", "logdist"), row(rows, "a", "nginx")
+    r = ratio(la, na, "packets_per_s")
+    add("(a) delivered packets/s, logdist / nginx", ">= 1.25", r, None if r is None else r >= 1.25)
+    lb, nb = row(rows, "b", "logdist"), row(rows, "b", "nginx")
+    if lb:
+        err = lb["share_error_points"]
+        nginx = f" (nginx {nb['share_error_points']})" if nb else ""
+        add(f"(b) message-share error, points{nginx}", "<= 1", err, err <= 1)
+    lc = row(rows, "c", "logdist")
+    if lc:
+        add("(c) messages/s", ">= 1,000,000", lc["messages_per_s"], lc["messages_per_s"] >= 1e6)
+    ld = row(rows, "d", "logdist")
+    if ld:
+        ok = ld["p99_ms"] <= 50 and ld["errors"] == 0
+        add("(d) p99 ms with zero errors", "<= 50, 0 errors", ld["p99_ms"], ok)
+    picks = sorted((r for r in rows if r["front_end"] == "picker"), key=lambda r: r["analyzers"])
+    if len(picks) >= 2:
+        small, large = picks[0], picks[-1]
+        r = round(large["registry_assign_us"] / small["registry_assign_us"], 2)
+        name = f"(e) pick cost, {large['analyzers']:,} / {small['analyzers']} analyzers"
+        add(name, "<= 2", r, r <= 2)
+    for key in ("a", "c"):
+        spooled, plain = row(rows, "f", "logdist+spool", like=key), row(rows, key, "logdist")
+        r = ratio(spooled, plain, "messages_per_s")
+        if r is not None:
+            add(f"(f) spool cost on ({key}), throughput kept", ">= 0.75", r, r >= 0.75)
+    return out
+
+
+def report(opts: Options) -> dict[str, Any]:
+    rows = opts.rows
+    for r in rows:
+        base = row(rows, r["scenario"], "nginx") if r["scenario"] in "abcd" else {}
+        if base and "messages_per_s" in r and base["messages_per_s"]:
+            r["vs_nginx"] = round(r["messages_per_s"] / base["messages_per_s"], 2)
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+        },
+        "seconds": opts.seconds,
+        "connections": opts.connections,
+        "swarm_connections": opts.swarm_connections,
+        "rows": rows,
+        "targets": targets(rows),
+    }
+    print_table(result)
+    opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+    opts.json_path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {opts.json_path}")
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+COLUMNS = (
+    ("scenario", "sc", 2),
+    ("front_end", "front end", 18),
+    ("packets_per_s", "packets/s", 10),
+    ("messages_per_s", "messages/s", 11),
+    ("p50_ms", "p50 ms", 7),
+    ("p99_ms", "p99 ms", 8),
+    ("errors", "errors", 6),
+    ("cpu_front_end", "cpu fe%", 7),
+    ("cpu_analyzers", "cpu an%", 7),
+    ("cpu_load", "cpu load%", 9),
+    ("share_error_points", "share err", 9),
+    ("vs_nginx", "vs nginx", 8),
+)
+
+
+def print_table(result: dict[str, Any]) -> None:
+    m = result["machine"]
+    print(
+        f"\n{m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']};"
+        f" {result['seconds']:g} s a run, wrk {result['connections']} connections,"
+        f" 4 analyzers 4:3:2:1"
+    )
+    print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))
+    for r in result["rows"]:
+        if r["front_end"] == "picker":
+            continue
+        cells = []
+        for key, _, width in COLUMNS:
+            value = r.get(key, "")
+            text = f"{value:,.0f}" if key.endswith("_per_s") else f"{value}"
+            if key == "vs_nginx" and value != "":
+                text = f"{value:.2f}x"
+            cells.append(f"{text:>{width}}")
+        print(" ".join(cells))
+    picks = [r for r in result["rows"] if r["front_end"] == "picker"]
+    for r in picks:
+        print(
+            f"  (e) picker, {r['analyzers']:>6,} analyzers ({r['form']}): "
+            f"{r['registry_assign_us']:.2f} µs an assignment"
+        )
+    print("\ntargets")
+    for t in result["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        print(f"  {t['target']:<48} {t['goal']:>16}  {t['value']!s:>10}  {verdict}")

@@ -1,0 +1,68 @@
+"""`logdist bench`: logdist beside nginx and HAProxy on the same work, in one run."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from logdist.bench import suite
+from logdist.cli.common import fail
+
+SCENARIOS = (
+    "a 1-message packets; b 1-100 messages (share error); c NDJSON 100x10; "
+    "d many slow emitters; e many analyzers; f (a) and (c) with the spool on."
+)
+
+
+def bench(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help=f"Run only these (repeatable): {SCENARIOS}"),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Front ends to compare (repeatable): logdist, nginx, haproxy."),
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Load seconds per run.", min=0.5)] = 10.0,
+    connections: Annotated[int, typer.Option(help="wrk connections (a, b, c, e, f).", min=1)] = 64,
+    swarm_connections: Annotated[
+        int, typer.Option(help="Emitter connections in scenario d, one packet/s each.", min=1)
+    ] = 10_000,
+    many: Annotated[int, typer.Option(help="Registered analyzers in scenario e.", min=11)] = 10_000,
+    json_path: Annotated[
+        Path, typer.Option("--json", help="Where the figures are written.")
+    ] = Path("bench-results/bench.json"),
+) -> None:
+    """Measure logdist beside nginx and HAProxy as weighted proxies to the same four analyzers.
+
+    Needs wrk, nginx and haproxy on PATH (scripts/bench installs them from Debian). Prints one
+    table and the performance targets; writes the figures as JSON.
+    """
+    scenarios = tuple(scenario or suite.ALL)
+    fronts = tuple(only or suite.FRONT_ENDS)
+    if bad := sorted(set(scenarios) - set(suite.ALL)):
+        raise fail(f"unknown scenario {', '.join(bad)}; choose from {' '.join(suite.ALL)}", 2)
+    if bad := sorted(set(fronts) - set(suite.FRONT_ENDS)):
+        raise fail(f"unknown front end {', '.join(bad)}; choose from logdist, nginx, haproxy", 2)
+    opts = suite.Options(
+        scenarios=scenarios,
+        front_ends=fronts,
+        seconds=seconds,
+        connections=connections,
+        swarm_connections=swarm_connections,
+        many=many,
+        json_path=json_path,
+    )
+    if missing := suite.missing_tools(opts):
+        raise fail(f"logdist bench needs {', '.join(missing)} (scripts/bench installs them)", 1)
+    try:
+        suite.run(opts)
+    except subprocess.CalledProcessError as exc:
+        tool = Path(str(exc.cmd[0])).name
+        detail = (exc.stderr or "").strip().splitlines()[-1:] if isinstance(exc.stderr, str) else []
+        raise fail(f"bench: {tool} failed (exit {exc.returncode}) {' '.join(detail)}", 1) from None
+    except RuntimeError as exc:
+        raise fail(f"bench: {exc}", 1) from None
