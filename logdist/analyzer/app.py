@@ -15,7 +15,7 @@ from aiohttp import web
 
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
-from logdist.core.packet import Packet, frame_ndjson, parse_batch, parse_one
+from logdist.core.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
 from logdist.http import NDJSON, body_kind, error_middleware, json_response, read_body
 from logdist.log import event
 
@@ -48,16 +48,45 @@ class AnalyzerState:
         for p in fresh:
             self.packets += 1
             self.messages += p.messages
-            count = self.emitters.get(p.emitter or "-")
-            if count is None:
-                count = self.emitters[p.emitter or "-"] = EmitterCount()
-            count.packets += 1
-            count.messages += p.messages
+            self._count(p.emitter, 1, p.messages)
         if fresh and self.output is not None:
             # Written before the acknowledgement: what was acknowledged is on the file.
             self.output.write(frame_ndjson(fresh))
             self.output.flush()
         return fresh
+
+    def take_lines(self, read: Lines) -> int:
+        """`take` for a batch read the fast way (no Packet objects); the count of new ones."""
+        add = self.window.add
+        ids, counts, emitters = read.ids, read.counts, read.emitters
+        keep = [i for i, pid in enumerate(ids) if add(pid)]
+        self.duplicates += len(ids) - len(keep)
+        if not keep:
+            return 0
+        if len(keep) < len(ids):
+            counts = [counts[i] for i in keep]
+            emitters = [emitters[i] for i in keep]
+        messages = sum(counts)
+        self.packets += len(keep)
+        self.messages += messages
+        first = emitters[0]
+        if emitters.count(first) == len(emitters):  # the usual batch: one emitter
+            self._count(first, len(keep), messages)
+        else:
+            for emitter, n in zip(emitters, counts, strict=True):
+                self._count(emitter, 1, n)
+        if self.output is not None:
+            lines = read.lines if len(keep) == len(ids) else [read.lines[i] for i in keep]
+            self.output.write(b"\n".join(lines) + b"\n")
+            self.output.flush()
+        return len(keep)
+
+    def _count(self, emitter: str | None, packets: int, messages: int) -> None:
+        count = self.emitters.get(emitter or "-")
+        if count is None:
+            count = self.emitters[emitter or "-"] = EmitterCount()
+        count.packets += packets
+        count.messages += messages
 
 
 STATE = web.AppKey("analyzer_state", AnalyzerState)
@@ -72,6 +101,12 @@ async def ingest(request: web.Request) -> web.Response:
     if state.cfg.fail_rate and random.random() < state.cfg.fail_rate:
         state.injected_failures += 1
         return json_response({"error": "injected failure (--fail-rate)", "code": "injected"}, 500)
+    read = read_lines(body) if kind == "ndjson" else None
+    if read is not None:
+        state.requests += 1
+        new = state.take_lines(read)
+        count = len(read.ids)
+        return json_response({"accepted": count, "new": new, "duplicates": count - new})
     if kind == "ndjson":
         packets = parse_batch(body, ndjson=True)
     elif body.lstrip()[:1] == b"[":

@@ -20,15 +20,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from logdist.config import DistributorConfig
 from logdist.core.backoff import Backoff
 from logdist.core.packet import Packet, frame_ndjson, total
 from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.counters import Counters
+from logdist.distributor.forward import Forwarder, ForwardError
 from logdist.errors import Backpressure, PayloadTooLarge
-from logdist.http import JSON, NDJSON, describe_error
+from logdist.http import JSON, NDJSON
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
@@ -75,8 +74,7 @@ class Dispatcher:
         self._settled.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=cfg.forward_timeout)
+        self._forwarder = Forwarder()
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Told when the queue has room again after routing (the front door's waiting requests).
         self.on_room: Callable[[], None] | None = None
@@ -122,8 +120,7 @@ class Dispatcher:
 
     # -- routing --------------------------------------------------------------------------
 
-    def start(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def start(self) -> None:
         self._spawn(self._run())
 
     async def _run(self) -> None:
@@ -205,7 +202,6 @@ class Dispatcher:
             box.senders -= 1
 
     async def _forward(self, analyzer: Analyzer, batch: list[Packet]) -> None:
-        assert self._session is not None
         if analyzer.batch:
             body, ctype = frame_ndjson(batch), NDJSON
         else:
@@ -215,14 +211,11 @@ class Dispatcher:
         started = self._now()
         reason: str | None = None
         try:
-            async with self._session.post(
-                analyzer.url, data=body, headers={"Content-Type": ctype}, timeout=self._timeout
-            ) as resp:
-                await resp.read()
-                if not 200 <= resp.status < 300:
-                    reason = f"HTTP {resp.status}"
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            reason = describe_error(exc)
+            status = await self._forwarder.post(analyzer.url, body, ctype, self.cfg.forward_timeout)
+            if not 200 <= status < 300:
+                reason = f"HTTP {status}"
+        except ForwardError as exc:
+            reason = str(exc)
         self.registry.release(analyzer.id, total(batch))
         if reason is None:
             latency = self._now() - started
@@ -345,3 +338,4 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._forwarder.close()

@@ -126,7 +126,7 @@ class Distributor:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             skip_auto_headers=("User-Agent",),
         )
-        self.dispatcher.start(self._session)
+        self.dispatcher.start()
         self.health.start(self._session)
         if self.spool is not None:
             self.spool.start()

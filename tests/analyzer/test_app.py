@@ -66,6 +66,28 @@ async def test_output_file_holds_each_new_packet_once(client: Client, tmp_path: 
     assert [orjson.loads(line)["packetId"] for line in lines] == ["a", "b"]
 
 
+@pytest.mark.parametrize("crlf", [False, True])
+async def test_ndjson_batch_with_repeats_and_several_emitters(
+    client: Client, tmp_path: Path, crlf: bool
+) -> None:
+    sep = b"\r\n" if crlf else b"\n"  # CRLF takes the line-by-line way: same answer
+    first = sep.join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in range(4))
+    await client.post("/ingest", data=first, headers={"Content-Type": "application/x-ndjson"})
+    again = sep.join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in (2, 3, 4))
+    resp = await client.post(
+        "/ingest", data=again, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert await resp.json() == {"accepted": 3, "new": 1, "duplicates": 2}
+    stats = await (await client.get("/stats")).json()
+    assert (stats["packets"], stats["messages"], stats["duplicates"]) == (5, 15, 2)
+    assert stats["emitters"] == {
+        "e0": {"packets": 3, "messages": 1 + 3 + 5},
+        "e1": {"packets": 2, "messages": 2 + 4},
+    }
+    lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
+    assert [orjson.loads(line)["packetId"] for line in lines] == ["p0", "p1", "p2", "p3", "p4"]
+
+
 async def test_health_advertises_batches(client: Client) -> None:
     body = await (await client.get("/health")).json()
     assert body["status"] == "ok" and body["batch"] is True

@@ -196,3 +196,15 @@ def test_a_line_holding_two_packets_is_refused_not_split() -> None:
     body = b'{"packetId":"a","messages":[{}]},{"packetId":"b","messages":[{}]}\n'
     with pytest.raises(MalformedJSON, match="line 1"):
         parse_batch(body, ndjson=True, run=10)
+
+
+def test_lines_cannot_merge_into_one_packet_to_hide_another() -> None:
+    # Joined, these four lines would parse as three packets; line by line two are not JSON.
+    body = (
+        b'{"packetId":"a","messages":[{}\n'
+        b"{}]}\n"
+        b'{"packetId":"b","messages":[{}]},{"packetId":"c","messages":[{}]}\n'
+        b'{"packetId":"d","messages":[{}]}\n'
+    )
+    with pytest.raises(MalformedJSON, match="line 1"):
+        parse_batch(body, ndjson=True, run=10)

@@ -1,0 +1,103 @@
+"""`logdist bench` runs: a smoke test of every scenario, seconds long. It asserts that the
+benchmark measures (real deliveries, every front end, the targets judged), never how fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.procs import clean_env
+
+pytestmark = pytest.mark.e2e
+
+
+def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    out = tmp_path / "bench.json"
+    env = {**clean_env(), "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "logdist", "bench", "--json", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result, json.loads(out.read_text())
+
+
+def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
+    result, data = bench(
+        tmp_path,
+        "--seconds",
+        "1",
+        "-s",
+        "a",
+        "-s",
+        "d",
+        "--connections",
+        "4",
+        "--swarm-connections",
+        "20",
+    )
+    rows = {(r["scenario"], r["front_end"]): r for r in data["rows"]}
+    assert set(rows) == {(s, f) for s in "ad" for f in ("logdist", "nginx", "haproxy")}
+    for row in rows.values():
+        assert row["delivered_packets"] > 0 and row["errors"] == 0
+        # Weighted 4:3:2:1 by each front end: every analyzer received some.
+        assert all(share > 0 for share in row["shares"].values())
+    assert rows[("d", "logdist")]["load"]["connections"] == 20
+    assert rows[("a", "nginx")]["vs_nginx"] == 1.0
+    targets = {t["target"].split(" ")[0]: t for t in data["targets"]}
+    assert {"(a)", "(d)"} <= set(targets)
+    assert "targets" in result.stdout and "logdist" in result.stdout
+
+
+def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
+    _, data = bench(
+        tmp_path,
+        "--seconds",
+        "1",
+        "-s",
+        "b",
+        "-s",
+        "c",
+        "-s",
+        "e",
+        "-s",
+        "f",
+        "--only",
+        "logdist",
+        "--connections",
+        "4",
+        "--many",
+        "200",
+    )
+    by = {
+        (r["scenario"], r["front_end"], r.get("like"), r.get("analyzers")): r for r in data["rows"]
+    }
+    assert by[("b", "logdist", None, None)]["delivered_messages"] > 0
+    assert by[("c", "logdist", None, None)]["delivered_messages"] > 0
+    assert by[("e", "logdist 200 an.", None, 200)]["delivered_packets"] > 0
+    assert {r["analyzers"] for r in data["rows"] if r["front_end"] == "picker"} == {10, 200}
+    assert by[("f", "logdist+spool", "a", None)]["delivered_packets"] > 0
+    assert by[("f", "logdist+spool", "c", None)]["delivered_packets"] > 0
+    names = {t["target"].split(" ")[0] for t in data["targets"]}
+    assert {"(b)", "(c)", "(e)", "(f)"} <= names
+
+
+def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "logdist", "bench", "-s", "z"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert result.returncode == 2 and "unknown scenario z" in result.stderr
