@@ -14,8 +14,13 @@ HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 MAX_RECORD = 64 << 20
 
 
+def header(payload: bytes) -> bytes:
+    """The record header for `payload` (write the two back to back: no copy of the payload)."""
+    return HEADER.pack(len(payload), zlib.crc32(payload))
+
+
 def encode(payload: bytes) -> bytes:
-    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    return header(payload) + payload
 
 
 @dataclass(frozen=True)

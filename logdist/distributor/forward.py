@@ -74,12 +74,12 @@ class Conn(asyncio.Protocol):
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def send(self, head: bytes, body: bytes) -> asyncio.Future[int]:
+    def send(self, head: bytes, body: list[bytes]) -> asyncio.Future[int]:
         assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
         self.got_bytes = False
         self.reusable = False
-        self.transport.writelines([head, body])
+        self.transport.writelines([head, *body])
         return self.answer
 
     def data_received(self, data: bytes) -> None:
@@ -110,8 +110,13 @@ class Forwarder:
         self._targets: dict[str, Target] = {}
         self._ssl: ssl.SSLContext | None = None
 
-    async def post(self, url: str, body: bytes, content_type: str, timeout: float) -> int:
-        """POST `body` to `url`; the answer's status, or ForwardError."""
+    async def post(
+        self, url: str, body: bytes | list[bytes], content_type: str, timeout: float
+    ) -> int:
+        """POST `body` (bytes, or pieces sent back to back) to `url`; the answer's status, or
+        ForwardError."""
+        if isinstance(body, bytes):
+            body = [body]
         t = self._targets.get(url)
         if t is None:
             t = self._targets[url] = target(url)
@@ -119,7 +124,7 @@ class Forwarder:
                 self._targets.clear()  # analyzers come and go; keep the cache bounded
         head = t.head + b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
             content_type.encode("latin-1"),
-            len(body),
+            sum(map(len, body)),
         )
         conns: list[Conn] = []  # what this request used, to close if it is abandoned
         try:
