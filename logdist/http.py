@@ -125,16 +125,20 @@ async def read_body(request: web.Request, limit: int, idle_timeout: float | None
     return b"".join(chunks)
 
 
-def body_kind(request: web.Request) -> str:
-    """`json` or `ndjson` from the Content-Type; none at all is taken as JSON."""
-    ctype = request.content_type if request.headers.get("Content-Type") else JSON
-    if ctype == JSON or (ctype.startswith("application/") and ctype.endswith("+json")):
+def mime_kind(mime: str) -> str:
+    """`json` or `ndjson` for a media type (lower case, no parameters); anything else is 415."""
+    if mime == JSON or (mime.startswith("application/") and mime.endswith("+json")):
         return "json"
-    if ctype in NDJSON_TYPES:
+    if mime in NDJSON_TYPES:
         return "ndjson"
     raise UnsupportedMediaType(
-        f"Content-Type {ctype!r} is not accepted; send application/json or application/x-ndjson",
+        f"Content-Type {mime!r} is not accepted; send application/json or application/x-ndjson",
     )
+
+
+def body_kind(request: web.Request) -> str:
+    """`json` or `ndjson` from the Content-Type; none at all is taken as JSON."""
+    return mime_kind(request.content_type if request.headers.get("Content-Type") else JSON)
 
 
 async def read_json_object(request: web.Request, limit: int = 64 * 1024) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from logdist.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from logdist.http import BODY_IDLE_TIMEOUT, JSON, NDJSON_TYPES, error_headers
+from logdist.http import BODY_IDLE_TIMEOUT, error_headers, mime_kind
 
 log = logging.getLogger("logdist.front")
 
@@ -65,14 +65,7 @@ def content_kind(ctype: bytes | None) -> str:
     """`json` or `ndjson` from a Content-Type header value (none at all is JSON)."""
     if not ctype:
         return "json"
-    mime = ctype.split(b";", 1)[0].strip().lower().decode("latin-1")
-    if mime == JSON or (mime.startswith("application/") and mime.endswith("+json")):
-        return "json"
-    if mime in NDJSON_TYPES:
-        return "ndjson"
-    raise UnsupportedMediaType(
-        f"Content-Type {mime!r} is not accepted; send application/json or application/x-ndjson",
-    )
+    return mime_kind(ctype.split(b";", 1)[0].strip().lower().decode("latin-1"))
 
 
 def response(
