@@ -238,3 +238,28 @@ async def test_held_request_is_taken_when_the_queue_has_room(door: Door) -> None
     status, _, body = await third
     assert status == 202 and orjson.loads(body)["packetId"] == "2"
     assert [p.id for p in dispatcher.queue] == ["1", "2"]
+
+
+@pytest.mark.parametrize("door", [{"queue_capacity": 1, "queue_wait": 5}], indirect=True)
+async def test_waiting_requests_get_503_when_the_distributor_stops(door: Door) -> None:
+    reader, writer = await door.connect()
+    writer.write(b"".join(post("/log-packet", PACKET % str(i).encode()) for i in range(2)))
+    assert (await read_response(reader))[0] == 202
+    for _ in range(100):
+        if door.front.waiting:
+            break
+        await asyncio.sleep(0.01)
+    await door.front.close()
+    status, headers, body = await read_response(reader)
+    assert status == 503 and "stopping" in orjson.loads(body)["error"]
+    assert headers["retry-after"] == "1"
+
+
+async def test_endless_headers_are_refused_not_buffered(door: Door) -> None:
+    reader, writer = await door.connect()
+    writer.write(b"POST /log-packet HTTP/1.1\r\nHost: t\r\n")
+    for i in range(200):
+        writer.write(b"X-Pad-%d: %s\r\n" % (i, b"x" * 1000))
+    status, headers, body = await read_response(reader)
+    assert status == 400 and "exceed" in orjson.loads(body)["error"]
+    assert headers["connection"] == "close"
