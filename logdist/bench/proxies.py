@@ -319,9 +319,12 @@ def run_wrk(port: int, seconds: float, connections: int, lua: Path) -> dict[str,
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: (.*)", out)
     socket_errors = sum(int(n) for n in re.findall(r"\d+", socket.group(1))) if socket else 0
+    non_2xx = int(non2xx.group(1)) if non2xx else 0
     return {
         "requests": int(requests.group(1)) if requests else 0,
-        "errors": (int(non2xx.group(1)) if non2xx else 0) + socket_errors,
+        "errors": non_2xx + socket_errors,
+        "non_2xx": non_2xx,
+        "socket_errors": socket.group(1).strip() if socket else "",
         "p50_ms": round(latency("50"), 2),
         "p99_ms": round(latency("99"), 2),
     }
