@@ -412,7 +412,7 @@ def start_analyzers() -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "logdist", "analyzer", "serve", "--id", aid]
-            + ["--port", str(port), "--dedupe-window", "4000000", "--log-level", "WARNING"],
+            + ["--port", str(port), "--log-level", "WARNING"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

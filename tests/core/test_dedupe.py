@@ -26,3 +26,12 @@ def test_window_never_exceeds_its_capacity(keys: list[int], capacity: int) -> No
     for k in keys:
         w.add(str(k))
         assert len(w) <= capacity
+
+
+def test_a_full_window_keeps_forgetting_in_arrival_order() -> None:
+    w = DedupeWindow(3)
+    for x in "abcdefg":
+        assert w.add(x)
+    assert list(w) == ["e", "f", "g"] and w.evicted == 4
+    assert not w.add("f") and w.add("a")
+    assert list(w) == ["f", "g", "a"]
