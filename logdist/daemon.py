@@ -138,13 +138,14 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
         event(log, "stopped", daemon=name)
 
 
-def raise_file_limit() -> None:
+def raise_file_limit() -> int:
     """Let a daemon hold as many sockets as the system allows it (nginx's
     `worker_rlimit_nofile`): the soft limit on open files is often far below the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

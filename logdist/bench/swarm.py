@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from collections import Counter
 from typing import Any
 
-from logdist.daemon import run
+from logdist.daemon import raise_file_limit, run
 
 TIMEOUT = 5.0
 
@@ -187,14 +186,6 @@ class Swarm:
         }
 
 
-def raise_fd_limit(needed: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        soft = min(hard, max(needed, soft)) if hard != resource.RLIM_INFINITY else needed
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     swarm = Swarm(args.host, args.port, args.path, args.interval)
     await swarm.connect(args.connections)
@@ -214,7 +205,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between sends")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    limit = raise_fd_limit(args.connections + 64)
+    limit = raise_file_limit()
     if limit < args.connections + 16:
         sys.exit(
             f"swarm: {args.connections} connections need that many files; the limit is {limit}"

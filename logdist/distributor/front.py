@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -40,8 +39,6 @@ from logdist.errors import (
     UnsupportedMediaType,
 )
 from logdist.http import BODY_IDLE_TIMEOUT, error_headers, mime_kind
-
-log = logging.getLogger("logdist.front")
 
 ONE, MANY = 1, 2
 INGEST_PATHS = {b"/log-packet": ONE, b"/log-packets": MANY}
@@ -151,14 +148,12 @@ class Front:
         self.waiting: deque[Waiting] = deque()
         self.queue_wait = distributor.cfg.queue_wait
         distributor.dispatcher.on_room = self.room
-        self._server: web.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         cfg = distributor.cfg
         self.limits = {ONE: cfg.max_body_bytes, MANY: cfg.max_batch_bytes}
         self.token = cfg.ingest_token.encode() if cfg.ingest_token else None
 
     def factory(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
-        self._server = server
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return lambda: IngestProtocol(self, server)

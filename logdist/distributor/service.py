@@ -70,14 +70,9 @@ class Distributor:
             self.counters.replayed = len(replay)
             self.dispatcher.enqueue(replay, replayed=True)
 
-    async def accept(self, packets: list[Packet]) -> None:
-        """Own `packets`: room checked, written to the spool (if any), queued. Then the 202."""
-        wait = self.accept_now(packets)
-        if wait is not None:
-            await wait
-
     def accept_now(self, packets: list[Packet]) -> Awaitable[None] | None:
-        """`accept` without a task: done at once unless the spool must sync before the 202.
+        """Own `packets` (room checked, spooled if there is a spool, queued), without a task:
+        done at once unless the spool must sync before the 202.
 
         Returns what to await before answering in that case (the packets are queued once the
         sync is done), else None (they are queued already).
