@@ -113,9 +113,6 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
         app[BOUND] = BoundAddress()
     bound = app[BOUND]
     listening = await listen(app, host, port)
-    bound.url = listening.url
-    bound.ready.set()
-    event(log, "listening", daemon=name, url=bound.url, pid=os.getpid())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,8 +126,12 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
         event(log, "stopping", daemon=name, signal=signal.Signals(signum).name)
         stop.set()
 
+    # Handlers first: whoever reads the address below may signal at once.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    bound.url = listening.url
+    bound.ready.set()
+    event(log, "listening", daemon=name, url=bound.url, pid=os.getpid())
     try:
         await stop.wait()
     finally:
