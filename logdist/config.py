@@ -127,6 +127,9 @@ class DistributorConfig:
     # Packets per forwarding POST to analyzers that accept batches (a batch forms only from a
     # backlog; bigger ones cost the distributor and the analyzer less a packet).
     forward_batch: int = 1024
+    # Messages of one bulk request routed together as a run (see core.packet): shares stay
+    # within one run's size of the weights; smaller runs split finer and cost more CPU.
+    run_messages: int = 1024
     # Packets assigned to one analyzer and not yet acknowledged; a full analyzer is skipped.
     max_pending: int = 8192
     # Concurrent forwarding requests per analyzer.
@@ -161,6 +164,7 @@ class DistributorConfig:
             "max_body_bytes",
             "max_batch_bytes",
             "forward_batch",
+            "run_messages",
             "max_pending",
             "max_requests",
             "retry_after",

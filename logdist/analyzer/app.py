@@ -76,6 +76,7 @@ class AnalyzerState:
             for emitter, n in zip(emitters, counts, strict=True):
                 self._count(emitter, 1, n)
         if self.output is not None:
+            assert read.lines is not None  # read with keep_lines when there is an output
             lines = read.lines if len(keep) == len(ids) else [read.lines[i] for i in keep]
             self.output.write(b"\n".join(lines) + b"\n")
             self.output.flush()
@@ -101,7 +102,7 @@ async def ingest(request: web.Request) -> web.Response:
     if state.cfg.fail_rate and random.random() < state.cfg.fail_rate:
         state.injected_failures += 1
         return json_response({"error": "injected failure (--fail-rate)", "code": "injected"}, 500)
-    read = read_lines(body) if kind == "ndjson" else None
+    read = read_lines(body, keep_lines=state.output is not None) if kind == "ndjson" else None
     if read is not None:
         state.requests += 1
         new = state.take_lines(read)

@@ -54,6 +54,10 @@ def serve(
     forward_batch: Annotated[
         int | None, opt(C, "forward_batch", "Packets per POST to analyzers that take batches.")
     ] = None,
+    run_messages: Annotated[
+        int | None,
+        opt(C, "run_messages", "Messages of one bulk request routed together (share granularity)."),
+    ] = None,
     forward_timeout: Annotated[
         float | None, opt(C, "forward_timeout", "Seconds before a forward counts as failed.")
     ] = None,
@@ -147,6 +151,7 @@ def serve(
             max_pending=max_pending,
             max_requests=max_requests,
             forward_batch=forward_batch,
+            run_messages=run_messages,
             forward_timeout=forward_timeout,
             drain_timeout=drain_timeout,
             admin_token=admin_token,

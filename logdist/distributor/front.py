@@ -27,6 +27,7 @@ import httptools
 import orjson
 from aiohttp import web
 
+from logdist.config import DistributorConfig
 from logdist.core.packet import Packet, packet_ids, parse_batch, parse_one
 from logdist.distributor.service import Distributor
 from logdist.errors import (
@@ -85,8 +86,8 @@ def response(
     return b"".join(head)
 
 
-def parse(route: int, ctype: bytes | None, body: bytes, run: int = 1) -> list[Packet]:
-    """The packets of one ingest request (NDJSON ones in runs of up to `run`)."""
+def parse(route: int, ctype: bytes | None, body: bytes, cfg: DistributorConfig) -> list[Packet]:
+    """The packets of one ingest request (NDJSON ones in runs, see `run_messages`)."""
     kind = content_kind(ctype)
     if route == ONE:
         if kind != "json":
@@ -94,7 +95,9 @@ def parse(route: int, ctype: bytes | None, body: bytes, run: int = 1) -> list[Pa
                 "POST /log-packet takes one packet as application/json; send NDJSON to /log-packets"
             )
         return [parse_one(body)]
-    return parse_batch(body, ndjson=kind == "ndjson", run=run)
+    return parse_batch(
+        body, ndjson=kind == "ndjson", run=cfg.forward_batch, run_messages=cfg.run_messages
+    )
 
 
 def take(
@@ -104,7 +107,7 @@ def take(
 
     Returns the packets and, when the spool syncs before answering, what to wait for first.
     """
-    packets = parse(route, ctype, body, d.cfg.forward_batch)
+    packets = parse(route, ctype, body, d.cfg)
     return packets, d.accept_now(packets)
 
 
@@ -401,7 +404,7 @@ class IngestProtocol(asyncio.Protocol):
         close = not self.parser.should_keep_alive() or self.closing
         packets: list[Packet] = []
         try:
-            packets = parse(self.route, self.ctype, body, d.cfg.forward_batch)
+            packets = parse(self.route, self.ctype, body, d.cfg)
             if self.front.waiting:
                 raise d.dispatcher.queue_full()  # others wait already: no overtaking them
             wait = d.accept_now(packets)

@@ -88,6 +88,26 @@ async def test_ndjson_batch_with_repeats_and_several_emitters(
     assert [orjson.loads(line)["packetId"] for line in lines] == ["p0", "p1", "p2", "p3", "p4"]
 
 
+async def test_without_an_output_file_batches_are_counted_the_same(aiohttp_client: Any) -> None:
+    # No output file: the analyzer reads batches without keeping each packet's line.
+    client: Client = await aiohttp_client(make_app(AnalyzerConfig(dedupe_window=1000)))
+    first = b"\n".join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in range(4))
+    ctype = {"Content-Type": "application/x-ndjson"}
+    await client.post("/ingest", data=first, headers=ctype)
+    again = b"\n".join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in (2, 3, 4))
+    resp = await client.post("/ingest", data=again, headers=ctype)
+    assert await resp.json() == {"accepted": 3, "new": 1, "duplicates": 2}
+    bad = b'{"packetId":"q","messages":[{}]}\n{"packetId":"r","messages":[7]}\n'
+    resp = await client.post("/ingest", data=bad, headers=ctype)
+    assert resp.status == 422 and "line 2" in (await resp.json())["error"]
+    stats = await (await client.get("/stats")).json()
+    assert (stats["packets"], stats["messages"], stats["duplicates"]) == (5, 15, 2)
+    assert stats["emitters"] == {
+        "e0": {"packets": 3, "messages": 1 + 3 + 5},
+        "e1": {"packets": 2, "messages": 2 + 4},
+    }
+
+
 async def test_health_advertises_batches(client: Client) -> None:
     body = await (await client.get("/health")).json()
     assert body["status"] == "ok" and body["batch"] is True

@@ -13,6 +13,7 @@ from logdist.core.packet import (
     parse_batch,
     parse_one,
     parse_packet,
+    read_lines,
     total,
 )
 from logdist.errors import InvalidPacket, MalformedJSON
@@ -157,19 +158,32 @@ def ndjson(n: int, messages: int = 10, emitters: tuple[str, ...] = ("e1",)) -> b
 
 
 def test_batch_packets_travel_in_runs_bounded_by_messages_and_count() -> None:
-    body = ndjson(100, messages=10)
+    body = ndjson(250, messages=10)
     runs = parse_batch(body, ndjson=True, run=256)
-    assert [r.count for r in runs] == [12] * 8 + [4]  # RUN_MESSAGES = 128 messages a run
-    assert [r.messages for r in runs] == [120] * 8 + [40]
-    assert packet_ids(runs) == [f"p{i}" for i in range(100)]
-    assert total(runs) == 100 and runs[0].emitter == "e1"
+    assert [r.count for r in runs] == [102, 102, 46]  # RUN_MESSAGES = 1024 messages a run
+    assert [r.messages for r in runs] == [1020, 1020, 460]
+    assert packet_ids(runs) == [f"p{i}" for i in range(250)]
+    assert total(runs) == 250 and runs[0].emitter == "e1"
     # Each run's body is its packets' own lines, and opening it gives the packets back.
     assert frame_ndjson(runs) == body
     parts = [p for r in runs for p in r.parts()]
     assert [(p.id, p.messages, p.body) for p in parts] == [
         (p.id, p.messages, p.body) for p in parse_batch(body, ndjson=True)
     ]
-    assert [r.count for r in parse_batch(body, ndjson=True, run=5)] == [5] * 20
+    assert [r.count for r in parse_batch(body, ndjson=True, run=50)] == [50] * 5
+
+
+@pytest.mark.parametrize("trailing", [b"", b"\n"])
+def test_a_request_that_fits_one_run_travels_as_its_own_bytes(trailing: bytes) -> None:
+    body = ndjson(100, messages=10).rstrip(b"\n") + trailing
+    (run,) = parse_batch(body, ndjson=True, run=100)
+    assert (run.count, run.messages, run.emitter) == (100, 1000, "e1")
+    assert run.body == body.rstrip(b"\n") and frame_ndjson([run]) == body.rstrip(b"\n") + b"\n"
+    if not trailing:
+        assert run.body is body  # not copied
+    assert [p.id for p in run.parts()] == [f"p{i}" for i in range(100)]
+    (one,) = parse_batch(ndjson(1), ndjson=True, run=100)
+    assert one.count == 1 and one.ids is None  # a lone packet is no run
 
 
 def test_a_run_from_several_emitters_names_none() -> None:
@@ -208,3 +222,31 @@ def test_lines_cannot_merge_into_one_packet_to_hide_another() -> None:
     )
     with pytest.raises(MalformedJSON, match="line 1"):
         parse_batch(body, ndjson=True, run=10)
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_counting_read_finds_what_the_line_read_finds(crlf: bool) -> None:
+    body = ndjson(50, messages=3, emitters=("e1", "e2", "e3"))
+    if crlf:
+        body = body.replace(b"\n", b"\r\n")
+    counted = read_lines(body, keep_lines=False)
+    assert counted is not None and counted.lines is None
+    packets = parse_batch(body, ndjson=True)
+    assert counted.ids == [p.id for p in packets]
+    assert counted.emitters == [p.emitter for p in packets]
+    assert counted.counts == [p.messages for p in packets]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\n\n",
+        b'{"packetId":"a","messages":[{}]}\n{"packetId":"b","messages":[]}\n',  # no messages
+        b'{"packetId":"a","messages":[{}]}\n{"packetId":"b","messages":[1]}\n',  # not objects
+        b'{"messages":[{}]}\n',  # no id: the line-by-line way assigns one
+        b'{"packetId":"a","messages":[{}]}\n{"packetId":"b",\n',  # cut short
+    ],
+)
+def test_a_counting_read_leaves_anything_off_its_path_to_the_full_read(body: bytes) -> None:
+    assert read_lines(body, keep_lines=False) is None

@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
 from logdist.core.packet import RUN_MESSAGES
@@ -31,22 +32,24 @@ async def send(client: Any, body: bytes) -> None:
     assert resp.status == 202, await resp.text()
 
 
-async def test_message_shares_follow_weights(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+@pytest.mark.parametrize("run_messages", [RUN_MESSAGES, 128])
+async def test_message_shares_follow_weights_within_one_run(
+    aiohttp_server: Any, make_distributor: MakeDistributor, run_messages: int
 ) -> None:
     fakes = {}
     urls = {}
     for aid, w in (("a1", 0.5), ("a2", 0.3), ("a3", 0.2)):
         fakes[aid], url = await start_analyzer(aiohttp_server)
         urls[aid] = (url, w)
-    client = await make_distributor(urls)
+    client = await make_distributor(urls, run_messages=run_messages)
     await eventually(lambda: service(client).registry.has_room(), what="analyzers up")
     await eventually(lambda: len([a for a in service(client).registry if a.routable]) == 3)
-    await send(client, packets(2000))
+    await send(client, packets(2000))  # 21,000 messages in one request
     await eventually(lambda: sum(len(f.ids) for f in fakes.values()) == 2000, what="delivery")
     total = sum(f.messages for f in fakes.values())
     for aid, (_, w) in urls.items():
-        assert abs(fakes[aid].messages / total - w) < 0.01, (aid, fakes[aid].messages / total)
+        # Each analyzer is off its weight by less than one run's messages.
+        assert abs(fakes[aid].messages - w * total) < run_messages, (aid, fakes[aid].messages)
 
 
 async def test_batches_go_to_analyzers_that_accept_them_and_single_objects_to_others(
@@ -80,7 +83,7 @@ async def test_failed_forwards_are_retried_elsewhere_and_the_failing_analyzer_go
     # Its /health passes, so it flaps: down after `fall` failed forwards, up on the next probe.
     assert d.registry.get("bad").downs >= 1
     assert d.counters.retries >= 1 and d.counters.forward_failures >= 1
-    assert d.dispatcher.unacked == 0
+    await eventually(lambda: d.dispatcher.unacked == 0, what="all acknowledged")
 
 
 async def test_slow_analyzer_does_not_stall_the_others(
@@ -89,7 +92,10 @@ async def test_slow_analyzer_does_not_stall_the_others(
     fast, url_f = await start_analyzer(aiohttp_server)
     slow, url_s = await start_analyzer(aiohttp_server, delay=5.0)
     client = await make_distributor(
-        {"fast": (url_f, 1), "slow": (url_s, 1)}, max_pending=20, forward_timeout=20
+        {"fast": (url_f, 1), "slow": (url_s, 1)},
+        max_pending=20,
+        forward_timeout=20,
+        run_messages=10,
     )
     d = service(client)
     await eventually(lambda: len([a for a in d.registry if a.routable]) == 2)
@@ -99,7 +105,7 @@ async def test_slow_analyzer_does_not_stall_the_others(
     slow_row = d.registry.get("slow")
     await eventually(lambda: d.registry.full(slow_row), what="slow analyzer full")
     held = slow_row.pending
-    assert held <= 20 + RUN_MESSAGES  # overshot by at most the run that filled it
+    assert held <= 20 + 10  # overshot by at most the run that filled it
     await eventually(lambda: len(fast.ids) == 1000 - held, timeout=4, what="fast analyzer served")
     assert slow_row.stalled and slow.ids == []
     await eventually(lambda: len(slow.ids) == held, timeout=10, what="slow analyzer finishes")
@@ -167,7 +173,8 @@ async def test_packets_waiting_for_an_analyzer_that_dies_move_to_the_others(
     await send(client, packets(200))
     await eventually(lambda: len(set(steady.ids)) == 200, timeout=20, what="all delivered")
     assert hits >= 1
-    assert service(client).dispatcher.unacked == 0
+    # The last answer may still be on its way back when the analyzer has counted the ids.
+    await eventually(lambda: service(client).dispatcher.unacked == 0, what="all acknowledged")
     release.set()
 
 
