@@ -11,11 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import orjson
 from aiohttp import web
 
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
 from logdist.core.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
+from logdist.daemon import LISTENER, Listener
+from logdist.front import Connection, FrontDoor, content_kind, response
 from logdist.http import NDJSON, body_kind, error_middleware, json_response, read_body
 from logdist.log import event
 
@@ -82,6 +85,24 @@ class AnalyzerState:
             self.output.flush()
         return len(keep)
 
+    def ingest(self, kind: str, body: bytes) -> dict[str, int]:
+        """Count one /ingest body (`kind` json or ndjson); the fields of the answer."""
+        read = read_lines(body, keep_lines=self.output is not None) if kind == "ndjson" else None
+        if read is not None:
+            self.requests += 1
+            new = self.take_lines(read)
+            count = len(read.ids)
+            return {"accepted": count, "new": new, "duplicates": count - new}
+        if kind == "ndjson":
+            packets = parse_batch(body, ndjson=True)
+        elif body.lstrip()[:1] == b"[":
+            packets = parse_batch(body, ndjson=False)
+        else:
+            packets = [parse_one(body)]
+        self.requests += 1
+        fresh = len(self.take(packets))
+        return {"accepted": len(packets), "new": fresh, "duplicates": len(packets) - fresh}
+
     def _count(self, emitter: str | None, packets: int, messages: int) -> None:
         count = self.emitters.get(emitter or "-")
         if count is None:
@@ -102,23 +123,20 @@ async def ingest(request: web.Request) -> web.Response:
     if state.cfg.fail_rate and random.random() < state.cfg.fail_rate:
         state.injected_failures += 1
         return json_response({"error": "injected failure (--fail-rate)", "code": "injected"}, 500)
-    read = read_lines(body, keep_lines=state.output is not None) if kind == "ndjson" else None
-    if read is not None:
-        state.requests += 1
-        new = state.take_lines(read)
-        count = len(read.ids)
-        return json_response({"accepted": count, "new": new, "duplicates": count - new})
-    if kind == "ndjson":
-        packets = parse_batch(body, ndjson=True)
-    elif body.lstrip()[:1] == b"[":
-        packets = parse_batch(body, ndjson=False)
-    else:
-        packets = [parse_one(body)]
-    state.requests += 1
-    fresh = state.take(packets)
-    return json_response(
-        {"accepted": len(packets), "new": len(fresh), "duplicates": len(packets) - len(fresh)}
-    )
+    return json_response(state.ingest(kind, body))
+
+
+class IngestDoor(FrontDoor):
+    """POST /ingest on the lean path (see `logdist.front`): the distributor's megabyte batches
+    skip aiohttp's request machinery and chunked body reads; other routes stay aiohttp's."""
+
+    def __init__(self, state: AnalyzerState) -> None:
+        super().__init__({b"/ingest": 1}, {1: state.cfg.max_body_bytes})
+        self.state = state
+
+    def handle(self, conn: Connection, route: int, ctype: bytes | None, body: bytes) -> None:
+        answer = self.state.ingest(content_kind(ctype), body)
+        conn.answer(response(200, orjson.dumps(answer), close=conn.close_after))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -174,7 +192,11 @@ async def output_file(app: web.Application) -> AsyncIterator[None]:
 
 def make_app(cfg: AnalyzerConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=cfg.max_body_bytes)
-    app[STATE] = AnalyzerState(cfg, DedupeWindow(cfg.dedupe_window))
+    state = app[STATE] = AnalyzerState(cfg, DedupeWindow(cfg.dedupe_window))
+    if not cfg.delay and not cfg.fail_rate:
+        # Injected delays and failures are served by the aiohttp route alone.
+        door = IngestDoor(state)
+        app[LISTENER] = Listener(door.factory, door.close)
     app.cleanup_ctx.append(output_file)
     app.router.add_post("/ingest", ingest)
     app.router.add_get("/health", health)

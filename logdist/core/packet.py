@@ -166,27 +166,20 @@ def read_lines(body: bytes, *, keep_lines: bool = True) -> Lines | None:
     span lines or two share one), which changes nothing counted but could not say which
     bytes are whose packet.
     """
-    if not keep_lines:
-        try:
-            shapes = _decode_checked_lines(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-        if not shapes:
-            return None
-        return Lines(
-            None,
-            [s.packetId for s in shapes],
-            [s.emitter for s in shapes],
-            [len(s.messages) for s in shapes],
-        )
-    lines = body.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()
-    if not lines or b"\r" in body:
-        return None
+    lines: list[bytes] | None = None
     try:
-        shapes = [_decode_checked(line) for line in lines]
+        if keep_lines:
+            lines = body.split(b"\n")
+            if lines and not lines[-1]:
+                lines.pop()
+            if b"\r" in body:
+                return None
+            shapes = [_decode_checked(line) for line in lines]
+        else:
+            shapes = _decode_checked_lines(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if not shapes:
         return None
     return Lines(
         lines,

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from logdist import daemon
 from logdist.analyzer import make_app
 from logdist.config import AnalyzerConfig
+from tests.serving import FrontServer, read_response
 
 Client = TestClient[Any, Any]
+Serve = Callable[[web.Application], Awaitable[Client]]
 
 
 def packet(pid: str, emitter: str = "e1", n: int = 1) -> dict[str, Any]:
@@ -21,13 +27,25 @@ def packet(pid: str, emitter: str = "e1", n: int = 1) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(params=["front door", "aiohttp"])
+def serve(request: pytest.FixtureRequest, aiohttp_client: Any) -> Serve:
+    """Serve the app as `logdist analyzer serve` does (/ingest on the lean front door), or
+    with aiohttp alone (the route a connection handed to aiohttp takes): same answers."""
+
+    async def start(app: web.Application) -> Client:
+        server = FrontServer(app) if request.param == "front door" else TestServer(app)
+        c: Client = await aiohttp_client(server)
+        return c
+
+    return start
+
+
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> Client:
+async def client(serve: Serve, tmp_path: Path) -> Client:
     cfg = AnalyzerConfig(
         output=str(tmp_path / "out.ndjson"), dedupe_window=1000, max_body_bytes=10_000
     )
-    c: Client = await aiohttp_client(make_app(cfg))
-    return c
+    return await serve(make_app(cfg))
 
 
 async def test_single_packet_is_counted_once_even_when_sent_twice(client: Client) -> None:
@@ -88,9 +106,9 @@ async def test_ndjson_batch_with_repeats_and_several_emitters(
     assert [orjson.loads(line)["packetId"] for line in lines] == ["p0", "p1", "p2", "p3", "p4"]
 
 
-async def test_without_an_output_file_batches_are_counted_the_same(aiohttp_client: Any) -> None:
+async def test_without_an_output_file_batches_are_counted_the_same(serve: Serve) -> None:
     # No output file: the analyzer reads batches without keeping each packet's line.
-    client: Client = await aiohttp_client(make_app(AnalyzerConfig(dedupe_window=1000)))
+    client = await serve(make_app(AnalyzerConfig(dedupe_window=1000)))
     first = b"\n".join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in range(4))
     ctype = {"Content-Type": "application/x-ndjson"}
     await client.post("/ingest", data=first, headers=ctype)
@@ -141,9 +159,66 @@ async def test_unknown_routes_and_methods_are_json_errors(client: Client) -> Non
     assert resp.status == 405 and (await resp.json())["code"] == "method_not_allowed"
 
 
-async def test_dedupe_window_is_bounded(aiohttp_client: Any) -> None:
-    client: Client = await aiohttp_client(make_app(AnalyzerConfig(dedupe_window=2)))
+async def test_dedupe_window_is_bounded(serve: Serve) -> None:
+    client = await serve(make_app(AnalyzerConfig(dedupe_window=2)))
     for pid in ("a", "b", "c"):
         await client.post("/ingest", json=packet(pid))
     stats = await (await client.get("/stats?ids=1")).json()
     assert stats["ids"] == ["b", "c"] and stats["ids_truncated"] is True
+
+
+async def test_injected_failures_and_delays_are_served(serve: Serve) -> None:
+    # Chaos settings take aiohttp's route alone (no front door): they still apply.
+    client = await serve(make_app(AnalyzerConfig(fail_rate=1.0)))
+    resp = await client.post("/ingest", json=packet("p1"))
+    assert resp.status == 500 and (await resp.json())["code"] == "injected"
+    stats = await (await client.get("/stats")).json()
+    assert (stats["packets"], stats["injected_failures"]) == (0, 1)
+
+
+def port(listening: daemon.Listening) -> int:
+    return int(listening.url.rsplit(":", 1)[1])
+
+
+async def test_a_keep_alive_connection_takes_batches_then_other_routes() -> None:
+    # What the distributor's forwarding pool does: batches back to back on one connection,
+    # through the front door; a GET after them is handed to aiohttp on the same socket.
+    app = make_app(AnalyzerConfig(max_body_bytes=10_000))
+    listening = await daemon.listen(app, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port(listening))
+    try:
+        for start in (0, 3):
+            body = b"\n".join(orjson.dumps(packet(f"p{i}", n=2)) for i in range(start, start + 3))
+            writer.write(
+                b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            status, _, answer = await read_response(reader)
+            assert status == 200 and orjson.loads(answer) == {
+                "accepted": 3,
+                "new": 3,
+                "duplicates": 0,
+            }
+        writer.write(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, answer = await read_response(reader)
+        stats = orjson.loads(answer)
+        assert status == 200 and (stats["packets"], stats["messages"]) == (6, 12)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await listening.stop()
+
+
+async def test_an_oversized_batch_is_refused_before_its_body() -> None:
+    app = make_app(AnalyzerConfig(max_body_bytes=1000))
+    listening = await daemon.listen(app, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port(listening))
+    try:
+        writer.write(b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        status, headers, answer = await read_response(reader)
+        assert status == 413 and orjson.loads(answer)["code"] == "payload_too_large"
+        assert headers["connection"] == "close"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await listening.stop()

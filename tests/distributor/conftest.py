@@ -4,38 +4,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from yarl import URL
+from aiohttp.test_utils import TestClient
 
-from logdist import daemon
 from logdist.config import AnalyzerRef, DistributorConfig, HealthConfig
 from logdist.distributor import make_app
 from logdist.distributor.app import DISTRIBUTOR
 from logdist.distributor.service import Distributor
+from tests.serving import FrontServer
 
 Client = TestClient[Any, Any]
 FAST_HEALTH = HealthConfig(interval=0.05, timeout=0.5, rise=1, fall=2)
 MakeDistributor = Callable[..., Awaitable[Client]]
-
-
-class FrontServer(TestServer):
-    """The app served as `logdist distributor serve` serves it: through its front door."""
-
-    _listening: daemon.Listening | None = None
-
-    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
-        if self.runner:
-            return
-        self._listening = await daemon.listen(self.app, "127.0.0.1", 0)
-        self.runner = self._listening.runner
-        root = URL(self._listening.url)
-        self.host, self.port, self.scheme = str(root.host), root.port, "http"
-        self._root = root
-
-    async def close(self) -> None:
-        if self._listening is not None and not self.closed:
-            await self._listening.stop()
-            self._root, self.port, self._closed = None, None, True
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from logdist.distributor import make_app
 from logdist.distributor.app import DISTRIBUTOR
 from logdist.distributor.front import Front
 from logdist.distributor.service import Distributor
+from tests.serving import read_response
 
 PACKET = b'{"messages":[{"message":"hi"}],"packetId":"%s"}'
 
@@ -46,15 +47,6 @@ class Door:
     def close(self) -> None:
         for writer in self.writers:
             writer.close()
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ln)}
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers, body
 
 
 @pytest.fixture
