@@ -58,32 +58,59 @@ LINGER_SECONDS = 2.0
 MAX_HEAD_BYTES = 64 * 1024
 
 
+# Content-Type values seen, and what they mean (a client sends the same few over and over).
+_KINDS: dict[bytes | None, str] = {None: "json", b"": "json"}
+
+
 def content_kind(ctype: bytes | None) -> str:
     """`json` or `ndjson` from a Content-Type header value (none at all is JSON)."""
-    if not ctype:
-        return "json"
-    return mime_kind(ctype.split(b";", 1)[0].strip().lower().decode("latin-1"))
+    kind = _KINDS.get(ctype)
+    if kind is None:
+        assert ctype is not None
+        kind = mime_kind(ctype.split(b";", 1)[0].strip().lower().decode("latin-1"))
+        if len(_KINDS) < 64:
+            _KINDS[ctype] = kind
+    return kind
+
+
+def _head(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: " % (
+        status,
+        REASONS.get(status, b"Error"),
+    )
+
+
+_HEADS = {status: _head(status) for status in REASONS}
 
 
 def response(
     status: int, body: bytes, headers: dict[str, str] | None = None, close: bool = False
 ) -> bytes:
     """A whole JSON answer, head and body, as bytes."""
-    head = [
-        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        % (status, REASONS.get(status, b"Error"), len(body))
-    ]
-    for name, value in (headers or {}).items():
-        head.append(f"{name}: {value}\r\n".encode("latin-1"))
-    if close:
-        head.append(b"Connection: close\r\n")
-    head.append(b"\r\n")
-    head.append(body)
-    return b"".join(head)
+    extra = (
+        b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()) if headers else b""
+    )
+    return b"%s%d\r\n%s%s\r\n%s" % (
+        _HEADS.get(status) or _head(status),
+        len(body),
+        extra,
+        b"Connection: close\r\n" if close else b"",
+        body,
+    )
 
 
 def error(exc: LogdistError, close: bool) -> bytes:
     return response(exc.status, orjson.dumps(exc.to_json()), error_headers(exc), close=close)
+
+
+# The request headers the lean path reads; any other is skipped after one lookup.
+_CTYPE, _LENGTH, _AUTH, _EXPECT = range(4)
+_WANTED = {
+    b"content-type": _CTYPE,
+    b"content-length": _LENGTH,
+    b"authorization": _AUTH,
+    b"expect": _EXPECT,
+}
 
 
 class HandOff(Exception):
@@ -272,14 +299,16 @@ class Connection(asyncio.Protocol):
         if self.head_bytes > MAX_HEAD_BYTES:
             self.refuse(BadRequest(f"request line and headers exceed {MAX_HEAD_BYTES} bytes"))
             raise HandOff
-        name = name.lower()
-        if name == b"content-type":
+        wanted = _WANTED.get(name.lower())
+        if wanted is None:
+            return
+        if wanted == _CTYPE:
             self.ctype = value
-        elif name == b"content-length":
+        elif wanted == _LENGTH:
             self.length = int(value) if value.isdigit() else -1
-        elif name == b"authorization":
+        elif wanted == _AUTH:
             self.auth = value
-        elif name == b"expect":
+        else:
             self.expect = value.lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:

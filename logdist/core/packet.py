@@ -68,6 +68,8 @@ def packet_ids(packets: list[Packet]) -> list[str]:
 
 def total(packets: list[Packet]) -> int:
     """Packets in `packets`, runs counted by what they hold."""
+    if len(packets) == 1:
+        return packets[0].count
     return sum([p.count for p in packets])
 
 

@@ -119,7 +119,9 @@ class Dispatcher:
         self._settled.clear()
         if not replayed:
             self.counters.received_packets += count
-            self.counters.received_messages += sum(p.messages for p in packets)
+            self.counters.received_messages += (
+                packets[0].messages if count == 1 else sum([p.messages for p in packets])
+            )
         self._wake.set()
 
     def wake(self) -> None:
