@@ -45,6 +45,9 @@ class Outbox:
     analyzer: Analyzer
     packets: deque[Packet] = field(default_factory=deque)
     senders: int = 0
+    # Senders about to take from `packets` (spawned, or back from a forward): while one is,
+    # packets routed meanwhile join its batch instead of starting another sender.
+    idle: int = 0
 
 
 def ndjson_pieces(batch: list[Packet]) -> list[bytes]:
@@ -168,8 +171,9 @@ class Dispatcher:
             if box is None or box.analyzer is not analyzer:
                 box = self._boxes[analyzer.id] = Outbox(analyzer)
             box.packets.append(packet)
-            if box.senders < self.cfg.max_requests:
+            if not box.idle and box.senders < self.cfg.max_requests:
                 box.senders += 1
+                box.idle += 1
                 self._spawn(self._send(box))
             if registry.full(analyzer):
                 # Its share is taken whole: wait for its room (or for it to be found stalled).
@@ -185,8 +189,11 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, box: Outbox) -> None:
+        busy = False
         try:
             while box.packets:
+                box.idle -= 1
+                busy = True
                 analyzer = box.analyzer
                 first = box.packets.popleft()
                 if not analyzer.batch:
@@ -195,6 +202,8 @@ class Dispatcher:
                         box.packets.extendleft(reversed(parts[1:]))
                         first = parts[0]
                     await self._forward(analyzer, [first])
+                    box.idle += 1
+                    busy = False
                     continue
                 batch = [first]
                 size = len(first.body)
@@ -208,8 +217,12 @@ class Dispatcher:
                     count += packet.count
                     batch.append(packet)
                 await self._forward(analyzer, batch)
+                box.idle += 1
+                busy = False
         finally:
             box.senders -= 1
+            if not busy:
+                box.idle -= 1
 
     async def _forward(self, analyzer: Analyzer, batch: list[Packet]) -> None:
         body: bytes | list[bytes]

@@ -1,0 +1,88 @@
+"""The dispatcher alone, its forwarder faked: how routed packets become requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import pytest
+
+from logdist.config import AnalyzerRef, DistributorConfig
+from logdist.core.packet import Packet
+from logdist.distributor.service import Distributor
+
+
+class HeldForwarder:
+    """Records each request's packet ids and answers 200 when told to."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[bytes]] = []
+        self.release = asyncio.Event()
+
+    async def post(self, url: str, body: list[bytes], ctype: str, timeout: float) -> int:
+        self.requests.append([piece for piece in body if piece != b"\n"])
+        await self.release.wait()
+        return 200
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[tuple[Distributor, HeldForwarder]]:
+    ref = AnalyzerRef("a1", "http://127.0.0.1:9/ingest", 1)
+    d = Distributor(DistributorConfig(analyzers=(ref,), max_requests=3))
+    d.registry.record_success("a1", batch=True)
+    forwarder = HeldForwarder()
+    d.dispatcher._forwarder = forwarder  # type: ignore[assignment]
+    d.dispatcher.start()
+    yield d, forwarder
+    forwarder.release.set()
+    await d.dispatcher.stop()
+
+
+def packet(n: int) -> Packet:
+    return Packet(f"p{n}", None, 1, b"%d" % n)
+
+
+async def turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_packets_routed_while_a_sender_starts_join_its_request(
+    held: tuple[Distributor, HeldForwarder],
+) -> None:
+    d, forwarder = held
+    send = d.dispatcher._send
+    started: list[object] = []
+
+    def counted(box: Any) -> Coroutine[Any, Any, None]:
+        started.append(box)
+        return send(box)
+
+    d.dispatcher._send = counted  # type: ignore[method-assign]
+    d.dispatcher.enqueue([packet(1)])
+    await turns()
+    assert forwarder.requests == [[b"1"]]
+    # Every sender busy: the next packets start one more sender, and all of them that were
+    # routed before it ran go in its one request (one task, not one a packet).
+    d.dispatcher.enqueue([packet(2)])
+    d.dispatcher.enqueue([packet(3)])
+    await turns()
+    assert forwarder.requests == [[b"1"], [b"2", b"3"]]
+    d.dispatcher.enqueue([packet(4)])
+    await turns()
+    d.dispatcher.enqueue([packet(5)])
+    await turns()
+    # max_requests (3) in flight: the fifth waits in the outbox for a sender to come back.
+    assert forwarder.requests == [[b"1"], [b"2", b"3"], [b"4"]]
+    assert d.dispatcher.outbox_depth("a1") == 1
+    assert len(started) == 3 and len(d.dispatcher._tasks) == 1 + 3  # router and 3 senders
+    forwarder.release.set()
+    await turns(20)
+    assert forwarder.requests[-1] == [b"5"] and len(forwarder.requests) == 4
+    assert d.dispatcher.unacked == 0
+    await turns()
+    assert len(d.dispatcher._tasks) == 1  # senders end when their outbox is empty
