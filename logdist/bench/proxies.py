@@ -355,7 +355,10 @@ def measure(
     analyzer_pids: list[int],
     load: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Run `load` through `front`; count what reached the analyzers once it settles."""
+    """Run `load` through `front`; count what reached the analyzers once it settles.
+
+    The raw figures of one slice; `summarize` makes a table row of one or more.
+    """
     before = stats_total(ports)
     cpu_before = cpu_seconds(front.pids())
     analyzers_before = cpu_seconds(analyzer_pids)
@@ -373,30 +376,62 @@ def measure(
         settled = now
     elapsed = time.monotonic() - started
     busy_after, all_after = machine_busy()
-    packets = sum(settled[a][0] - before[a][0] for a in ports)
-    messages = {a: settled[a][1] - before[a][1] for a in ports}
+    return {
+        "front_end": front.name,
+        "elapsed": elapsed,
+        "packets": sum(settled[a][0] - before[a][0] for a in ports),
+        "messages": {a: settled[a][1] - before[a][1] for a in ports},
+        "cpu_front_end": cpu_seconds(front.pids()) - cpu_before,
+        "cpu_analyzers": cpu_seconds(analyzer_pids) - analyzers_before,
+        "cpu_load": children_cpu() - load_before,
+        "busy": busy_after - busy_before,
+        "ticks": all_after - all_before,
+        "load": result,
+    }
+
+
+def summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table row from the slices of one front end's load: totals over their time, the
+    median p50 and the worst p99."""
+    elapsed = float(sum(s["elapsed"] for s in slices))
+    packets = sum(s["packets"] for s in slices)
+    messages = {a: sum(s["messages"][a] for s in slices) for a in slices[0]["messages"]}
     total = sum(messages.values())
     wsum = sum(WEIGHTS.values())
     share_error = (
-        max(abs(messages[a] / total - WEIGHTS[a] / wsum) for a in ports) if total else float("nan")
+        max(abs(messages[a] / total - WEIGHTS[a] / wsum) for a in messages)
+        if total
+        else float("nan")
     )
+    loads = [s["load"] for s in slices]
+    p50s = sorted(load["p50_ms"] for load in loads)
+
+    def cpu(key: str) -> float:
+        seconds = float(sum(s[key] for s in slices))
+        return round(100 * seconds / elapsed, 1)
+
     return {
-        "front_end": front.name,
+        "front_end": slices[0]["front_end"],
         "packets_per_s": round(packets / elapsed, 1),
         "messages_per_s": round(total / elapsed, 1),
         "delivered_packets": packets,
         "delivered_messages": total,
-        "requests": result["requests"],
-        "errors": result["errors"],
-        "p50_ms": result["p50_ms"],
-        "p99_ms": result["p99_ms"],
-        "cpu_front_end": round(100 * (cpu_seconds(front.pids()) - cpu_before) / elapsed, 1),
-        "cpu_analyzers": round(100 * (cpu_seconds(analyzer_pids) - analyzers_before) / elapsed, 1),
-        "cpu_load": round(100 * (children_cpu() - load_before) / elapsed, 1),
-        "machine_busy": round(100 * (busy_after - busy_before) / max(1, all_after - all_before), 1),
+        "requests": sum(load["requests"] for load in loads),
+        "errors": sum(load["errors"] for load in loads),
+        "p50_ms": p50s[len(p50s) // 2],
+        "p99_ms": max(load["p99_ms"] for load in loads),
+        "cpu_front_end": cpu("cpu_front_end"),
+        "cpu_analyzers": cpu("cpu_analyzers"),
+        "cpu_load": cpu("cpu_load"),
+        "machine_busy": round(
+            100 * sum(s["busy"] for s in slices) / max(1, sum(s["ticks"] for s in slices)), 1
+        ),
         "share_error_points": round(100 * share_error, 2),
-        "shares": {a: round(messages[a] / total, 4) if total else 0.0 for a in ports},
-        "load": {k: v for k, v in result.items() if k not in ("requests", "errors")},
+        "shares": {a: round(messages[a] / total, 4) if total else 0.0 for a in messages},
+        "rounds": len(slices),
+        "load": {k: v for k, v in loads[0].items() if k not in ("requests", "errors")}
+        if len(loads) == 1
+        else [{k: v for k, v in load.items() if k not in ("requests", "errors")} for load in loads],
     }
 
 

@@ -13,6 +13,9 @@ weighted proxy. Scenarios:
      through a distributor holding that many (they map onto the same four processes)
   f  scenarios (a) and (c) again with the durable spool on (fsync once a second)
 
+For (a), (b), (c) and (f) every front end is started at once and its load cut into --rounds
+slices taken in turn with the others' (logdist, nginx, HAProxy, logdist+spool, then again),
+so a slow spell of this shared machine weighs on all of them alike; a row sums its slices.
 Delivered packets and messages are counted at the analyzers. Everything listens on 127.0.0.1
 and every load is bounded by --seconds. Prints one table and the targets of the performance
 issue; writes everything to --json.
@@ -20,12 +23,14 @@ issue; writes everything to --json.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,8 @@ class Options:
     swarm_connections: int = 10_000
     many: int = 10_000
     json_path: Path = Path("bench-results/bench.json")
+    # Slices each front end's load is cut into for (a), (b), (c) and (f), taken in turn.
+    rounds: int = 3
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -68,11 +75,7 @@ def run(opts: Options) -> dict[str, Any]:
     }
     rows = opts.rows
 
-    def one(scenario: str, front: FrontEnd, load: Any, **extra: Any) -> None:
-        try:
-            row = proxies.measure(front, ports, pids, load)
-        finally:
-            front.stop()
+    def record(scenario: str, row: dict[str, Any], **extra: Any) -> None:
         row = {"scenario": scenario, **extra, **row}
         rows.append(row)
         print(
@@ -82,18 +85,56 @@ def run(opts: Options) -> dict[str, Any]:
             flush=True,
         )
 
-    def wrk(key: str, fe: FrontEnd) -> Any:
+    def one(scenario: str, front: FrontEnd, load: Any, **extra: Any) -> None:
+        try:
+            part = proxies.measure(front, ports, pids, load)
+        finally:
+            front.stop()
+        record(scenario, proxies.summarize([part]), **extra)
+
+    def wrk(key: str, fe: FrontEnd, seconds: float) -> Any:
+        # Fresh packet ids every time: the analyzers count a repeated id once.
         lua = work / f"{fe.name}-{key}.lua"
         lua.write_text(SCENARIOS[key].lua(f"{fe.name}-{key}-{time.time_ns()}"))
-        return lambda: proxies.run_wrk(fe.port, opts.seconds, opts.connections, lua)
+        return lambda: proxies.run_wrk(fe.port, seconds, opts.connections, lua)
+
+    def spooled(key: str) -> FrontEnd:
+        spool = work / f"spool-{key}"
+        fe = proxies.start_logdist(work, ports, "--spool-dir", str(spool))
+        fe.name = "logdist+spool"
+        return fe
+
+    def interleaved(key: str, contenders: list[tuple[str, Callable[[], FrontEnd], Any]]) -> None:
+        """Each contender's load in `opts.rounds` slices, taken in turn with the others' (A B C
+        A B C ...), so a slow spell of this shared machine weighs on all of them alike."""
+        fronts: list[FrontEnd] = []
+        try:
+            for _, start, _ in contenders:
+                fronts.append(start())
+            parts: list[list[dict[str, Any]]] = [[] for _ in fronts]
+            for _ in range(opts.rounds):
+                for fe, slices in zip(fronts, parts, strict=True):
+                    load = wrk(key, fe, opts.seconds / opts.rounds)
+                    slices.append(proxies.measure(fe, ports, pids, load))
+        finally:
+            for fe in fronts:
+                fe.stop()
+        for (scenario, _, extra), slices in zip(contenders, parts, strict=True):
+            record(scenario, proxies.summarize(slices), **extra)
 
     try:
         for key in ("a", "b", "c"):
-            if key not in opts.scenarios:
-                continue
-            for name in opts.front_ends:
-                fe = starters[name](work, ports)
-                one(key, fe, wrk(key, fe))
+            contenders: list[tuple[str, Callable[[], FrontEnd], Any]] = []
+            if key in opts.scenarios:
+                contenders += [
+                    (key, functools.partial(starters[name], work, ports), {})
+                    for name in opts.front_ends
+                ]
+            if "f" in opts.scenarios and key in ("a", "c"):
+                contenders.append(("f", functools.partial(spooled, key), {"like": key}))
+            if contenders:
+                interleaved(key, contenders)
+                shutil.rmtree(work / f"spool-{key}", ignore_errors=True)
         if "d" in opts.scenarios:
             for name in opts.front_ends:
                 fe = starters[name](work, ports)
@@ -112,14 +153,7 @@ def run(opts: Options) -> dict[str, Any]:
             # Probes of that many analyzers are spread over a minute, not every 2 s.
             fe = proxies.start_logdist(work, ports, "--health-interval", "60", analyzers=refs)
             fe.name = f"logdist {opts.many:,} an."
-            one("e", fe, wrk("a", fe), analyzers=opts.many)
-        if "f" in opts.scenarios:
-            for key in ("a", "c"):
-                spool = work / f"spool-{key}"
-                fe = proxies.start_logdist(work, ports, "--spool-dir", str(spool))
-                fe.name = "logdist+spool"
-                one("f", fe, wrk(key, fe), like=key)
-                shutil.rmtree(spool, ignore_errors=True)
+            one("e", fe, wrk("a", fe, opts.seconds), analyzers=opts.many)
     finally:
         proxies.stop(analyzers)
         shutil.rmtree(work, ignore_errors=True)
@@ -175,6 +209,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def report(opts: Options) -> dict[str, Any]:
     rows = opts.rows
+    rows.sort(key=lambda r: str(r["scenario"]))  # (f) ran beside (a) and (c): list it last
     for r in rows:
         base = row(rows, r["scenario"], "nginx") if r["scenario"] in "abcd" else {}
         if base and "messages_per_s" in r and base["messages_per_s"]:
@@ -187,6 +222,7 @@ def report(opts: Options) -> dict[str, Any]:
             "cpu_model": cpu_model(),
         },
         "seconds": opts.seconds,
+        "rounds": opts.rounds,
         "connections": opts.connections,
         "swarm_connections": opts.swarm_connections,
         "rows": rows,
@@ -229,7 +265,8 @@ def print_table(result: dict[str, Any]) -> None:
     m = result["machine"]
     print(
         f"\n{m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']};"
-        f" {result['seconds']:g} s a run, wrk {result['connections']} connections,"
+        f" {result['seconds']:g} s a run (a, b, c, f in {result['rounds']} slices taken in"
+        f" turn), wrk {result['connections']} connections,"
         f" 4 analyzers 4:3:2:1"
     )
     print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))

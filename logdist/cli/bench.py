@@ -27,6 +27,14 @@ def bench(
         typer.Option("--only", help="Front ends to compare (repeatable): logdist, nginx, haproxy."),
     ] = None,
     seconds: Annotated[float, typer.Option(help="Load seconds per run.", min=0.5)] = 10.0,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="Slices each front end's load in (a), (b), (c), (f) is cut into, taken in turn"
+            " with the others' so that the machine's slow spells fall on all alike.",
+            min=1,
+        ),
+    ] = 3,
     connections: Annotated[int, typer.Option(help="wrk connections (a, b, c, e, f).", min=1)] = 64,
     swarm_connections: Annotated[
         int, typer.Option(help="Emitter connections in scenario d, one packet/s each.", min=1)
@@ -51,6 +59,7 @@ def bench(
         scenarios=scenarios,
         front_ends=fronts,
         seconds=seconds,
+        rounds=rounds,
         connections=connections,
         swarm_connections=swarm_connections,
         many=many,

@@ -45,6 +45,8 @@ def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
         "4",
         "--swarm-connections",
         "20",
+        "--rounds",
+        "2",
     )
     rows = {(r["scenario"], r["front_end"]): r for r in data["rows"]}
     assert set(rows) == {(s, f) for s in "ad" for f in ("logdist", "nginx", "haproxy")}
@@ -53,6 +55,10 @@ def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
         # Weighted 4:3:2:1 by each front end: every analyzer received some.
         assert all(share > 0 for share in row["shares"].values())
     assert rows[("d", "logdist")]["load"]["connections"] == 20
+    # (a) was taken in two slices a front end, in turn; (d) in one.
+    assert {rows[("a", f)]["rounds"] for f in ("logdist", "nginx", "haproxy")} == {2}
+    assert len(rows[("a", "nginx")]["load"]) == 2 and rows[("d", "nginx")]["rounds"] == 1
+    assert data["rounds"] == 2
     assert rows[("a", "nginx")]["vs_nginx"] == 1.0
     targets = {t["target"].split(" ")[0]: t for t in data["targets"]}
     assert {"(a)", "(d)"} <= set(targets)
@@ -78,6 +84,8 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
         "4",
         "--many",
         "200",
+        "--rounds",
+        "1",
     )
     by = {
         (r["scenario"], r["front_end"], r.get("like"), r.get("analyzers")): r for r in data["rows"]
