@@ -141,10 +141,8 @@ def run(opts: Options) -> dict[str, Any]:
                 n = opts.swarm_connections
                 one("d", fe, lambda fe=fe, n=n: proxies.run_swarm(fe.port, opts.seconds, n))
         if "e" in opts.scenarios:
-            for size in (10, opts.many):
-                rows.append(
-                    {"scenario": "e", "front_end": "picker", **picker.measure(size, 100_000)}
-                )
+            for measured in picker.measure_sizes((10, opts.many), 100_000):
+                rows.append({"scenario": "e", "front_end": "picker", **measured})
             refs = [
                 f"s{i}=http://127.0.0.1:{ports[aid]}/ingest?slot={i}@{WEIGHTS[aid]}"
                 for i in range(opts.many)

@@ -191,32 +191,50 @@ class Spool:
         for p in packets:
             pieces += (wal.header(p.body), p.body)
         size = sum(map(len, pieces))
-        self.check_room(size)
-        segment = self._writable()
+        if self.bytes + size > self.max_bytes:
+            self.check_room(size)
+        active = self.active
+        segment = active if active is not None and active.bytes < self.segment_bytes else None
+        if segment is None:
+            segment = self._writable()
         assert segment.fd is not None
-        for start in range(0, len(pieces), IOV_PIECES):
-            part = pieces[start : start + IOV_PIECES]
-            written = os.writev(segment.fd, part)
-            wanted = sum(map(len, part))
-            if written < wanted:  # a short write (rare on a file): the rest the plain way
-                view = memoryview(b"".join(part))[written:]
-                while view:
-                    view = view[os.write(segment.fd, view) :]
+        if len(pieces) <= IOV_PIECES:
+            self._write(segment.fd, pieces, size)
+        else:
+            for start in range(0, len(pieces), IOV_PIECES):
+                part = pieces[start : start + IOV_PIECES]
+                self._write(segment.fd, part, sum(map(len, part)))
+        number = segment.number
         for p in packets:
-            p.segment = segment.number
+            p.segment = number
         segment.records += len(packets)
         segment.bytes += size
         self.bytes += size
         self._dirty = True
 
+    @staticmethod
+    def _write(fd: int, pieces: list[bytes], size: int) -> None:
+        written = os.writev(fd, pieces)
+        if written < size:  # a short write (rare on a file): the rest the plain way
+            view = memoryview(b"".join(pieces))[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+
     def ack(self, packets: list[Packet]) -> None:
+        segments = self.segments
+        number = packets[0].segment if packets else -1
+        if all(p.segment == number for p in packets):  # the usual batch: one segment
+            self._acked(segments.get(number), len(packets))
+            return
         for p in packets:
-            segment = self.segments.get(p.segment)
-            if segment is None:
-                continue
-            segment.acked += 1
-            if segment.settled and segment is not self.active:
-                self._drop(segment)
+            self._acked(segments.get(p.segment), 1)
+
+    def _acked(self, segment: Segment | None, count: int) -> None:
+        if segment is None:
+            return
+        segment.acked += count
+        if segment.settled and segment is not self.active:
+            self._drop(segment)
 
     def _writable(self) -> Segment:
         active = self.active
