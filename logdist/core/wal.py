@@ -1,4 +1,5 @@
-"""The spool's on-disk framing: a magic header, then records of [length][crc32][payload].
+"""The spool's on-disk framing: a magic header, then records of [length][crc32][payload],
+then possibly zeros (a segment is sized up front; its unwritten tail reads as zeros).
 
 Pure functions over bytes; the distributor's spool does the file I/O.
 """
@@ -15,7 +16,12 @@ MAX_RECORD = 64 << 20
 
 
 def header(payload: bytes) -> bytes:
-    """The record header for `payload` (write the two back to back: no copy of the payload)."""
+    """The record header for `payload` (write the two back to back: no copy of the payload).
+
+    A record is never empty: zeros mark where the written part of a segment ends.
+    """
+    if not payload:
+        raise ValueError("a spool record cannot be empty")
     return HEADER.pack(len(payload), zlib.crc32(payload))
 
 
@@ -32,7 +38,7 @@ class Decoded:
 
 
 def decode(data: bytes) -> Decoded:
-    """Every record up to the first that does not frame or check out."""
+    """Every record up to the first that does not frame or check out, or up to zeros."""
     if not data.startswith(MAGIC):
         return Decoded([], 0, "no spool header")
     records: list[bytes] = []
@@ -40,8 +46,12 @@ def decode(data: bytes) -> Decoded:
     end = len(data)
     while offset < end:
         if end - offset < HEADER.size:
+            if not data[offset:].strip(b"\0"):
+                break  # a zero tail shorter than a header
             return Decoded(records, offset, f"torn record header at byte {offset}")
         length, crc = HEADER.unpack_from(data, offset)
+        if length == 0 and crc == 0:
+            break  # zeros: the unused tail of a segment sized up front (no record is empty)
         start = offset + HEADER.size
         if length > MAX_RECORD:
             return Decoded(records, offset, f"impossible record length {length} at byte {offset}")

@@ -41,14 +41,20 @@ class Segment:
     acked: int = 0
     bytes: int = 0
     fd: int | None = None
+    # The open segment's file is sized to `capacity` up front (sparse: the disk holds only
+    # what is written), so a write inside it does not change the file's size: no journalled
+    # inode update per record. `bytes` are written.
+    capacity: int = 0
 
     @property
     def settled(self) -> bool:
         return self.acked >= self.records
 
 
-def _close(fd: int, sync: bool) -> None:
+def _close(fd: int, size: int, sync: bool) -> None:
+    """Cut a segment's unused tail, sync it (when asked) and close it."""
     try:
+        os.ftruncate(fd, size)
         if sync:
             os.fsync(fd)
     finally:
@@ -98,6 +104,10 @@ class Spool:
             data = path.read_bytes()
             decoded = wal.decode(data)
             segment = Segment(int(match.group(1)), path, bytes=decoded.good_bytes)
+            if decoded.problem is None and len(data) > decoded.good_bytes:
+                # The zero tail of a segment that was open when the process stopped.
+                with open(path, "r+b") as f:
+                    f.truncate(decoded.good_bytes)
             if decoded.problem is not None:
                 lost = len(data) - decoded.good_bytes
                 self.corrupt_records += 1
@@ -161,13 +171,12 @@ class Spool:
             self._interval_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._interval_task
-        if self.active is not None and self.active.fd is not None:
-            if self.fsync != "never":
-                os.fsync(self.active.fd)
-            os.close(self.active.fd)
-            self.active.fd = None
-            if self.active.settled:
-                self._drop(self.active)
+        active = self.active
+        if active is not None and active.fd is not None:
+            _close(active.fd, active.bytes, self.fsync != "never")
+            active.fd = None
+            if active.settled:
+                self._drop(active)
 
     # -- append and acknowledge -----------------------------------------------------------
 
@@ -193,17 +202,17 @@ class Spool:
         size = sum(map(len, pieces))
         if self.bytes + size > self.max_bytes:
             self.check_room(size)
-        active = self.active
-        segment = active if active is not None and active.bytes < self.segment_bytes else None
-        if segment is None:
-            segment = self._writable()
+        segment = self.active
+        if segment is None or segment.bytes + size > segment.capacity:
+            segment = self._writable(size)
         assert segment.fd is not None
+        offset = segment.bytes
         if len(pieces) <= IOV_PIECES:
-            self._write(segment.fd, pieces, size)
+            self._write(segment.fd, pieces, size, offset)
         else:
             for start in range(0, len(pieces), IOV_PIECES):
                 part = pieces[start : start + IOV_PIECES]
-                self._write(segment.fd, part, sum(map(len, part)))
+                offset = self._write(segment.fd, part, sum(map(len, part)), offset)
         number = segment.number
         for p in packets:
             p.segment = number
@@ -213,12 +222,14 @@ class Spool:
         self._dirty = True
 
     @staticmethod
-    def _write(fd: int, pieces: list[bytes], size: int) -> None:
-        written = os.writev(fd, pieces)
+    def _write(fd: int, pieces: list[bytes], size: int, offset: int) -> int:
+        """Write `pieces` (`size` bytes) at `offset`; the offset after them."""
+        written = os.pwritev(fd, pieces, offset)
         if written < size:  # a short write (rare on a file): the rest the plain way
             view = memoryview(b"".join(pieces))[written:]
             while view:
-                view = view[os.write(fd, view) :]
+                view = view[os.pwrite(fd, view, offset + size - len(view)) :]
+        return offset + size
 
     def ack(self, packets: list[Packet]) -> None:
         segments = self.segments
@@ -236,15 +247,18 @@ class Spool:
         if segment.settled and segment is not self.active:
             self._drop(segment)
 
-    def _writable(self) -> Segment:
+    def _writable(self, size: int) -> Segment:
+        """The active segment when `size` more bytes fit it; else a new one that they fit."""
         active = self.active
-        if active is not None and active.bytes < self.segment_bytes:
+        if active is not None and active.bytes + size <= active.capacity:
             return active
         if active is not None:
             assert active.fd is not None
             # Synced and closed in a thread: an 8 MiB fsync would stall every request.
-            fd, sync = active.fd, self.fsync != "never"
-            done = asyncio.get_running_loop().run_in_executor(None, _close, fd, sync)
+            sync = self.fsync != "never"
+            done = asyncio.get_running_loop().run_in_executor(
+                None, _close, active.fd, active.bytes, sync
+            )
             self._closing.add(done)
             done.add_done_callback(self._closed)
             active.fd = None
@@ -253,9 +267,16 @@ class Spool:
                 self._drop(active)
         number = max(self.segments, default=0) + 1
         path = self.dir / f"seg-{number:012d}.wal"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        os.write(fd, wal.MAGIC)
-        segment = Segment(number, path, bytes=len(wal.MAGIC), fd=fd)
+        capacity = max(self.segment_bytes, len(wal.MAGIC) + size)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.ftruncate(fd, capacity)
+            os.pwrite(fd, wal.MAGIC, 0)
+        except OSError:
+            os.close(fd)
+            path.unlink()
+            raise
+        segment = Segment(number, path, bytes=len(wal.MAGIC), fd=fd, capacity=capacity)
         self.bytes += segment.bytes
         self.segments[number] = segment
         self.active = segment

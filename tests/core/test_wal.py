@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -10,10 +11,20 @@ def segment(payloads: list[bytes]) -> bytes:
     return wal.MAGIC + b"".join(wal.encode(p) for p in payloads)
 
 
-@given(st.lists(st.binary(max_size=200), max_size=20))
-def test_records_round_trip(payloads: list[bytes]) -> None:
-    decoded = wal.decode(segment(payloads))
+@given(st.lists(st.binary(min_size=1, max_size=200), max_size=20), st.integers(0, 300))
+def test_records_round_trip_and_a_zero_tail_is_where_they_end(
+    payloads: list[bytes], zeros: int
+) -> None:
+    # A segment is sized up front; what was not written of it reads as zeros.
+    whole = segment(payloads)
+    decoded = wal.decode(whole + bytes(zeros))
     assert decoded.records == payloads and decoded.problem is None
+    assert decoded.good_bytes == len(whole)
+
+
+def test_an_empty_record_is_refused_since_zeros_mark_the_end() -> None:
+    with pytest.raises(ValueError, match="cannot be empty"):
+        wal.encode(b"")
 
 
 @given(st.lists(st.binary(min_size=1, max_size=50), min_size=1, max_size=10), st.data())

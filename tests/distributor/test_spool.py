@@ -116,3 +116,42 @@ async def test_a_run_is_one_record_and_comes_back_whole(tmp_path: Path) -> None:
     replayed = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20).recover()
     assert [(p.count, p.ids) for p in replayed] == [(3, ["r0", "r1", "r2"]), (1, None)]
     assert replayed[0].body == body
+
+
+async def test_a_process_killed_with_a_segment_open_loses_nothing_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The open segment's file is sized up front: what a killed process wrote is in it (the
+    # page cache has it), followed by zeros, which recovery reads as the end, not as damage.
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 16, fsync="never")
+    spool.recover()
+    spool.write(packets(5))
+    big = b'{"packetId":"big","messages":[{"m":"%s"}]}' % (b"x" * 20_000)
+    spool.write(parse_batch(big, ndjson=True))
+    spool.write(packets(2, start=5))
+    [name] = segments(tmp_path)
+    path = tmp_path / name
+    assert path.stat().st_size == 1 << 16  # the zero tail
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / name).write_bytes(path.read_bytes())  # the file as a kill would leave it
+    replayed = Spool(killed, max_bytes=1 << 20, segment_bytes=1 << 16).recover()
+    assert [p.id for p in replayed] == ["p0", "p1", "p2", "p3", "p4", "big", "p5", "p6"]
+    assert "spool_corrupt" not in caplog.text
+    assert spool.active is not None
+    assert (killed / name).stat().st_size == spool.active.bytes  # the tail cut on recovery
+    await spool.close()
+    assert path.stat().st_size == spool.active.bytes  # closed: cut to what it holds
+
+
+async def test_a_record_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1000, fsync="never")
+    spool.recover()
+    spool.write(packets(2))
+    big = b'{"packetId":"big","messages":[{"m":"%s"}]}' % (b"x" * 5000)
+    spool.write(parse_batch(big, ndjson=True))
+    spool.write(packets(1, start=2))
+    await spool.close()
+    assert len(segments(tmp_path)) == 3
+    replayed = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1000).recover()
+    assert [p.id for p in replayed] == ["p0", "p1", "big", "p2"]
