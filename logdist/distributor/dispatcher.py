@@ -171,10 +171,7 @@ class Dispatcher:
             if box is None or box.analyzer is not analyzer:
                 box = self._boxes[analyzer.id] = Outbox(analyzer)
             box.packets.append(packet)
-            if not box.idle and box.senders < self.cfg.max_requests:
-                box.senders += 1
-                box.idle += 1
-                self._spawn(self._send(box))
+            self._add_sender(box)
             if registry.full(analyzer):
                 # Its share is taken whole: wait for its room (or for it to be found stalled).
                 self._waiting_for = analyzer
@@ -182,6 +179,13 @@ class Dispatcher:
                 loop.call_later(registry.stall_after, self._wake.set)
                 return
         self._wake.set()
+
+    def _add_sender(self, box: Outbox) -> None:
+        """Start a sender for `box` unless one is about to take from it or it has enough."""
+        if not box.idle and box.senders < self.cfg.max_requests:
+            box.senders += 1
+            box.idle += 1
+            self._spawn(self._send(box))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -216,6 +220,8 @@ class Dispatcher:
                     packet = box.packets.popleft()
                     count += packet.count
                     batch.append(packet)
+                if box.packets:
+                    self._add_sender(box)  # more than a batch waits: forward it alongside
                 await self._forward(analyzer, batch)
                 box.idle += 1
                 busy = False

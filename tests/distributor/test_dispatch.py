@@ -30,9 +30,10 @@ class HeldForwarder:
 
 
 @pytest.fixture
-async def held() -> AsyncIterator[tuple[Distributor, HeldForwarder]]:
+async def held(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Distributor, HeldForwarder]]:
     ref = AnalyzerRef("a1", "http://127.0.0.1:9/ingest", 1)
-    d = Distributor(DistributorConfig(analyzers=(ref,), max_requests=3))
+    settings = getattr(request, "param", {})
+    d = Distributor(DistributorConfig(analyzers=(ref,), max_requests=3, **settings))
     d.registry.record_success("a1", batch=True)
     forwarder = HeldForwarder()
     d.dispatcher._forwarder = forwarder  # type: ignore[assignment]
@@ -86,3 +87,18 @@ async def test_packets_routed_while_a_sender_starts_join_its_request(
     assert d.dispatcher.unacked == 0
     await turns()
     assert len(d.dispatcher._tasks) == 1  # senders end when their outbox is empty
+
+
+@pytest.mark.parametrize("held", [{"forward_batch": 2}], indirect=True)
+async def test_a_burst_of_several_batches_is_forwarded_in_parallel(
+    held: tuple[Distributor, HeldForwarder],
+) -> None:
+    d, forwarder = held
+    d.dispatcher.enqueue([packet(n) for n in range(7)])  # routed in one turn
+    await turns(10)
+    # Each sender that takes a batch and leaves more behind starts the next, up to 3.
+    assert forwarder.requests == [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]]
+    assert d.dispatcher.outbox_depth("a1") == 1
+    forwarder.release.set()
+    await turns(20)
+    assert forwarder.requests[-1] == [b"6"] and d.dispatcher.unacked == 0
