@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +53,9 @@ REASONS = {
     503: b"Service Unavailable",
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+INTERNAL_ERROR = b'{"error":"internal error; see the daemon\'s log","code":"internal_error"}'
+log = logging.getLogger("logdist.front")
+
 # Seconds a connection answered with "close" still reads (and drops) what the client sends.
 LINGER_SECONDS = 2.0
 # Request line and headers of one request, at most (aiohttp allows 8 KiB a line).
@@ -365,6 +369,11 @@ class Connection(asyncio.Protocol):
         except LogdistError as exc:
             self.door.rejected(exc)
             self.answer(error(exc, self.close_after))
+        except Exception:
+            # A bug, or the machine (a full disk): what aiohttp's route answers too.
+            path = self.url.split(b"?", 1)[0].decode("latin-1", "replace")
+            log.exception("event=handler_error method=POST path=%s", path)
+            self.answer(response(500, INTERNAL_ERROR, close=self.close_after))
 
     # -- answers --------------------------------------------------------------------------
 

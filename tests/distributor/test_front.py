@@ -18,6 +18,7 @@ from logdist.distributor import make_app
 from logdist.distributor.app import DISTRIBUTOR
 from logdist.distributor.front import Front
 from logdist.distributor.service import Distributor
+from logdist.front import Connection, FrontDoor, response
 from tests.serving import read_response
 
 PACKET = b'{"messages":[{"message":"hi"}],"packetId":"%s"}'
@@ -255,3 +256,30 @@ async def test_endless_headers_are_refused_not_buffered(door: Door) -> None:
     status, headers, body = await read_response(reader)
     assert status == 400 and "exceed" in orjson.loads(body)["error"]
     assert headers["connection"] == "close"
+
+
+async def test_a_bug_in_a_lean_handler_is_a_json_500_and_the_connection_serves_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(FrontDoor):
+        def handle(self, conn: Connection, route: int, ctype: bytes | None, body: bytes) -> None:
+            if body == b"{}":
+                raise RuntimeError("boom")
+            conn.answer(response(200, b"{}", close=conn.close_after))
+
+    app = web.Application()
+    broken = Broken({b"/x": 1}, {1: 1000})
+    app[LISTENER] = Listener(broken.factory, broken.close)
+    listening = await daemon.listen(app, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(listening.url.split(":")[-1]))
+    try:
+        writer.write(post("/x", b"{}"))
+        status, _, body = await read_response(reader)
+        assert status == 500 and orjson.loads(body)["code"] == "internal_error"
+        assert "event=handler_error" in caplog.text and "RuntimeError: boom" in caplog.text
+        writer.write(post("/x", b"[]"))
+        assert (await read_response(reader))[0] == 200
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await listening.stop()
