@@ -173,10 +173,26 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+def torn_tail(path: str) -> bool:
+    """Whether the file at `path` ends in the middle of a line."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 async def output_file(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     if state.cfg.output:
         state.output = open(state.cfg.output, "ab")  # noqa: SIM115 - closed below
+        if torn_tail(state.cfg.output):
+            # A previous run was killed in the middle of a line (its packet was never
+            # acknowledged, so it is sent again): end that line, so that the next packet
+            # starts a line of its own instead of being glued to the broken one.
+            state.output.write(b"\n")
+            state.output.flush()
+            event(log, "output_torn_line_ended", logging.WARNING, path=state.cfg.output)
     yield
     if state.output is not None:
         state.output.close()

@@ -77,6 +77,19 @@ async def test_ndjson_and_array_batches(client: Client) -> None:
     assert "ids" not in stats
 
 
+async def test_a_line_torn_by_a_kill_is_ended_before_the_next_run_writes(
+    serve: Serve, tmp_path: Path
+) -> None:
+    out = tmp_path / "torn.ndjson"
+    whole = orjson.dumps(packet("a"))
+    out.write_bytes(whole + b"\n" + whole[:20])  # killed in the middle of the second line
+    client = await serve(make_app(AnalyzerConfig(output=str(out))))
+    await client.post("/ingest", json=packet("b"))
+    lines = out.read_bytes().splitlines()
+    assert lines[:2] == [whole, whole[:20]]
+    assert [orjson.loads(line)["packetId"] for line in lines[2:]] == ["b"]
+
+
 async def test_output_file_holds_each_new_packet_once(client: Client, tmp_path: Path) -> None:
     for pid in ("a", "b", "a"):
         await client.post("/ingest", json=packet(pid))

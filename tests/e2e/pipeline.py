@@ -134,10 +134,18 @@ class Pipeline:
             sent.update(body["ids"])
         received: list[str] = []
         messages: dict[str, int] = {}
+        torn = 0
         for aid in self.weights:
             path = self.output(aid)
             lines = path.read_bytes().splitlines() if path.exists() else []
-            packets = [json.loads(line) for line in lines]
+            packets = []
+            for line in lines:
+                try:
+                    packets.append(json.loads(line))
+                except json.JSONDecodeError:
+                    # Cut short by a kill before the packet was acknowledged: it was sent
+                    # again, and counts where a whole line of it is.
+                    torn += 1
             received += [p["packetId"] for p in packets]
             messages[aid] = sum(len(p["messages"]) for p in packets)
         unique = set(received)
@@ -147,6 +155,7 @@ class Pipeline:
             "duplicates": len(received) - len(unique),
             "lost": len(sent - unique),
             "messages": messages,
+            "torn_lines": torn,
         }
 
 

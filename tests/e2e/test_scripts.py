@@ -50,6 +50,7 @@ def test_rolling_restart_replaces_every_analyzer_and_loses_nothing(procs: Procs)
         accounting = p.accounting()
         print(accounting)
         assert accounting["lost"] == 0 and accounting["sent"] > 200
+        assert accounting["torn_lines"] == 0  # nothing was killed
     finally:
         for pid in new_pids.values():  # the script started them, not this test: stop them by PID
             with contextlib.suppress(ProcessLookupError):
