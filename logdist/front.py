@@ -19,6 +19,7 @@ seconds gets 408 and its connection closed.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hmac
 import logging
@@ -121,7 +122,7 @@ class HandOff(Exception):
     """Raised from a parser callback to stop parsing a request aiohttp will serve."""
 
 
-class FrontDoor:
+class FrontDoor(abc.ABC):
     """A daemon's lean routes: which paths, their body limits, its token, how it answers.
 
     `routes` maps a path to a route number (POST only); `limits` a route number to its body
@@ -148,18 +149,18 @@ class FrontDoor:
 
     # -- for the daemon -------------------------------------------------------------------
 
+    @abc.abstractmethod
     def handle(self, conn: Connection, route: int, ctype: bytes | None, body: bytes) -> None:
         """Answer one whole request on `route` (`conn.answer`, or `conn.defer` and later
-        `conn.fulfil`)."""
-        raise NotImplementedError
+        `conn.fulfil`); every daemon's door says how."""
 
-    def rejected(self, exc: LogdistError) -> None:
+    def rejected(self, exc: LogdistError) -> None:  # noqa: B027 - optional hook
         """A request on a lean route was refused with `exc` (for the daemon's counters)."""
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:  # noqa: B027 - optional hook
         """Called four times a second (the distributor expires requests waiting for room)."""
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """`conn` went away while holding requests (see `Connection.hold`)."""
 
     # -- serving --------------------------------------------------------------------------
