@@ -5,9 +5,10 @@ of a megabyte to each analyzer. On those paths aiohttp's per-request machinery (
 response objects, middlewares, the router, a task per request, a body read chunk by chunk)
 costs as much as the daemon's own work, so the listening socket is served by this protocol
 instead: llhttp (C, via httptools) parses, a hot route's body is handed to the daemon's
-`FrontDoor.handle` as bytes, and its answer goes out as one write — no task, no objects per
-request. Any other request (admin, dashboard, WebSockets, a wrong method on a hot path) hands
-the connection to aiohttp, bytes and all, and aiohttp serves it from then on; both paths share
+`FrontDoor.handle` as bytes, and its answer is written with the others of that loop turn at
+its end (see `Connection.send`) — no task, no objects per request. Any other request (admin,
+dashboard, WebSockets, a wrong method on a hot path) hands the connection to aiohttp, bytes
+and all, and aiohttp serves it from then on; both paths share
 the daemon's validation, errors and counters, so a client cannot tell them apart.
 
 Keep-alive, pipelining (answers in request order), `Expect: 100-continue`, HTTP/1.0 and
@@ -146,6 +147,8 @@ class FrontDoor(abc.ABC):
         self.connections: set[Connection] = set()
         self.handed_off = 0
         self._sweeper: asyncio.Task[None] | None = None
+        # Connections with answers to write at the end of this loop turn (see `Connection.send`).
+        self.unsent: list[Connection] = []
 
     # -- for the daemon -------------------------------------------------------------------
 
@@ -184,6 +187,11 @@ class FrontDoor(abc.ABC):
             if turn % every == 0:
                 for conn in list(self.connections):
                     conn.check_clock(now)
+
+    def write_unsent(self) -> None:
+        conns, self.unsent = self.unsent, []
+        for conn in conns:
+            conn.push()
 
     async def close(self) -> None:
         """Stop the clocks; close idle connections now and busy ones once they have answered."""
@@ -228,6 +236,8 @@ class Connection(asyncio.Protocol):
         self.paused = False
         # Requests of this connection held by the daemon, reading paused meanwhile.
         self.held = 0
+        # Answers not yet written: they go out at the end of the loop turn (see `send`).
+        self.unsent: list[bytes] = []
 
     # -- connection -----------------------------------------------------------------------
 
@@ -268,11 +278,13 @@ class Connection(asyncio.Protocol):
                     RequestTimeout(f"no request bytes for {timeout:g} s; send the whole request")
                 )
         elif not self.out and idle > self.door.keepalive_timeout and self.transport is not None:
+            self.push()
             self.transport.close()
 
     def close_when_idle(self) -> None:
         self.closing = True
         if not self.in_request and not self.out and self.transport is not None:
+            self.push()
             self.transport.close()
 
     # -- parser callbacks -----------------------------------------------------------------
@@ -337,6 +349,7 @@ class Connection(asyncio.Protocol):
                 Unauthorized("this route needs the ingest token as 'Authorization: Bearer <token>'")
             )
         elif self.expect and self.transport is not None:
+            self.push()
             self.transport.write(CONTINUE)
 
     def authorized(self) -> bool:
@@ -388,9 +401,35 @@ class Connection(asyncio.Protocol):
         assert transport is not None
         if transport.is_closing() or self.lingering:
             return
-        transport.write(data)
         if close:
+            self.push()
+            transport.write(data)
             self.linger()
+        else:
+            self.send(data)
+
+    def send(self, data: bytes) -> None:
+        """Write `data` at the end of this loop turn, with every other answer made in it.
+
+        Each write to a client that sleeps waiting for its answer wakes it, and on loopback
+        the writer pays for that wake-up; answers written together after a turn's reads wake
+        a client once for many, which on two cores measured ~1.3x the requests a second.
+        """
+        if not self.unsent:
+            unsent = self.door.unsent
+            if not unsent:
+                asyncio.get_running_loop().call_soon(self.door.write_unsent)
+            unsent.append(self)
+        self.unsent.append(data)
+
+    def push(self) -> None:
+        """Write now what `send` holds (before anything else is written or closes)."""
+        if self.unsent:
+            data = self.unsent[0] if len(self.unsent) == 1 else b"".join(self.unsent)
+            self.unsent = []
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
 
     def defer(self) -> list[Any]:
         """Keep the place of the request being handled now; its answer comes by `fulfil`."""
@@ -424,6 +463,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        self.push()
         self.lingering = True
         if self.paused:
             transport.resume_reading()
@@ -437,6 +477,7 @@ class Connection(asyncio.Protocol):
     def flush(self) -> None:
         transport = self.transport
         assert transport is not None
+        self.push()
         while self.out and self.out[0][0]:
             _, data, close = self.out.popleft()
             if transport.is_closing() or self.lingering:
@@ -479,6 +520,7 @@ class Connection(asyncio.Protocol):
                 )
             return
         raw = b"".join(self.raw)
+        self.push()
         self.door.connections.discard(self)
         self.door.handed_off += 1
         handler = self.server()

@@ -204,6 +204,7 @@ class Distributor:
         row["delivered_messages"] = stats.messages
         row["actual_share"] = stats.messages / delivered if delivered else 0.0
         row["outbox"] = self.dispatcher.outbox_depth(analyzer.id)
+        row["requests"] = stats.requests
         row["failures"] = stats.failures
         return row
 

@@ -197,4 +197,6 @@ async def test_health_endpoint_and_status(
         10,
         1.0,
     )
+    # Forwarding requests it took (batches of several packets count once).
+    assert row["requests"] == len(fake.requests)
     assert (await (await client.get("/health")).json()) == {"status": "ok"}

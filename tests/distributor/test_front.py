@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -70,6 +70,58 @@ async def test_pipelined_packets_are_answered_in_order(door: Door) -> None:
     ids = [orjson.loads((await read_response(reader))[2])["packetId"] for _ in range(5)]
     assert ids == ["0", "1", "2", "3", "4"]
     assert [p.id for p in door.distributor.dispatcher.queue] == ids
+
+
+async def test_a_close_pipelined_behind_keep_alive_answers_in_order_then_closes(
+    door: Door,
+) -> None:
+    reader, writer = await door.connect()
+    writer.write(
+        post("/log-packet", PACKET % b"0")
+        + post("/log-packet", PACKET % b"1")
+        + post("/log-packet", PACKET % b"2", "Connection: close")
+        + post("/log-packet", PACKET % b"3")  # after the close: never read
+    )
+    answers = [await read_response(reader) for _ in range(3)]
+    assert [orjson.loads(body)["packetId"] for _, _, body in answers] == ["0", "1", "2"]
+    assert [headers.get("connection") for _, headers, _ in answers] == [None, None, "close"]
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert [p.id for p in door.distributor.dispatcher.queue] == ["0", "1", "2"]
+
+
+class Wire:
+    """A transport that records what is written to it, for counting writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def test_answers_made_in_one_loop_turn_go_out_in_one_write() -> None:
+    front = Front(Distributor(DistributorConfig()))
+    make = front.factory(cast(web.Server, None))
+    conns = [cast(Connection, make()) for _ in range(2)]
+    wires = [Wire(), Wire()]
+    for conn, wire in zip(conns, wires, strict=True):
+        conn.connection_made(wire)  # type: ignore[arg-type]
+    conns[0].data_received(b"".join(post("/log-packet", PACKET % b"%d" % i) for i in range(3)))
+    conns[1].data_received(post("/log-packet", PACKET % b"3"))
+    # Answered, not yet written: the writes wait for the end of the loop turn...
+    assert wires[0].writes == [] and wires[1].writes == []
+    await asyncio.sleep(0)
+    # ...then one write a connection, its answers in order.
+    assert [len(w.writes) for w in wires] == [1, 1]
+    assert wires[0].writes[0].count(b"HTTP/1.1 202") == 3
+    assert wires[0].writes[0].index(b'"0"') < wires[0].writes[0].index(b'"2"')
+    await front.close()
 
 
 async def test_admin_request_after_ingest_on_one_connection_is_served_by_aiohttp(
