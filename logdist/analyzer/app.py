@@ -79,8 +79,8 @@ class AnalyzerState:
             for emitter, n in zip(emitters, counts, strict=True):
                 self._count(emitter, 1, n)
         if self.output is not None:
-            assert read.lines is not None  # read with keep_lines when there is an output
-            lines = read.lines if len(keep) == len(ids) else [read.lines[i] for i in keep]
+            every = read.lines()  # read with keep_lines when there is an output
+            lines = every if len(keep) == len(ids) else [every[i] for i in keep]
             self.output.write(b"\n".join(lines) + b"\n")
             self.output.flush()
         return len(keep)

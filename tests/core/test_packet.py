@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from logdist.core.packet import (
     frame_ndjson,
+    one_a_line,
     packet_ids,
     parse_batch,
     parse_one,
@@ -230,7 +231,7 @@ def test_a_counting_read_finds_what_the_line_read_finds(crlf: bool) -> None:
     if crlf:
         body = body.replace(b"\n", b"\r\n")
     counted = read_lines(body, keep_lines=False)
-    assert counted is not None and counted.lines is None
+    assert counted is not None and not counted.exact
     packets = parse_batch(body, ndjson=True)
     assert counted.ids == [p.id for p in packets]
     assert counted.emitters == [p.emitter for p in packets]
@@ -250,3 +251,69 @@ def test_a_counting_read_finds_what_the_line_read_finds(crlf: bool) -> None:
 )
 def test_a_counting_read_leaves_anything_off_its_path_to_the_full_read(body: bytes) -> None:
     assert read_lines(body, keep_lines=False) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "exact"),
+    [
+        (b'{"packetId":"a","messages":[{}]}\n{"packetId":"b","messages":[{}]}\n', True),
+        (b'{"packetId":"a","messages":[{}]}\n{"packetId":"b","messages":[{}]}', True),
+        (b'{"packetId":"a","messages":[{}]}\n', True),
+        # One packet over two lines, and two packets on one line.
+        (b'{"packetId":"a",\n"messages":[{}]}\n', False),
+        (b'{"packetId":"a","messages":[{}]}{"packetId":"b","messages":[{}]}\n', False),
+        (b'{"packetId":"a","messages":[{}]} {"packetId":"b","messages":[{}]}\n', False),
+        # Both at once: line and packet counts agree, the lines do not hold the packets.
+        (
+            b'{"packetId":"a","messages":[{}]}{"packetId":"b",\n"messages":[{}]}'
+            b'\n{"packetId":"c","messages":[{}]}',
+            False,
+        ),
+        # Spaces, a blank line, CRLF: the line-by-line way takes those.
+        (b' {"packetId":"a","messages":[{}]}\n', False),
+        (b'{"packetId":"a","messages":[{}]} \n', False),
+        (b'{"packetId":"a","messages":[{}]}\n\n{"packetId":"b","messages":[{}]}\n', False),
+        (b'{"packetId":"a","messages":[{}]}\r\n{"packetId":"b","messages":[{}]}\r\n', False),
+    ],
+)
+def test_a_line_read_takes_only_one_packet_a_line(body: bytes, exact: bool) -> None:
+    read = read_lines(body)
+    assert (read is not None) == exact
+    if read is not None:
+        assert read.lines() == [line for line in body.split(b"\n") if line]
+        assert [orjson.loads(line)["packetId"] for line in read.lines()] == read.ids
+        # The fast read and the batch agree: one run, the request's bytes, the same ids.
+        (run,) = parse_batch(body, ndjson=True, run=10)
+        assert run.body == body.rstrip(b"\n") and (run.ids or [run.id]) == read.ids
+
+
+def test_one_a_line_counts_boundaries_not_just_newlines() -> None:
+    two = b'{"packetId":"a","messages":[{}]}\n{"packetId":"b","messages":[{}]}'
+    assert one_a_line(two, 2)
+    assert not one_a_line(two, 3) and not one_a_line(two, 1)
+
+
+@given(
+    count=st.integers(1, 6),
+    # Where a newline or a space goes: after which byte of the canonical body.
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from([b"\n", b" "])), max_size=4),
+    drops=st.lists(st.integers(0, 5), max_size=2),
+)
+def test_an_exact_read_never_misplaces_a_packet(
+    count: int, edits: list[tuple[int, bytes]], drops: list[int]
+) -> None:
+    objs = [{"packetId": f"p{i}", "messages": [{"n": i}, {"k": [1, 2]}]} for i in range(count)]
+    body = bytearray(b"\n".join(orjson.dumps(o) for o in objs))
+    for where, ws in sorted(edits, reverse=True):
+        # Whitespace only where JSON allows it: after a comma, a colon or a bracket.
+        at = where % len(body)
+        if bytes(body[at : at + 1]) in (b",", b":", b"[", b"{"):
+            body[at + 1 : at + 1] = ws
+    for drop in drops:  # join two lines into one
+        at = body.find(b"\n", drop)
+        if at != -1:
+            del body[at]
+    read = read_lines(bytes(body))
+    if read is not None:
+        assert [orjson.loads(line) for line in read.lines()] == objs
+        assert read.ids == [o["packetId"] for o in objs]
