@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,32 @@ async def test_a_record_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path
     assert len(segments(tmp_path)) == 3
     replayed = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1000).recover()
     assert [p.id for p in replayed] == ["p0", "p1", "big", "p2"]
+
+
+async def test_interval_syncs_closed_segments_at_the_tick_unless_acknowledged_by_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logdist.distributor import spool as spool_module
+
+    synced: list[str] = []
+    real = spool_module._sync_paths
+
+    def spy(paths: list[Path]) -> None:
+        synced.extend(p.name for p in paths)
+        real(paths)
+
+    monkeypatch.setattr(spool_module, "_sync_paths", spy)
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200, fsync="interval")
+    spool.recover()
+    spool.start()
+    first, second = packets(3), packets(3, start=3)
+    spool.write(first)
+    spool.write(second)  # closes the first segment
+    spool.write(packets(3, start=6))  # closes the second
+    names = segments(tmp_path)
+    assert len(names) == 3 and synced == []  # not synced as they closed
+    spool.ack(first)  # the first is settled, and deleted, before the tick
+    assert segments(tmp_path) == names[1:]
+    await asyncio.sleep(1.3)
+    assert synced == [names[1]]  # the tick synced what still holds unacknowledged packets
+    await spool.close()
