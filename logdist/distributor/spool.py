@@ -140,7 +140,7 @@ class Spool:
                 )
                 with open(path, "r+b") as f:
                     f.truncate(
-                        max(decoded.good_bytes, len(wal.MAGIC)) if data.startswith(wal.MAGIC) else 0
+                        max(decoded.good_bytes, len(wal.MAGIC)) if wal.is_segment(data) else 0
                     )
             for payload in decoded.records:
                 try:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,3 +59,14 @@ def test_a_flipped_byte_is_caught_by_the_checksum() -> None:
 def test_a_file_that_is_not_a_segment_yields_nothing() -> None:
     decoded = wal.decode(b"hello world")
     assert decoded.records == [] and decoded.problem == "no spool header"
+
+
+def test_a_segment_from_the_version_before_is_still_read() -> None:
+    # LDSPOOL1 segments checksum with zlib's CRC-32; a spool left by it is replayed.
+    old = wal.MAGIC_CRC32 + b"".join(
+        wal.HEADER.pack(len(p), zlib.crc32(p)) + p for p in (b"first", b"second")
+    )
+    assert wal.is_segment(old)
+    assert wal.decode(old).records == [b"first", b"second"]
+    # Each version's checksum is checked as its own: the other's would not match.
+    assert wal.decode(wal.MAGIC + old[len(wal.MAGIC) :]).problem is not None
