@@ -53,7 +53,7 @@ class AdminState(StrEnum):
     DRAINING = "draining"
 
 
-@dataclass
+@dataclass(slots=True)
 class Analyzer:
     id: str
     url: str

@@ -185,6 +185,10 @@ class Spool:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
             self._closing.clear()
+        closed = [self.segments[n].path for n in self._unsynced if n in self.segments]
+        self._unsynced.clear()
+        if closed:  # what is left for the next start is on disk when this one has stopped
+            await asyncio.get_running_loop().run_in_executor(None, _sync_paths, closed)
         if self._interval_task is not None:
             self._interval_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -184,4 +184,7 @@ async def test_interval_syncs_closed_segments_at_the_tick_unless_acknowledged_by
     assert segments(tmp_path) == names[1:]
     await asyncio.sleep(1.3)
     assert synced == [names[1]]  # the tick synced what still holds unacknowledged packets
+    spool.write(packets(3, start=9))  # closes the third, which the stop syncs
+    synced.clear()
     await spool.close()
+    assert synced == [names[2]]
