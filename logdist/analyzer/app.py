@@ -60,9 +60,12 @@ class AnalyzerState:
 
     def take_lines(self, read: Lines) -> int:
         """`take` for a batch read the fast way (no Packet objects); the count of new ones."""
-        add = self.window.add
         ids, counts, emitters = read.ids, read.counts, read.emitters
-        keep = [i for i, pid in enumerate(ids) if add(pid)]
+        if self.window.add_all(ids):  # the usual batch: every packet new
+            keep = list(range(len(ids)))
+        else:
+            add = self.window.add
+            keep = [i for i, pid in enumerate(ids) if add(pid)]
         self.duplicates += len(ids) - len(keep)
         if not keep:
             return 0

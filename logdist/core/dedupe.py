@@ -41,3 +41,24 @@ class DedupeWindow:
             self._seen.discard(self._order.popleft())
             self.evicted += 1
         return True
+
+    def add_all(self, keys: list[str]) -> bool:
+        """Record `keys` at once if all are first deliveries (none in the window, no repeats
+        among them), in C-level set and deque calls; else record nothing and return False
+        (then `add` them one by one, to learn which are new)."""
+        seen = self._seen
+        if not seen.isdisjoint(keys):
+            return False
+        before = len(seen)
+        seen.update(keys)
+        if len(seen) - before != len(keys):  # a key repeated among them: none were seen
+            seen.difference_update(keys)
+            return False
+        order = self._order
+        order.extend(keys)
+        excess = len(order) - self.capacity
+        if excess > 0:
+            popleft = order.popleft
+            seen.difference_update([popleft() for _ in range(excess)])
+            self.evicted += excess
+        return True

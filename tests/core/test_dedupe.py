@@ -35,3 +35,22 @@ def test_a_full_window_keeps_forgetting_in_arrival_order() -> None:
     assert list(w) == ["e", "f", "g"] and w.evicted == 4
     assert not w.add("f") and w.add("a")
     assert list(w) == ["f", "g", "a"]
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 60), max_size=12), max_size=15),
+    st.integers(1, 25),
+)
+def test_adding_a_batch_at_once_is_adding_it_one_by_one(
+    batches: list[list[int]], capacity: int
+) -> None:
+    bulk, single = DedupeWindow(capacity), DedupeWindow(capacity)
+    for batch in batches:
+        keys = [str(k) for k in batch]
+        new = [single.add(k) for k in keys]
+        if bulk.add_all(keys):
+            assert all(new)  # taken at once only when every key is a first delivery
+        else:
+            assert [bulk.add(k) for k in keys] == new
+        assert list(bulk) == list(single) and bulk.evicted == single.evicted
+        assert len(bulk) <= capacity
