@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -87,6 +88,25 @@ async def test_recent_logs_open_runs_of_packets_from_a_batch(
     mine = await (await client.get("/logs?n=100&emitter=e1")).json()
     assert sorted(e["message"] for e in mine) == ["m1.0", "m3.0", "m5.0"]
     assert {e["emitter"] for e in mine} == {"e1"}
+
+
+def delivered(client: Any, n: int) -> bool:
+    return bool(service(client).counters.delivered_packets == n)
+
+
+async def test_the_log_buffer_counts_the_packets_of_a_run(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    client = await routed_client(aiohttp_server, make_distributor, log_buffer=5)
+    for start in (0, 6):  # two requests of 6 packets: a run each
+        body = b"\n".join(orjson.dumps(packet(i, "e1", ["INFO"])) for i in range(start, start + 6))
+        await client.post(
+            "/log-packets", data=body, headers={"Content-Type": "application/x-ndjson"}
+        )
+        await eventually(partial(delivered, client, start + 6))
+    entries = await (await client.get("/logs?n=100")).json()
+    # 5 packets kept: the newest run, whole; the older one is gone.
+    assert sorted(e["packetId"] for e in entries) == sorted(f"p{i}" for i in range(6, 12))
 
 
 async def test_ws_logs_sends_the_backlog_then_follows(
