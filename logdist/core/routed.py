@@ -68,6 +68,8 @@ class RoutedLog:
         self._packets = 0
 
     def record(self, routed_at: float, analyzer: str, packets: Sequence[Packet]) -> None:
+        if not packets:
+            return
         ring = self._ring
         ring.extend(zip(repeat(routed_at), repeat(analyzer), packets, strict=False))
         self._packets += sum([p.count for p in packets])

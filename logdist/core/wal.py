@@ -20,7 +20,7 @@ from google_crc32c import value as crc32c
 MAGIC = b"LDSPOOL2"
 MAGIC_CRC32 = b"LDSPOOL1"
 CHECKSUMS: dict[bytes, Callable[[bytes], int]] = {MAGIC: crc32c, MAGIC_CRC32: zlib.crc32}
-HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
+HEADER = struct.Struct("<II")  # payload length, checksum of the payload
 MAX_RECORD = 64 << 20
 
 

@@ -362,7 +362,11 @@ class Spool:
                     event(log, "spool_sync_failed", logging.ERROR, error=exc)
             if self._dirty and self.active is not None and self.active.fd is not None:
                 self._dirty = False
-                await self.sync()
+                try:
+                    await self.sync()
+                except OSError as exc:  # said, and tried again at the next tick
+                    self._dirty = True
+                    event(log, "spool_sync_failed", logging.ERROR, error=exc)
 
     def to_json(self) -> dict[str, object]:
         return {

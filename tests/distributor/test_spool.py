@@ -188,3 +188,28 @@ async def test_interval_syncs_closed_segments_at_the_tick_unless_acknowledged_by
     synced.clear()
     await spool.close()
     assert synced == [names[2]]
+
+
+async def test_a_failed_interval_sync_is_reported_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def flaky_fsync(fd: int) -> None:  # the disk refuses the first sync
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", flaky_fsync)  # the spool calls os.fsync
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20, fsync="interval")
+    spool.recover()
+    spool.start()
+    spool.write(packets(2))
+    await asyncio.sleep(2.3)
+    assert "event=spool_sync_failed" in caplog.text
+    assert len(calls) >= 2  # the next tick synced again
+    await spool.close()
