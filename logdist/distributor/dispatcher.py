@@ -198,37 +198,39 @@ class Dispatcher:
             while box.packets:
                 box.idle -= 1
                 busy = True
-                analyzer = box.analyzer
-                first = box.packets.popleft()
-                if not analyzer.batch:
-                    if first.count > 1:  # one packet a request: open the run
-                        parts = first.parts()
-                        box.packets.extendleft(reversed(parts[1:]))
-                        first = parts[0]
-                    await self._forward(analyzer, [first])
-                    box.idle += 1
-                    busy = False
-                    continue
-                batch = [first]
-                size = len(first.body)
-                count = first.count
-                limit = self.cfg.forward_batch
-                while box.packets and count + box.packets[0].count <= limit:
-                    size += len(box.packets[0].body) + 1
-                    if size > BATCH_BYTES:
-                        break
-                    packet = box.packets.popleft()
-                    count += packet.count
-                    batch.append(packet)
-                if box.packets:
-                    self._add_sender(box)  # more than a batch waits: forward it alongside
-                await self._forward(analyzer, batch)
+                await self._forward(box.analyzer, self._next_request(box))
                 box.idle += 1
                 busy = False
         finally:
             box.senders -= 1
             if not busy:
                 box.idle -= 1
+
+    def _next_request(self, box: Outbox) -> list[Packet]:
+        """What the next forward from `box` carries: one packet to an analyzer that takes one
+        at a time (a run is opened for it), else a batch; when more than a batch waits,
+        another sender forwards it alongside."""
+        first = box.packets.popleft()
+        if not box.analyzer.batch:
+            if first.count > 1:
+                parts = first.parts()
+                box.packets.extendleft(reversed(parts[1:]))
+                first = parts[0]
+            return [first]
+        batch = [first]
+        size = len(first.body)
+        count = first.count
+        limit = self.cfg.forward_batch
+        while box.packets and count + box.packets[0].count <= limit:
+            size += len(box.packets[0].body) + 1
+            if size > BATCH_BYTES:
+                break
+            packet = box.packets.popleft()
+            count += packet.count
+            batch.append(packet)
+        if box.packets:
+            self._add_sender(box)
+        return batch
 
     async def _forward(self, analyzer: Analyzer, batch: list[Packet]) -> None:
         body: bytes | list[bytes]

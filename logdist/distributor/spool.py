@@ -185,8 +185,7 @@ class Spool:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
             self._closing.clear()
-        closed = [self.segments[n].path for n in self._unsynced if n in self.segments]
-        self._unsynced.clear()
+        closed = self._take_unsynced()
         if closed:  # what is left for the next start is on disk when this one has stopped
             await asyncio.get_running_loop().run_in_executor(None, _sync_paths, closed)
         if self._interval_task is not None:
@@ -226,7 +225,7 @@ class Spool:
             self.check_room(size)
         segment = self.active
         if segment is None or segment.bytes + size > segment.capacity:
-            segment = self._writable(size)
+            segment = self._new_segment(size)
         assert segment.fd is not None
         offset = segment.bytes
         if len(pieces) <= IOV_PIECES:
@@ -269,11 +268,9 @@ class Spool:
         if segment.settled and segment is not self.active:
             self._drop(segment)
 
-    def _writable(self, size: int) -> Segment:
-        """The active segment when `size` more bytes fit it; else a new one that they fit."""
+    def _new_segment(self, size: int) -> Segment:
+        """Close the active segment (`size` more bytes do not fit it) and open one they fit."""
         active = self.active
-        if active is not None and active.bytes + size <= active.capacity:
-            return active
         if active is not None:
             assert active.fd is not None
             # Synced and closed in a thread: an 8 MiB fsync would stall every request. With
@@ -349,12 +346,17 @@ class Spool:
         finally:
             self._syncing = False
 
+    def _take_unsynced(self) -> list[Path]:
+        """The closed segments still to sync (those deleted meanwhile need none)."""
+        closed = [self.segments[n].path for n in self._unsynced if n in self.segments]
+        self._unsynced.clear()
+        return closed
+
     async def _sync_every_second(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
-            closed = [self.segments[n].path for n in self._unsynced if n in self.segments]
-            self._unsynced.clear()
+            closed = self._take_unsynced()
             if closed:
                 try:
                     await loop.run_in_executor(None, _sync_paths, closed)
