@@ -160,7 +160,7 @@ class Spool:
                 for packet in items:
                     packet.segment = segment.number
                     packets.append(packet)
-                    segment.records += 1
+                    segment.records += packet.count
             self.bytes += segment.bytes
             if segment.records:
                 self.segments[segment.number] = segment
@@ -237,7 +237,9 @@ class Spool:
         number = segment.number
         for p in packets:
             p.segment = number
-        segment.records += len(packets)
+        # Packets, not records: a run is one record of several packets, and its packets may
+        # be acknowledged one by one (split for an analyzer that takes one at a time).
+        segment.records += total(packets)
         segment.bytes += size
         self.bytes += size
         self._dirty = True
@@ -256,10 +258,10 @@ class Spool:
         segments = self.segments
         number = packets[0].segment if packets else -1
         if all(p.segment == number for p in packets):  # the usual batch: one segment
-            self._acked(segments.get(number), len(packets))
+            self._acked(segments.get(number), total(packets))
             return
         for p in packets:
-            self._acked(segments.get(p.segment), 1)
+            self._acked(segments.get(p.segment), p.count)
 
     def _acked(self, segment: Segment | None, count: int) -> None:
         if segment is None:

@@ -119,6 +119,29 @@ async def test_a_run_is_one_record_and_comes_back_whole(tmp_path: Path) -> None:
     assert replayed[0].body == body
 
 
+@pytest.mark.parametrize("replayed", [False, True])
+async def test_a_run_acknowledged_packet_by_packet_is_settled_only_by_its_last(
+    tmp_path: Path, replayed: bool
+) -> None:
+    # An analyzer that takes one packet a POST gets a run's packets one by one (and a refused
+    # batch is split): the segment must hold until every packet of the run is acknowledged.
+    body = b"\n".join(b'{"packetId":"r%d","messages":[{}]}' % i for i in range(3))
+    (run,) = parse_batch(body, ndjson=True, run=10)
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20, fsync="never")
+    spool.recover()
+    spool.write([run])
+    if replayed:
+        await spool.close()
+        spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20, fsync="never")
+        (run,) = spool.recover()
+    (segment,) = spool.segments.values()
+    first, *rest = run.parts()
+    spool.ack([first])
+    assert not segment.settled
+    spool.ack(rest)
+    assert segment.settled
+
+
 async def test_a_process_killed_with_a_segment_open_loses_nothing_written(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
