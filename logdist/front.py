@@ -110,12 +110,13 @@ def error(exc: LogdistError, close: bool) -> bytes:
 
 
 # The request headers the lean path reads; any other is skipped after one lookup.
-_CTYPE, _LENGTH, _AUTH, _EXPECT = range(4)
+_CTYPE, _LENGTH, _AUTH, _EXPECT, _ENCODING = range(5)
 _WANTED = {
     b"content-type": _CTYPE,
     b"content-length": _LENGTH,
     b"authorization": _AUTH,
     b"expect": _EXPECT,
+    b"content-encoding": _ENCODING,
 }
 
 
@@ -218,6 +219,8 @@ class Connection(asyncio.Protocol):
         self.ctype: bytes | None = None
         self.auth: bytes | None = None
         self.expect = False
+        # A compressed body (Content-Encoding other than identity) is aiohttp's to decode.
+        self.encoded = False
         self.length = -1
         self.body: list[bytes] = []
         self.size = 0
@@ -297,7 +300,7 @@ class Connection(asyncio.Protocol):
         self.url = b""
         self.head_bytes = 0
         self.ctype = self.auth = None
-        self.expect = False
+        self.expect = self.encoded = False
         self.length = -1
         self.body = []
         self.size = 0
@@ -325,13 +328,15 @@ class Connection(asyncio.Protocol):
             self.length = int(value) if value.isdigit() else -1
         elif wanted == _AUTH:
             self.auth = value
+        elif wanted == _ENCODING:
+            self.encoded = value.strip().lower() not in (b"", b"identity")
         else:
             self.expect = value.lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
         path = self.url.split(b"?", 1)[0]
         route = self.door.routes.get(path, 0)
-        if not route or self.parser.get_method() != b"POST":
+        if not route or self.parser.get_method() != b"POST" or self.encoded:
             self.handoff = True
             raise HandOff  # stops the parser here: aiohttp parses this request again
         self.route = route

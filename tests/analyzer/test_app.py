@@ -235,3 +235,18 @@ async def test_an_oversized_batch_is_refused_before_its_body() -> None:
         writer.close()
         await writer.wait_closed()
         await listening.stop()
+
+
+async def test_a_gzipped_batch_is_read_as_the_same_packets(client: Client) -> None:
+    import gzip
+
+    body = b"\n".join(orjson.dumps(packet(f"z{i}", n=2)) for i in range(20))
+    resp = await client.post(
+        "/ingest",
+        data=gzip.compress(body),
+        headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"accepted": 20, "new": 20, "duplicates": 0}
+    stats = await (await client.get("/stats")).json()
+    assert (stats["packets"], stats["messages"]) == (20, 40)

@@ -23,6 +23,23 @@ async def test_packet_is_accepted_then_delivered(
     assert fake.received[0] == PACKET  # every field verbatim
 
 
+async def test_a_gzipped_body_is_accepted_as_the_packets_inside(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    import gzip
+
+    fake, url = await start_analyzer(aiohttp_server)
+    client = await make_distributor({"a1": (url, 1)})
+    body = b"\n".join(orjson.dumps({**PACKET, "packetId": f"g{i}"}) for i in range(5))
+    resp = await client.post(
+        "/log-packets",
+        data=gzip.compress(body),
+        headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
+    )
+    assert resp.status == 202, await resp.text()
+    await eventually(lambda: sorted(fake.ids) == [f"g{i}" for i in range(5)], what="delivery")
+
+
 async def test_missing_packet_id_is_assigned_and_returned(
     aiohttp_server: Any, make_distributor: MakeDistributor
 ) -> None:
