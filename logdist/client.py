@@ -130,10 +130,15 @@ class AdminClient:
 
     # -- analyzers ------------------------------------------------------------------------
 
-    async def add(self, aid: str, url: str, weight: float = 1.0) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", "/registry/add", {"id": aid, "url": url, "weight": weight}
-        )
+    async def add(self, aid: str, url: str, weight: float = 1.0, **delivery: Any) -> dict[str, Any]:
+        """`delivery`: format, headers (a dict), health_url, health, compression."""
+        body = {"id": aid, "url": url, "weight": weight, **delivery}
+        result: dict[str, Any] = await self._call("POST", "/registry/add", body)
+        return result
+
+    async def configure(self, aid: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change an analyzer's delivery settings (see POST /analyzer/{aid}/config)."""
+        result: dict[str, Any] = await self._call("POST", f"/analyzer/{_seg(aid)}/config", changes)
         return result
 
     async def remove(self, aid: str) -> dict[str, Any]:
@@ -149,6 +154,26 @@ class AdminClient:
         result: dict[str, Any] = await self._call(
             "POST", f"/analyzer/{_seg(aid)}/weight", {"weight": weight}
         )
+        return result
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    async def dead_letters(self, limit: int = 1000) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", f"/dead-letters?limit={limit}")
+        return result
+
+    async def dead_letter(self, letter_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", f"/dead-letters/{_seg(letter_id)}")
+        return result
+
+    async def replay_dead_letters(self, ids: list[str] | None = None) -> dict[str, Any]:
+        body = {"ids": ids} if ids else {}
+        result: dict[str, Any] = await self._call("POST", "/dead-letters/replay", body)
+        return result
+
+    async def purge_dead_letters(self, ids: list[str] | None = None) -> dict[str, Any]:
+        body = {"ids": ids} if ids else {}
+        result: dict[str, Any] = await self._call("POST", "/dead-letters/purge", body)
         return result
 
     # -- emitters -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 from collections import Counter
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from logdist.core.registry import check_id, check_url
+from logdist.core.checks import check_id, check_url
+from logdist.core.delivery import KEYS as DELIVERY_KEYS
+from logdist.core.delivery import Delivery, delivery_from, parse_header_line
 from logdist.errors import ConfigError, InvalidRequest
 
 DEFAULT_CONFIG = Path("configs/demo.toml")
@@ -59,11 +62,12 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class AnalyzerRef:
-    """An analyzer as the distributor sees it: where to send, and its weight."""
+    """An analyzer as the distributor sees it: where to send, its weight, and how."""
 
     id: str
     url: str
     weight: float = 1.0
+    delivery: Delivery = field(default_factory=Delivery)
 
     def __post_init__(self) -> None:
         _checked_id("analyzer", self.id)
@@ -74,16 +78,41 @@ class AnalyzerRef:
         _positive(f"analyzer {self.id} weight", self.weight)
 
 
+# `;KEY=` starts an option only for these keys, so a URL's own `;` stays in the URL.
+_SPEC_OPTION = re.compile(r";(?=(?:format|header|health_url|health|compression)=)")
+ANALYZER_SPEC = "ID=URL[@WEIGHT][;KEY=VALUE...]"
+
+
 def parse_analyzer_ref(spec: str) -> AnalyzerRef:
-    """`ID=URL[@WEIGHT]`, e.g. `a1=http://127.0.0.1:9001/ingest@0.4`."""
-    aid, sep, rest = spec.partition("=")
-    _require(bool(sep and aid and rest), f"--analyzer wants ID=URL[@WEIGHT], got {spec!r}")
+    """`ID=URL[@WEIGHT][;KEY=VALUE...]`, e.g. `a1=http://127.0.0.1:9001/ingest@0.4`, or
+    `a2=http://h:9200/ingest@1;format=ndjson;header=Authorization: Bearer x;health=passive`.
+
+    KEY is format, header (`Name: value`, repeatable), health_url, health or compression.
+    """
+    head, *options = _SPEC_OPTION.split(spec)
+    aid, sep, rest = head.partition("=")
+    _require(bool(sep and aid and rest), f"--analyzer wants {ANALYZER_SPEC}, got {spec!r}")
     url, weight = rest, 1.0
-    head, at, tail = rest.rpartition("@")
+    at_head, at, tail = rest.rpartition("@")
     # An '@' whose tail is not a number belongs to the URL itself.
     if at and _is_number(tail):
-        weight, url = float(tail), head
-    return AnalyzerRef(aid, url, weight)
+        weight, url = float(tail), at_head
+    values: dict[str, object] = {}
+    headers: dict[str, str] = {}
+    try:
+        for option in options:
+            key, _, value = option.partition("=")
+            if key == "header":
+                name, text = parse_header_line(value)
+                headers[name] = text
+            else:
+                values[key] = value
+        if headers:
+            values["headers"] = headers
+        delivery = delivery_from(values)
+    except InvalidRequest as exc:
+        raise ConfigError(f"--analyzer {aid}: {exc.message}") from None
+    return AnalyzerRef(aid, url, weight, delivery)
 
 
 def _is_number(text: str) -> bool:
@@ -156,6 +185,21 @@ class DistributorConfig:
     # always: sync before each 202 (shared by concurrent requests); interval: once a second;
     # never: the OS decides. A killed process loses nothing in any mode; a power cut can.
     fsync: str = "interval"
+    # Different analyzers that must refuse a packet (4xx other than 408/429) before it is a
+    # dead letter (all the eligible ones, if fewer).
+    max_refusals: int = 3
+    # Where dead letters are kept (None: SPOOL_DIR/dead-letters with a spool, else
+    # STATE_DIR/dead-letters with a state dir, else memory only).
+    dead_letter_dir: str | None = None
+    # Dead letters kept (packet bytes) before ingest answers 503.
+    dead_letter_max_bytes: int = 64 << 20
+
+    @property
+    def dead_letter_path(self) -> str | None:
+        if self.dead_letter_dir is not None:
+            return self.dead_letter_dir
+        base = self.spool_dir or self.state_dir
+        return str(Path(base) / "dead-letters") if base else None
 
     def __post_init__(self) -> None:
         _port("port", self.port)
@@ -171,6 +215,8 @@ class DistributorConfig:
             "log_buffer",
             "spool_max_bytes",
             "spool_segment_bytes",
+            "max_refusals",
+            "dead_letter_max_bytes",
         ):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("forward_timeout", self.forward_timeout)
@@ -287,13 +333,21 @@ def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
     raise ConfigError(f"{where}: {name} has the wrong type ({type(value).__name__}: {value!r})")
 
 
-def _build(cls: type[Any], table: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> Any:
+def _build(
+    cls: type[Any],
+    table: dict[str, Any],
+    where: str,
+    skip: tuple[str, ...] = (),
+    also: tuple[str, ...] = (),
+) -> Any:
+    """`cls` from a TOML table; `also` are keys the caller took out of it beforehand."""
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)} - set(skip)
     unknown = sorted(set(table) - known)
     _require(
         not unknown,
-        f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+        f"{where}: unknown key(s) {', '.join(unknown)};"
+        f" known: {', '.join(sorted(known | set(also)))}",
     )
     values = {k: _convert(where, k, hints[k], v) for k, v in table.items()}
     try:
@@ -303,11 +357,22 @@ def _build(cls: type[Any], table: dict[str, Any], where: str, skip: tuple[str, .
 
 
 def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig | None, AnalyzerRef]:
-    """An [[analyzers]] entry: with `url` it is external; without, one to start locally."""
+    """An [[analyzers]] entry: with `url` it is external; without, one to start locally.
+
+    Either kind may say how the distributor delivers to it (format, headers, health_url,
+    health, compression).
+    """
+    table = dict(table)
+    values = {k: table.pop(k) for k in DELIVERY_KEYS if k in table}
+    try:
+        delivery = delivery_from(values)
+    except InvalidRequest as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
     if "url" in table:
-        return None, _build(AnalyzerRef, table, where)
-    local = _build(AnalyzerConfig, table, where)
-    return local, AnalyzerRef(local.id, local.ingest_url, local.weight)
+        ref = _build(AnalyzerRef, table, where, skip=("delivery",), also=DELIVERY_KEYS)
+        return None, dataclasses.replace(ref, delivery=delivery)
+    local = _build(AnalyzerConfig, table, where, also=DELIVERY_KEYS)
+    return local, AnalyzerRef(local.id, local.ingest_url, local.weight, delivery)
 
 
 def topology_from_dict(data: dict[str, Any], where: str) -> Topology:

@@ -51,6 +51,10 @@ class UnknownEmitter(NotFound):
     code = "unknown_emitter"
 
 
+class UnknownDeadLetter(NotFound):
+    code = "unknown_dead_letter"
+
+
 class RequestTimeout(LogdistError):
     """The client stopped sending its body."""
 
@@ -110,6 +114,19 @@ class SpoolFailure(Backpressure):
     """The spool could not be written; nothing was acknowledged."""
 
     code = "spool_failure"
+
+
+class DeadLettersFull(Backpressure):
+    """The dead-letter store is full: ingest waits until an operator replays or purges."""
+
+    code = "dead_letters_full"
+
+
+class DeadLetterWriteFailed(LogdistError):
+    """The dead-letter file could not be rewritten after a replay or purge."""
+
+    status = 500
+    code = "dead_letter_write_failed"
 
 
 class ConfigError(LogdistError):

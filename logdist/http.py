@@ -142,12 +142,12 @@ def body_kind(request: web.Request) -> str:
 
 
 async def read_json_object(request: web.Request, limit: int = 64 * 1024) -> dict[str, Any]:
-    """A small admin body: a JSON object (an empty body is `{}`)."""
-    if request.headers.get("Content-Type") and body_kind(request) != "json":
-        raise UnsupportedMediaType("send the body as application/json")
+    """A small admin body: a JSON object (an empty body, whatever its type, is `{}`)."""
     body = await read_body(request, limit)
     if not body.strip():
         return {}
+    if request.headers.get("Content-Type") and body_kind(request) != "json":
+        raise UnsupportedMediaType("send the body as application/json")
     obj = decode_json(body)
     if not isinstance(obj, dict):
         raise InvalidRequest("body must be a JSON object")

@@ -15,6 +15,7 @@ from logdist.config import (
     parse_analyzer_ref,
     parse_messages,
 )
+from logdist.core.delivery import Delivery
 from logdist.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,12 @@ rate = 0
         ("[nonsense]", r"unknown section\(s\) nonsense"),
         ("analyzers = 3", r"must be an array of tables"),
         ("[distributor\nport = 1", "not valid TOML"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nformat = 'xml'", "format must be one of"),
+        ("[[analyzers]]\nid = 'a'\nport = 9\ncompression = 'br'", "compression must be one of"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nheaders = 'X: 1'", "headers must be an"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nhealth_url = 'h/x'", "health_url"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nhealth = 'on'", "active, passive"),
+        ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nformt = 'json'", "known:.*format"),
     ],
 )
 def test_bad_config_is_one_error_naming_the_file_and_key(
@@ -119,10 +126,87 @@ def test_analyzer_flag(spec: str, expected: AnalyzerRef) -> None:
     assert parse_analyzer_ref(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["a1", "=http://h/x", "a1=", "a1=ftp://h/x@1", "a1=http://h/x@0"])
-def test_bad_analyzer_flag(spec: str) -> None:
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "a2=http://h:9200/ingest@2;format=ndjson;header=Authorization: Bearer x"
+            ";compression=gzip",
+            AnalyzerRef(
+                "a2",
+                "http://h:9200/ingest",
+                2.0,
+                Delivery("ndjson", (("Authorization", "Bearer x"),), compression="gzip"),
+            ),
+        ),
+        (
+            "a3=http://h/in;header=X-A: 1;header=X-B: 2;health=passive",
+            AnalyzerRef(
+                "a3",
+                "http://h/in",
+                1.0,
+                Delivery(headers=(("X-A", "1"), ("X-B", "2")), health="passive"),
+            ),
+        ),
+        (
+            "a4=http://h/in;v=1@3;health_url=http://h/ready",
+            AnalyzerRef("a4", "http://h/in;v=1", 3.0, Delivery(health_url="http://h/ready")),
+        ),
+    ],
+)
+def test_analyzer_flag_with_delivery_options(spec: str, expected: AnalyzerRef) -> None:
+    assert parse_analyzer_ref(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("a1", "ID=URL"),
+        ("=http://h/x", "ID=URL"),
+        ("a1=", "ID=URL"),
+        ("a1=ftp://h/x@1", "http"),
+        ("a1=http://h/x@0", "weight"),
+        ("a1=http://h/x;format=xml", "--analyzer a1: format must be one of"),
+        ("a1=http://h/x;header=Authorization Bearer", "no colon"),
+        ("a1=http://h/x;health_url=/ready", "health_url"),
+    ],
+)
+def test_bad_analyzer_flag(spec: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
         parse_analyzer_ref(spec)
+
+
+def test_every_analyzer_may_say_how_it_is_delivered_to(tmp_path: Path) -> None:
+    topo = load_topology(
+        write(
+            tmp_path,
+            """
+[[analyzers]]
+id = "search"
+url = "http://127.0.0.1:9200/bulk"
+format = "ndjson"
+compression = "gzip"
+health_url = "http://127.0.0.1:9200/_cluster/health"
+headers = { Authorization = "Bearer s3cret" }
+
+[[analyzers]]
+id = "local"
+port = 9101
+format = "json"
+health = "passive"
+""",
+        )
+    )
+    search, local = topo.distributor.analyzers
+    assert search.delivery == Delivery(
+        "ndjson",
+        (("Authorization", "Bearer s3cret"),),
+        "http://127.0.0.1:9200/_cluster/health",
+        "active",
+        "gzip",
+    )
+    assert local.delivery == Delivery(format="json", health="passive")
+    assert [a.id for a in topo.analyzers] == ["local"]  # started by `up`, as before
 
 
 @pytest.mark.parametrize(("value", "expected"), [(5, (5, 5)), ("5", (5, 5)), ("1-20", (1, 20))])

@@ -160,9 +160,14 @@ class FrontEnd:
 
 
 def start_logdist(
-    work: Path, ports: dict[str, int], *extra: str, analyzers: list[str] | None = None
+    work: Path,
+    ports: dict[str, int],
+    *extra: str,
+    analyzers: list[str] | None = None,
+    fmt: str | None = None,
 ) -> FrontEnd:
-    """logdist's distributor; `analyzers` are --analyzer values (default: the four)."""
+    """logdist's distributor; `analyzers` are --analyzer values (default: the four), each
+    given `format = fmt` when one is named."""
     port = free_port()
     refs = analyzers or [
         f"{aid}=http://127.0.0.1:{ports[aid]}/ingest@{w}" for aid, w in WEIGHTS.items()
@@ -172,7 +177,7 @@ def start_logdist(
         "\n".join(
             f'[[analyzers]]\nid = "{ref.split("=", 1)[0]}"\n'
             f'url = "{ref.split("=", 1)[1].rsplit("@", 1)[0]}"\n'
-            f"weight = {ref.rsplit('@', 1)[1]}\n"
+            f"weight = {ref.rsplit('@', 1)[1]}\n" + (f'format = "{fmt}"\n' if fmt else "")
             for ref in refs
         )
     )
@@ -435,14 +440,23 @@ def summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def start_analyzers() -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
+def analyzer_argv(kind: str, aid: str, port: int) -> list[str]:
+    """`logdist` analyzers, or `foreign` ones: plain aiohttp services (logdist.bench.foreign)."""
+    if kind == "foreign":
+        return [sys.executable, "-m", "logdist.bench.foreign", "--port", str(port)]
+    return [sys.executable, "-m", "logdist", "analyzer", "serve", "--id", aid] + [
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
+
+
+def start_analyzers(kind: str = "logdist") -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
     ports = {aid: free_port() for aid in WEIGHTS}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "logdist", "analyzer", "serve", "--id", aid]
-            + ["--port", str(port), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            analyzer_argv(kind, aid, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         for aid, port in ports.items()
     ]

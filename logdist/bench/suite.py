@@ -13,6 +13,10 @@ weighted proxy. Scenarios:
      through a distributor holding that many (they map onto the same four processes)
   f  scenarios (a) and (c) again with the durable spool on (fsync once a second)
 
+With --analyzers foreign the four analyzers are plain aiohttp services instead
+(logdist.bench.foreign, parsing every body with orjson), declared `format = "ndjson"` to
+logdist, and nginx and HAProxy pass them the same bodies whole: scenarios (a), (b), (c), (f).
+
 For (a), (b), (c) and (f) every front end is started at once and its load cut into --rounds
 slices taken in turn with the others' (logdist, nginx, HAProxy, logdist+spool, then again),
 so a slow spell of this shared machine weighs on all of them alike; a row sums its slices.
@@ -40,6 +44,10 @@ from logdist.bench.proxies import SCENARIOS, WEIGHTS, FrontEnd
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
 ALL = ("a", "b", "c", "d", "e", "f")
+ANALYZER_KINDS = ("logdist", "foreign")
+# What runs against foreign analyzers (d and e measure logdist's own), and by default.
+FOREIGN_SCENARIOS = ("a", "b", "c", "f")
+FOREIGN_DEFAULT = ("a", "c")
 
 
 @dataclass
@@ -53,7 +61,13 @@ class Options:
     json_path: Path = Path("bench-results/bench.json")
     # Slices each front end's load is cut into for (a), (b), (c) and (f), taken in turn.
     rounds: int = 3
+    # logdist's own analyzers, or foreign ones (plain aiohttp, format = "ndjson").
+    analyzers: str = "logdist"
     rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fmt(self) -> str | None:
+        return "ndjson" if self.analyzers == "foreign" else None
 
 
 def missing_tools(opts: Options) -> list[str]:
@@ -66,10 +80,10 @@ def missing_tools(opts: Options) -> list[str]:
 
 def run(opts: Options) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="logdist-bench-"))
-    ports, analyzers = proxies.start_analyzers()
+    ports, analyzers = proxies.start_analyzers(opts.analyzers)
     pids = [p.pid for p in analyzers]
-    starters = {
-        "logdist": proxies.start_logdist,
+    starters: dict[str, Callable[[Path, dict[str, int]], FrontEnd]] = {
+        "logdist": functools.partial(proxies.start_logdist, fmt=opts.fmt),
         "nginx": proxies.start_nginx,
         "haproxy": proxies.start_haproxy,
     }
@@ -100,7 +114,7 @@ def run(opts: Options) -> dict[str, Any]:
 
     def spooled(key: str) -> FrontEnd:
         spool = work / f"spool-{key}"
-        fe = proxies.start_logdist(work, ports, "--spool-dir", str(spool))
+        fe = proxies.start_logdist(work, ports, "--spool-dir", str(spool), fmt=opts.fmt)
         fe.name = "logdist+spool"
         return fe
 
@@ -166,8 +180,8 @@ def row(rows: list[dict[str, Any]], scenario: str, front: str, **match: Any) -> 
     return {}
 
 
-def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The performance issue's targets, each with the figures it was judged on."""
+def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict[str, Any]]:
+    """The performance issues' targets, each with the figures it was judged on."""
     out = []
 
     def add(name: str, goal: str, value: float | None, met: bool | None) -> None:
@@ -179,6 +193,15 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     la, na = row(rows, "a", "logdist"), row(rows, "a", "nginx")
     r = ratio(la, na, "packets_per_s")
     add("(a) delivered packets/s, logdist / nginx", ">= 1.25", r, None if r is None else r >= 1.25)
+    if analyzers == "foreign":
+        lc, nc = row(rows, "c", "logdist"), row(rows, "c", "nginx")
+        r = ratio(lc, nc, "messages_per_s")
+        add("(c) delivered messages/s, logdist / nginx", ">= 1.0", r, None if r is None else r >= 1)
+        for key, found in (("a", la), ("c", lc)):
+            if found:
+                err = found["share_error_points"]
+                add(f"({key}) message-share error, points", "<= 1", err, err <= 1)
+        return out
     lb, nb = row(rows, "b", "logdist"), row(rows, "b", "nginx")
     if lb:
         err = lb["share_error_points"]
@@ -223,8 +246,9 @@ def report(opts: Options) -> dict[str, Any]:
         "rounds": opts.rounds,
         "connections": opts.connections,
         "swarm_connections": opts.swarm_connections,
+        "analyzers": opts.analyzers,
         "rows": rows,
-        "targets": targets(rows),
+        "targets": targets(rows, opts.analyzers),
     }
     print_table(result)
     opts.json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +289,8 @@ def print_table(result: dict[str, Any]) -> None:
         f"\n{m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']};"
         f" {result['seconds']:g} s a run (a, b, c, f in {result['rounds']} slices taken in"
         f" turn), wrk {result['connections']} connections,"
-        f" 4 analyzers 4:3:2:1"
+        f" 4 {result['analyzers']} analyzers 4:3:2:1"
+        + (' (format = "ndjson")' if result["analyzers"] == "foreign" else "")
     )
     print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))
     for r in result["rows"]:

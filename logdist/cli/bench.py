@@ -40,6 +40,16 @@ def bench(
         int, typer.Option(help="Emitter connections in scenario d, one packet/s each.", min=1)
     ] = 10_000,
     many: Annotated[int, typer.Option(help="Registered analyzers in scenario e.", min=11)] = 10_000,
+    analyzers: Annotated[
+        str,
+        typer.Option(
+            "--analyzers",
+            metavar="KIND",
+            help="logdist: logdist's own analyzers. foreign: plain aiohttp services that parse"
+            ' every body with orjson, declared format = "ndjson" (scenarios a, b, c, f;'
+            " a and c by default).",
+        ),
+    ] = "logdist",
     json_path: Annotated[
         Path, typer.Option("--json", help="Where the figures are written.")
     ] = Path("bench-results/bench.json"),
@@ -49,10 +59,15 @@ def bench(
     Needs wrk, nginx and haproxy on PATH (scripts/bench installs them from Debian). Prints one
     table and the performance targets; writes the figures as JSON.
     """
-    scenarios = tuple(scenario or suite.ALL)
+    if analyzers not in suite.ANALYZER_KINDS:
+        raise fail(f"--analyzers must be logdist or foreign, got {analyzers!r}", 2)
+    foreign = analyzers == "foreign"
+    allowed = suite.FOREIGN_SCENARIOS if foreign else suite.ALL
+    scenarios = tuple(scenario or (suite.FOREIGN_DEFAULT if foreign else suite.ALL))
     fronts = tuple(only or suite.FRONT_ENDS)
-    if bad := sorted(set(scenarios) - set(suite.ALL)):
-        raise fail(f"unknown scenario {', '.join(bad)}; choose from {' '.join(suite.ALL)}", 2)
+    if bad := sorted(set(scenarios) - set(allowed)):
+        kind = " with --analyzers foreign" if foreign else ""
+        raise fail(f"unknown scenario {', '.join(bad)}{kind}; choose from {' '.join(allowed)}", 2)
     if bad := sorted(set(fronts) - set(suite.FRONT_ENDS)):
         raise fail(f"unknown front end {', '.join(bad)}; choose from logdist, nginx, haproxy", 2)
     opts = suite.Options(
@@ -64,6 +79,7 @@ def bench(
         swarm_connections=swarm_connections,
         many=many,
         json_path=json_path,
+        analyzers=analyzers,
     )
     if missing := suite.missing_tools(opts):
         raise fail(f"logdist bench needs {', '.join(missing)} (scripts/bench installs them)", 1)

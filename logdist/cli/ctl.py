@@ -8,18 +8,102 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from logdist.cli import deadletters
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call, print_json
+from logdist.cli.common import fail
 from logdist.cli.completion import complete_analyzer, complete_emitter
-from logdist.cli.views import status_view
+from logdist.cli.views import console, status_view
+from logdist.core.delivery import (
+    COMPRESSIONS,
+    FORMATS,
+    HEALTH_MODES,
+    check_choice,
+    check_health_url,
+    parse_header_line,
+)
+from logdist.errors import InvalidRequest
 
 app = typer.Typer(
     help="Control a running distributor (exit codes: 0 ok, 1 refused, 2 usage, 3 unreachable).",
     no_args_is_help=True,
 )
 
+app.add_typer(deadletters.app, name="dead-letters")
+
 AnalyzerArg = Annotated[str, typer.Argument(help="Analyzer id.", autocompletion=complete_analyzer)]
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        show_default=False,
+        help="How it takes packets: auto (its /health says), ndjson, json-array (batches),"
+        " json (one packet a POST).",
+    ),
+]
+HeaderOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--header",
+        "-H",
+        metavar="'NAME: VALUE'",
+        show_default=False,
+        help="A request header on every forward and probe, e.g. 'Authorization: Bearer x';"
+        " repeatable. Values are secrets: shown as *** everywhere.",
+    ),
+]
+HealthUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--health-url",
+        metavar="URL",
+        show_default=False,
+        help="Probe this URL instead of the /health beside its ingest URL.",
+    ),
+]
+HealthModeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--health",
+        metavar="MODE",
+        show_default=False,
+        help="active (probes) or passive (judged by its forwards alone).",
+    ),
+]
+CompressionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--compression", metavar="NAME", show_default=False, help="none or gzip (forwards)."
+    ),
+]
+
+
+def delivery_options(
+    fmt: str | None,
+    headers: list[str] | None,
+    health_url: str | None,
+    health: str | None,
+    compression: str | None,
+) -> dict[str, Any]:
+    """The delivery flags given, checked here: a bad one is one line and exit 2."""
+    out: dict[str, Any] = {}
+    try:
+        if fmt is not None:
+            out["format"] = check_choice("format", fmt, FORMATS)
+        if headers:
+            out["headers"] = dict(parse_header_line(h) for h in headers)
+        if health_url is not None:
+            out["health_url"] = check_health_url(health_url)
+        if health is not None:
+            out["health"] = check_choice("health", health, HEALTH_MODES)
+        if compression is not None:
+            out["compression"] = check_choice("compression", compression, COMPRESSIONS)
+    except InvalidRequest as exc:
+        raise fail(exc.message, 2) from None
+    return out
+
+
 EmitterArg = Annotated[str, typer.Argument(help="Emitter id.", autocompletion=complete_emitter)]
 
 
@@ -39,7 +123,7 @@ def status(
     if as_json:
         print_json(result)
     else:
-        Console().print(status_view(result))
+        console().print(status_view(result))
 
 
 def _emitter_command(action: str, verb: str) -> None:
@@ -119,13 +203,73 @@ def add(
         typer.Argument(metavar="URL", help="Its ingest URL, e.g. http://127.0.0.1:9011/ingest."),
     ],
     weight: Annotated[float, typer.Option("--weight", "-w", help="Its weight.")] = 1.0,
+    fmt: FormatOption = None,
+    header: HeaderOption = None,
+    health_url: HealthUrlOption = None,
+    health: HealthModeOption = None,
+    compression: CompressionOption = None,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add an analyzer at runtime; it takes traffic once its first health probe passes."""
-    result = call(url, token, lambda c: c.add(analyzer, analyzer_url, weight))
-    done(result, as_json, f"{analyzer}: added at {analyzer_url} with weight {result['weight']:g}")
+    """Add an analyzer at runtime; it takes traffic once its first health probe passes
+    (with --health passive, at once)."""
+    delivery = delivery_options(fmt, header, health_url, health, compression)
+    result = call(url, token, lambda c: c.add(analyzer, analyzer_url, weight, **delivery))
+    done(
+        result,
+        as_json,
+        f"{analyzer}: added at {analyzer_url} with weight {result['weight']:g},"
+        f" format {result['format']}",
+    )
+
+
+@app.command("set")
+def set_config(
+    analyzer: AnalyzerArg,
+    fmt: FormatOption = None,
+    header: HeaderOption = None,
+    remove_header: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME", show_default=False, help="Drop this header; repeatable."),
+    ] = None,
+    clear_headers: Annotated[
+        bool, typer.Option("--clear-headers", help="Drop every extra header first.")
+    ] = False,
+    health_url: HealthUrlOption = None,
+    default_health_url: Annotated[
+        bool,
+        typer.Option("--default-health-url", help="Probe the /health beside its ingest URL again."),
+    ] = False,
+    health: HealthModeOption = None,
+    compression: CompressionOption = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change how an analyzer is delivered to; from its next forward on, kept across restarts."""
+    changes = delivery_options(fmt, None, health_url, health, compression)
+    added = delivery_options(None, header, None, None, None).get("headers", {})
+    if clear_headers:
+        changes["headers"] = {}
+    if added:
+        changes["add_headers"] = added
+    if remove_header:
+        changes["remove_headers"] = remove_header
+    if default_health_url:
+        changes["health_url"] = None
+    if not changes:
+        raise fail("nothing to change: give --format, --header, --health-url, --health, ...", 2)
+    result = call(url, token, lambda c: c.configure(analyzer, changes))
+    names = ", ".join(result["headers"]) or "none"
+    done(
+        result,
+        as_json,
+        f"{analyzer}: format {result['format']}, headers {names},"
+        f" health {result['health_check']}"
+        + (f" at {result['health_url']}" if result["health_url"] else "")
+        + f", compression {result['compression']}",
+    )
 
 
 @app.command()

@@ -29,10 +29,13 @@ app = typer.Typer(
 AnalyzerOption = typer.Option(
     "--analyzer",
     "-a",
-    metavar="ID=URL[@WEIGHT]",
+    metavar=config.ANALYZER_SPEC,
     show_default=False,
     help="An analyzer to route to, e.g. a1=http://127.0.0.1:9001/ingest@0.5; repeatable;"
-    " replaces the config file's analyzers.",
+    " replaces the config file's analyzers. Options follow the URL as ;KEY=VALUE: format"
+    " (auto, ndjson, json-array, json), header ('Name: value', repeatable), health_url,"
+    " health (active, passive), compression (none, gzip), e.g."
+    " 'a2=http://h:9200/ingest@1;format=ndjson;header=Authorization: Bearer x'.",
 )
 
 
@@ -133,6 +136,25 @@ def serve(
     log_buffer: Annotated[
         int | None, opt(C, "log_buffer", "Routed packets kept for tail logs.")
     ] = None,
+    max_refusals: Annotated[
+        int | None,
+        opt(
+            C,
+            "max_refusals",
+            "Analyzers that must refuse a packet (4xx) before it is a dead letter.",
+        ),
+    ] = None,
+    dead_letter_dir: Annotated[
+        str | None,
+        typer.Option(
+            show_default="SPOOL_DIR/dead-letters, else STATE_DIR/dead-letters, else memory",
+            help="Where dead letters are kept.",
+        ),
+    ] = None,
+    dead_letter_max_bytes: Annotated[
+        int | None,
+        opt(C, "dead_letter_max_bytes", "Dead letters kept (bytes) before ingest answers 503."),
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Accept packets on POST /log-packet and /log-packets and forward them by weight."""
@@ -166,6 +188,9 @@ def serve(
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
             fsync=fsync,
+            max_refusals=max_refusals,
+            dead_letter_dir=dead_letter_dir,
+            dead_letter_max_bytes=dead_letter_max_bytes,
         )
         cfg = dataclasses.replace(cfg, health=health)
     run_daemon("distributor", make_app, cfg, log_level)

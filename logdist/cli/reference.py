@@ -1,7 +1,7 @@
-"""The README's CLI reference, generated from the CLI itself (as datasette does with cog).
+"""The CLI reference (docs/cli.md), generated from the CLI itself (as datasette does with cog).
 
 python -m logdist.cli.reference          # print it
-python -m logdist.cli.reference --write  # rewrite README.md between the markers
+python -m logdist.cli.reference --write  # rewrite docs/cli.md between the markers
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 START = "<!-- cli-reference:start -->"
 END = "<!-- cli-reference:end -->"
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOC = ROOT / "docs" / "cli.md"
 # Plain help text at a fixed width: the same on every machine and terminal.
 ENV = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
 
@@ -58,9 +60,9 @@ def current(readme: str) -> str:
 
 
 def main() -> None:
-    text = README.read_text()
+    text = DOC.read_text()
     if "--write" in sys.argv[1:]:
-        README.write_text(text.replace(current(text), section()))
+        DOC.write_text(text.replace(current(text), section()))
     else:
         print(render())
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 HEALTH_STYLE = {"up": "green", "down": "bold red", "unknown": "yellow"}
+
+
+def console() -> Console:
+    """A console for tables: a terminal's own width; piped or redirected, wide enough that no
+    column is cut (rich would assume 80)."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
 
 
 def pct(x: float) -> str:
@@ -37,9 +44,27 @@ def queue_line(status: dict[str, Any], msgs_per_s: float | None = None) -> Text:
         ("  rejected ", "dim"),
         (str(rejected), "bold red" if rejected else "bold"),
     ]
+    dead = status.get("dead_letters") or {}
+    if dead.get("count") or c.get("refused"):
+        parts += [
+            ("  refused ", "dim"),
+            (str(c.get("refused", 0)), "bold yellow"),
+            ("  dead letters ", "dim"),
+            (str(dead.get("count", 0)), "bold red"),
+        ]
+        if dead.get("full"):
+            parts.append((" (full: ingest paused)", "bold red"))
     if msgs_per_s is not None:
         parts += [("  msg/s ", "dim"), (rate(msgs_per_s), "bold cyan")]
     return Text.assemble(*parts)
+
+
+def format_cell(a: dict[str, Any]) -> str:
+    """The declared format; for `auto`, what its /health led to."""
+    fmt = str(a.get("format", "auto"))
+    if fmt == "auto":
+        return "auto:ndjson" if a.get("batch") else "auto:json"
+    return fmt
 
 
 def analyzers_table(
@@ -52,6 +77,7 @@ def analyzers_table(
     table.add_column("id", no_wrap=True, min_width=2)
     table.add_column("health", no_wrap=True, min_width=6)
     table.add_column("state", no_wrap=True, min_width=8)
+    table.add_column("format", no_wrap=True, min_width=6)
     live = per_second is not None
     names = ["weight", "target"]
     names += ["recent"] if recent is not None else []
@@ -59,8 +85,16 @@ def analyzers_table(
     for name in names:
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for a in analyzers:
-        health = Text(a["health"], style=HEALTH_STYLE.get(a["health"], ""))
-        row: list[Any] = [a["id"], health, a["state"], f"{a['weight']:g}", pct(a["target_share"])]
+        label = a["health"] + ("·passive" if a.get("health_check") == "passive" else "")
+        health = Text(label, style=HEALTH_STYLE.get(a["health"], ""))
+        row: list[Any] = [
+            a["id"],
+            health,
+            a["state"],
+            format_cell(a),
+            f"{a['weight']:g}",
+            pct(a["target_share"]),
+        ]
         if recent is not None:
             row.append(pct(recent.get(a["id"], 0.0)))
         row.append(pct(a["actual_share"]))

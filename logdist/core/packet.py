@@ -25,6 +25,15 @@ def new_packet_id() -> str:
     return str(uuid.uuid4())
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An analyzer refused a packet's data (a 4xx other than 408/429): who, and its answer."""
+
+    analyzer: str
+    status: int
+    answer: str
+
+
 @dataclass(slots=True)
 class Packet:
     """One accepted packet, or a run of packets that came in one request and travel together.
@@ -47,6 +56,15 @@ class Packet:
     count: int = 1
     ids: list[str] | None = None
     counts: list[int] | None = None
+    # The analyzers that refused it, in order (None: none did).
+    refusals: list[Refusal] | None = None
+
+    def refusers(self) -> frozenset[str]:
+        """The analyzers that refused it, and the one that last failed it."""
+        out = {r.analyzer for r in self.refusals or ()}
+        if self.last_failed is not None:
+            out.add(self.last_failed)
+        return frozenset(out)
 
     def parts(self) -> list[Packet]:
         """The packets one by one (itself when it is one)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Protocol
 
 from logdist.errors import InvalidRequest
@@ -32,13 +32,18 @@ def check_weight(weight: float) -> float:
     return w
 
 
+# Members passed over by one pick: one (the analyzer that just failed the packet), or several
+# (the analyzers that refused it).
+Exclude = str | Collection[str] | None
+
+
 class Picker(Protocol):
     def __len__(self) -> int: ...
     def __contains__(self, key: object) -> bool: ...
     def weights(self) -> Mapping[str, float]: ...
     def add(self, key: str, weight: float) -> None: ...
     def remove(self, key: str) -> None: ...
-    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None: ...
+    def pick(self, cost: int = 1, exclude: Exclude = None) -> str | None: ...
 
 
 class SmoothWeightedPicker:
@@ -88,13 +93,16 @@ class SmoothWeightedPicker:
         for key in self._current:
             self._current[key] -= mean
 
-    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None:
+    def pick(self, cost: int = 1, exclude: Exclude = None) -> str | None:
         current = self._current
         best: str | None = None
         best_credit = -math.inf
         charged = 0.0
+        skip: Collection[str] = (
+            () if exclude is None else (exclude,) if isinstance(exclude, str) else exclude
+        )
         for key, weight in self._weights.items():
-            if key == exclude:
+            if skip and key in skip:
                 continue
             credit = current[key] + weight * cost
             current[key] = credit
@@ -156,27 +164,30 @@ class DeadlinePicker:
             self._heap = [e for e in self._heap if self._version.get(e[2]) == e[1]]
             heapq.heapify(self._heap)
 
-    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None:
+    def pick(self, cost: int = 1, exclude: Exclude = None) -> str | None:
         heap = self._heap
         version_of = self._version
-        held: tuple[float, int, str, float] | None = None
+        skip: Collection[str] = (
+            () if exclude is None else (exclude,) if isinstance(exclude, str) else exclude
+        )
+        held: list[tuple[float, int, str, float]] = []
         while heap:
             entry = heap[0]
             if version_of.get(entry[2]) != entry[1]:  # removed or re-weighted since
                 heapq.heappop(heap)
-            elif entry[2] == exclude and held is None:
-                held = heapq.heappop(heap)
+            elif skip and entry[2] in skip:
+                held.append(heapq.heappop(heap))
             else:
                 break
         if not heap:
-            if held is not None:
-                heapq.heappush(heap, held)
+            for entry in held:
+                heapq.heappush(heap, entry)
             return None
         deadline, version, key, weight = heap[0]
         self._now = deadline
         heapq.heapreplace(heap, (deadline + cost / weight, version, key, weight))
-        if held is not None:
-            heapq.heappush(heap, held)
+        for entry in held:
+            heapq.heappush(heap, entry)
         if self._now > self._REBASE_AT:
             self._rebase()
         return key
@@ -222,5 +233,5 @@ class WeightedPicker:
         if not self.is_smooth and len(self._impl) <= self._smooth_limit // 2:
             self._impl = SmoothWeightedPicker(self._impl.weights())
 
-    def pick(self, cost: int = 1, exclude: str | None = None) -> str | None:
+    def pick(self, cost: int = 1, exclude: Exclude = None) -> str | None:
         return self._impl.pick(cost, exclude)

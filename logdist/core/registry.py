@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
-from logdist.core.picker import WeightedPicker, check_weight
-from logdist.errors import AnalyzerExists, InvalidRequest, UnknownAnalyzer
+from logdist.core.checks import check_id, check_url
+from logdist.core.delivery import Delivery
+from logdist.core.picker import Exclude, WeightedPicker, check_weight
+from logdist.errors import AnalyzerExists, UnknownAnalyzer
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-def check_id(kind: str, value: object) -> str:
-    """Return `value` if it is a usable id: 1-64 of letters, digits, `_.:-`."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
-        raise InvalidRequest(
-            f"{kind} id must be 1-64 letters, digits or _.:- starting with a letter or digit,"
-            f" got {value!r}"
-        )
-    return value
-
-
-def check_url(value: object) -> str:
-    """Return `value` if it is an absolute http(s) URL with a host, else raise."""
-    if not isinstance(value, str):
-        raise InvalidRequest(f"url must be a string, got {type(value).__name__}")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidRequest(f"url {value!r} is not valid: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"url must be an absolute http:// or https:// URL, got {value!r}")
-    if port == 0:
-        raise InvalidRequest(f"url {value!r} has port 0")
-    return value
+DEFAULT_DELIVERY = Delivery()
+# Seconds before an analyzer with passive health is tried again after it went down: doubled
+# each time it fails its trial, up to the cap.
+PASSIVE_RETRY_BASE = 0.25
+PASSIVE_RETRY_CAP = 5.0
 
 
 class Health(StrEnum):
@@ -71,14 +49,28 @@ class Analyzer:
     full_since: float | None = None
     last_progress: float = 0.0
     stalled: bool = False
+    # What its /health answer said (format `auto` batches only if it did).
     batch: bool = False
     last_error: str | None = None
     changed_at: float = 0.0
+    delivery: Delivery = DEFAULT_DELIVERY
+    # Passive health: being tried again (it takes packets; one failed forward and it is down
+    # again, `rise` good ones and it is up), and times it went down since it was last up.
+    trial: bool = False
+    down_streak: int = 0
+    # It answered 429: it takes nothing new until its Retry-After has passed.
+    held: bool = False
 
     @property
     def routable(self) -> bool:
-        """Enabled and healthy: it may be given new packets when it has room."""
-        return self.admin is AdminState.ENABLED and self.health is Health.UP
+        """Enabled and healthy (or on trial): it may be given new packets when it has room."""
+        return self.admin is AdminState.ENABLED and (self.health is Health.UP or self.trial)
+
+    @property
+    def batches(self) -> bool:
+        """Its forwards carry batches (NDJSON or a JSON array), not one packet each."""
+        fmt = self.delivery.format
+        return fmt == "ndjson" or fmt == "json-array" or (fmt == "auto" and self.batch)
 
     def to_json(self, target_share: float) -> dict[str, Any]:
         return {
@@ -89,7 +81,8 @@ class Analyzer:
             "enabled": self.admin is AdminState.ENABLED,
             "health": self.health.value,
             "healthy": self.health is Health.UP,
-            "batch": self.batch,
+            "batch": self.batches,
+            **self.delivery.to_json(),
             "pending": self.pending,
             "drained": self.admin is AdminState.DRAINING and self.pending == 0,
             "consecutive_failures": max(self.failures, self.forward_failures),
@@ -161,14 +154,35 @@ class Registry:
                 f"no analyzer {aid!r}", {"known": sorted(self._analyzers)}
             ) from None
 
-    def add(self, aid: str, url: str, weight: float) -> Analyzer:
+    def add(
+        self, aid: str, url: str, weight: float, delivery: Delivery = DEFAULT_DELIVERY
+    ) -> Analyzer:
         check_id("analyzer", aid)
         check_url(url)
         w = check_weight(weight)
         if aid in self._analyzers:
             raise AnalyzerExists(f"analyzer {aid!r} already exists", self._analyzers[aid].url)
-        analyzer = Analyzer(id=aid, url=url, weight=w, changed_at=self._now())
+        analyzer = Analyzer(id=aid, url=url, weight=w, changed_at=self._now(), delivery=delivery)
         self._analyzers[aid] = analyzer
+        if delivery.passive:
+            # Nothing probes it: it is tried at once, and its first good forward brings it up.
+            analyzer.trial = True
+            self._sync(analyzer)
+            self._reweigh(analyzer)
+        return analyzer
+
+    def set_delivery(self, aid: str, delivery: Delivery) -> Analyzer:
+        """New delivery settings, used from the next forward (and probe) on."""
+        analyzer = self.get(aid)
+        was_passive = analyzer.delivery.passive
+        analyzer.delivery = delivery
+        if delivery.passive and not was_passive and analyzer.health is not Health.UP:
+            analyzer.trial = True
+        elif was_passive and not delivery.passive:
+            # Probes judge it from now on; until the first one it keeps what it had.
+            analyzer.trial = False
+        self._sync(analyzer)
+        self._reweigh(analyzer)
         return analyzer
 
     def remove(self, aid: str) -> Analyzer:
@@ -207,16 +221,23 @@ class Registry:
             return None
         if passive:
             analyzer.forward_failures = 0
-            return None
+            if not analyzer.delivery.passive or analyzer.health is Health.UP:
+                return None
+        elif analyzer.delivery.passive:
+            return None  # a probe that was under way when it turned passive
         if batch is not None:
             analyzer.batch = batch
         analyzer.failures = 0
         analyzer.successes += 1
         if analyzer.health is Health.UP:
             return None
-        if analyzer.health is Health.UNKNOWN or analyzer.successes >= self.rise:
+        first = analyzer.health is Health.UNKNOWN and analyzer.downs == 0
+        if first or analyzer.successes >= self.rise:
             analyzer.forward_failures = 0
-            return self._set_health(analyzer, Health.UP, f"{analyzer.successes} ok")
+            analyzer.trial = False
+            analyzer.down_streak = 0
+            what = "forwards" if passive else "probes"
+            return self._set_health(analyzer, Health.UP, f"{analyzer.successes} ok {what}")
         return None
 
     def record_failure(
@@ -239,9 +260,42 @@ class Registry:
             analyzer.failures += 1
             count = analyzer.failures
         analyzer.successes = 0
+        if passive and analyzer.trial and analyzer.health is not Health.UP:
+            # A trial of passive health ends at its first failed forward.
+            analyzer.trial = False
+            analyzer.down_streak += 1
+            return self._set_health(analyzer, Health.DOWN, reason)
         if analyzer.health is not Health.DOWN and count >= self.fall:
+            if analyzer.delivery.passive:
+                analyzer.down_streak += 1
             return self._set_health(analyzer, Health.DOWN, reason)
         return None
+
+    def retry_delay(self, aid: str) -> float | None:
+        """Seconds until an analyzer with passive health that is down is tried again; None if
+        it is not one."""
+        analyzer = self._analyzers.get(aid)
+        if analyzer is None or not analyzer.delivery.passive or analyzer.health is not Health.DOWN:
+            return None
+        streak = max(1, analyzer.down_streak)
+        return min(PASSIVE_RETRY_CAP, PASSIVE_RETRY_BASE * 2.0 ** min(streak - 1, 16))
+
+    def try_again(self, aid: str) -> HealthChange | None:
+        """Put a down analyzer with passive health on trial: it takes packets again."""
+        analyzer = self._analyzers.get(aid)
+        if analyzer is None or not analyzer.delivery.passive or analyzer.health is not Health.DOWN:
+            return None
+        analyzer.trial = True
+        analyzer.successes = 0
+        analyzer.forward_failures = 0
+        return self._set_health(analyzer, Health.UNKNOWN, "passive retry")
+
+    def hold(self, aid: str, held: bool) -> None:
+        """While `held` (it answered 429), an analyzer takes nothing new."""
+        analyzer = self._analyzers.get(aid)
+        if analyzer is not None and analyzer.held != held:
+            analyzer.held = held
+            self._sync(analyzer)
 
     def _set_health(self, analyzer: Analyzer, health: Health, reason: str) -> HealthChange:
         change = HealthChange(analyzer.id, analyzer.health, health, reason)
@@ -255,11 +309,11 @@ class Registry:
         self._reweigh(analyzer)
         return change
 
-    def assign(self, cost: int, exclude: str | None = None, packets: int = 1) -> Analyzer | None:
+    def assign(self, cost: int, exclude: Exclude = None, packets: int = 1) -> Analyzer | None:
         """Pick the analyzer for `packets` packets of `cost` messages, counted pending there.
 
-        `exclude` is an analyzer that just failed this packet: it is passed over while another
-        one can take the packet.
+        `exclude` is an analyzer that just failed this packet, or those that refused it: they
+        are passed over while another one can take the packet.
         """
         aid = self._picker.pick(cost, exclude)
         if aid is None:
@@ -303,6 +357,11 @@ class Registry:
         self._sync(analyzer)
         return True
 
+    @property
+    def routable_count(self) -> int:
+        """Analyzers enabled and healthy (or on trial) now."""
+        return len(self._counted)
+
     def has_room(self) -> bool:
         """True while some analyzer can be given a packet now."""
         return len(self._picker) > 0
@@ -319,7 +378,7 @@ class Registry:
         return [a.to_json(self.target_share(a)) for a in self._analyzers.values()]
 
     def _sync(self, analyzer: Analyzer, *, removed: bool = False) -> None:
-        wanted = not removed and analyzer.routable and not analyzer.stalled
+        wanted = not removed and analyzer.routable and not analyzer.stalled and not analyzer.held
         if wanted and analyzer.id not in self._picker:
             self._picker.add(analyzer.id, analyzer.weight)
         elif not wanted and analyzer.id in self._picker:

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
+from logdist.core.delivery import delivery_from, invalid, merge_headers
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
 from logdist.daemon import LISTENER, Listener
@@ -66,10 +67,51 @@ async def get_registry(request: web.Request) -> web.Response:
 
 
 async def add_analyzer(request: web.Request) -> web.Response:
+    """`{"id", "url", "weight"?, "format"?, "headers"?, "health_url"?, "health"?,
+    "compression"?}`."""
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
-    analyzer = d.add_analyzer(require(body, "id"), require(body, "url"), body.get("weight", 1.0))
+    aid, url = require(body, "id"), require(body, "url")
+    analyzer = d.add_analyzer(aid, url, body.get("weight", 1.0), delivery_from(body))
     return json_response(d.analyzer_json(analyzer.id), status=201)
+
+
+CONFIG_KEYS = frozenset(
+    {"format", "headers", "health_url", "health", "compression", "add_headers", "remove_headers"}
+)
+
+
+async def set_analyzer_config(request: web.Request) -> web.Response:
+    """Change how an analyzer is delivered to; any of format, headers (the whole set),
+    add_headers (an object: set these), remove_headers (a list of names), health_url (null:
+    the sibling /health), health, compression."""
+    d = request.app[DISTRIBUTOR]
+    analyzer = d.registry.get(request.match_info["aid"])
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - CONFIG_KEYS)
+    if unknown:
+        raise invalid(
+            unknown[0],
+            f"unknown key(s) {', '.join(unknown)}; known: " + ", ".join(sorted(CONFIG_KEYS)),
+        )
+    if not body:
+        raise invalid("format", f"nothing to change; known keys: {', '.join(sorted(CONFIG_KEYS))}")
+    values = {k: v for k, v in body.items() if k not in ("add_headers", "remove_headers")}
+    if "add_headers" in body or "remove_headers" in body:
+        add = body.get("add_headers") or {}
+        remove = body.get("remove_headers") or []
+        if not isinstance(add, dict):
+            raise invalid("headers", "add_headers must be an object of names to values")
+        if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
+            raise invalid("headers", "remove_headers must be a list of header names")
+        base = values.get("headers", dict(analyzer.delivery.headers))
+        if not isinstance(base, dict):
+            raise invalid("headers", "headers must be an object of header names to values")
+        changes: dict[str, str | None] = {n: None for n in remove}
+        changes.update(add)
+        values["headers"] = merge_headers(tuple(base.items()), changes)
+    d.set_delivery(analyzer.id, delivery_from(values, analyzer.delivery))
+    return json_response(d.analyzer_json(analyzer.id))
 
 
 async def remove_analyzer(request: web.Request) -> web.Response:
@@ -97,6 +139,51 @@ async def set_analyzer_weight(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     d.set_weight(aid, require(body, "weight"))
     return json_response(d.analyzer_json(aid))
+
+
+# -- dead letters -------------------------------------------------------------------------
+
+
+def _ids(body: dict[str, object]) -> list[str] | None:
+    ids = body.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InvalidRequest("ids must be a list of dead-letter ids (packet ids)")
+    return ids
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """The store's figures and its dead letters, oldest first (`?limit=`, default 1000)."""
+    d = request.app[DISTRIBUTOR]
+    try:
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        raise InvalidRequest(f"limit must be an integer, got {request.query['limit']!r}") from None
+    if limit < 0:
+        raise InvalidRequest(f"limit must be >= 0, got {limit}")
+    store = d.dead_letters
+    letters = [letter.summary() for letter in list(store.letters.values())[:limit]]
+    return json_response({**store.to_json(), "letters": letters})
+
+
+async def show_dead_letter(request: web.Request) -> web.Response:
+    d = request.app[DISTRIBUTOR]
+    return json_response(d.dead_letters.get(request.match_info["id"]).to_json())
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    """`{"ids": [...]}` (or none: all) back into the queue."""
+    d = request.app[DISTRIBUTOR]
+    body = await read_json_object(request)
+    return json_response(d.replay_dead_letters(_ids(body)))
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    """`{"ids": [...]}` (or none: all) deleted for good."""
+    d = request.app[DISTRIBUTOR]
+    body = await read_json_object(request)
+    return json_response(d.purge_dead_letters(_ids(body)))
 
 
 # -- emitters -----------------------------------------------------------------------------
@@ -266,6 +353,11 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     r.add_delete("/registry/{aid}", remove_analyzer)
     r.add_post("/analyzer/{aid}/{action:enable|disable|drain}", set_analyzer_state)
     r.add_post("/analyzer/{aid}/weight", set_analyzer_weight)
+    r.add_post("/analyzer/{aid}/config", set_analyzer_config)
+    r.add_get("/dead-letters", list_dead_letters)
+    r.add_post("/dead-letters/replay", replay_dead_letters)
+    r.add_post("/dead-letters/purge", purge_dead_letters)
+    r.add_get("/dead-letters/{id:.+}", show_dead_letter)
     r.add_post("/emitters/register", register_emitter)
     r.add_get("/emitters", list_emitters)
     r.add_post("/emitter/{eid}/{action:pause|resume|rate}", emitter_action)

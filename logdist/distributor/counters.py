@@ -13,6 +13,8 @@ class AnalyzerCounters:
     messages: int = 0
     requests: int = 0
     failures: int = 0
+    # Refused batches split in two to find the packets refused.
+    splits: int = 0
 
 
 @dataclass
@@ -28,6 +30,10 @@ class Counters:
     replayed: int = 0
     # Requests refused, by the error code sent back.
     rejected: Counter[str] = field(default_factory=Counter)
+    # Packets analyzers refused (a 4xx other than 408/429), by analyzer and status; and the
+    # packets that became dead letters, by the analyzer and status of their last refusal.
+    refused: Counter[tuple[str, int]] = field(default_factory=Counter)
+    dead_letters: Counter[tuple[str, int]] = field(default_factory=Counter)
     analyzers: dict[str, AnalyzerCounters] = field(default_factory=dict)
 
     def analyzer(self, aid: str) -> AnalyzerCounters:
@@ -46,4 +52,6 @@ class Counters:
             "forward_failures": self.forward_failures,
             "replayed": self.replayed,
             "rejected": dict(self.rejected),
+            "refused": sum(self.refused.values()),
+            "dead_letters": sum(self.dead_letters.values()),
         }

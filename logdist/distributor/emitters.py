@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from logdist.core.registry import check_id, check_url
+from logdist.core.checks import check_id, check_url
 from logdist.errors import PeerUnavailable, UnknownEmitter
 
 

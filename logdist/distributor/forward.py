@@ -4,14 +4,16 @@ Forwarding is one request per batch (or per packet, to an analyzer that takes on
 and with thousands of analyzers mostly that), so a general client's per-request objects cost
 more than the work; this one keeps a pool of HTTP/1.1 connections per host and port, writes
 head and body with one call and no copy of the body, and reads only the status line and
-framing of the answer. A kept-alive connection the analyzer closed meanwhile is noticed and
-the request sent again on a new one; anything else that goes wrong is a `ForwardError` that
-says what, for the dispatcher to retry elsewhere.
+framing of the answer (and of it only its Retry-After and first bytes, which say why an
+analyzer refused or deferred a batch). A kept-alive connection the analyzer closed meanwhile
+is noticed and the request sent again on a new one; anything else that goes wrong is a
+`ForwardError` that says what, for the dispatcher to retry elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ssl
 import time
 from collections import deque
@@ -25,6 +27,8 @@ import httptools
 IDLE_SECONDS = 10.0
 # Idle connections kept per host and port.
 MAX_IDLE = 64
+# Bytes of an answer's body kept (to say why an analyzer refused a packet).
+ANSWER_HEAD = 256
 
 
 class ForwardError(Exception):
@@ -34,10 +38,10 @@ class ForwardError(Exception):
 @dataclass(frozen=True)
 class Target:
     key: tuple[str, str, int]
-    head: bytes  # request line and headers up to Content-Type, without the length
+    head: bytes  # request line, Host and the analyzer's own headers; no framing
 
 
-def target(url: str) -> Target:
+def target(url: str, headers: tuple[tuple[str, str], ...] = ()) -> Target:
     parts = urlsplit(url)
     scheme = parts.scheme
     host = parts.hostname or ""
@@ -46,8 +50,40 @@ def target(url: str) -> Target:
     if parts.query:
         path += "?" + parts.query
     netloc = parts.netloc.rsplit("@", 1)[-1]
-    head = f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n".encode("latin-1")
-    return Target((scheme, host, port), head)
+    lines = [f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    return Target((scheme, host, port), "".join(lines).encode("latin-1"))
+
+
+def framing(content_type: str, encoding: str | None = None) -> bytes:
+    """The header lines that say what a body is (all but its length)."""
+    fields = f"Content-Type: {content_type}\r\n"
+    if encoding:
+        fields += f"Content-Encoding: {encoding}\r\n"
+    return fields.encode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    # Seconds its Retry-After asked for (None: it sent none, or one that could not be read).
+    retry_after: float | None = None
+    # The first ANSWER_HEAD bytes of its body.
+    body: bytes = b""
+
+
+def retry_after_seconds(value: bytes | None, now: float | None = None) -> float | None:
+    """A Retry-After value, delay-seconds or an HTTP-date, as seconds from now (>= 0)."""
+    if not value:
+        return None
+    text = value.decode("latin-1").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class Conn(asyncio.Protocol):
@@ -56,10 +92,12 @@ class Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.answer: asyncio.Future[int] | None = None
+        self.answer: asyncio.Future[Answer] | None = None
         self.got_bytes = False
         self.reusable = False
         self.idle_since = 0.0
+        self.retry_after: bytes | None = None
+        self.body = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are alike, not subclasses
@@ -74,13 +112,23 @@ class Conn(asyncio.Protocol):
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def send(self, head: bytes, body: list[bytes]) -> asyncio.Future[int]:
+    def send(self, head: bytes, body: list[bytes]) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
         self.got_bytes = False
         self.reusable = False
+        self.retry_after = None
+        self.body = b""
         self.transport.writelines([head, *body])
         return self.answer
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 11 and name.lower() == b"retry-after":
+            self.retry_after = value
+
+    def on_body(self, body: bytes) -> None:
+        if len(self.body) < ANSWER_HEAD:
+            self.body = (self.body + body)[:ANSWER_HEAD]
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -95,7 +143,12 @@ class Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.reusable = self.parser.should_keep_alive()
         if self.answer is not None and not self.answer.done():
-            self.answer.set_result(self.parser.get_status_code())
+            status = self.parser.get_status_code()
+            if 200 <= status < 300:
+                self.answer.set_result(Answer(status))
+            else:
+                wait = retry_after_seconds(self.retry_after)
+                self.answer.set_result(Answer(status, wait, self.body))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -107,32 +160,23 @@ class Forwarder:
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, str, int], deque[Conn]] = {}
-        self._targets: dict[str, Target] = {}
         self._ssl: ssl.SSLContext | None = None
 
     async def post(
-        self, url: str, body: bytes | list[bytes], content_type: str, timeout: float
-    ) -> int:
-        """POST `body` (bytes, or pieces sent back to back) to `url`; the answer's status, or
-        ForwardError."""
+        self, t: Target, body: bytes | list[bytes], fields: bytes, timeout: float
+    ) -> Answer:
+        """POST `body` (bytes, or pieces sent back to back) to `t` with header lines `fields`
+        (see `framing`); its answer, or ForwardError."""
         if isinstance(body, bytes):
             body = [body]
-        t = self._targets.get(url)
-        if t is None:
-            t = self._targets[url] = target(url)
-            if len(self._targets) > 100_000:
-                self._targets.clear()  # analyzers come and go; keep the cache bounded
-        head = t.head + b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
-            content_type.encode("latin-1"),
-            sum(map(len, body)),
-        )
+        head = b"%s%sContent-Length: %d\r\n\r\n" % (t.head, fields, sum(map(len, body)))
         conns: list[Conn] = []  # what this request used, to close if it is abandoned
         try:
             async with asyncio.timeout(timeout):
                 conn, reused = await self._take(t)
                 conns.append(conn)
                 try:
-                    status = await conn.send(head, body)
+                    answer = await conn.send(head, body)
                 except ForwardError:
                     if not reused or conn.got_bytes:
                         raise
@@ -140,7 +184,7 @@ class Forwarder:
                     # more on a new one.
                     conn, _ = await self._take(t, fresh=True)
                     conns.append(conn)
-                    status = await conn.send(head, body)
+                    answer = await conn.send(head, body)
         except TimeoutError:
             for c in conns:
                 c.close()  # an answer may still come: the connection cannot be reused
@@ -152,7 +196,7 @@ class Forwarder:
                 c.close()
             raise
         self._give_back(t, conn)
-        return status
+        return answer
 
     async def _take(self, t: Target, fresh: bool = False) -> tuple[Conn, bool]:
         idle = self._idle.get(t.key)

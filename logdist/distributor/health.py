@@ -1,4 +1,6 @@
-"""Active health checks: `GET /health` beside each analyzer's ingest URL, one task per analyzer."""
+"""Active health checks: `GET /health` beside each analyzer's ingest URL (or its own
+`health_url`, with its headers), one task per analyzer. Analyzers with passive health are
+not probed: the dispatcher judges them by their forwards."""
 
 from __future__ import annotations
 
@@ -77,11 +79,16 @@ class HealthChecker:
 
     async def probe(self, aid: str) -> None:
         assert self._session is not None
-        url = health_url(self.registry.get(aid).url)
+        analyzer = self.registry.get(aid)
+        delivery = analyzer.delivery
+        if delivery.passive:
+            return
+        url = delivery.health_url or health_url(analyzer.url)
+        headers = dict(delivery.headers) if delivery.headers else None
         batch = False
         reason: str | None = None
         try:
-            async with self._session.get(url, timeout=self._timeout) as resp:
+            async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     reason = f"health HTTP {resp.status}"
@@ -89,7 +96,7 @@ class HealthChecker:
                     batch = _says_batch(body)
         except (TimeoutError, aiohttp.ClientError) as exc:
             reason = f"health {describe_error(exc)}"
-        if aid not in self.registry:
+        if aid not in self.registry or self.registry.get(aid).delivery.passive:
             return
         if reason is None:
             change = self.registry.record_success(aid, batch=batch)

@@ -60,6 +60,28 @@ class DistributorCollector(Collector):
             delivered_m.add_metric([aid], stats.messages)
             failures.add_metric([aid], stats.failures)
         yield from (delivered_p, delivered_m, failures)
+        refused = CounterMetricFamily(
+            "logdist_refused_packets",
+            "Packets an analyzer refused (a 4xx other than 408/429), by analyzer and status.",
+            labels=["analyzer", "status"],
+        )
+        for (aid, code), count in sorted(c.refused.items()):
+            refused.add_metric([aid, str(code)], count)
+        dead = CounterMetricFamily(
+            "logdist_dead_letters",
+            "Packets kept as dead letters, by the analyzer and status of their last refusal.",
+            labels=["analyzer", "status"],
+        )
+        for (aid, code), count in sorted(c.dead_letters.items()):
+            dead.add_metric([aid, str(code)], count)
+        yield from (refused, dead)
+        store = d.dead_letters
+        yield GaugeMetricFamily(
+            "logdist_dead_letters_kept", "Dead letters kept now.", len(store.letters)
+        )
+        yield GaugeMetricFamily(
+            "logdist_dead_letters_bytes", "Bytes of the dead letters kept now.", store.bytes
+        )
         q = d.dispatcher
         yield GaugeMetricFamily("logdist_queue_depth", "Packets waiting for an analyzer.", q.queued)
         yield GaugeMetricFamily(

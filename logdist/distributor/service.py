@@ -11,9 +11,11 @@ from typing import Any
 import aiohttp
 
 from logdist.config import DistributorConfig
+from logdist.core.delivery import Delivery
 from logdist.core.packet import Packet, total
 from logdist.core.registry import AdminState, Analyzer, Registry
 from logdist.distributor.counters import Counters
+from logdist.distributor.deadletters import DeadLetterStore
 from logdist.distributor.dispatcher import Dispatcher
 from logdist.distributor.emitters import EmitterDirectory
 from logdist.distributor.health import HealthChecker
@@ -21,7 +23,7 @@ from logdist.distributor.logs import LogHub
 from logdist.distributor.metrics import Metrics
 from logdist.distributor.spool import Spool
 from logdist.distributor.state import StateStore
-from logdist.errors import SpoolFailure
+from logdist.errors import Backpressure, DeadLettersFull, SpoolFailure
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
@@ -40,10 +42,10 @@ class Distributor:
         saved = self.state.load() if self.state else None
         if saved is None:
             for ref in cfg.analyzers:
-                self.registry.add(ref.id, ref.url, ref.weight)
+                self.registry.add(ref.id, ref.url, ref.weight, ref.delivery)
         else:
             for ref, admin in saved:
-                self.registry.add(ref.id, ref.url, ref.weight)
+                self.registry.add(ref.id, ref.url, ref.weight, ref.delivery)
                 self.registry.set_admin(ref.id, admin)
             event(
                 log,
@@ -54,6 +56,12 @@ class Distributor:
         self.logs = LogHub(cfg.log_buffer)
         self.metrics = Metrics(self)
         self.dispatcher = Dispatcher(cfg, self.registry, self.counters, now, self._delivered)
+        self.dead_letters = DeadLetterStore(
+            cfg.dead_letter_path, cfg.dead_letter_max_bytes, cfg.fsync
+        )
+        self.dead_letters.load()
+        self.dispatcher.on_dead_letter = self._dead_letter
+        self._ticker: asyncio.Task[None] | None = None
         self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
         self.emitters = EmitterDirectory(now)
         self._session: aiohttp.ClientSession | None = None
@@ -78,6 +86,8 @@ class Distributor:
         sync is done), else None (they are queued already).
         """
         self.dispatcher.check_room(total(packets))
+        if self.dead_letters.full:
+            raise self._dead_letters_full()
         if self.spool is None:
             self.dispatcher.enqueue(packets)
             return None
@@ -105,6 +115,38 @@ class Distributor:
             retry_after=self.cfg.retry_after,
         )
 
+    def _dead_letters_full(self) -> Backpressure:
+        store = self.dead_letters
+        return DeadLettersFull(
+            f"the dead letters are full ({store.bytes} of {store.max_bytes} bytes):"
+            " replay or purge them (logdist ctl dead-letters); retry later",
+            retry_after=self.cfg.retry_after,
+            detail={"count": len(store.letters), "bytes": store.bytes},
+        )
+
+    def _dead_letter(self, packet: Packet) -> bool:
+        """Keep a packet refused too often; False (and it stays queued) if it cannot be."""
+        try:
+            letter = self.dead_letters.add(packet)
+        except OSError as exc:
+            event(log, "dead_letter_write_failed", logging.ERROR, packet=packet.id, error=exc)
+            return False
+        if self.spool is not None:
+            self.spool.ack([packet])
+        last = letter.refusals[-1]
+        event(
+            log,
+            "dead_letter",
+            logging.ERROR,
+            packet=packet.id,
+            emitter=packet.emitter,
+            messages=packet.messages,
+            analyzers=",".join(sorted({r.analyzer for r in letter.refusals})),
+            status=last.status,
+            kept=len(self.dead_letters.letters),
+        )
+        return True
+
     def _delivered(self, aid: str, packets: list[Packet], latency: float) -> None:
         if self.spool is not None:
             self.spool.ack(packets)
@@ -125,6 +167,8 @@ class Distributor:
         self.health.start(self._session)
         if self.spool is not None:
             self.spool.start()
+        if self.dead_letters.path is not None and self.cfg.fsync == "interval":
+            self._ticker = asyncio.get_running_loop().create_task(self._sync_dead_letters())
         event(log, "started", analyzers=len(self.registry), queue_capacity=self.cfg.queue_capacity)
 
     async def stop(self) -> None:
@@ -135,6 +179,10 @@ class Distributor:
             await self._session.close()
         if self.spool is not None:
             await self.spool.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        self.dead_letters.close()
         c = self.counters
         # With a spool what is left is kept for the next start; without one it is lost.
         kept, lost = (left, 0) if self.spool is not None else (0, left)
@@ -148,7 +196,24 @@ class Distributor:
             replayed=c.replayed,
             kept_in_spool=kept,
             lost=lost,
+            dead_letters=len(self.dead_letters.letters),
         )
+        if self.dead_letters.path is None and self.dead_letters.letters:
+            event(
+                log,
+                "dead_letters_lost",
+                logging.WARNING,
+                count=len(self.dead_letters.letters),
+                reason="no spool, state or dead-letter dir: they were kept in memory only",
+            )
+
+    async def _sync_dead_letters(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.dead_letters.sync()
+            except OSError as exc:
+                event(log, "dead_letter_sync_failed", logging.ERROR, error=exc)
 
     # -- admin ----------------------------------------------------------------------------
 
@@ -156,12 +221,71 @@ class Distributor:
         if self.state is not None:
             self.state.save(self.registry)
 
-    def add_analyzer(self, aid: str, url: str, weight: float) -> Analyzer:
-        analyzer = self.registry.add(aid, url, weight)
+    def add_analyzer(
+        self, aid: str, url: str, weight: float, delivery: Delivery | None = None
+    ) -> Analyzer:
+        analyzer = self.registry.add(aid, url, weight, delivery or Delivery())
         self.health.watch(aid)
         self._changed()
-        event(log, "analyzer_added", analyzer=aid, url=url, weight=analyzer.weight)
+        event(
+            log,
+            "analyzer_added",
+            analyzer=aid,
+            url=url,
+            weight=analyzer.weight,
+            **_described(analyzer.delivery),
+        )
+        self.dispatcher.wake()
         return analyzer
+
+    def set_delivery(self, aid: str, delivery: Delivery) -> Analyzer:
+        """New delivery settings for `aid`, used from its next forward and probe."""
+        analyzer = self.registry.set_delivery(aid, delivery)
+        self.dispatcher.wake()
+        self._changed()
+        event(log, "analyzer_config", analyzer=aid, **_described(delivery))
+        return analyzer
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    def replay_dead_letters(self, ids: list[str] | None) -> dict[str, Any]:
+        """Put dead letters (all, or those named) back in the queue, as many as it has room
+        for; they are spooled first when there is a spool."""
+        letters = self.dead_letters.select(ids)
+        room = max(0, self.cfg.queue_capacity - self.dispatcher.queued)
+        taken = letters[:room]
+        packets = self.dead_letters.packets(taken)
+        if packets and self.spool is not None:
+            try:
+                self.spool.write(packets)
+            except OSError as exc:
+                raise self._spool_failed(exc) from None
+        self.dead_letters.remove(taken)
+        if packets:
+            self.dispatcher.enqueue(packets, replayed=True)
+        event(log, "dead_letters_replayed", count=len(taken), left=len(self.dead_letters.letters))
+        return {
+            "replayed": len(taken),
+            "ids": [letter.id for letter in taken],
+            "not_replayed": len(letters) - len(taken),
+            "left": len(self.dead_letters.letters),
+        }
+
+    def purge_dead_letters(self, ids: list[str] | None) -> dict[str, Any]:
+        letters = self.dead_letters.select(ids)
+        self.dead_letters.remove(letters)
+        event(
+            log,
+            "dead_letters_purged",
+            logging.WARNING,
+            count=len(letters),
+            messages=sum(letter.messages for letter in letters),
+        )
+        return {
+            "purged": len(letters),
+            "ids": [letter.id for letter in letters],
+            "left": len(self.dead_letters.letters),
+        }
 
     async def remove_analyzer(self, aid: str) -> dict[str, Any]:
         """Take nothing new, let what `aid` holds finish (up to the forward timeout), remove it."""
@@ -229,4 +353,16 @@ class Distributor:
             "emitters": self.emitters.to_json(),
             "counters": self.counters.to_json(),
             "spool": self.spool.to_json() if self.spool is not None else None,
+            "dead_letters": self.dead_letters.to_json(),
         }
+
+
+def _described(delivery: Delivery) -> dict[str, Any]:
+    """Delivery settings for a log line: header names only, never their values."""
+    return {
+        "format": delivery.format,
+        "headers": ",".join(name for name, _ in delivery.headers) or "-",
+        "health": delivery.health,
+        "health_url": delivery.health_url or "-",
+        "compression": delivery.compression,
+    }

@@ -234,3 +234,16 @@ def test_deadline_picker_compacts_stale_entries_under_churn() -> None:
         picker.add("a", 1 + i % 3)
     assert len(picker._heap) < 200
     assert {picker.pick() for _ in range(10)} == {"a", "b"}
+
+
+@pytest.mark.parametrize("cls", [SmoothWeightedPicker, DeadlinePicker])
+def test_exclude_passes_over_several_members_keeping_the_rest_in_proportion(
+    cls: PickerClass,
+) -> None:
+    picker = cls({"a": 1, "b": 1, "c": 3, "d": 1})
+    got = Counter(picker.pick(1, exclude=frozenset({"a", "b"})) for _ in range(400))
+    assert set(got) == {"c", "d"}
+    assert got["c"] == 3 * got["d"]
+    assert picker.pick(1, exclude={"a", "b", "c", "d"}) is None
+    # The passed-over members stay members: without the exclusion, all four take turns again.
+    assert {picker.pick(1) for _ in range(1000)} == {"a", "b", "c", "d"}

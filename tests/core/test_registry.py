@@ -4,7 +4,9 @@ from collections import Counter
 
 import pytest
 
-from logdist.core.registry import AdminState, Health, Registry, check_url
+from logdist.core.checks import check_url
+from logdist.core.delivery import Delivery
+from logdist.core.registry import PASSIVE_RETRY_CAP, AdminState, Health, Registry
 from logdist.errors import AnalyzerExists, InvalidRequest, UnknownAnalyzer
 from tests.clock import FakeClock
 
@@ -232,3 +234,127 @@ def test_check_url_accepts_ordinary_urls() -> None:
         "http://[::1]:80/x",
     ):
         assert check_url(url) == url
+
+
+PASSIVE = Delivery(health="passive")
+
+
+def passive_registry(rise: int = 2, fall: int = 3) -> Registry:
+    reg = Registry(now=FakeClock(), rise=rise, fall=fall)
+    reg.add("a1", "http://127.0.0.1:9001/ingest", 1, PASSIVE)
+    return reg
+
+
+def test_an_analyzer_with_passive_health_takes_packets_at_once_and_is_up_on_its_first_forward() -> (
+    None
+):
+    reg = passive_registry()
+    assert reg.get("a1").health is Health.UNKNOWN and reg.get("a1").routable
+    assert reg.assign(1) is not None
+    change = reg.record_success("a1", passive=True)
+    assert change is not None and change.new is Health.UP
+
+
+@pytest.mark.parametrize(
+    ("events", "expected", "routable"),
+    [
+        ("ok fail fail", Health.UP, True),
+        ("ok fail fail fail", Health.DOWN, False),
+        ("ok fail fail fail retry", Health.UNKNOWN, True),  # tried again after a back-off
+        ("ok fail fail fail retry fail", Health.DOWN, False),  # a trial ends at one failure
+        ("ok fail fail fail retry ok", Health.UNKNOWN, True),  # rise 2: one is not enough
+        ("ok fail fail fail retry ok ok", Health.UP, True),
+        ("fail", Health.DOWN, False),  # never up yet: the first trial ends at one failure
+        ("ok fail fail fail probe-ok probe-ok", Health.DOWN, False),  # probes do not count
+    ],
+)
+def test_passive_health_is_judged_by_forwards_alone(
+    events: str, expected: Health, routable: bool
+) -> None:
+    reg = passive_registry()
+    for e in events.split():
+        if e == "ok":
+            reg.record_success("a1", passive=True)
+        elif e == "fail":
+            reg.record_failure("a1", "connect failed", passive=True)
+        elif e == "retry":
+            assert reg.retry_delay("a1") is not None
+            assert reg.try_again("a1") is not None
+        elif e == "probe-ok":
+            reg.record_success("a1")
+    a1 = reg.get("a1")
+    assert (a1.health, a1.routable) == (expected, routable)
+    assert reg.has_room() is routable
+
+
+def test_a_passive_analyzer_that_keeps_failing_is_tried_again_at_longer_intervals_up_to_5s() -> (
+    None
+):
+    reg = passive_registry()
+    delays = []
+    reg.record_failure("a1", "connect failed", passive=True)
+    for _ in range(8):
+        delay = reg.retry_delay("a1")
+        assert delay is not None
+        delays.append(delay)
+        reg.try_again("a1")
+        reg.record_failure("a1", "connect failed", passive=True)
+    assert delays == sorted(delays) and delays[0] < delays[-1]
+    assert delays[-1] == PASSIVE_RETRY_CAP == 5.0
+    # Once it is up again the back-off starts afresh.
+    reg.try_again("a1")
+    reg.record_success("a1", passive=True)
+    reg.record_success("a1", passive=True)
+    for _ in range(3):
+        reg.record_failure("a1", "connect failed", passive=True)
+    assert reg.retry_delay("a1") == delays[0]
+
+
+def test_an_actively_probed_analyzer_has_no_passive_retry() -> None:
+    reg = make(fall=1, a1=1)
+    reg.record_failure("a1", "HTTP 500", passive=True)
+    assert reg.get("a1").health is Health.DOWN
+    assert reg.retry_delay("a1") is None and reg.try_again("a1") is None
+
+
+def test_switching_to_passive_health_puts_a_down_analyzer_on_trial_and_back() -> None:
+    reg = make(fall=1, a1=1, a2=1)
+    reg.record_failure("a1", "health HTTP 404")
+    assert not reg.get("a1").routable
+    reg.set_delivery("a1", PASSIVE)
+    assert reg.get("a1").routable and reg.get("a1").trial
+    reg.set_delivery("a1", Delivery())
+    assert not reg.get("a1").routable  # probes judge it again
+
+
+def test_a_held_analyzer_takes_nothing_new_until_released() -> None:
+    reg = make(a1=1, a2=1)
+    reg.hold("a1", True)
+    assert {reg.assign(1).id for _ in range(10)} == {"a2"}  # type: ignore[union-attr]
+    assert reg.get("a1").routable  # healthy: only held back
+    reg.hold("a1", False)
+    assert {reg.assign(1).id for _ in range(10)} == {"a1", "a2"}  # type: ignore[union-attr]
+
+
+def test_routable_count_follows_health_and_admin_state() -> None:
+    reg = make(fall=1, a1=1, a2=1, a3=1)
+    assert reg.routable_count == 3
+    reg.record_failure("a1", "x")
+    reg.set_admin("a2", AdminState.DISABLED)
+    assert reg.routable_count == 1
+
+
+def test_the_format_decides_whether_forwards_carry_batches() -> None:
+    reg = make(a1=1)
+    a1 = reg.get("a1")
+    for fmt, probed, batches in [
+        ("auto", False, False),
+        ("auto", True, True),
+        ("ndjson", False, True),
+        ("json-array", False, True),
+        ("json", True, False),
+    ]:
+        reg.set_delivery("a1", Delivery(format=fmt))
+        a1.batch = probed
+        assert a1.batches is batches, fmt
+        assert a1.to_json(1.0)["batch"] is batches

@@ -19,10 +19,11 @@ MakeDistributor = Callable[..., Awaitable[Client]]
 
 @pytest.fixture
 def make_distributor(aiohttp_client: Any) -> MakeDistributor:
-    """A distributor app on a test server: `await make_distributor({"a1": (url, w)}, **cfg)`."""
+    """A distributor app on a test server: `await make_distributor({"a1": (url, w)}, **cfg)`;
+    an analyzer's tuple may end with its `Delivery`."""
 
-    async def make(analyzers: dict[str, tuple[str, float]] | None = None, **kwargs: Any) -> Client:
-        refs = tuple(AnalyzerRef(aid, url, w) for aid, (url, w) in (analyzers or {}).items())
+    async def make(analyzers: dict[str, tuple[Any, ...]] | None = None, **kwargs: Any) -> Client:
+        refs = tuple(AnalyzerRef(aid, *spec) for aid, spec in (analyzers or {}).items())
         kwargs.setdefault("health", FAST_HEALTH)
         # Tests that leave packets undelivered should not wait 10 s for them at teardown.
         kwargs.setdefault("drain_timeout", 0.5)

@@ -10,6 +10,7 @@ import pytest
 
 from logdist.config import AnalyzerRef, DistributorConfig
 from logdist.core.packet import Packet
+from logdist.distributor.forward import Answer, Target
 from logdist.distributor.service import Distributor
 
 
@@ -20,10 +21,10 @@ class HeldForwarder:
         self.requests: list[list[bytes]] = []
         self.release = asyncio.Event()
 
-    async def post(self, url: str, body: list[bytes], ctype: str, timeout: float) -> int:
+    async def post(self, t: Target, body: list[bytes], fields: bytes, timeout: float) -> Answer:
         self.requests.append([piece for piece in body if piece != b"\n"])
         await self.release.wait()
-        return 200
+        return Answer(200)
 
     def close(self) -> None:
         pass

@@ -8,8 +8,26 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from logdist.distributor.forward import Forwarder, ForwardError
+from logdist.distributor.forward import (
+    Answer,
+    Forwarder,
+    ForwardError,
+    framing,
+    retry_after_seconds,
+    target,
+)
 from tests.e2e.procs import free_port
+
+
+async def post(
+    fwd: Forwarder,
+    url: str,
+    body: bytes,
+    ctype: str,
+    timeout: float,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Answer:
+    return await fwd.post(target(url, headers), body, framing(ctype), timeout)
 
 
 class Upstream:
@@ -19,14 +37,19 @@ class Upstream:
         self.status = 200
         self.delay = 0.0
         self.close = False
+        self.headers: list[dict[str, str]] = []
+        self.answer_headers: dict[str, str] = {}
 
     async def ingest(self, request: web.Request) -> web.Response:
         self.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         self.bodies.append((request.path_qs, request.content_type, await request.read()))
+        self.headers.append(dict(request.headers))
         if self.delay:
             await asyncio.sleep(self.delay)
-        headers = {"Connection": "close"} if self.close else None
-        return web.json_response({"ok": True}, status=self.status, headers=headers)
+        headers = {"Connection": "close"} if self.close else {}
+        headers.update(self.answer_headers)
+        body = {"ok": self.status == 200, "why": "x" * 400}
+        return web.json_response(body, status=self.status, headers=headers)
 
 
 @pytest.fixture
@@ -42,7 +65,7 @@ async def test_posts_reuse_one_kept_alive_connection(upstream: tuple[Upstream, s
     up, url = upstream
     fwd = Forwarder()
     for i in range(5):
-        assert await fwd.post(url, b"body%d" % i, "application/x-ndjson", 5) == 200
+        assert (await post(fwd, url, b"body%d" % i, "application/x-ndjson", 5)).status == 200
     assert [b for _, _, b in up.bodies] == [b"body%d" % i for i in range(5)]
     assert up.bodies[0][:2] == ("/ingest?slot=3", "application/x-ndjson")
     assert len(up.peers) == 1
@@ -55,8 +78,8 @@ async def test_status_is_returned_and_connection_close_is_honoured(
     up, url = upstream
     up.status, up.close = 503, True
     fwd = Forwarder()
-    assert await fwd.post(url, b"x", "application/json", 5) == 503
-    assert await fwd.post(url, b"y", "application/json", 5) == 503
+    assert (await post(fwd, url, b"x", "application/json", 5)).status == 503
+    assert (await post(fwd, url, b"y", "application/json", 5)).status == 503
     assert len(up.peers) == 2  # the closed one was not reused
     fwd.close()
 
@@ -70,9 +93,9 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(
     server = await aiohttp_server(app, keepalive_timeout=0.1)
     url = str(server.make_url("/ingest"))
     fwd = Forwarder()
-    assert await fwd.post(url, b"a", "application/json", 5) == 200
+    assert (await post(fwd, url, b"a", "application/json", 5)).status == 200
     await asyncio.sleep(0.3)  # the server closes the idle connection
-    assert await fwd.post(url, b"b", "application/json", 5) == 200
+    assert (await post(fwd, url, b"b", "application/json", 5)).status == 200
     assert [b for _, _, b in up.bodies] == [b"a", b"b"]
     fwd.close()
 
@@ -84,7 +107,54 @@ async def test_timeout_and_refused_connections_are_forward_errors(
     up.delay = 2.0
     fwd = Forwarder()
     with pytest.raises(ForwardError, match="timeout"):
-        await fwd.post(url, b"x", "application/json", 0.2)
+        await post(fwd, url, b"x", "application/json", 0.2)
     with pytest.raises(ForwardError, match="connect failed"):
-        await fwd.post(f"http://127.0.0.1:{free_port()}/ingest", b"x", "application/json", 2)
+        await post(fwd, f"http://127.0.0.1:{free_port()}/ingest", b"x", "application/json", 2)
     fwd.close()
+
+
+async def test_the_analyzers_own_headers_go_with_every_request(
+    upstream: tuple[Upstream, str],
+) -> None:
+    up, url = upstream
+    fwd = Forwarder()
+    headers = (("Authorization", "Bearer s3cret"), ("X-Scope", "team-a"))
+    for body in (b"a", b"b"):
+        assert (await post(fwd, url, body, "application/x-ndjson", 5, headers)).status == 200
+    for seen in up.headers:
+        assert seen["Authorization"] == "Bearer s3cret"
+        assert seen["X-Scope"] == "team-a"
+        assert seen["Content-Type"] == "application/x-ndjson"
+    fwd.close()
+
+
+async def test_a_refusal_carries_its_retry_after_and_the_first_bytes_of_its_answer(
+    upstream: tuple[Upstream, str],
+) -> None:
+    up, url = upstream
+    up.status, up.answer_headers = 429, {"Retry-After": "7"}
+    fwd = Forwarder()
+    answer = await post(fwd, url, b"x", "application/json", 5)
+    assert answer.status == 429 and answer.retry_after == 7.0
+    assert answer.body.startswith(b'{"ok": false') and len(answer.body) == 256
+    up.status, up.answer_headers = 400, {}
+    answer = await post(fwd, url, b"y", "application/json", 5)  # same connection, reset
+    assert (answer.status, answer.retry_after) == (400, None)
+    fwd.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (b"120", 120.0),
+        (b" 0 ", 0.0),
+        (b"Wed, 21 Oct 2015 07:28:00 GMT", 30.0),  # 30 s after `now` below
+        (b"Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past
+        (b"soon", None),
+        (b"-5", None),
+        (None, None),
+    ],
+)
+def test_retry_after_takes_seconds_or_an_http_date(value: bytes | None, seconds: float) -> None:
+    now = 1445412450.0  # 2015-10-21 07:27:30 UTC
+    assert retry_after_seconds(value, now) == seconds

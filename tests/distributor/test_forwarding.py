@@ -66,6 +66,10 @@ async def test_batches_go_to_analyzers_that_accept_them_and_single_objects_to_ot
     assert {ct for ct, _ in batcher.requests} == {"application/x-ndjson"}
     assert max(n for _, n in batcher.requests) > 1
     assert max(n for _, n in batcher.requests) <= 50
+    # Format `auto` (the default) followed each one's /health answer.
+    rows = {r["id"]: r for r in await (await client.get("/registry")).json()}
+    assert (rows["b"]["format"], rows["b"]["batch"]) == ("auto", True)
+    assert (rows["s"]["format"], rows["s"]["batch"]) == ("auto", False)
 
 
 async def test_failed_forwards_are_retried_elsewhere_and_the_failing_analyzer_goes_down(

@@ -116,8 +116,14 @@ class Procs:
         self.all: list[Proc] = []
 
     def start(self, name: str, *args: str, listening: bool = True, timeout: float = 20.0) -> Proc:
+        """Start `logdist ARGS`; with `listening`, wait for the address it logs."""
+        return self.spawn(name, [LOGDIST, *args], LISTENING if listening else None, timeout)
+
+    def spawn(
+        self, name: str, argv: list[str], ready: re.Pattern[str] | None, timeout: float = 20.0
+    ) -> Proc:
+        """Start any program; with `ready`, wait for its output to match (group 1: its URL)."""
         log = self.workdir / f"{name}.{len(self.all)}.log"
-        argv = [LOGDIST, *args]
         with open(log, "wb") as out:
             popen = subprocess.Popen(
                 argv,
@@ -128,12 +134,12 @@ class Procs:
             )
         proc = Proc(name, argv, log, popen)
         self.all.append(proc)
-        if listening:
+        if ready is not None:
 
             def bound() -> str | None:
                 if not proc.running():
                     raise AssertionError(f"{name} exited {popen.returncode}:\n{proc.output()}")
-                match = LISTENING.search(proc.output())
+                match = ready.search(proc.output())
                 return match.group(1) if match else None
 
             proc.url = wait_for(bound, timeout, f"{name} to listen")

@@ -109,3 +109,40 @@ def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
         env=clean_env(),
     )
     assert result.returncode == 2 and "unknown scenario z" in result.stderr
+
+
+def test_foreign_analyzers_get_the_same_bodies_from_every_front_end(tmp_path: Path) -> None:
+    result, data = bench(
+        tmp_path,
+        "--analyzers",
+        "foreign",
+        "--seconds",
+        "1",
+        "--connections",
+        "4",
+        "--rounds",
+        "1",
+    )
+    rows = {(r["scenario"], r["front_end"]): r for r in data["rows"]}
+    assert set(rows) == {(s, f) for s in "ac" for f in ("logdist", "nginx", "haproxy")}
+    assert data["analyzers"] == "foreign"
+    for row in rows.values():
+        assert row["delivered_messages"] > 0 and row["errors"] == 0
+        assert all(share > 0 for share in row["shares"].values())
+    targets = {t["target"] for t in data["targets"]}
+    assert "(c) delivered messages/s, logdist / nginx" in targets
+    assert "(a) message-share error, points" in targets
+    assert "foreign analyzers" in result.stdout
+
+
+def test_foreign_analyzers_refuse_the_scenarios_that_measure_logdists_own(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "logdist", "bench", "--analyzers", "foreign", "-s", "e"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert result.returncode == 2 and "with --analyzers foreign" in result.stderr

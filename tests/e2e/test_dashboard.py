@@ -70,14 +70,24 @@ def test_dashboard_shows_the_system_and_changes_it(
     page.locator('#emitters tr[data-id="e1"] button', has_text="resume").click()
     wait_for(lambda: not get(f"{p.url}/emitter/e1/metrics")["paused"], 5, "e1 resumed")
 
-    # Add an analyzer through the form: the distributor routes to it.
+    # Add an analyzer through the form, with its format and a secret header: the
+    # distributor routes to it, and the page never holds the header's value.
     a3 = p.start_analyzer("a3")
     page.fill('#add-form input[name="id"]', "a3")
     page.fill('#add-form input[name="url"]', f"{a3.url}/ingest")
     page.fill('#add-form input[name="weight"]', "1")
+    page.select_option('#add-form select[name="format"]', "ndjson")
+    page.select_option('#add-form select[name="compression"]', "gzip")
+    page.fill('#add-form textarea[name="headers"]', "Authorization: Bearer dash-s3cret")
     page.click('#add-form button[type="submit"]')
     expect(analyzers).to_have_count(3)
     wait_for(lambda: p.stats("a3")["messages"] > 0, 10, "a3 receiving")
+    a3_format = page.locator('#analyzers tr[data-id="a3"] td').nth(3)
+    expect(a3_format).to_have_text("ndjson · gzip")
+    assert "Authorization: ***" in (a3_format.get_attribute("title") or "")
+    assert "dash-s3cret" not in page.content()
+    row = next(a for a in get(f"{p.url}/registry") if a["id"] == "a3")
+    assert (row["format"], row["headers"]) == ("ndjson", {"Authorization": "***"})
 
     assert errors == []  # nothing went wrong in the page so far
 

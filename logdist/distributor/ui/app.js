@@ -42,11 +42,14 @@ async function api(method, path, body) {
 }
 
 async function act(method, path, body) {
+  // True once done; an error is shown and false returned (a form keeps what was typed).
   try {
     await api(method, path, body);
     await refresh();
+    return true;
   } catch (err) {
     showError(err.message);
+    return false;
   }
 }
 
@@ -101,13 +104,13 @@ function renderAnalyzers(analyzers, r) {
   const tbody = $("#analyzers tbody");
   for (const a of analyzers) {
     const row = keyedRow(tbody, a.id, (row) => {
-      for (let i = 0; i < 9; i++) row.appendChild(document.createElement("td"));
+      for (let i = 0; i < 10; i++) row.appendChild(document.createElement("td"));
       const weight = document.createElement("input");
       weight.size = 4;
       weight.className = "weight";
       weight.value = a.weight;
-      row.cells[3].appendChild(weight);
-      row.cells[3].appendChild(button("set", () => act("POST", `/analyzer/${a.id}/weight`, { weight: Number(weight.value) })));
+      row.cells[4].appendChild(weight);
+      row.cells[4].appendChild(button("set", () => act("POST", `/analyzer/${a.id}/weight`, { weight: Number(weight.value) })));
       const actions = document.createElement("td");
       actions.appendChild(button("enable", () => act("POST", `/analyzer/${a.id}/enable`)));
       actions.appendChild(button("disable", () => act("POST", `/analyzer/${a.id}/disable`)));
@@ -118,18 +121,63 @@ function renderAnalyzers(analyzers, r) {
     const c = row.cells;
     c[0].textContent = a.id;
     c[0].title = a.url;
-    c[1].textContent = a.health + (a.last_error ? " (" + a.last_error + ")" : "");
+    const passive = a.health_check === "passive" ? " · passive" : "";
+    c[1].textContent = a.health + passive + (a.last_error ? " (" + a.last_error + ")" : "");
     c[1].className = a.health;
     c[2].textContent = a.state;
-    const w = c[3].querySelector("input");
+    c[3].textContent = formatCell(a);
+    c[3].title = describeDelivery(a);
+    const w = c[4].querySelector("input");
     if (document.activeElement !== w) w.value = a.weight;
-    c[4].textContent = pct(a.target_share); c[4].className = "num";
-    c[5].textContent = pct(r.recent[a.id] || 0); c[5].className = "num";
-    c[6].textContent = pct(a.actual_share); c[6].className = "num";
-    c[7].textContent = fmt(r.perSecond[a.id] || 0); c[7].className = "num";
-    c[8].textContent = a.pending; c[8].className = "num";
+    c[5].textContent = pct(a.target_share); c[5].className = "num";
+    c[6].textContent = pct(r.recent[a.id] || 0); c[6].className = "num";
+    c[7].textContent = pct(a.actual_share); c[7].className = "num";
+    c[8].textContent = fmt(r.perSecond[a.id] || 0); c[8].className = "num";
+    c[9].textContent = a.pending; c[9].className = "num";
   }
   prune(tbody, new Set(analyzers.map((a) => a.id)));
+}
+
+function formatCell(a) {
+  const f = a.format === "auto" ? (a.batch ? "auto:ndjson" : "auto:json") : a.format;
+  return a.compression === "gzip" ? f + " · gzip" : f;
+}
+
+function describeDelivery(a) {
+  // Header values never reach the page: the distributor sends them as ***.
+  const headers = Object.entries(a.headers || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
+  return [
+    `health ${a.health_check}` + (a.health_url ? ` at ${a.health_url}` : ""),
+    `compression ${a.compression}`,
+    `headers ${headers || "none"}`,
+  ].join("\n");
+}
+
+async function renderDeadLetters(store) {
+  const card = $("#dead-letters");
+  card.hidden = !store || (store.count === 0 && store.total === 0);
+  if (card.hidden) return;
+  $("#dead-summary").textContent =
+    `${store.count} kept, ${store.bytes} of ${store.max_bytes} bytes` +
+    (store.full ? " — FULL: ingest answers 503 until they are replayed or purged" : "") +
+    (store.path ? ` · ${store.path}` : " · in memory only");
+  const tbody = $("#dead-table tbody");
+  if (store.count === 0) { tbody.textContent = ""; return; }
+  const list = await api("GET", "/dead-letters?limit=50");
+  for (const d of list.letters) {
+    const row = keyedRow(tbody, d.id, (row) => {
+      for (let i = 0; i < 7; i++) row.appendChild(document.createElement("td"));
+    });
+    const c = row.cells;
+    c[0].textContent = d.id;
+    c[1].textContent = d.emitter || "-";
+    c[2].textContent = d.messages; c[2].className = "num";
+    c[3].textContent = d.time;
+    c[4].textContent = d.analyzers.join(", ");
+    c[5].textContent = d.last_status; c[5].className = "dead";
+    c[6].textContent = d.last_answer || ""; c[6].className = "answer";
+  }
+  prune(tbody, new Set(list.letters.map((d) => d.id)));
 }
 
 function renderEmitters(emitters) {
@@ -220,9 +268,12 @@ async function refresh() {
   $("#summary").innerHTML =
     `queue <b>${q.depth}</b>/${q.capacity} · unacked <b>${q.unacked}</b> · ` +
     `delivered <b>${c.delivered_messages}</b> msgs · <b>${fmt(r.total)}</b> msg/s · ` +
-    `retries <b>${c.retries}</b> · rejected <b>${Object.values(c.rejected).reduce((x, y) => x + y, 0)}</b>`;
+    `retries <b>${c.retries}</b> · rejected <b>${Object.values(c.rejected).reduce((x, y) => x + y, 0)}</b>` +
+    (status.dead_letters && status.dead_letters.count
+      ? ` · <span class="dead">dead letters <b>${status.dead_letters.count}</b></span>` : "");
   renderAnalyzers(status.analyzers, r);
   renderEmitters(status.emitters);
+  await renderDeadLetters(status.dead_letters);
   drawChart();
 }
 
@@ -249,8 +300,24 @@ function followLogs() {
 $("#add-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
-  act("POST", "/registry/add", { id: f.get("id"), url: f.get("url"), weight: Number(f.get("weight") || 1) })
-    .then(() => ev.target.reset());
+  const headers = {};
+  for (const line of String(f.get("headers") || "").split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf(":");
+    if (at < 0) { showError(`a header is 'Name: value', got '${line}' (no colon)`); return; }
+    headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  const body = {
+    id: f.get("id"), url: f.get("url"), weight: Number(f.get("weight") || 1),
+    format: f.get("format"), health: f.get("health"), compression: f.get("compression"), headers,
+  };
+  if (f.get("health_url")) body.health_url = f.get("health_url");
+  act("POST", "/registry/add", body).then((ok) => { if (ok) ev.target.reset(); });
+});
+
+$("#dead-replay").addEventListener("click", () => act("POST", "/dead-letters/replay", {}));
+$("#dead-purge").addEventListener("click", () => {
+  if (confirm("Delete every dead letter for good?")) act("POST", "/dead-letters/purge", {});
 });
 
 $("#token-form").addEventListener("submit", (ev) => {
