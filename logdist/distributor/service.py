@@ -105,6 +105,8 @@ class Distributor:
         try:
             await self.spool.sync()
         except OSError as exc:
+            # Refused: the client keeps them and retries, so the spool need not hold them.
+            self.spool.ack(packets)
             raise self._spool_failed(exc) from None
         self.dispatcher.enqueue(packets)
 

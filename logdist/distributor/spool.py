@@ -11,12 +11,20 @@ syncs once a second, `never` leaves it to the OS. A killed process loses nothing
 `interval`, a full segment is synced at the next tick, not as it is closed, and not at all
 if every packet in it was acknowledged by then: it is deleted, and the disk never sees it
 (under bulk load most segments go so; syncing each as it closed wrote every byte ingested).
+The directory itself is synced after a segment is created or deleted (`always` before the
+answer, `interval` at the next tick), so a synced segment is also found after a power cut.
+
+A full disk: a write that fails is refused (503 `spool_failure`; the client keeps the packets
+and retries) and nothing of it counts. Once every packet of the open segment is acknowledged
+it is deleted rather than kept for more writes, and a fresh one is started, so ingest comes
+back by itself as soon as the analyzers have drained what the disk holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -64,6 +72,15 @@ def _close(fd: int, size: int, sync: bool) -> None:
         os.close(fd)
 
 
+def _sync_dir(path: Path) -> None:
+    """fsync a directory: the names created or deleted in it are on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _sync_paths(paths: list[Path]) -> None:
     """fsync closed segments (one deleted meanwhile needs none)."""
     for path in paths:
@@ -105,6 +122,11 @@ class Spool:
         self._closing: set[asyncio.Future[None]] = set()
         # With fsync=interval: segments closed since the last tick, not yet synced.
         self._unsynced: set[int] = set()
+        # A segment was created or deleted since the directory was last synced.
+        self._dir_dirty = False
+        # The last write failed for space: release the open segment as soon as it settles.
+        self.short_of_space = False
+        self.space_failures = 0
 
     # -- start and replay -----------------------------------------------------------------
 
@@ -198,6 +220,8 @@ class Spool:
             active.fd = None
             if active.settled:
                 self._drop(active)
+        with contextlib.suppress(OSError):
+            await self._sync_dir_if_dirty()
 
     # -- append and acknowledge -----------------------------------------------------------
 
@@ -216,7 +240,29 @@ class Spool:
             await self.sync()
 
     def write(self, packets: list[Packet]) -> None:
-        """Append `packets` to the active segment (to the OS; `sync` makes it durable)."""
+        """Append `packets` to the active segment (to the OS; `sync` makes it durable).
+
+        A write that fails for space is tried once more in a fresh segment when the open one
+        holds nothing unacknowledged (its blocks are freed first); else the error is raised
+        and the segment is released as soon as its last packet is acknowledged.
+        """
+        try:
+            self._append(packets)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.space_failures += 1
+            if not self.short_of_space:
+                event(log, "spool_disk_full", logging.ERROR, dir=self.dir, error=exc)
+            self.short_of_space = True
+            if not self._release_settled():
+                raise
+            self._append(packets)
+        if self.short_of_space:
+            self.short_of_space = False
+            event(log, "spool_disk_space_back", dir=self.dir)
+
+    def _append(self, packets: list[Packet]) -> None:
         pieces: list[bytes] = []
         for p in packets:
             pieces += (wal.header(p.body), p.body)
@@ -267,8 +313,26 @@ class Spool:
         if segment is None:
             return
         segment.acked += count
-        if segment.settled and segment is not self.active:
-            self._drop(segment)
+        if segment.settled:
+            if segment is not self.active:
+                self._drop(segment)
+            elif self.short_of_space:
+                self._release_settled()
+
+    def _release_settled(self) -> bool:
+        """Close and delete the open segment if every packet in it is acknowledged: the disk
+        space it holds comes back, and the next write starts a fresh segment."""
+        active = self.active
+        if active is None or not active.settled:
+            return active is None
+        if active.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(active.fd)
+            active.fd = None
+        self.active = None
+        self._drop(active)
+        event(log, "spool_segment_released", segment=active.path.name)
+        return True
 
     def _new_segment(self, size: int) -> Segment:
         """Close the active segment (`size` more bytes do not fit it) and open one they fit."""
@@ -301,6 +365,7 @@ class Spool:
             path.unlink()
             raise
         segment = Segment(number, path, bytes=len(wal.MAGIC), fd=fd, capacity=capacity)
+        self._dir_dirty = True
         self.bytes += segment.bytes
         self.segments[number] = segment
         self.active = segment
@@ -316,6 +381,7 @@ class Spool:
         self.bytes -= segment.bytes
         with contextlib.suppress(FileNotFoundError):
             segment.path.unlink()
+            self._dir_dirty = True
 
     # -- fsync ----------------------------------------------------------------------------
 
@@ -338,6 +404,7 @@ class Spool:
                 try:
                     if fd is not None:
                         await loop.run_in_executor(None, os.fsync, fd)
+                    await self._sync_dir_if_dirty()
                     if self._closing:  # segments closed meanwhile are synced as they close
                         for closed in asyncio.as_completed(list(self._closing)):
                             await closed
@@ -347,6 +414,15 @@ class Spool:
                     waiters.set_result(None)
         finally:
             self._syncing = False
+
+    async def _sync_dir_if_dirty(self) -> None:
+        if self._dir_dirty and self.fsync != "never":
+            self._dir_dirty = False
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, _sync_dir, self.dir)
+            except OSError:
+                self._dir_dirty = True
+                raise
 
     def _take_unsynced(self) -> list[Path]:
         """The closed segments still to sync (those deleted meanwhile need none)."""
@@ -371,6 +447,11 @@ class Spool:
                 except OSError as exc:  # said, and tried again at the next tick
                     self._dirty = True
                     event(log, "spool_sync_failed", logging.ERROR, error=exc)
+            else:
+                try:
+                    await self._sync_dir_if_dirty()
+                except OSError as exc:
+                    event(log, "spool_sync_failed", logging.ERROR, error=exc)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -379,4 +460,6 @@ class Spool:
             "max_bytes": self.max_bytes,
             "segments": len(self.segments),
             "fsync": self.fsync,
+            "disk_full": self.short_of_space,
+            "disk_full_refusals": self.space_failures,
         }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -235,4 +236,89 @@ async def test_a_failed_interval_sync_is_reported_and_tried_again(
     await asyncio.sleep(2.3)
     assert "event=spool_sync_failed" in caplog.text
     assert len(calls) >= 2  # the next tick synced again
+    await spool.close()
+
+
+def big_packets(n: int, start: int = 0, size: int = 4000) -> list[Packet]:
+    pad = b"y" * size
+    return [
+        parse_one(b'{"packetId": "b%d", "messages": [{"m": "%s"}]}' % (i, pad))
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval"])
+async def test_a_full_disk_refuses_until_the_open_segment_is_acknowledged_then_writes_again(
+    small_disk: Callable[[int], Path], fsync: str
+) -> None:
+    disk = small_disk(1 << 20)
+    spool_dir = disk / "spool"
+    # One segment larger than the disk: before this was mended it was kept open while
+    # acknowledged, its blocks held, and every write refused until a restart.
+    spool = Spool(spool_dir, max_bytes=64 << 20, segment_bytes=8 << 20, fsync=fsync)
+    spool.recover()
+    spool.start()
+    held: list[Packet] = []
+    with pytest.raises(OSError):
+        for i in range(1000):
+            batch = big_packets(1, i)
+            await spool.append(batch)
+            held += batch
+    assert held and spool.to_json()["disk_full"] is True
+    assert spool.segments  # what was written is still held: nothing acknowledged
+    # While the packets are unacknowledged the disk stays full: refused again.
+    with pytest.raises(OSError):
+        await spool.append(big_packets(1, 5000))
+    spool.ack(held)  # the analyzers took everything
+    assert spool.active is None and not list(spool_dir.iterdir())
+    # Ingest is back with no restart, in a fresh segment.
+    await spool.append(big_packets(3, 6000))
+    assert spool.to_json()["disk_full"] is False
+    await spool.close()
+    assert [p.id for p in Spool(spool_dir, 64 << 20, 8 << 20).recover()] == [
+        "b6000",
+        "b6001",
+        "b6002",
+    ]
+
+
+async def test_a_settled_open_segment_is_released_by_the_write_that_finds_the_disk_full(
+    small_disk: Callable[[int], Path],
+) -> None:
+    disk = small_disk(1 << 20)
+    spool = Spool(disk / "spool", max_bytes=64 << 20, segment_bytes=8 << 20, fsync="never")
+    spool.recover()
+    first = big_packets(100)
+    await spool.append(first)
+    spool.ack(first)  # settled, but the open segment keeps its 400 KB
+    # 800 KB more do not fit beside them on a 1 MiB disk: the write that fails for space
+    # releases the acknowledged segment and succeeds in a fresh one.
+    rest = big_packets(200, 100)
+    await spool.append(rest)
+    assert spool.space_failures == 1
+    await spool.close()
+    recovered = Spool(disk / "spool", 64 << 20, 8 << 20).recover()
+    assert [p.id for p in recovered] == [p.id for p in rest]
+
+
+async def test_the_directory_is_synced_after_a_segment_is_created_or_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logdist.distributor import spool as spool_module
+
+    synced: list[Path] = []
+    real = spool_module._sync_dir
+
+    def sync_dir(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(spool_module, "_sync_dir", sync_dir)
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200, fsync="always")
+    spool.recover()
+    batch = packets(1)
+    await spool.append(batch)  # a new segment: the directory is synced before the answer
+    assert synced == [tmp_path]
+    await spool.append(packets(1, 1))
+    assert synced == [tmp_path]  # no new name, no directory sync
     await spool.close()

@@ -1,0 +1,84 @@
+"""What an operator's world brings: a full disk, a closed terminal, a hostile web page, a
+hostile emitter. Real processes on 127.0.0.1, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.procs import Procs, free_port, get, request, wait_for
+
+PAD = "x" * 4000
+
+
+def packet(pid: str) -> dict[str, object]:
+    return {"packetId": pid, "emitter": "disk-test", "messages": [{"message": PAD}]}
+
+
+def delivered_ids(output: Path) -> set[str]:
+    if not output.exists():
+        return set()
+    return {json.loads(line)["packetId"] for line in output.read_bytes().splitlines()}
+
+
+def test_a_full_disk_refuses_then_ingest_comes_back_by_itself_once_drained(
+    procs: Procs, small_disk: Callable[[int], Path]
+) -> None:
+    disk = small_disk(3 << 20)
+    a1_port = free_port()  # the analyzer is down at first: nothing listens here yet
+    output = procs.workdir / "a1.ndjson"
+    d = procs.start(
+        "distributor",
+        "distributor",
+        "serve",
+        "--port",
+        "0",
+        "--analyzer",
+        f"a1=http://127.0.0.1:{a1_port}/ingest",
+        "--spool-dir",
+        str(disk / "spool"),
+        "--health-interval",
+        "0.2",
+        "--rise",
+        "1",
+    )
+    accepted: list[str] = []
+    refusal: tuple[int, object] | None = None
+    for i in range(3000):  # 3 MiB hold fewer than 800 of these
+        status, body = request("POST", f"{d.url}/log-packet", packet(f"p{i}"))
+        if status != 202:
+            refusal = (status, body)
+            break
+        accepted.append(f"p{i}")
+    assert refusal is not None, "a 3 MiB disk took 12 MB of packets"
+    status, body = refusal
+    assert status == 503 and body["code"] == "spool_failure", refusal  # type: ignore[index]
+    assert "No space left on device" in body["error"]  # type: ignore[index]
+    # Still full: refused again, nothing of it kept.
+    assert request("POST", f"{d.url}/log-packet", packet("extra"))[0] == 503
+    assert get(f"{d.url}/status")["spool"]["disk_full"] is True
+
+    procs.start(
+        "a1", "analyzer", "serve", "--id", "a1", "--port", str(a1_port), "--output", str(output)
+    )
+    wait_for(lambda: delivered_ids(output) >= set(accepted), 60, "the spool to drain", 0.2)
+    # Back with no restart: the next 500 are accepted (a 503 is retried, as emitters do).
+    later = [f"q{i}" for i in range(500)]
+    refused = 0
+    deadline = time.monotonic() + 90
+    for pid in later:
+        while True:
+            status, body = request("POST", f"{d.url}/log-packet", packet(pid))
+            if status == 202:
+                break
+            assert status == 503, (status, body)
+            refused += 1
+            assert time.monotonic() < deadline, f"still refused after 90 s ({refused} refusals)"
+            time.sleep(0.05)
+    wait_for(lambda: delivered_ids(output) >= set(later), 60, "the later packets", 0.2)
+    # Nothing acknowledged was lost, and the distributor never restarted.
+    assert delivered_ids(output) >= set(accepted) | set(later)
+    assert d.running()
+    assert get(f"{d.url}/status")["spool"]["disk_full"] is False
