@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from logdist.core.checks import check_id, check_url
+from logdist.core.checks import check_id, check_network, check_origin, check_url
 from logdist.core.delivery import KEYS as DELIVERY_KEYS
 from logdist.core.delivery import Delivery, delivery_from, parse_header_line
 from logdist.errors import ConfigError, InvalidRequest
@@ -193,6 +193,12 @@ class DistributorConfig:
     dead_letter_dir: str | None = None
     # Dead letters kept (packet bytes) before ingest answers 503.
     dead_letter_max_bytes: int = 64 << 20
+    # Origins (scheme://host[:port]) beside the distributor's own whose pages may call the admin
+    # and control routes, e.g. the public address of a reverse proxy in front of the dashboard.
+    allow_origins: tuple[str, ...] = ()
+    # Networks (CIDR) an emitter's control URL may point into besides the address its
+    # registration came from.
+    emitter_networks: tuple[str, ...] = ()
 
     @property
     def dead_letter_path(self) -> str | None:
@@ -226,6 +232,10 @@ class DistributorConfig:
         )
         _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
         _require(self.queue_wait >= 0, f"queue_wait must be >= 0, got {self.queue_wait}")
+        object.__setattr__(self, "allow_origins", tuple(map(check_origin, self.allow_origins)))
+        object.__setattr__(
+            self, "emitter_networks", tuple(map(check_network, self.emitter_networks))
+        )
         ids = [a.id for a in self.analyzers]
         dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         _require(not dupes, f"analyzer ids must be unique, repeated: {', '.join(dupes)}")
@@ -330,6 +340,11 @@ def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
             return _build(HealthConfig, value, f"{where}.{name}")
     elif name == "messages":
         return parse_messages(value)
+    elif hint == tuple[str, ...]:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        if isinstance(value, str):
+            return (value,)
     raise ConfigError(f"{where}: {name} has the wrong type ({type(value).__name__}: {value!r})")
 
 

@@ -38,6 +38,11 @@ class Unauthorized(LogdistError):
     code = "unauthorized"
 
 
+class Forbidden(LogdistError):
+    status = 403
+    code = "cross_origin"
+
+
 class NotFound(LogdistError):
     status = 404
     code = "not_found"

@@ -13,9 +13,11 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from logdist.core.checks import origin_of
 from logdist.core.packet import decode_json
 from logdist.errors import (
     Backpressure,
+    Forbidden,
     InvalidRequest,
     LogdistError,
     PayloadTooLarge,
@@ -201,6 +203,41 @@ def auth_middleware(
             if token is not None and not bearer_ok(request, token):
                 raise Unauthorized(
                     f"this route needs the {what} token as 'Authorization: Bearer <token>'"
+                )
+        return await handler(request)
+
+    return middleware
+
+
+def origin_middleware(exempt: Callable[[str], bool], allowed: tuple[str, ...] = ()) -> Middleware:
+    """Refuse (403) a request whose `Origin` header names another site, as Grafana and Jupyter
+    do: a web page in the operator's browser could otherwise drive the admin and control
+    routes with a plain form. Same origin means the `Origin` equals this daemon's address as
+    the request's `Host` says (the dashboard's own requests); `allowed` adds others (a
+    reverse proxy's public address). A request without `Origin` (ctl, curl, emitters) and the
+    `exempt` paths (ingest, /health, static files) are not checked."""
+    extra = frozenset(allowed)
+    seen: set[str] = set()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and not exempt(request.path):
+            own = origin_of(f"{request.scheme}://{request.host}")
+            theirs = origin_of(origin)
+            if theirs is None or (theirs != own and theirs not in extra):
+                if len(seen) < 100 and origin not in seen:  # once an origin: no log flood
+                    seen.add(origin)
+                    log.warning(
+                        "event=cross_origin_refused origin=%r method=%s path=%s",
+                        origin,
+                        request.method,
+                        request.path,
+                    )
+                raise Forbidden(
+                    f"cross-origin request refused: Origin {origin!r} is not this daemon's own"
+                    f" ({own}); a page from another site may not call {request.path}"
+                    " (the distributor's --allow-origin adds one)"
                 )
         return await handler(request)
 

@@ -258,3 +258,22 @@ delay = 0.5
         "--fail-rate": "0.25",
         "--delay": "0.5",
     }
+
+
+def test_origins_and_emitter_networks_from_toml(tmp_path: Path) -> None:
+    topo = load_topology(
+        write(
+            tmp_path,
+            '[distributor]\nallow_origins = ["https://logs.example"]\n'
+            'emitter_networks = ["10.0.0.0/8", "192.0.2.7"]\n',
+        )
+    )
+    assert topo.distributor.allow_origins == ("https://logs.example:443",)
+    assert topo.distributor.emitter_networks == ("10.0.0.0/8", "192.0.2.7/32")
+    for text, words in [
+        ('[distributor]\nallow_origins = ["logs.example"]\n', "is not an origin"),
+        ('[distributor]\nemitter_networks = ["ten"]\n', "is not a network"),
+        ("[distributor]\nemitter_networks = [1]\n", "wrong type"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            load_topology(write(tmp_path, text))

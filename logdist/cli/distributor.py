@@ -155,6 +155,26 @@ def serve(
         int | None,
         opt(C, "dead_letter_max_bytes", "Dead letters kept (bytes) before ingest answers 503."),
     ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ORIGIN",
+            show_default=False,
+            help="An origin (scheme://host[:port]) besides the distributor's own whose pages may"
+            " call the admin and control routes, e.g. a reverse proxy's public address;"
+            " repeatable. Others get 403.",
+        ),
+    ] = None,
+    emitter_networks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--emitter-networks",
+            metavar="CIDR",
+            show_default=False,
+            help="A network an emitter's control URL may point into besides the address it"
+            " registered from, e.g. 10.0.0.0/8; repeatable. Others get 422.",
+        ),
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Accept packets on POST /log-packet and /log-packets and forward them by weight."""
@@ -191,6 +211,8 @@ def serve(
             max_refusals=max_refusals,
             dead_letter_dir=dead_letter_dir,
             dead_letter_max_bytes=dead_letter_max_bytes,
+            allow_origins=tuple(allow_origin) if allow_origin else None,
+            emitter_networks=tuple(emitter_networks) if emitter_networks else None,
         )
         cfg = dataclasses.replace(cfg, health=health)
     run_daemon("distributor", make_app, cfg, log_level)

@@ -26,6 +26,7 @@ from logdist.http import (
     auth_middleware,
     error_middleware,
     json_response,
+    origin_middleware,
     read_body,
     read_json_object,
     require,
@@ -192,7 +193,9 @@ async def purge_dead_letters(request: web.Request) -> web.Response:
 async def register_emitter(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
-    info = d.emitters.register(require(body, "id"), require(body, "url"), body.get("metrics"))
+    info = d.emitters.register(
+        require(body, "id"), require(body, "url"), body.get("metrics"), request.remote
+    )
     return json_response({"id": info.id, "url": info.url})
 
 
@@ -332,7 +335,10 @@ def is_public(path: str) -> bool:
 
 
 def make_app(cfg: DistributorConfig) -> web.Application:
-    middlewares: list[Middleware] = [error_middleware]
+    middlewares: list[Middleware] = [
+        error_middleware,
+        origin_middleware(lambda path: path in INGEST_PATHS or is_public(path), cfg.allow_origins),
+    ]
     if cfg.admin_token or cfg.ingest_token:
         middlewares.append(
             auth_middleware(cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public)

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from logdist.core.checks import check_id, check_url
+from logdist.core.checks import check_id, control_url
 from logdist.errors import PeerUnavailable, UnknownEmitter
 
 
@@ -32,16 +32,22 @@ class EmitterInfo:
 
 
 class EmitterDirectory:
-    def __init__(self, now: Callable[[], float]) -> None:
+    def __init__(self, now: Callable[[], float], networks: tuple[str, ...] = ()) -> None:
         self._now = now
+        # Where a control URL may point besides the registering peer (see checks.control_url).
+        self.networks = networks
         self._emitters: dict[str, EmitterInfo] = {}
 
     def __iter__(self) -> Any:
         return iter(list(self._emitters.values()))
 
-    def register(self, eid: object, url: object, metrics: object = None) -> EmitterInfo:
+    def register(
+        self, eid: object, url: object, metrics: object = None, peer: str | None = None
+    ) -> EmitterInfo:
+        """Record (or renew) emitter `eid` whose control API is at `url`, registered from
+        address `peer`; a URL the distributor may not call is a 422."""
         eid = check_id("emitter", eid)
-        url = check_url(url).rstrip("/")
+        url = control_url(url, peer, self.networks).rstrip("/")
         now = self._now()
         info = self._emitters.get(eid)
         if info is None or info.url != url:

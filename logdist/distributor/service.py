@@ -63,7 +63,7 @@ class Distributor:
         self.dispatcher.on_dead_letter = self._dead_letter
         self._ticker: asyncio.Task[None] | None = None
         self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
-        self.emitters = EmitterDirectory(now)
+        self.emitters = EmitterDirectory(now, cfg.emitter_networks)
         self._session: aiohttp.ClientSession | None = None
         self.spool: Spool | None = None
         if cfg.spool_dir:

@@ -32,6 +32,7 @@ from logdist.http import (
     describe_error,
     error_middleware,
     json_response,
+    origin_middleware,
     read_json_object,
     require,
 )
@@ -325,7 +326,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_app(cfg: EmitterConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    middlewares = [error_middleware, origin_middleware(lambda path: path == "/health")]
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[EMITTER] = Emitter(cfg)
     app[BOUND] = BoundAddress()
     app.cleanup_ctx.append(lifecycle)

@@ -257,3 +257,81 @@ async def test_unknown_routes_are_json_404_and_405(make_distributor: MakeDistrib
     assert resp.status == 404 and (await resp.json())["code"] == "not_found"
     resp = await client.get("/log-packet")
     assert resp.status == 405 and "Allow" in resp.headers
+
+
+async def test_a_registration_whose_control_url_points_elsewhere_is_refused(
+    make_distributor: MakeDistributor,
+) -> None:
+    client = await make_distributor()
+    resp = await client.post(
+        "/emitters/register", json={"id": "e1", "url": "http://169.254.169.254/latest"}
+    )
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert "must point at the address its registration came from (127.0.0.1)" in error
+    assert (await (await client.get("/emitters")).json()) == []
+    allowed = await make_distributor(emitter_networks=("169.254.0.0/16",))
+    resp = await allowed.post(
+        "/emitters/register", json={"id": "e1", "url": "http://169.254.169.254/latest"}
+    )
+    assert resp.status == 200
+
+
+CROSS_SITE = {"Origin": "http://evil.example"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/analyzer/a1/disable"),
+        ("POST", "/analyzer/a1/drain"),
+        ("POST", "/registry/add"),
+        ("DELETE", "/registry/a1"),
+        ("POST", "/emitter/e1/pause"),
+        ("POST", "/dead-letters/purge"),
+        ("GET", "/status"),
+        ("GET", "/ws/metrics"),
+    ],
+)
+async def test_a_page_from_another_site_cannot_drive_admin_routes(
+    make_distributor: MakeDistributor, method: str, path: str
+) -> None:
+    client = await make_distributor({"a1": ("http://127.0.0.1:1/ingest", 1.0)})
+    # A plain HTML form: no JSON, no preflight; the browser adds Origin.
+    resp = await client.request(
+        method,
+        path,
+        data="x=1",
+        headers={**CROSS_SITE, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 403
+    body = await resp.json()
+    assert body["code"] == "cross_origin" and "http://evil.example" in body["error"]
+    assert [a["state"] for a in await (await client.get("/registry")).json()] == ["enabled"]
+
+
+async def test_same_origin_no_origin_and_allowed_origins_pass(
+    make_distributor: MakeDistributor,
+) -> None:
+    client = await make_distributor({"a1": ("http://127.0.0.1:1/ingest", 1.0)})
+    assert client.port is not None
+    own = f"http://{client.host}:{client.port}"
+    resp = await client.post("/analyzer/a1/disable", headers={"Origin": own})
+    assert resp.status == 200
+    resp = await client.post("/analyzer/a1/enable")  # ctl and curl send no Origin
+    assert resp.status == 200
+    for origin in ("null", f"http://{client.host}:{client.port + 1}"):
+        resp = await client.post("/analyzer/a1/disable", headers={"Origin": origin})
+        assert resp.status == 403, origin
+    # Ingest, /health and the dashboard's files answer any origin.
+    packet = {"packetId": "p1", "messages": [{"m": 1}]}
+    assert (await client.post("/log-packet", json=packet, headers=CROSS_SITE)).status == 202
+    for path in ("/health", "/"):
+        assert (await client.get(path, headers=CROSS_SITE)).status == 200
+    proxied = await make_distributor(
+        {"a1": ("http://127.0.0.1:1/ingest", 1.0)}, allow_origins=("https://logs.example",)
+    )
+    resp = await proxied.post(
+        "/analyzer/a1/disable", headers={"Origin": "https://logs.example:443"}
+    )
+    assert resp.status == 200

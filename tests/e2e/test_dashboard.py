@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.pipeline import Pipeline
-from tests.e2e.procs import Procs, get, wait_for
+from tests.e2e.procs import Procs, free_port, get, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +116,50 @@ def test_dashboard_asks_for_the_admin_token(procs: Procs, page: Page, artifacts:
     expect(page.locator("#token-form")).to_be_hidden()
     expect(page.locator('#analyzers tr[data-id="a1"]')).to_be_visible()
     page.screenshot(path=str(artifacts / "dashboard-token.png"))
+
+
+HOSTILE_PAGE = """<!doctype html>
+<form id="f" method="post" action="{url}/analyzer/a1/disable"><input name="x" value="1"></form>
+<script>
+  fetch("{url}/emitter/e1/pause", {{method: "POST", mode: "no-cors", body: "x"}});
+  document.getElementById("f").submit();
+</script>"""
+
+
+def test_a_page_from_another_site_cannot_drive_the_admin_api(
+    procs: Procs, page: Page, tmp_path: Path
+) -> None:
+    """As `logdist up` runs it (no admin token): a page the operator opens elsewhere posts a
+    plain form and a no-cors fetch to the distributor. Both are refused; nothing changes."""
+    p = Pipeline(procs, {"a1": 1})
+    p.start({"e1": "1"}, 20)
+    wait_for(lambda: get(f"{p.url}/emitters"), 10, "e1 registered")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(HOSTILE_PAGE.format(url=p.url))
+    port = free_port()
+    procs.spawn(
+        "hostile-site",
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            str(port),
+            "-d",
+            str(site),
+        ],
+        re.compile(r"(Serving HTTP)"),
+    )
+    page.goto(f"http://127.0.0.1:{port}/index.html")
+    # The form's answer replaces the page: the distributor's JSON refusal.
+    expect(page.locator("body")).to_contain_text("cross_origin", timeout=10_000)
+    assert "is not this daemon's own" in page.locator("body").inner_text()
+    assert [a["state"] for a in p.registry()] == ["enabled"]
+    assert get(f"{p.url}/emitter/e1/metrics")["paused"] is False
+    # The dashboard itself, on the distributor's own origin, still changes things.
+    page.goto(p.url + "/")
+    page.locator('#emitters tr[data-id="e1"] button', has_text="pause").click()
+    wait_for(lambda: get(f"{p.url}/emitter/e1/metrics")["paused"], 5, "e1 paused from the page")

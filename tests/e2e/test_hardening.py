@@ -82,3 +82,26 @@ def test_a_full_disk_refuses_then_ingest_comes_back_by_itself_once_drained(
     assert delivered_ids(output) >= set(accepted) | set(later)
     assert d.running()
     assert get(f"{d.url}/status")["spool"]["disk_full"] is False
+
+
+def test_a_registration_may_not_point_the_distributor_elsewhere(procs: Procs) -> None:
+    d = procs.start(
+        "distributor", "distributor", "serve", "--port", "0", "--emitter-networks", "10.0.0.0/8"
+    )
+    # A real emitter registers with its own loopback address: accepted, and controllable.
+    e1 = procs.start("e1", "emitter", "start", "--id", "e1", "--distributor", d.url, "--rate", "1")
+    wait_for(lambda: get(f"{d.url}/emitters"), 10, "e1 registered")
+    assert request("POST", f"{d.url}/emitter/e1/pause")[0] == 200
+    assert get(f"{e1.url}/metrics")["paused"] is True
+    # An ingest client that names some other address to be called is refused, naming the rule.
+    for url in ("http://169.254.169.254/latest/meta-data", "http://192.0.2.1:22", "http://db:5432"):
+        status, body = request("POST", f"{d.url}/emitters/register", {"id": "evil", "url": url})
+        assert status == 422, (url, status, body)
+        assert "must point at the address its registration came from (127.0.0.1)" in body["error"]
+        assert "--emitter-networks" in body["error"]
+    # One into the operator's allow-list is accepted.
+    status, body = request(
+        "POST", f"{d.url}/emitters/register", {"id": "far", "url": "http://10.1.2.3:7001"}
+    )
+    assert status == 200, body
+    assert sorted(e["id"] for e in get(f"{d.url}/emitters")) == ["e1", "far"]

@@ -183,3 +183,19 @@ async def test_seed_metrics_fields(aiohttp_server: Any, aiohttp_client: Any) -> 
     metrics = await (await client.get("/metrics")).json()
     assert {"emitter_id", "rps", "paused", "buffer_len"} <= set(metrics)
     assert (metrics["emitter_id"], metrics["rps"], metrics["paused"]) == ("e1", 3, False)
+
+
+async def test_a_page_from_another_site_cannot_pause_the_emitter(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    client, emitter = await start(aiohttp_server, aiohttp_client, FakeDistributor(), rate=1)
+    resp = await client.post(
+        "/pause",
+        data="x=1",
+        headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+    )
+    assert resp.status == 403 and (await resp.json())["code"] == "cross_origin"
+    assert emitter.metrics()["paused"] is False
+    assert (await client.get("/health", headers={"Origin": "http://evil.example"})).status == 200
+    resp = await client.post("/pause")  # the distributor's relay sends no Origin
+    assert resp.status == 200 and emitter.metrics()["paused"] is True
