@@ -26,6 +26,40 @@ class ListenError(LogdistError):
     """The daemon could not bind its address."""
 
 
+# Set by `logdist up` for its children: the pid whose death must stop this daemon.
+PARENT_ENV = "LOGDIST_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def parent_to_outlive() -> int | None:
+    """The pid in LOGDIST_PARENT_PID, if this daemon was started to die with it."""
+    try:
+        return int(os.environ[PARENT_ENV])
+    except (KeyError, ValueError):
+        return None
+
+
+def die_with_parent() -> bool:
+    """Ask Linux to send SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG): the daemon
+    then stops as on any SIGTERM, draining. False where that is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+async def watch_parent(parent: int, gone: Callable[[], None], every: float = 0.5) -> None:
+    """Call `gone` once the parent is no longer `parent`: the parent died before the death
+    signal was set, or the system has none. (An orphan's parent becomes init or a
+    subreaper, never the old pid again.)"""
+    while os.getppid() == parent:
+        await asyncio.sleep(every)
+    gone()
+
+
 @dataclass
 class BoundAddress:
     """Where the daemon listens, once it does (port 0 picks a free port)."""
@@ -116,25 +150,42 @@ async def serve(app: web.Application, host: str, port: int, name: str) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signalled = False
 
     def on_signal(signum: int) -> None:
-        if stop.is_set():
+        nonlocal signalled
+        if signalled:
             event(
                 log, "forced_exit", logging.WARNING, daemon=name, signal=signal.Signals(signum).name
             )
             os._exit(128 + signum)
-        event(log, "stopping", daemon=name, signal=signal.Signals(signum).name)
-        stop.set()
+        signalled = True
+        if not stop.is_set():
+            event(log, "stopping", daemon=name, signal=signal.Signals(signum).name)
+            stop.set()
+
+    def parent_gone() -> None:
+        if not stop.is_set():
+            event(log, "stopping", daemon=name, reason="parent_exited")
+            stop.set()
 
     # Handlers first: whoever reads the address below may signal at once.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    parent = parent_to_outlive()
+    watcher = None
+    if parent is not None:
+        # Started by `logdist up`: stop with it, even when it is killed without a word.
+        die_with_parent()
+        watcher = loop.create_task(watch_parent(parent, parent_gone))
     bound.url = listening.url
     bound.ready.set()
     event(log, "listening", daemon=name, url=bound.url, pid=os.getpid())
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await listening.stop()
         event(log, "stopped", daemon=name)
 

@@ -3,18 +3,26 @@
 Each daemon is a `logdist` subprocess; its log lines are relayed prefixed with its name, as
 foreman and docker compose do. Stop order is emitters, then the distributor (which drains),
 then analyzers, so that what is in flight still has somewhere to go.
+
+SIGINT, SIGTERM and SIGHUP (the terminal closed) stop everything that way. If `up` itself is
+killed without a word (SIGKILL), its daemons stop by themselves: each is told its parent's
+pid (LOGDIST_PARENT_PID) and asks Linux for a SIGTERM when that parent dies (see
+daemon.die_with_parent), with a watch on its parent pid behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from logdist.config import AnalyzerConfig, EmitterConfig, Topology
+from logdist.daemon import PARENT_ENV
+from logdist.ports import Holder, holders
 
 STOP_TIMEOUT = 15.0
 
@@ -124,9 +132,16 @@ async def _relay(child: Child, width: int) -> None:
     prefix = f"{child.name:<{width}} | ".encode()
     out = sys.stdout.buffer
     async for line in child.proc.stderr:
-        with contextlib.suppress(BrokenPipeError):
+        # A closed terminal (EIO) or pipe: keep reading, so the child never blocks on a write.
+        with contextlib.suppress(OSError, ValueError):
             out.write(prefix + line)
             out.flush()
+
+
+def say(text: str) -> None:
+    """A line of `up`'s own on stderr, if there is still somewhere to write it."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 async def _start(child: Child, width: int) -> None:
@@ -136,6 +151,7 @@ async def _start(child: Child, width: int) -> None:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )
     child.relay = asyncio.get_running_loop().create_task(_relay(child, width))
 
@@ -167,10 +183,34 @@ async def _watch(child: Child, stop: asyncio.Event, essential: bool, died: list[
     if stop.is_set():
         return
     what = "stopping the rest" if essential else "the rest keep running"
-    print(f"logdist up: {child.name} exited with code {code}; {what}", file=sys.stderr, flush=True)
+    say(f"logdist up: {child.name} exited with code {code}; {what}")
     if essential:
         died.append(child.name)
         stop.set()
+
+
+def endpoints(topology: Topology) -> list[tuple[str, str, int]]:
+    """(daemon, host, port) of every fixed port the topology's daemons listen on."""
+    ends = [(a.id, a.host, a.port) for a in topology.analyzers]
+    ends.append(("distributor", topology.distributor.host, topology.distributor.port))
+    ends += [(e.id, e.host, e.port) for e in topology.emitters]
+    return [end for end in ends if end[2] != 0]
+
+
+def busy_message(busy: list[tuple[str, int, Holder | None]]) -> str:
+    """One line naming what holds the topology's ports."""
+    parts = []
+    pids = []
+    for name, port, holder in busy:
+        if holder is None:
+            parts.append(f"{name} :{port} (held by a process this user cannot see)")
+        else:
+            parts.append(f"{name} :{port} (pid {holder.pid}: {holder.command})")
+            pids.append(str(holder.pid))
+    earlier = any(h is not None and "logdist" in h.command for _, _, h in busy)
+    what = "daemons of an earlier run still hold" if earlier else "something else holds"
+    hint = f"; stop them (kill {' '.join(sorted(set(pids)))})" if pids else ""
+    return f"logdist up: {what} its ports: {', '.join(parts)}{hint} or change the ports"
 
 
 async def run_topology(
@@ -192,7 +232,11 @@ async def run_topology(
     stop = asyncio.Event()
     died: list[str] = []
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    busy = holders(endpoints(topology))
+    if busy:
+        say(busy_message(busy))
+        return 1
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     watchers: list[asyncio.Task[None]] = []
 
@@ -205,15 +249,13 @@ async def run_topology(
         await launch([*analyzers, distributor])
         d = topology.distributor
         if not await _listening(d.host, d.port, 20.0) and not stop.is_set():
-            print(
-                f"logdist up: the distributor is not listening on {d.host}:{d.port}",
-                file=sys.stderr,
-            )
+            say(f"logdist up: the distributor is not listening on {d.host}:{d.port}")
             died.append("distributor")
             stop.set()
         if not stop.is_set():
             await launch(emitters)
-            print(banner, flush=True)
+            with contextlib.suppress(OSError, ValueError):
+                print(banner, flush=True)
             await stop.wait()
     finally:
         stop.set()

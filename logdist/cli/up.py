@@ -69,7 +69,11 @@ def up(
         typer.Option("--no-state", help="Keep no state or spool; start from the config alone."),
     ] = False,
 ) -> None:
-    """Run a whole local topology (analyzers, distributor, emitters); Ctrl-C stops all."""
+    """Run a whole local topology (analyzers, distributor, emitters); Ctrl-C stops all.
+
+    SIGTERM and SIGHUP (the terminal closed) stop all gracefully too; if this process is
+    killed, its daemons stop by themselves. Ports already taken are named, and nothing starts.
+    """
     topo = topology(config_file)
     d = topo.distributor
     state, spool = (None, None) if no_state else (state_dir, spool_dir)

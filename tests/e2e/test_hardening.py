@@ -4,9 +4,13 @@ hostile emitter. Real processes on 127.0.0.1, stopped by PID."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.procs import Procs, free_port, get, request, wait_for
 
@@ -105,3 +109,76 @@ def test_a_registration_may_not_point_the_distributor_elsewhere(procs: Procs) ->
     )
     assert status == 200, body
     assert sorted(e["id"] for e in get(f"{d.url}/emitters")) == ["e1", "far"]
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (an unreaped zombie counts: it holds no port and runs nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def topology(tmp_path: Path) -> tuple[Path, str]:
+    dport = free_port()
+    a_ports = [free_port() for _ in range(2)]
+    config = tmp_path / "topo.toml"
+    config.write_text(
+        f"[distributor]\nport = {dport}\n[distributor.health]\ninterval = 0.2\n"
+        + "".join(
+            f'[[analyzers]]\nid = "a{i}"\nport = {p}\nweight = 1\n' for i, p in enumerate(a_ports)
+        )
+        + '[[emitters]]\nid = "e1"\nrate = 100\n'
+    )
+    return config, f"http://127.0.0.1:{dport}"
+
+
+def flowing(url: str) -> bool:
+    try:
+        rows = get(f"{url}/registry")
+    except OSError:
+        return False
+    return len(rows) == 2 and all(r["delivered_messages"] > 0 for r in rows)
+
+
+def daemon_pids(output: str) -> list[int]:
+    return [int(p) for p in re.findall(r"event=listening .* pid=(\d+)", output)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL])
+def test_up_closed_or_killed_leaves_no_daemon_and_starts_again_on_its_ports(
+    procs: Procs, tmp_path: Path, signum: int
+) -> None:
+    config, url = topology(tmp_path)
+    up = procs.start("up", "up", str(config), listening=False)
+    wait_for(lambda: flowing(url), 30, "traffic to both analyzers", 0.2)
+    pids = daemon_pids(up.output())
+    assert len(pids) == 4  # two analyzers, the distributor, the emitter
+    up.signal(signum)  # the terminal closed / killed without a word
+    code = up.popen.wait(30)
+    assert code == (0 if signum == signal.SIGHUP else -signal.SIGKILL)
+    wait_for(lambda: all(gone(pid) for pid in pids), 30, "every daemon to stop", 0.1)
+    again = procs.start("up-again", "up", str(config), listening=False)
+    wait_for(lambda: flowing(url), 30, "traffic after the restart", 0.2)
+    assert "address already in use" not in again.output()
+    assert again.stop() == 0
+    assert "Traceback" not in up.output() + again.output()
+
+
+def test_up_names_the_daemons_of_an_earlier_run_on_its_ports(procs: Procs, tmp_path: Path) -> None:
+    config, url = topology(tmp_path)
+    first = procs.start("up", "up", str(config), listening=False)
+    wait_for(lambda: flowing(url), 30, "the first run", 0.2)
+    pids = daemon_pids(first.output())
+    second = procs.run("up", str(config), timeout=30)
+    assert second.returncode == 1
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    line = lines[0]
+    assert line.startswith("logdist up: daemons of an earlier run still hold its ports:")
+    assert f"distributor :{url.rsplit(':', 1)[1]} (pid " in line
+    assert "logdist distributor serve" in line and "logdist analyzer serve" in line
+    assert all(str(pid) in line for pid in pids[:3]), (pids, line)
+    assert first.running()  # the second run touched nothing
+    assert first.stop() == 0
