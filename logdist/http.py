@@ -209,7 +209,9 @@ def auth_middleware(
     return middleware
 
 
-def origin_middleware(exempt: Callable[[str], bool], allowed: tuple[str, ...] = ()) -> Middleware:
+def origin_middleware(
+    exempt: Callable[[str], bool], allowed: tuple[str, ...] = (), hint: str = ""
+) -> Middleware:
     """Refuse (403) a request whose `Origin` header names another site, as Grafana and Jupyter
     do: a web page in the operator's browser could otherwise drive the admin and control
     routes with a plain form. Same origin means the `Origin` equals this daemon's address as
@@ -236,8 +238,7 @@ def origin_middleware(exempt: Callable[[str], bool], allowed: tuple[str, ...] = 
                     )
                 raise Forbidden(
                     f"cross-origin request refused: Origin {origin!r} is not this daemon's own"
-                    f" ({own}); a page from another site may not call {request.path}"
-                    " (the distributor's --allow-origin adds one)"
+                    f" ({own}); a page from another site may not call {request.path}{hint}"
                 )
         return await handler(request)
 

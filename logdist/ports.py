@@ -55,7 +55,10 @@ def command_of(cmdline: list[str]) -> str:
     else:
         words = [os.path.basename(cmdline[0]), *cmdline[1:]] if cmdline else ["?"]
     text = " ".join(words)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= 64:
+        return text
+    cut = text[:61].rsplit(" ", 1)[0] if " " in text[:61] else text[:60]
+    return cut + " ..."
 
 
 def holder_of(port: int, proc: Path = Path("/proc")) -> Holder | None:

@@ -22,7 +22,9 @@ def test_command_lines_are_named_shortly() -> None:
     argv = ["/srv/.venv/bin/python3", "-m", "logdist", "distributor", "serve", "--port", "8000"]
     assert command_of(argv) == "logdist distributor serve --port 8000"
     assert command_of(["/usr/sbin/nginx", "-g", "daemon off;"]) == "nginx -g daemon off;"
-    assert command_of(["x" * 100]).endswith("...")
+    assert command_of(["x" * 100]) == "x" * 60 + " ..."
+    long = [*argv[:5], "--port", "9001", "--host", "127.0.0.1", "--output", "/var/log/a1.ndjson"]
+    assert command_of(long) == "logdist distributor serve --port 9001 --host 127.0.0.1 ..."
 
 
 def test_the_busy_line_names_every_holder_and_what_to_do() -> None:

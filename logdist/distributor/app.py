@@ -337,7 +337,11 @@ def is_public(path: str) -> bool:
 def make_app(cfg: DistributorConfig) -> web.Application:
     middlewares: list[Middleware] = [
         error_middleware,
-        origin_middleware(lambda path: path in INGEST_PATHS or is_public(path), cfg.allow_origins),
+        origin_middleware(
+            lambda path: path in INGEST_PATHS or is_public(path),
+            cfg.allow_origins,
+            " (--allow-origin adds an origin)",
+        ),
     ]
     if cfg.admin_token or cfg.ingest_token:
         middlewares.append(

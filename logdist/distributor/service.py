@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -111,7 +112,8 @@ class Distributor:
         self.dispatcher.enqueue(packets)
 
     def _spool_failed(self, exc: OSError) -> SpoolFailure:
-        event(log, "spool_write_failed", logging.ERROR, error=exc)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # a full disk: the spool said so once
+            event(log, "spool_write_failed", logging.ERROR, error=exc)
         return SpoolFailure(
             f"the spool could not be written ({exc.strerror}); retry later",
             retry_after=self.cfg.retry_after,

@@ -461,5 +461,5 @@ class Spool:
             "segments": len(self.segments),
             "fsync": self.fsync,
             "disk_full": self.short_of_space,
-            "disk_full_refusals": self.space_failures,
+            "disk_full_writes": self.space_failures,
         }

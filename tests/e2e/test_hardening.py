@@ -86,6 +86,11 @@ def test_a_full_disk_refuses_then_ingest_comes_back_by_itself_once_drained(
     assert delivered_ids(output) >= set(accepted) | set(later)
     assert d.running()
     assert get(f"{d.url}/status")["spool"]["disk_full"] is False
+    # Said once each way, not once a refused request (the log may be on the same disk).
+    out = d.output()
+    assert out.count("event=spool_disk_full") == 1, out
+    assert out.count("event=spool_disk_space_back") == 1
+    assert "event=spool_write_failed" not in out
 
 
 def test_a_registration_may_not_point_the_distributor_elsewhere(procs: Procs) -> None:
