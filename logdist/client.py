@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -182,6 +182,19 @@ class AdminClient:
         """`action` is pause, resume or rate (with `rps`)."""
         body = {"rps": rps} if action == "rate" else None
         result: dict[str, Any] = await self._call("POST", f"/emitter/{_seg(eid)}/{action}", body)
+        return result
+
+    async def emitters(
+        self,
+        q: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of emitters by id: `{"emitters", "total", "next"}`."""
+        params = {"limit": str(limit)}
+        params.update({k: v for k, v in (("q", q), ("state", state), ("cursor", cursor)) if v})
+        result: dict[str, Any] = await self._call("GET", "/emitters?" + urlencode(params))
         return result
 
     async def emitter_metrics(self, eid: str) -> dict[str, Any]:

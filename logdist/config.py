@@ -199,6 +199,10 @@ class DistributorConfig:
     # Networks (CIDR) an emitter's control URL may point into besides the address its
     # registration came from.
     emitter_networks: tuple[str, ...] = ()
+    # Seconds an emitter's registration holds without a renewal or a packet (it renews every
+    # third of it); then it is shown as gone, and forgotten `emitter_forget` seconds later.
+    emitter_lease: float = 60.0
+    emitter_forget: float = 600.0
 
     @property
     def dead_letter_path(self) -> str | None:
@@ -226,6 +230,10 @@ class DistributorConfig:
         ):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("forward_timeout", self.forward_timeout)
+        _require(self.emitter_lease >= 3, f"emitter_lease must be >= 3, got {self.emitter_lease}")
+        _require(
+            self.emitter_forget >= 0, f"emitter_forget must be >= 0, got {self.emitter_forget}"
+        )
         _require(
             self.fsync in ("always", "interval", "never"),
             f"fsync must be always, interval or never, got {self.fsync!r}",
@@ -290,7 +298,9 @@ class EmitterConfig:
     timeout: float = 5.0
     # How many delivered packet ids `GET /sent?ids=1` can list.
     track_ids: int = 100_000
-    register_interval: float = 2.0
+    # Seconds between lease renewals if the distributor does not say (it asks a third of
+    # its emitter_lease).
+    register_interval: float = 20.0
     drain_timeout: float = 5.0
     service: str = "demo_service"
     # Sent as `Authorization: Bearer` on ingest and registration.

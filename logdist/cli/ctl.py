@@ -13,7 +13,7 @@ from logdist.cli import deadletters
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call, print_json
 from logdist.cli.common import fail
 from logdist.cli.completion import complete_analyzer, complete_emitter
-from logdist.cli.views import console, status_view
+from logdist.cli.views import console, emitters_table, status_view
 from logdist.core.delivery import (
     COMPRESSIONS,
     FORMATS,
@@ -124,6 +124,44 @@ def status(
         print_json(result)
     else:
         console().print(status_view(result))
+
+
+@app.command()
+def emitters(
+    q: Annotated[
+        str | None, typer.Option("--q", help="Only emitters whose id contains this.")
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only emitters in this state: active, paused or gone.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Emitters a page.")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Where to go on from (the previous page says).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every page, not only the first.")] = False,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the registered emitters by id, a page at a time (filter with --q and --state)."""
+
+    async def pages(c: Any) -> dict[str, Any]:
+        page: dict[str, Any] = await c.emitters(q, state, limit, cursor)
+        rows = list(page["emitters"])
+        while every and page["next"]:
+            page = await c.emitters(q, state, limit, page["next"])
+            rows += page["emitters"]
+        return {"emitters": rows, "total": page["total"], "next": page["next"]}
+
+    result = call(url, token, pages)
+    if as_json:
+        print_json(result)
+        return
+    shown = len(result["emitters"])
+    title = f"emitters: {shown:,} shown of {result['total']:,} registered"
+    console().print(emitters_table(result["emitters"], title))
+    if result["next"]:
+        typer.echo(f"more: logdist ctl emitters --cursor {result['next']} (or --all)")
 
 
 def _emitter_command(action: str, verb: str) -> None:

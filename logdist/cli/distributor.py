@@ -155,6 +155,19 @@ def serve(
         int | None,
         opt(C, "dead_letter_max_bytes", "Dead letters kept (bytes) before ingest answers 503."),
     ] = None,
+    emitter_lease: Annotated[
+        float | None,
+        opt(
+            C,
+            "emitter_lease",
+            "Seconds an emitter's registration holds without a renewal or a packet; then it is"
+            " shown as gone (emitters renew every third of it).",
+        ),
+    ] = None,
+    emitter_forget: Annotated[
+        float | None,
+        opt(C, "emitter_forget", "Seconds a gone emitter is still shown before it is forgotten."),
+    ] = None,
     allow_origin: Annotated[
         list[str] | None,
         typer.Option(
@@ -211,6 +224,8 @@ def serve(
             max_refusals=max_refusals,
             dead_letter_dir=dead_letter_dir,
             dead_letter_max_bytes=dead_letter_max_bytes,
+            emitter_lease=emitter_lease,
+            emitter_forget=emitter_forget,
             allow_origins=tuple(allow_origin) if allow_origin else None,
             emitter_networks=tuple(emitter_networks) if emitter_networks else None,
         )

@@ -43,7 +43,13 @@ def start(
         int | None, opt(C, "track_ids", "Delivered ids kept for GET /sent?ids=1.")
     ] = None,
     register_interval: Annotated[
-        float | None, opt(C, "register_interval", "Seconds between registrations.")
+        float | None,
+        opt(
+            C,
+            "register_interval",
+            "Seconds between lease renewals when the distributor does not say (it asks for a"
+            " third of its --emitter-lease); a change of state renews at once.",
+        ),
     ] = None,
     drain_timeout: Annotated[
         float | None, opt(C, "drain_timeout", "Seconds to flush the buffer on shutdown.")

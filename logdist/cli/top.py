@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption
-from logdist.cli.views import analyzers_table, emitters_table, queue_line
+from logdist.cli.views import analyzers_table, emitters_view, queue_line
 from logdist.client import AdminClient, ClientFailure
 
 RECENT = 10.0  # seconds behind "actual (recent)"
@@ -60,7 +60,7 @@ def frame(url: str, status: dict[str, Any] | None, rates: Rates, error: str | No
         parts.append(Text(error, style="red"))
     parts += [
         analyzers_table(status["analyzers"], per_second, recent),
-        emitters_table(status["emitters"]),
+        emitters_view(status),
     ]
     return Group(*parts)
 

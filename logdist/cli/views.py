@@ -111,31 +111,63 @@ def analyzers_table(
     return table
 
 
-def emitters_table(emitters: list[dict[str, Any]]) -> Table:
-    table = Table(title="emitters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+STATE_STYLE = {"active": "green", "paused": "yellow", "gone": "red"}
+
+
+def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
     for name in ("rate", "buffer", "sent", "retries"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
+    table.add_column("seen", justify="right", no_wrap=True)
     table.add_column("control url", no_wrap=True)
     for e in emitters:
         m = e.get("metrics") or {}
-        state = (
-            Text("paused", style="yellow") if m.get("paused") else Text("running", style="green")
-        )
+        state = e.get("state") or ("paused" if m.get("paused") else "active")
         table.add_row(
             e["id"],
             f"{m.get('rps', '?')}",
             f"{m.get('buffer_len', '?')}",
             f"{m.get('sent_packets', '?')}",
             f"{m.get('retries', '?')}",
-            state,
+            Text(state, style=STATE_STYLE.get(state, "")),
+            f"{e.get('last_seen_ago', 0):.0f}s ago",
             Text(e["url"], style="dim"),
         )
     return table
 
 
+def emitter_summary_line(summary: dict[str, Any]) -> Text:
+    """One line for a fleet: counts by state, the configured rate, and the top few."""
+    line = Text("emitters ", style="bold")
+    line.append(f"{summary['total']:,}: ")
+    for state in ("active", "paused", "gone"):
+        line.append(f"{summary[state]:,} {state}", style=STATE_STYLE[state])
+        line.append(", " if state != "gone" else "")
+    line.append(f" · {summary['rps']:,.0f} pkt/s set · {summary['buffered']:,} buffered")
+    if summary.get("forgotten"):
+        line.append(f" · {summary['forgotten']:,} forgotten")
+    for key, label, field in (
+        ("top_by_buffer", "fullest buffers", "buffer_len"),
+        ("top_by_rate", "fastest", "rps"),
+    ):
+        top = summary.get(key) or []
+        if top:
+            line.append(f"\n  {label}: ")
+            line.append(", ".join(f"{t['id']} ({t[field]:g})" for t in top), style="dim")
+    line.append("\n  logdist ctl emitters lists them (--q, --state)", style="dim")
+    return line
+
+
+def emitters_view(status: dict[str, Any]) -> Table | Text:
+    """Every emitter while there are few; a summary line for a fleet."""
+    summary = status.get("emitter_summary")
+    rows = status.get("emitters") or []
+    if summary is None or (rows and len(rows) == summary["total"]) or not summary["total"]:
+        return emitters_table(rows)
+    return emitter_summary_line(summary)
+
+
 def status_view(status: dict[str, Any]) -> Group:
-    return Group(
-        queue_line(status), analyzers_table(status["analyzers"]), emitters_table(status["emitters"])
-    )
+    return Group(queue_line(status), analyzers_table(status["analyzers"]), emitters_view(status))

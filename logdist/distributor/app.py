@@ -17,7 +17,7 @@ from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
 from logdist.daemon import LISTENER, Listener
 from logdist.distributor.dashboard import add_dashboard
-from logdist.distributor.emitters import relay
+from logdist.distributor.emitters import PAGE_DEFAULT, PAGE_MAX, relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.service import Distributor
 from logdist.errors import InvalidRequest, LogdistError
@@ -33,6 +33,8 @@ from logdist.http import (
 )
 
 DISTRIBUTOR = web.AppKey("distributor", Distributor)
+# A bare GET /emitters lists every emitter up to this many (past it, the first ones and a Link).
+BARE_MAX = PAGE_MAX
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 
 
@@ -193,14 +195,46 @@ async def purge_dead_letters(request: web.Request) -> web.Response:
 async def register_emitter(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
-    info = d.emitters.register(
+    emitters = d.emitters
+    info = emitters.register(
         require(body, "id"), require(body, "url"), body.get("metrics"), request.remote
     )
-    return json_response({"id": info.id, "url": info.url})
+    # The emitter renews within `renew` seconds (jittered), or sooner when its state changes.
+    return json_response(
+        {"id": info.id, "url": info.url, "lease": emitters.lease, "renew": emitters.renew_every}
+    )
+
+
+def _limit(request: web.Request, default: int) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"limit must be an integer, got {raw!r}", {"field": "limit"}) from None
 
 
 async def list_emitters(request: web.Request) -> web.Response:
-    return json_response(request.app[DISTRIBUTOR].emitters.to_json())
+    """Bare: every emitter as a list (the seed's form) up to BARE_MAX, the first BARE_MAX by id
+    past it, with a `Link` to the rest. With q, state, limit or cursor: one page."""
+    emitters = request.app[DISTRIBUTOR].emitters
+    query = request.query
+    if not any(k in query for k in ("q", "state", "limit", "cursor")):
+        if len(emitters) <= BARE_MAX:
+            return json_response(emitters.to_json())
+        page = emitters.page(limit=BARE_MAX)
+        headers = {"X-Total-Count": str(page["total"])}
+        if page["next"]:
+            headers["Link"] = f'</emitters?limit={BARE_MAX}&cursor={page["next"]}>; rel="next"'
+        return json_response(page["emitters"], headers=headers)
+    page = emitters.page(
+        q=query.get("q") or None,
+        state=query.get("state") or None,
+        limit=_limit(request, PAGE_DEFAULT),
+        cursor=query.get("cursor") or None,
+    )
+    return json_response(page)
 
 
 async def emitter_action(request: web.Request) -> web.Response:

@@ -1,8 +1,21 @@
-"""Emitters that registered with the distributor, and the relay to their control APIs."""
+"""Emitters that registered with the distributor, their leases, and the relay to their control
+APIs.
+
+An emitter registers once and then renews a lease (every `lease / 3` seconds, jittered, and at
+once when its own state changes); every packet it sends renews it too. One not heard from for
+`lease` seconds is shown as `gone`; one gone for `forget_after` more is forgotten (counted and
+logged). Views stay small however many there are: `summary` gives counts by state, totals and
+the top few; `page` lists them by id, filtered and paged with an opaque cursor.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import binascii
+import bisect
+import heapq
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,36 +23,98 @@ import aiohttp
 import orjson
 
 from logdist.core.checks import check_id, control_url
-from logdist.errors import PeerUnavailable, UnknownEmitter
+from logdist.core.packet import Packet
+from logdist.errors import InvalidRequest, PeerUnavailable, UnknownEmitter
+from logdist.log import event
+
+log = logging.getLogger("logdist.emitters")
+
+STATES = ("active", "paused", "gone")
+# Up to this many emitters, /status lists every one; past it, only the top few.
+STATUS_ALL = 20
+STATUS_TOP = 5
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class EmitterInfo:
     id: str
     url: str
     registered_at: float
     last_seen: float
-    # The emitter's own /metrics as last heard (with its registration, or a relayed command).
+    # The emitter's own /metrics as last heard (its registration, a renewal, a relayed command).
     metrics: dict[str, Any] | None = None
+    # What the distributor itself counted of its packets.
+    received_packets: int = 0
+    received_messages: int = 0
+    renewals: int = 0
 
-    def to_json(self, now: float) -> dict[str, Any]:
+    def state(self, now: float, lease: float) -> str:
+        if now - self.last_seen > lease:
+            return "gone"
+        m = self.metrics
+        return "paused" if m is not None and m.get("paused") else "active"
+
+    def to_json(self, now: float, lease: float) -> dict[str, Any]:
         return {
             "id": self.id,
             "url": self.url,
+            "state": self.state(now, lease),
             "last_seen_ago": round(now - self.last_seen, 3),
+            "received_packets": self.received_packets,
+            "received_messages": self.received_messages,
             "metrics": self.metrics,
         }
 
 
+def _number(metrics: dict[str, Any] | None, key: str) -> float:
+    value = metrics.get(key) if metrics else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def encode_cursor(after: str) -> str:
+    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest(
+            f"cursor {cursor!r} is not one this distributor gave", {"field": "cursor"}
+        ) from None
+
+
 class EmitterDirectory:
-    def __init__(self, now: Callable[[], float], networks: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float],
+        networks: tuple[str, ...] = (),
+        lease: float = 60.0,
+        forget_after: float = 600.0,
+    ) -> None:
         self._now = now
         # Where a control URL may point besides the registering peer (see checks.control_url).
         self.networks = networks
+        self.lease = lease
+        self.forget_after = forget_after
         self._emitters: dict[str, EmitterInfo] = {}
+        self.registrations = 0
+        self.forgotten = 0
+        self._summary: tuple[float, dict[str, Any]] | None = None
+        self._sorted: list[str] | None = None
 
     def __iter__(self) -> Any:
         return iter(list(self._emitters.values()))
+
+    def __len__(self) -> int:
+        return len(self._emitters)
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease / 3
 
     def register(
         self, eid: object, url: object, metrics: object = None, peer: str | None = None
@@ -51,23 +126,162 @@ class EmitterDirectory:
         now = self._now()
         info = self._emitters.get(eid)
         if info is None or info.url != url:
+            if info is None:
+                self._sorted = None
             info = self._emitters[eid] = EmitterInfo(eid, url, now, now)
+        else:
+            info.renewals += 1
         info.last_seen = now
+        self.registrations += 1
         if isinstance(metrics, dict):
             info.metrics = metrics
         return info
+
+    def saw(self, packets: Iterable[Packet]) -> None:
+        """Packets from registered emitters were accepted: each renews its emitter's lease."""
+        emitters = self._emitters
+        if not emitters:
+            return
+        now = 0.0
+        for p in packets:
+            info = emitters.get(p.emitter) if p.emitter is not None else None
+            if info is not None:
+                if not now:
+                    now = self._now()
+                info.last_seen = now
+                info.received_packets += p.count
+                info.received_messages += p.messages
+
+    def sweep(self) -> int:
+        """Forget emitters gone for `forget_after` seconds past their lease; how many."""
+        cutoff = self._now() - self.lease - self.forget_after
+        old = [eid for eid, info in self._emitters.items() if info.last_seen < cutoff]
+        for eid in old:
+            del self._emitters[eid]
+        if old:
+            self._sorted = None
+            self.forgotten += len(old)
+            event(
+                log,
+                "emitters_forgotten",
+                count=len(old),
+                ids=",".join(old[:5]) + (",..." if len(old) > 5 else ""),
+                remaining=len(self._emitters),
+            )
+        return len(old)
 
     def get(self, eid: str) -> EmitterInfo:
         try:
             return self._emitters[eid]
         except KeyError:
             raise UnknownEmitter(
-                f"no emitter {eid!r} has registered", {"known": sorted(self._emitters)}
+                f"no emitter {eid!r} has registered (or it was forgotten)",
+                {"known": len(self._emitters)},
             ) from None
+
+    # -- views ----------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by state, totals and the top few by rate and by buffer; computed at most
+        once a second however many views ask."""
+        now = self._now()
+        cached = self._summary
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        lease = self.lease
+        counts = dict.fromkeys(STATES, 0)
+        rps = buffered = 0.0
+        received = 0
+        live: list[EmitterInfo] = []
+        for info in self._emitters.values():
+            state = info.state(now, lease)
+            counts[state] += 1
+            received += info.received_packets
+            if state != "gone":
+                live.append(info)
+                m = info.metrics
+                if state == "active":
+                    rps += _number(m, "rps")
+                buffered += _number(m, "buffer_len")
+
+        def top(key: str) -> list[dict[str, Any]]:
+            best = heapq.nlargest(STATUS_TOP, live, key=lambda i: _number(i.metrics, key))
+            return [
+                {"id": i.id, key: _number(i.metrics, key)}
+                for i in best
+                if _number(i.metrics, key) > 0
+            ]
+
+        summary = {
+            "total": len(self._emitters),
+            **counts,
+            "forgotten": self.forgotten,
+            "rps": round(rps, 3),
+            "buffered": int(buffered),
+            "received_packets": received,
+            "registrations": self.registrations,
+            "lease": lease,
+            "top_by_rate": top("rps"),
+            "top_by_buffer": top("buffer_len"),
+        }
+        self._summary = (now, summary)
+        return summary
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """Every emitter while there are few; past STATUS_ALL, none (the summary's top lists
+        and `page` say the rest)."""
+        if len(self._emitters) > STATUS_ALL:
+            return []
+        now = self._now()
+        return [e.to_json(now, self.lease) for e in self._emitters.values()]
+
+    def ids(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self._emitters)
+        return self._sorted
+
+    def page(
+        self,
+        q: str | None = None,
+        state: str | None = None,
+        limit: int = PAGE_DEFAULT,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Emitters by id: those whose id contains `q` and in `state`, `limit` after `cursor`."""
+        if state is not None and state not in STATES:
+            raise InvalidRequest(
+                f"state must be one of {', '.join(STATES)}, got {state!r}", {"field": "state"}
+            )
+        if not 1 <= limit <= PAGE_MAX:
+            raise InvalidRequest(f"limit must be 1-{PAGE_MAX}, got {limit}", {"field": "limit"})
+        ids = self.ids()
+        start = 0
+        if cursor:
+            start = bisect.bisect_right(ids, decode_cursor(cursor))
+        now = self._now()
+        rows: list[dict[str, Any]] = []
+        last = None
+        more = False
+        for eid in ids[start:]:
+            info = self._emitters.get(eid)
+            if info is None or (q and q not in eid):
+                continue
+            if state is not None and info.state(now, self.lease) != state:
+                continue
+            if len(rows) == limit:
+                more = True
+                break
+            rows.append(info.to_json(now, self.lease))
+            last = eid
+        return {
+            "emitters": rows,
+            "total": len(self._emitters),
+            "next": encode_cursor(last) if more and last is not None else None,
+        }
 
     def to_json(self) -> list[dict[str, Any]]:
         now = self._now()
-        return [e.to_json(now) for e in self._emitters.values()]
+        return [e.to_json(now, self.lease) for e in self._emitters.values()]
 
 
 async def relay(

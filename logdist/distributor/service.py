@@ -64,7 +64,10 @@ class Distributor:
         self.dispatcher.on_dead_letter = self._dead_letter
         self._ticker: asyncio.Task[None] | None = None
         self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
-        self.emitters = EmitterDirectory(now, cfg.emitter_networks)
+        self.emitters = EmitterDirectory(
+            now, cfg.emitter_networks, cfg.emitter_lease, cfg.emitter_forget
+        )
+        self._sweeper: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.spool: Spool | None = None
         if cfg.spool_dir:
@@ -91,6 +94,7 @@ class Distributor:
             raise self._dead_letters_full()
         if self.spool is None:
             self.dispatcher.enqueue(packets)
+            self.emitters.saw(packets)
             return None
         try:
             self.spool.write(packets)
@@ -98,6 +102,7 @@ class Distributor:
             raise self._spool_failed(exc) from None
         if self.spool.fsync != "always":
             self.dispatcher.enqueue(packets)
+            self.emitters.saw(packets)
             return None
         return self._synced(packets)
 
@@ -110,6 +115,7 @@ class Distributor:
             self.spool.ack(packets)
             raise self._spool_failed(exc) from None
         self.dispatcher.enqueue(packets)
+        self.emitters.saw(packets)
 
     def _spool_failed(self, exc: OSError) -> SpoolFailure:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # a full disk: the spool said so once
@@ -173,6 +179,7 @@ class Distributor:
             self.spool.start()
         if self.dead_letters.path is not None and self.cfg.fsync == "interval":
             self._ticker = asyncio.get_running_loop().create_task(self._sync_dead_letters())
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_emitters())
         event(log, "started", analyzers=len(self.registry), queue_capacity=self.cfg.queue_capacity)
 
     async def stop(self) -> None:
@@ -183,9 +190,10 @@ class Distributor:
             await self._session.close()
         if self.spool is not None:
             await self.spool.close()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
+        for task in (self._ticker, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self.dead_letters.close()
         c = self.counters
         # With a spool what is left is kept for the next start; without one it is lost.
@@ -342,6 +350,13 @@ class Distributor:
     def analyzer_json(self, aid: str) -> dict[str, Any]:
         return self._row(self.registry.get(aid))
 
+    async def _sweep_emitters(self) -> None:
+        """Forget emitters gone for long, every few seconds."""
+        every = min(5.0, max(0.5, self.cfg.emitter_lease / 6))
+        while True:
+            await asyncio.sleep(every)
+            self.emitters.sweep()
+
     def status(self) -> dict[str, Any]:
         d = self.dispatcher
         return {
@@ -354,7 +369,8 @@ class Distributor:
                 "backing_off": d.backing_off,
             },
             "analyzers": self.analyzers_json(),
-            "emitters": self.emitters.to_json(),
+            "emitters": self.emitters.status_rows(),
+            "emitter_summary": self.emitters.summary(),
             "counters": self.counters.to_json(),
             "spool": self.spool.to_json() if self.spool is not None else None,
             "dead_letters": self.dead_letters.to_json(),

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from logdist.config import EmitterConfig
@@ -81,6 +82,10 @@ class Emitter:
         self._stopping = False
         self._backoff = Backoff(base=0.05, cap=5.0)
         self._changed = asyncio.Event()
+        # Set when pause, resume or rate changes what the distributor should see.
+        self._report = asyncio.Event()
+        # A send failed to reach the distributor; the next one that does re-registers.
+        self._lost_contact = False
         self._work = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -96,17 +101,20 @@ class Emitter:
     def pause(self) -> None:
         self.paused = True
         self._changed.set()
+        self._report.set()
         event(log, "paused", emitter=self.cfg.id)
 
     def resume(self) -> None:
         self.paused = False
         self._changed.set()
+        self._report.set()
         self._work.set()
         event(log, "resumed", emitter=self.cfg.id)
 
     def set_rate(self, rps: object) -> None:
         self.bucket.set_rate(check_rate(rps))
         self._changed.set()
+        self._report.set()
         event(log, "rate", emitter=self.cfg.id, rps=self.bucket.rate)
 
     def metrics(self) -> dict[str, Any]:
@@ -205,6 +213,11 @@ class Emitter:
             finally:
                 self.in_flight -= 1
             if outcome is Outcome.DELIVERED:
+                if self._lost_contact:
+                    # The distributor may have restarted and forgotten us: register now,
+                    # not at the next renewal.
+                    self._lost_contact = False
+                    self._report.set()
                 self._failures = 0
                 self.sent_packets += 1
                 self.sent_messages += packet.messages
@@ -247,21 +260,30 @@ class Emitter:
                 return Outcome.RETRY, parse_retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.last_error = describe_error(exc)
+            self._lost_contact = True
             return Outcome.RETRY, None
 
     async def _register(self, bound: BoundAddress) -> None:
+        """Register, then renew the lease as often as the distributor asks (a third of its
+        lease, jittered so that a fleet started at once does not renew at once), and at once
+        when this emitter's state changes (pause, resume, rate) so the distributor's view
+        follows. Until the distributor has heard of us, try again every second."""
         assert self._session is not None
         url = await bound.wait()
         target = self.cfg.distributor.rstrip("/") + "/emitters/register"
         while True:
+            self._report.clear()
+            renew: float | None = None
             try:
                 async with self._session.post(
                     target,
                     json={"id": self.cfg.id, "url": url, "metrics": self.metrics()},
                     timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
                 ) as resp:
-                    await resp.read()
+                    raw = await resp.read()
                     ok = resp.status == 200
+                    if ok:
+                        renew = renew_from(raw)
             except (TimeoutError, aiohttp.ClientError):
                 ok = False
             if ok != self.registered:
@@ -272,10 +294,24 @@ class Emitter:
                     distributor=self.cfg.distributor,
                 )
             self.registered = ok
-            # Until the distributor has heard of us, try again soon.
-            await asyncio.sleep(
-                self.cfg.register_interval if ok else min(1.0, self.cfg.register_interval)
-            )
+            if ok:
+                wait = (renew or self.cfg.register_interval) * random.uniform(0.8, 1.2)
+            else:
+                wait = min(1.0, self.cfg.register_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._report.wait()
+
+
+def renew_from(raw: bytes) -> float | None:
+    """The renewal interval a distributor's registration answer asks for, if any."""
+    try:
+        value = orjson.loads(raw).get("renew")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 EMITTER = web.AppKey("emitter", Emitter)

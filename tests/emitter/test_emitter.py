@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from logdist.config import EmitterConfig
 from logdist.daemon import BOUND
 from logdist.emitter import make_app
-from logdist.emitter.app import EMITTER, Emitter
+from logdist.emitter.app import EMITTER, Emitter, renew_from
 from logdist.emitter.generator import PacketFactory
 from tests.fakes import eventually
 
@@ -199,3 +199,25 @@ async def test_a_page_from_another_site_cannot_pause_the_emitter(
     assert (await client.get("/health", headers={"Origin": "http://evil.example"})).status == 200
     resp = await client.post("/pause")  # the distributor's relay sends no Origin
     assert resp.status == 200 and emitter.metrics()["paused"] is True
+
+
+def test_the_renewal_interval_is_what_the_distributor_asks() -> None:
+    assert renew_from(b'{"id": "e1", "lease": 60, "renew": 20}') == 20.0
+    for raw in (b"{}", b'{"renew": 0}', b'{"renew": "soon"}', b"[1]", b"not json"):
+        assert renew_from(raw) is None
+
+
+async def test_a_change_of_state_is_reported_at_once_not_at_the_next_renewal(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, emitter = await start(
+        aiohttp_server, aiohttp_client, fake, rate=1, register_interval=3600
+    )
+    await eventually(lambda: len(fake.registrations) == 1, what="the first registration")
+    await client.post("/pause")
+    await eventually(lambda: len(fake.registrations) == 2, what="a renewal on pause")
+    assert fake.registrations[1]["metrics"]["paused"] is True
+    await client.post("/rate", json={"rps": 7})
+    await eventually(lambda: len(fake.registrations) == 3, what="a renewal on rate")
+    assert fake.registrations[2]["metrics"]["rps"] == 7

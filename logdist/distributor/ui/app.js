@@ -202,10 +202,60 @@ function renderEmitters(emitters) {
     if (document.activeElement !== rate) rate.value = m.rps ?? "";
     c[2].textContent = m.buffer_len ?? "?"; c[2].className = "num";
     c[3].textContent = m.sent_packets ?? "?"; c[3].className = "num";
-    c[4].textContent = m.paused ? "paused" : "running";
+    const state = e.state || (m.paused ? "paused" : "active");
+    c[4].textContent = state; c[4].className = "state-" + state;
   }
   prune(tbody, new Set(emitters.map((e) => e.id)));
 }
+
+// The emitter table shows one page of GET /emitters (a fleet may hold tens of thousands):
+// found by id with the search box, filtered by state, paged with the cursors it hands out.
+const EMITTER_PAGE = 25;
+const emitterView = { q: "", state: "", cursors: [null], page: 0 };
+
+async function loadEmitters() {
+  const params = new URLSearchParams({ limit: String(EMITTER_PAGE) });
+  if (emitterView.q) params.set("q", emitterView.q);
+  if (emitterView.state) params.set("state", emitterView.state);
+  const cursor = emitterView.cursors[emitterView.page];
+  if (cursor) params.set("cursor", cursor);
+  const page = await api("GET", "/emitters?" + params);
+  emitterView.cursors[emitterView.page + 1] = page.next;
+  renderEmitters(page.emitters);
+  const first = emitterView.page * EMITTER_PAGE;
+  $("#emitter-page").textContent = page.emitters.length
+    ? `${first + 1}–${first + page.emitters.length} of ${page.total} registered`
+    : `none found of ${page.total} registered`;
+  $("#emitter-prev").disabled = emitterView.page === 0;
+  $("#emitter-next").disabled = !page.next;
+}
+
+function renderEmitterSummary(s) {
+  if (!s) return;
+  $("#emitter-summary").textContent =
+    `${s.total} · ${s.active} active · ${s.paused} paused · ${s.gone} gone` +
+    (s.forgotten ? ` · ${s.forgotten} forgotten` : "") + ` · ${fmt(s.rps)} pkt/s set`;
+}
+
+function emittersFrom(page) {
+  emitterView.page = page;
+  loadEmitters().catch((err) => showError(err.message));
+}
+
+$("#emitter-q").addEventListener("input", (ev) => {
+  emitterView.q = ev.target.value.trim();
+  emitterView.cursors = [null];
+  emittersFrom(0);
+});
+$("#emitter-state").addEventListener("change", (ev) => {
+  emitterView.state = ev.target.value;
+  emitterView.cursors = [null];
+  emittersFrom(0);
+});
+$("#emitter-prev").addEventListener("click", () => emittersFrom(Math.max(0, emitterView.page - 1)));
+$("#emitter-next").addEventListener("click", () => {
+  if (emitterView.cursors[emitterView.page + 1]) emittersFrom(emitterView.page + 1);
+});
 
 function drawChart() {
   const canvas = $("#chart");
@@ -272,7 +322,8 @@ async function refresh() {
     (status.dead_letters && status.dead_letters.count
       ? ` · <span class="dead">dead letters <b>${status.dead_letters.count}</b></span>` : "");
   renderAnalyzers(status.analyzers, r);
-  renderEmitters(status.emitters);
+  renderEmitterSummary(status.emitter_summary);
+  await loadEmitters();
   await renderDeadLetters(status.dead_letters);
   drawChart();
 }
