@@ -305,6 +305,9 @@ class EmitterConfig:
     service: str = "demo_service"
     # Sent as `Authorization: Bearer` on ingest and registration.
     token: str | None = None
+    # With N >= 1: a fleet of N emitters ID-0 … ID-(N-1) in this one process, each with this
+    # rate, buffer and concurrency of its own.
+    fleet: int = 0
 
     def __post_init__(self) -> None:
         _checked_id("emitter", self.id)
@@ -315,6 +318,7 @@ class EmitterConfig:
         _require(math.isfinite(self.rate) and self.rate >= 0, f"rate must be >= 0, got {self.rate}")
         object.__setattr__(self, "messages", parse_messages(self.messages))
         _port("port", self.port)
+        _require(0 <= self.fleet <= 1_000_000, f"fleet must be 0-1000000, got {self.fleet}")
         for name in ("buffer", "concurrency", "track_ids"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("timeout", self.timeout)

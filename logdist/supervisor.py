@@ -94,6 +94,8 @@ def emitter_argv(cfg: EmitterConfig) -> list[str]:
         str(cfg.drain_timeout),
         "--service",
         cfg.service,
+        "--fleet",
+        str(cfg.fleet),
     )
 
 

@@ -277,3 +277,14 @@ def test_origins_and_emitter_networks_from_toml(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ConfigError, match=words):
             load_topology(write(tmp_path, text))
+
+
+def test_the_fleet_topology_describes_two_fleets() -> None:
+    topo = load_topology(ROOT / "configs" / "fleet.toml")
+    assert [(e.id, e.fleet, e.rate) for e in topo.emitters] == [
+        ("web", 2000, 1.0),
+        ("db", 1000, 1.0),
+    ]
+    assert topo.distributor.emitter_lease == 60.0
+    with pytest.raises(ConfigError, match="fleet must be 0-1000000"):
+        EmitterConfig(fleet=-1)

@@ -55,6 +55,17 @@ def start(
         float | None, opt(C, "drain_timeout", "Seconds to flush the buffer on shutdown.")
     ] = None,
     service: Annotated[str | None, opt(C, "service", "The messages' service field.")] = None,
+    fleet: Annotated[
+        int | None,
+        opt(
+            C,
+            "fleet",
+            "Run N emitters ID-0 … ID-(N-1) in this process, each with the rate, buffer and"
+            " concurrency given, registered and controlled one by one (control API at"
+            " /e/ID/...).",
+            metavar="N",
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -82,6 +93,7 @@ def start(
             register_interval=register_interval,
             drain_timeout=drain_timeout,
             service=service,
+            fleet=fleet,
             token=token,
         )
     run_daemon("emitter", make_app, cfg, log_level)

@@ -27,7 +27,7 @@ def command_name() -> str:
 
 def banner(url: str, analyzers: list[str], emitters: list[str], state_dir: Path | None) -> str:
     a = analyzers[-1] if analyzers else "a1"
-    e = emitters[0] if emitters else "e1"
+    e = emitters[0].split("…")[0] if emitters else "e1"
     ld = command_name()
     pairs = [
         (f"{ld} ctl status", f"{ld} top"),
@@ -80,7 +80,7 @@ def up(
     text = banner(
         f"http://{d.host}:{d.port}",
         [a.id for a in topo.analyzers],
-        [e.id for e in topo.emitters],
+        [e.id if not e.fleet else f"{e.id}-0…{e.id}-{e.fleet - 1}" for e in topo.emitters],
         state,
     )
     raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state, spool)))

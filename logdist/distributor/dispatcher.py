@@ -35,9 +35,9 @@ from logdist.core.delivery import DELIVERED, REFUSED, Delivery, outcome
 from logdist.core.packet import Packet, Refusal, total
 from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.counters import Counters
-from logdist.distributor.forward import Answer, Forwarder, ForwardError, Target, framing, target
 from logdist.errors import Backpressure, PayloadTooLarge
 from logdist.http import JSON, NDJSON
+from logdist.httpclient import Answer, Forwarder, ForwardError, Target, framing, target
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")

@@ -62,11 +62,16 @@ def check_rate(value: object) -> float:
 
 
 class Emitter:
-    def __init__(self, cfg: EmitterConfig, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: EmitterConfig,
+        now: Callable[[], float] = time.monotonic,
+        rand: random.Random | None = None,
+    ) -> None:
         self.cfg = cfg
         self.paused = False
         self.bucket = TokenBucket(cfg.rate, now=now)
-        self.factory = PacketFactory(cfg.id, cfg.messages, cfg.service)
+        self.factory = PacketFactory(cfg.id, cfg.messages, cfg.service, rand=rand)
         self.buffer: deque[Outgoing] = deque()
         self.in_flight = 0
         self.sent_ids: deque[str] = deque(maxlen=cfg.track_ids)
@@ -78,14 +83,14 @@ class Emitter:
         self.stalls = 0
         self.registered = False
         self.last_error: str | None = None
-        self._failures = 0
+        self.failures = 0
         self._stopping = False
         self._backoff = Backoff(base=0.05, cap=5.0)
         self._changed = asyncio.Event()
         # Set when pause, resume or rate changes what the distributor should see.
         self._report = asyncio.Event()
         # A send failed to reach the distributor; the next one that does re-registers.
-        self._lost_contact = False
+        self.lost_contact = False
         self._work = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -213,12 +218,12 @@ class Emitter:
             finally:
                 self.in_flight -= 1
             if outcome is Outcome.DELIVERED:
-                if self._lost_contact:
+                if self.lost_contact:
                     # The distributor may have restarted and forgotten us: register now,
                     # not at the next renewal.
-                    self._lost_contact = False
+                    self.lost_contact = False
                     self._report.set()
-                self._failures = 0
+                self.failures = 0
                 self.sent_packets += 1
                 self.sent_messages += packet.messages
                 self.sent_ids.append(packet.id)
@@ -229,9 +234,9 @@ class Emitter:
             else:
                 self.buffer.appendleft(packet)
                 self.retries += 1
-                self._failures += 1
+                self.failures += 1
                 self._work.set()
-                await asyncio.sleep(self._backoff.delay(self._failures, random.random, retry_after))
+                await asyncio.sleep(self._backoff.delay(self.failures, random.random, retry_after))
 
     async def _post(self, packet: Outgoing) -> tuple[Outcome, float | None]:
         assert self._session is not None
@@ -260,47 +265,63 @@ class Emitter:
                 return Outcome.RETRY, parse_retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.last_error = describe_error(exc)
-            self._lost_contact = True
+            self.lost_contact = True
             return Outcome.RETRY, None
 
     async def _register(self, bound: BoundAddress) -> None:
-        """Register, then renew the lease as often as the distributor asks (a third of its
-        lease, jittered so that a fleet started at once does not renew at once), and at once
-        when this emitter's state changes (pause, resume, rate) so the distributor's view
-        follows. Until the distributor has heard of us, try again every second."""
+        """Register, then keep the lease: every `renew` seconds the distributor asked for
+        (jittered, so that a fleet started at once does not renew at once) unless packets
+        were accepted meanwhile (each renews the lease), and at once when this emitter's
+        state changes (pause, resume, rate) so the distributor's view follows. Until the
+        distributor has heard of us, try again every second."""
         assert self._session is not None
         url = await bound.wait()
         target = self.cfg.distributor.rstrip("/") + "/emitters/register"
+        renew: float | None = None
+        sent_mark = -1
         while True:
-            self._report.clear()
-            renew: float | None = None
-            try:
-                async with self._session.post(
-                    target,
-                    json={"id": self.cfg.id, "url": url, "metrics": self.metrics()},
-                    timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
-                ) as resp:
-                    raw = await resp.read()
-                    ok = resp.status == 200
-                    if ok:
-                        renew = renew_from(raw)
-            except (TimeoutError, aiohttp.ClientError):
-                ok = False
-            if ok != self.registered:
-                event(
-                    log,
-                    "registered" if ok else "unregistered",
-                    emitter=self.cfg.id,
-                    distributor=self.cfg.distributor,
-                )
-            self.registered = ok
-            if ok:
+            if needs_renewal(self.registered, self._report.is_set(), self.sent_packets, sent_mark):
+                self._report.clear()
+                ok, answered = await self._register_once(target, url)
+                renew = answered or renew
+                if ok != self.registered:
+                    event(
+                        log,
+                        "registered" if ok else "unregistered",
+                        emitter=self.cfg.id,
+                        distributor=self.cfg.distributor,
+                    )
+                self.registered = ok
+            sent_mark = self.sent_packets
+            if self.registered:
                 wait = (renew or self.cfg.register_interval) * random.uniform(0.8, 1.2)
             else:
                 wait = min(1.0, self.cfg.register_interval)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._report.wait()
+
+    async def _register_once(self, target: str, url: str) -> tuple[bool, float | None]:
+        """POST the registration; whether it was taken, and the renewal interval asked."""
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                target,
+                json={"id": self.cfg.id, "url": url, "metrics": self.metrics()},
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
+            ) as resp:
+                raw = await resp.read()
+                if resp.status == 200:
+                    return True, renew_from(raw)
+                return False, None
+        except (TimeoutError, aiohttp.ClientError):
+            return False, None
+
+
+def needs_renewal(registered: bool, changed: bool, sent: int, sent_mark: int) -> bool:
+    """Whether an emitter must call the distributor now: not registered yet, its state
+    changed, or no packet of its was accepted since the last look (packets renew the lease)."""
+    return not registered or changed or sent == sent_mark
 
 
 def renew_from(raw: bytes) -> float | None:
@@ -342,7 +363,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def sent(request: web.Request) -> web.Response:
     """Packets the distributor acknowledged; `?ids=1` lists their ids (the last `track_ids`)."""
-    emitter = request.app[EMITTER]
+    return sent_answer(request.app[EMITTER], request)
+
+
+def sent_answer(emitter: Emitter, request: web.Request) -> web.Response:
     body: dict[str, Any] = {"packets": emitter.sent_packets, "messages": emitter.sent_messages}
     if request.query.get("ids") in ("1", "true", "yes"):
         body["ids"] = list(emitter.sent_ids)

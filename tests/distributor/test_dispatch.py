@@ -10,8 +10,8 @@ import pytest
 
 from logdist.config import AnalyzerRef, DistributorConfig
 from logdist.core.packet import Packet
-from logdist.distributor.forward import Answer, Target
 from logdist.distributor.service import Distributor
+from logdist.httpclient import Answer, Target
 
 
 class HeldForwarder:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from logdist.distributor.forward import (
+from logdist.httpclient import (
     Answer,
     Forwarder,
     ForwardError,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+from typing import Any
+
 from tests.e2e.procs import Procs, get, wait_for
 
 
@@ -36,3 +41,103 @@ def test_a_stopped_emitter_is_shown_gone_then_forgotten(procs: Procs) -> None:
     assert "event=emitters_forgotten count=1 ids=e1" in d.output()
     status = procs.run("ctl", "pause", "e1", "--url", d.url)
     assert status.returncode == 1 and "no emitter 'e1' has registered" in status.stderr
+
+
+def test_fleets_register_send_and_are_controlled_one_emitter_at_a_time(
+    procs: Procs, tmp_path: Path
+) -> None:
+    output = tmp_path / "a1.ndjson"
+    a1 = procs.start(
+        "a1", "analyzer", "serve", "--id", "a1", "--port", "0", "--output", str(output)
+    )
+    d = procs.start(
+        "distributor",
+        "distributor",
+        "serve",
+        "--port",
+        "0",
+        "--analyzer",
+        f"a1={a1.url}/ingest",
+        "--emitter-lease",
+        "3",
+        "--emitter-forget",
+        "3",
+    )
+    fleets = {
+        name: procs.start(
+            name,
+            "emitter",
+            "start",
+            "--fleet",
+            "1000",
+            "--id",
+            name,
+            "--rate",
+            "1",
+            "--distributor",
+            d.url,
+        )
+        for name in ("red", "blue")
+    }
+    wait_for(
+        lambda: get(f"{d.url}/status")["emitter_summary"]["active"] == 2000,
+        30,
+        "2,000 emitters registered",
+        0.2,
+    )
+    page = get(f"{d.url}/emitters?q=red-99&limit=20")
+    assert [e["id"] for e in page["emitters"]] == ["red-99"] + [f"red-99{i}" for i in range(10)]
+    assert page["emitters"][0]["url"] == f"{fleets['red'].url}/e/red-99"
+    wait_for(lambda: member(d.url, "blue-7")["received_packets"] >= 2, 10, "blue-7 sending")
+
+    # Each one is reached by id through the distributor.
+    assert run_ok(procs, "ctl", "pause", "red-5", "--url", d.url) == "red-5: paused"
+    sent = get(f"{fleets['red'].url}/e/red-5/sent")["packets"]
+    assert member(d.url, "red-5")["state"] == "paused"
+    assert run_ok(procs, "ctl", "rate", "red-6", "5", "--url", d.url) == "red-6: rate 5/s"
+    wait_for(lambda: member(d.url, "red-6")["received_packets"] >= 12, 10, "red-6 at 5/s")
+    assert get(f"{fleets['red'].url}/e/red-5/sent")["packets"] == sent  # still paused
+    assert get(f"{fleets['red'].url}/e/red-4/metrics")["paused"] is False  # its neighbour
+    run_ok(procs, "ctl", "resume", "red-5", "--url", d.url)
+    wait_for(
+        lambda: get(f"{fleets['red'].url}/e/red-5/sent")["packets"] > sent, 10, "red-5 resumed"
+    )
+
+    # Nothing a member had acknowledged is missing at the analyzer.
+    acknowledged = set()
+    for eid in ("red-5", "red-6", "blue-7", "blue-999"):
+        acknowledged |= set(get(f"{fleets[eid.split('-')[0]].url}/e/{eid}/sent?ids=1")["ids"])
+    wait_for(lambda: acknowledged <= delivered(output), 10, "acknowledged packets delivered")
+
+    # A fleet that stops is shown gone, then forgotten; the other keeps its leases.
+    fleets["red"].kill()
+    wait_for(lambda: get(f"{d.url}/status")["emitter_summary"]["gone"] == 1000, 15, "red gone", 0.2)
+    wait_for(
+        lambda: get(f"{d.url}/status")["emitter_summary"]["total"] == 1000,
+        20,
+        "red forgotten",
+        0.2,
+    )
+    summary = get(f"{d.url}/status")["emitter_summary"]
+    assert (summary["active"], summary["forgotten"]) == (1000, 1000)
+    logged = re.findall(r"event=emitters_forgotten count=(\d+) ids=red-", d.output())
+    assert sum(map(int, logged)) == 1000  # one line a sweep, not one an emitter
+
+
+def member(url: str, eid: str) -> dict[str, Any]:
+    page = get(f"{url}/emitters?q={eid}&limit=1")
+    row: dict[str, Any] = page["emitters"][0]
+    assert row["id"] == eid
+    return row
+
+
+def run_ok(procs: Procs, *args: str) -> str:
+    done = procs.run(*args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def delivered(output: Path) -> set[str]:
+    if not output.exists():
+        return set()
+    return {json.loads(line)["packetId"] for line in output.read_bytes().splitlines() if line}

@@ -1,4 +1,5 @@
-"""POSTs to analyzers on kept-alive connections, with llhttp reading the answers.
+"""POSTs on kept-alive connections, with llhttp reading the answers: the distributor's
+forwarding to analyzers, and an emitter fleet's packets to the distributor.
 
 Forwarding is one request per batch (or per packet, to an analyzer that takes one at a time,
 and with thousands of analyzers mostly that), so a general client's per-request objects cost

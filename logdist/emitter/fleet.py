@@ -1,0 +1,453 @@
+"""A fleet: N emitters in one process (`logdist emitter start --fleet N`).
+
+Each member is an `Emitter` with its own id (`PREFIX-0` … `PREFIX-N-1`), rate, buffer, pause
+state and counters, registered with the distributor as N separate emitters would be (its own
+id, its own control URL `BASE/e/ID`, its own lease). What they share is the machinery, so that
+tens of thousands fit in a few processes: one timer heap generates every member's packets on
+its schedule, a pool of senders posts them over kept-alive connections (logdist.httpclient),
+and one registrar keeps every lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from logdist.config import EmitterConfig
+from logdist.core.backoff import Backoff
+from logdist.daemon import BOUND, BoundAddress
+from logdist.emitter.app import REJECTING, Emitter, needs_renewal, renew_from, sent_answer
+from logdist.emitter.generator import Outgoing
+from logdist.errors import UnknownEmitter
+from logdist.http import (
+    JSON,
+    error_middleware,
+    json_response,
+    origin_middleware,
+    read_json_object,
+    require,
+)
+from logdist.httpclient import Forwarder, ForwardError, framing, target
+from logdist.log import event
+
+log = logging.getLogger("logdist.emitter")
+
+# Requests in flight to the distributor for the whole fleet (its kept-alive connections).
+SENDERS = 64
+# Registrations in flight (the first ones, and renewals).
+REGISTRARS = 16
+# A member remembers at most this many delivered ids (GET /e/ID/sent?ids=1).
+MEMBER_TRACK_IDS = 1000
+JSON_FIELDS = framing(JSON)
+# Seconds of generation done per timer: members due this soon are not waited for.
+QUANTUM = 0.005
+
+
+@dataclass(slots=True, eq=False)
+class Member:
+    emitter: Emitter
+    url: str = ""
+    scheduled: bool = False  # in the generation heap
+    queued: bool = False  # waiting for a sender
+    hold_until: float = 0.0  # backing off after a failed send
+    renew_at: float = 0.0
+    renew_every: float | None = None
+    sent_mark: int = -1
+
+
+class Fleet:
+    def __init__(self, cfg: EmitterConfig) -> None:
+        self.cfg = cfg
+        shared = random.Random()
+        track = min(cfg.track_ids, MEMBER_TRACK_IDS)
+        self.members: dict[str, Member] = {}
+        for i in range(cfg.fleet):
+            mcfg = dataclasses.replace(cfg, id=f"{cfg.id}-{i}", fleet=0, track_ids=track)
+            self.members[mcfg.id] = Member(Emitter(mcfg, rand=shared))
+        self._due: list[tuple[float, int, Member]] = []
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._ready: deque[Member] = deque()
+        self._sending = 0
+        self._running: set[asyncio.Task[None]] = set()
+        self._report: deque[Member] = deque()
+        self._wake_registrar = asyncio.Event()
+        self._backoff = Backoff(base=0.05, cap=5.0)
+        self._poster = Forwarder()
+        self._target = target(
+            cfg.distributor.rstrip("/") + "/log-packet",
+            (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else (),
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def member(self, eid: str) -> Member:
+        try:
+            return self.members[eid]
+        except KeyError:
+            raise UnknownEmitter(
+                f"no emitter {eid!r} in this fleet ({self.cfg.id}-0 … {self.cfg.id}-"
+                f"{self.cfg.fleet - 1})"
+            ) from None
+
+    # -- control ---------------------------------------------------------------------------
+
+    def changed(self, m: Member) -> None:
+        """A member was paused, resumed or re-rated: schedule it and report it."""
+        self._schedule(m, time.monotonic())
+        self._queue(m)
+        self._report.append(m)
+        self._wake_registrar.set()
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _schedule(self, m: Member, when: float) -> None:
+        e = m.emitter
+        if m.scheduled or e.paused or e.bucket.rate <= 0 or self._stopping:
+            return
+        m.scheduled = True
+        self._seq += 1
+        heapq.heappush(self._due, (when, self._seq, m))
+        if self._timer is None or when < self._timer_at:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        """One timer for the whole fleet, at its earliest due member (no task, no event)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = when
+        self._timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        """Generate a packet for every member that is due, and re-arm for the next."""
+        self._timer = None
+        due = self._due
+        now = time.monotonic()
+        # Members due within the next QUANTUM go now: one timer a few ms, not one a packet.
+        while due and due[0][0] <= now + QUANTUM:
+            when, _, m = heapq.heappop(due)
+            m.scheduled = False
+            e = m.emitter
+            rate = e.bucket.rate
+            if e.paused or rate <= 0 or self._stopping:
+                continue
+            if len(e.buffer) < e.cfg.buffer:
+                e.buffer.append(e.factory.make())
+                e.generated += 1
+                self._queue(m)
+            else:
+                e.stalls += 1  # full: it generates nothing until the buffer drains
+            # On schedule; a member that fell behind by more than a second starts afresh.
+            m.scheduled = True
+            self._seq += 1
+            heapq.heappush(due, (max(when + 1.0 / rate, now - 1.0), self._seq, m))
+        if due and not self._stopping:
+            self._arm(due[0][0])
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _queue(self, m: Member) -> None:
+        e = m.emitter
+        if m.queued or not e.buffer or e.paused or e.in_flight >= e.cfg.concurrency:
+            return
+        m.queued = True
+        self._ready.append(m)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Start sends while there are members with packets and room in flight."""
+        ready = self._ready
+        loop = asyncio.get_running_loop()
+        while ready and self._sending < SENDERS:
+            m = ready.popleft()
+            m.queued = False
+            e = m.emitter
+            if e.paused or not e.buffer or m.hold_until > loop.time():
+                continue
+            packet = e.buffer.popleft()
+            e.in_flight += 1
+            self._sending += 1
+            task = loop.create_task(self._send(m, packet))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            self._queue(m)  # more buffered, and room for another request of its own
+
+    def _release(self, m: Member) -> None:
+        m.hold_until = 0.0
+        self._queue(m)
+
+    async def _send(self, m: Member, packet: Outgoing) -> None:
+        e = m.emitter
+        try:
+            answer = await self._poster.post(self._target, packet.body, JSON_FIELDS, e.cfg.timeout)
+        except ForwardError as exc:
+            status, retry_after, reason = 0, None, str(exc)
+        else:
+            status, retry_after = answer.status, answer.retry_after
+            reason = answer.body[:200].decode(errors="replace")
+        finally:
+            e.in_flight -= 1
+            self._sending -= 1
+        if 200 <= status < 300:
+            if e.lost_contact:
+                e.lost_contact = False
+                self._report.append(m)  # the distributor may have restarted
+                self._wake_registrar.set()
+            e.failures = 0
+            e.sent_packets += 1
+            e.sent_messages += packet.messages
+            e.sent_ids.append(packet.id)
+        elif status in REJECTING:
+            e.rejected += 1
+            e.last_error = f"HTTP {status}: {reason}"
+            event(
+                log,
+                "rejected",
+                logging.ERROR,
+                emitter=e.cfg.id,
+                packet=packet.id,
+                status=status,
+                reason=reason,
+            )
+        else:
+            e.buffer.appendleft(packet)
+            e.retries += 1
+            e.failures += 1
+            e.last_error = f"HTTP {status}: {reason}" if status else reason
+            if not status:
+                e.lost_contact = True
+            delay = self._backoff.delay(e.failures, random.random, retry_after)
+            loop = asyncio.get_running_loop()
+            m.hold_until = loop.time() + delay
+            loop.call_later(delay, self._release, m)
+        self._queue(m)
+        self._pump()
+
+    # -- registration ----------------------------------------------------------------------
+
+    async def _register_one(self, m: Member) -> None:
+        assert self._session is not None
+        e = m.emitter
+        url = self.cfg.distributor.rstrip("/") + "/emitters/register"
+        try:
+            async with self._session.post(
+                url,
+                json={"id": e.cfg.id, "url": m.url, "metrics": e.metrics()},
+                timeout=aiohttp.ClientTimeout(total=e.cfg.timeout),
+            ) as resp:
+                raw = await resp.read()
+                ok = resp.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            ok, raw = False, b""
+        now = time.monotonic()
+        if ok:
+            m.renew_every = renew_from(raw) or m.renew_every
+            every = m.renew_every or e.cfg.register_interval
+            m.renew_at = now + every * random.uniform(0.8, 1.2)
+        else:
+            m.renew_at = now + min(1.0, e.cfg.register_interval)
+        e.registered = ok
+        m.sent_mark = e.sent_packets
+
+    async def _registrar(self, bound: BoundAddress) -> None:
+        """Register every member, then keep every lease: a member is renewed when its time
+        comes unless its packets were accepted meanwhile, and at once when its state
+        changes. The first round goes as fast as REGISTRARS requests at a time allow."""
+        base = (await bound.wait()).rstrip("/")
+        for m in self.members.values():
+            m.url = f"{base}/e/{m.emitter.cfg.id}"
+        slots = asyncio.Semaphore(REGISTRARS)
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(m: Member) -> None:
+            try:
+                await self._register_one(m)
+            finally:
+                slots.release()
+
+        async def spawn(m: Member) -> None:
+            await slots.acquire()  # at most REGISTRARS at a time
+            task = asyncio.get_running_loop().create_task(one(m))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        for m in self.members.values():
+            await spawn(m)
+        while pending:
+            await asyncio.sleep(0.05)
+        event(
+            log,
+            "fleet_registered",
+            fleet=self.cfg.id,
+            members=len(self.members),
+            registered=sum(m.emitter.registered for m in self.members.values()),
+        )
+        while True:
+            while self._report:
+                await spawn(self._report.popleft())
+            now = time.monotonic()
+            for m in self.members.values():
+                if m.renew_at <= now:
+                    e = m.emitter
+                    if needs_renewal(e.registered, False, e.sent_packets, m.sent_mark):
+                        m.renew_at = now + 3600  # until this renewal answers
+                        await spawn(m)
+                    else:  # its packets renewed the lease
+                        m.sent_mark = e.sent_packets
+                        every = m.renew_every or e.cfg.register_interval
+                        m.renew_at = now + every * random.uniform(0.8, 1.2)
+            self._wake_registrar.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake_registrar.wait()
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def start(self, bound: BoundAddress) -> None:
+        headers = {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else None
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=REGISTRARS),
+            skip_auto_headers=("User-Agent",),
+            headers=headers,
+        )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        # Spread the first packets over a second, as N emitters started together would be.
+        for m in self.members.values():
+            self._schedule(m, now + random.random() / max(m.emitter.bucket.rate, 1.0))
+        self._tasks.append(loop.create_task(self._registrar(bound)))
+        event(log, "fleet_started", fleet=self.cfg.id, members=len(self.members))
+
+    @property
+    def buffered(self) -> int:
+        return sum(m.emitter.buffered for m in self.members.values())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        deadline = time.monotonic() + self.cfg.drain_timeout
+        while time.monotonic() < deadline and any(
+            m.emitter.buffered and not m.emitter.paused for m in self.members.values()
+        ):
+            await asyncio.sleep(0.05)
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in [*self._tasks, *self._running]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._running, return_exceptions=True)
+        self._poster.close()
+        if self._session is not None:
+            await self._session.close()
+        unsent = self.buffered
+        event(
+            log,
+            "summary",
+            logging.WARNING if unsent else logging.INFO,
+            fleet=self.cfg.id,
+            members=len(self.members),
+            generated=sum(m.emitter.generated for m in self.members.values()),
+            sent=sum(m.emitter.sent_packets for m in self.members.values()),
+            unsent=unsent,
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        """The fleet as a whole."""
+        emitters = [m.emitter for m in self.members.values()]
+        return {
+            "fleet": self.cfg.id,
+            "members": len(emitters),
+            "registered": sum(e.registered for e in emitters),
+            "paused": sum(e.paused for e in emitters),
+            "rps": sum(e.bucket.rate for e in emitters if not e.paused),
+            "buffered": sum(e.buffered for e in emitters),
+            "generated_packets": sum(e.generated for e in emitters),
+            "sent_packets": sum(e.sent_packets for e in emitters),
+            "sent_messages": sum(e.sent_messages for e in emitters),
+            "retries": sum(e.retries for e in emitters),
+            "rejected": sum(e.rejected for e in emitters),
+            "stalls": sum(e.stalls for e in emitters),
+        }
+
+
+FLEET = web.AppKey("fleet", Fleet)
+
+
+def _member(request: web.Request) -> Member:
+    return request.app[FLEET].member(request.match_info["eid"])
+
+
+async def pause(request: web.Request) -> web.Response:
+    m = _member(request)
+    m.emitter.pause()
+    request.app[FLEET].changed(m)
+    return json_response(m.emitter.metrics())
+
+
+async def resume(request: web.Request) -> web.Response:
+    m = _member(request)
+    m.emitter.resume()
+    request.app[FLEET].changed(m)
+    return json_response(m.emitter.metrics())
+
+
+async def rate(request: web.Request) -> web.Response:
+    m = _member(request)
+    body = await read_json_object(request)
+    m.emitter.set_rate(require(body, "rps"))
+    request.app[FLEET].changed(m)
+    return json_response(m.emitter.metrics())
+
+
+async def member_metrics(request: web.Request) -> web.Response:
+    return json_response(_member(request).emitter.metrics())
+
+
+async def member_sent(request: web.Request) -> web.Response:
+    return sent_answer(_member(request).emitter, request)
+
+
+async def fleet_metrics(request: web.Request) -> web.Response:
+    return json_response(request.app[FLEET].metrics())
+
+
+async def health(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    return json_response({"status": "ok", "fleet": fleet.cfg.id, "members": len(fleet.members)})
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    fleet = app[FLEET]
+    await fleet.start(app[BOUND])
+    yield
+    await fleet.stop()
+
+
+def make_fleet_app(cfg: EmitterConfig) -> web.Application:
+    middlewares = [error_middleware, origin_middleware(lambda path: path == "/health")]
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
+    app[FLEET] = Fleet(cfg)
+    app[BOUND] = BoundAddress()
+    app.cleanup_ctx.append(lifecycle)
+    r = app.router
+    r.add_post("/e/{eid}/pause", pause)
+    r.add_post("/e/{eid}/resume", resume)
+    r.add_post("/e/{eid}/rate", rate)
+    r.add_get("/e/{eid}/metrics", member_metrics)
+    r.add_get("/e/{eid}/sent", member_sent)
+    r.add_get("/metrics", fleet_metrics)
+    r.add_get("/health", health)
+    return app

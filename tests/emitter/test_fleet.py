@@ -1,0 +1,69 @@
+"""A fleet of emitters in one process, against a fake distributor (the e2e tests use the real
+one)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from logdist.config import EmitterConfig
+from logdist.daemon import BOUND
+from logdist.emitter import make_app
+from logdist.emitter.fleet import FLEET, Fleet
+from tests.emitter.test_emitter import FakeDistributor
+from tests.fakes import eventually
+
+Client = TestClient[Any, Any]
+
+
+async def start_fleet(
+    aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
+) -> tuple[Client, Fleet]:
+    server: TestServer = await aiohttp_server(fake.app())
+    cfg = EmitterConfig(distributor=str(server.make_url("")).rstrip("/"), **kwargs)
+    app = make_app(cfg)
+    client: Client = await aiohttp_client(app)
+    bound = app[BOUND]
+    bound.url = str(client.make_url("")).rstrip("/")
+    bound.ready.set()
+    return client, app[FLEET]
+
+
+async def test_every_member_registers_as_itself_and_sends_its_own_packets(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, fleet = await start_fleet(
+        aiohttp_server, aiohttp_client, fake, id="f", fleet=50, rate=20
+    )
+    await eventually(lambda: len(fake.registrations) >= 50, what="50 registrations")
+    registered = {r["id"]: r["url"] for r in fake.registrations}
+    base = str(client.make_url("")).rstrip("/")
+    assert registered == {f"f-{i}": f"{base}/e/f-{i}" for i in range(50)}
+    await eventually(lambda: len({p["emitter"] for p in fake.packets}) == 50, what="all send")
+    assert (await (await client.get("/metrics")).json())["members"] == 50
+
+
+async def test_a_member_is_paused_and_re_rated_alone(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, fleet = await start_fleet(
+        aiohttp_server, aiohttp_client, fake, id="f", fleet=5, rate=50
+    )
+    await eventually(lambda: len(fake.packets) > 20, what="packets")
+    body = await (await client.post("/e/f-2/pause")).json()
+    assert body["paused"] is True and body["emitter_id"] == "f-2"
+    await eventually(lambda: fleet.members["f-2"].emitter.in_flight == 0, what="in flight done")
+    before = Counter(p["emitter"] for p in fake.packets)
+    await eventually(lambda: len(fake.packets) > sum(before.values()) + 40, what="others send")
+    after = Counter(p["emitter"] for p in fake.packets)
+    assert after["f-2"] == before["f-2"] and after["f-3"] > before["f-3"]
+    # The change was reported to the distributor at once.
+    assert any(r["id"] == "f-2" and r["metrics"]["paused"] for r in fake.registrations)
+    resp = await client.post("/e/f-3/rate", json={"rps": 0})
+    assert (await resp.json())["rps"] == 0
+    resp = await client.post("/e/f-9/pause")
+    assert resp.status == 404 and (await resp.json())["code"] == "unknown_emitter"
