@@ -184,6 +184,19 @@ class AdminClient:
         result: dict[str, Any] = await self._call("POST", f"/emitter/{_seg(eid)}/{action}", body)
         return result
 
+    async def analyzers(
+        self,
+        q: str | None = None,
+        health: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of analyzers by id: `{"analyzers", "total", "next"}`."""
+        params = {"limit": str(limit)}
+        params.update({k: v for k, v in (("q", q), ("health", health), ("cursor", cursor)) if v})
+        result: dict[str, Any] = await self._call("GET", "/registry?" + urlencode(params))
+        return result
+
     async def emitters(
         self,
         q: str | None = None,

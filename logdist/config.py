@@ -52,9 +52,13 @@ class HealthConfig:
     timeout: float = 1.0
     rise: int = 2
     fall: int = 3
+    # Probes a second at most (a probe costs about 0.5 ms of CPU): past max_probes * interval
+    # analyzers the round stretches, and forwards judge health in between.
+    max_probes: float = 50.0
 
     def __post_init__(self) -> None:
         _positive("health interval", self.interval)
+        _positive("health max_probes", self.max_probes)
         _positive("health timeout", self.timeout)
         _require(self.rise >= 1, f"health rise must be >= 1, got {self.rise}")
         _require(self.fall >= 1, f"health fall must be >= 1, got {self.fall}")

@@ -13,7 +13,7 @@ from logdist.cli import deadletters
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call, print_json
 from logdist.cli.common import fail
 from logdist.cli.completion import complete_analyzer, complete_emitter
-from logdist.cli.views import console, emitters_table, status_view
+from logdist.cli.views import analyzers_table, console, emitters_table, status_view
 from logdist.core.delivery import (
     COMPRESSIONS,
     FORMATS,
@@ -124,6 +124,43 @@ def status(
         print_json(result)
     else:
         console().print(status_view(result))
+
+
+@app.command()
+def analyzers(
+    q: Annotated[
+        str | None, typer.Option("--q", help="Only analyzers whose id contains this.")
+    ] = None,
+    health: Annotated[
+        str | None, typer.Option(help="Only analyzers in this health: up, down or unknown.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Analyzers a page.")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Where to go on from (the previous page says).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every page, not only the first.")] = False,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the analyzers by id, a page at a time (filter with --q and --health)."""
+
+    async def pages(c: Any) -> dict[str, Any]:
+        page: dict[str, Any] = await c.analyzers(q, health, limit, cursor)
+        rows = list(page["analyzers"])
+        while every and page["next"]:
+            page = await c.analyzers(q, health, limit, page["next"])
+            rows += page["analyzers"]
+        return {"analyzers": rows, "total": page["total"], "next": page["next"]}
+
+    result = call(url, token, pages)
+    if as_json:
+        print_json(result)
+        return
+    title = f"analyzers: {len(result['analyzers']):,} shown of {result['total']:,}"
+    console().print(analyzers_table(result["analyzers"], title=title))
+    if result["next"]:
+        typer.echo(f"more: logdist ctl analyzers --cursor {result['next']} (or --all)")
 
 
 @app.command()

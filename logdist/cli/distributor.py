@@ -73,6 +73,15 @@ def serve(
     health_timeout: Annotated[
         float | None, opt(H, "timeout", "Seconds before a probe fails.")
     ] = None,
+    health_max_probes: Annotated[
+        float | None,
+        opt(
+            H,
+            "max_probes",
+            "Health probes a second at most; past max-probes x interval analyzers each is"
+            " probed less often (forwards judge health in between).",
+        ),
+    ] = None,
     rise: Annotated[
         int | None, opt(H, "rise", "Good probes in a row that bring an analyzer up.")
     ] = None,
@@ -194,7 +203,12 @@ def serve(
     cfg = topology(config_file).distributor
     with config_errors():
         health = config.apply(
-            cfg.health, interval=health_interval, timeout=health_timeout, rise=rise, fall=fall
+            cfg.health,
+            interval=health_interval,
+            timeout=health_timeout,
+            rise=rise,
+            fall=fall,
+            max_probes=health_max_probes,
         )
         refs = tuple(config.parse_analyzer_ref(a) for a in analyzer) if analyzer else None
         cfg = config.apply(

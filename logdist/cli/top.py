@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption
-from logdist.cli.views import analyzers_table, emitters_view, queue_line
+from logdist.cli.views import analyzers_table, analyzers_title, emitters_view, queue_line
 from logdist.client import AdminClient, ClientFailure
 
 RECENT = 10.0  # seconds behind "actual (recent)"
@@ -59,7 +59,12 @@ def frame(url: str, status: dict[str, Any] | None, rates: Rates, error: str | No
     if error:
         parts.append(Text(error, style="red"))
     parts += [
-        analyzers_table(status["analyzers"], per_second, recent),
+        analyzers_table(
+            status["analyzers"],
+            per_second,
+            recent,
+            analyzers_title(status.get("analyzer_summary")),
+        ),
         emitters_view(status),
     ]
     return Group(*parts)

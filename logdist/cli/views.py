@@ -67,13 +67,27 @@ def format_cell(a: dict[str, Any]) -> str:
     return fmt
 
 
+def analyzers_title(summary: dict[str, Any] | None) -> str:
+    """`analyzers`, or for a large pool the counts and which rows are shown."""
+    if not summary or summary.get("shown") == "all":
+        return "analyzers"
+    h, st = summary["health"], summary["state"]
+    return (
+        f"analyzers {summary['total']:,}: {h['up']:,} up, {h['down']:,} down,"
+        f" {h['unknown']:,} unknown · {st['enabled']:,} enabled, {st['disabled']:,} disabled,"
+        f" {st['draining']:,} draining · shown: {summary['shown']}"
+        " (logdist ctl analyzers lists them)"
+    )
+
+
 def analyzers_table(
     analyzers: list[dict[str, Any]],
     per_second: dict[str, float] | None = None,
     recent: dict[str, float] | None = None,
+    title: str = "analyzers",
 ) -> Table:
     """Target vs actual message shares; `recent`/`per_second` when the caller has samples."""
-    table = Table(title="analyzers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True, min_width=2)
     table.add_column("health", no_wrap=True, min_width=6)
     table.add_column("state", no_wrap=True, min_width=8)
@@ -170,4 +184,7 @@ def emitters_view(status: dict[str, Any]) -> Table | Text:
 
 
 def status_view(status: dict[str, Any]) -> Group:
-    return Group(queue_line(status), analyzers_table(status["analyzers"]), emitters_view(status))
+    title = analyzers_title(status.get("analyzer_summary"))
+    return Group(
+        queue_line(status), analyzers_table(status["analyzers"], title=title), emitters_view(status)
+    )

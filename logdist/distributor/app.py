@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, web
@@ -13,11 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
 from logdist.core.delivery import delivery_from, invalid, merge_headers
+from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
 from logdist.daemon import LISTENER, Listener
 from logdist.distributor.dashboard import add_dashboard
-from logdist.distributor.emitters import PAGE_DEFAULT, PAGE_MAX, relay
+from logdist.distributor.emitters import relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.service import Distributor
 from logdist.errors import InvalidRequest, LogdistError
@@ -66,7 +68,30 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 async def get_registry(request: web.Request) -> web.Response:
-    return json_response(request.app[DISTRIBUTOR].analyzers_json())
+    """Bare: every analyzer as a list (the seed's form) up to BARE_MAX, the first BARE_MAX by
+    id past it, with a `Link` to the rest. With q, health, limit or cursor: one page."""
+    d = request.app[DISTRIBUTOR]
+    query = request.query
+    if not any(k in query for k in ("q", "health", "limit", "cursor")):
+        if len(d.registry) <= BARE_MAX:
+            return json_response(d.analyzers_json())
+        return _bare_first_page("/registry", d.registry_page(limit=BARE_MAX), "analyzers")
+    return json_response(
+        d.registry_page(
+            q=query.get("q") or None,
+            health=query.get("health") or None,
+            limit=_limit(request, PAGE_DEFAULT),
+            cursor=query.get("cursor") or None,
+        )
+    )
+
+
+def _bare_first_page(path: str, page: dict[str, Any], key: str) -> web.Response:
+    """The first page as a bare list, with the total and a Link to the next (RFC 8288)."""
+    headers = {"X-Total-Count": str(page["total"])}
+    if page["next"]:
+        headers["Link"] = f'<{path}?limit={BARE_MAX}&cursor={page["next"]}>; rel="next"'
+    return json_response(page[key], headers=headers)
 
 
 async def add_analyzer(request: web.Request) -> web.Response:
@@ -223,11 +248,7 @@ async def list_emitters(request: web.Request) -> web.Response:
     if not any(k in query for k in ("q", "state", "limit", "cursor")):
         if len(emitters) <= BARE_MAX:
             return json_response(emitters.to_json())
-        page = emitters.page(limit=BARE_MAX)
-        headers = {"X-Total-Count": str(page["total"])}
-        if page["next"]:
-            headers["Link"] = f'</emitters?limit={BARE_MAX}&cursor={page["next"]}>; rel="next"'
-        return json_response(page["emitters"], headers=headers)
+        return _bare_first_page("/emitters", emitters.page(limit=BARE_MAX), "emitters")
     page = emitters.page(
         q=query.get("q") or None,
         state=query.get("state") or None,

@@ -10,9 +10,6 @@ the top few; `page` lists them by id, filtered and paged with an opaque cursor.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import bisect
 import heapq
 import logging
 from collections.abc import Callable, Iterable
@@ -22,8 +19,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from logdist.core import paging
 from logdist.core.checks import check_id, control_url
 from logdist.core.packet import Packet
+from logdist.core.paging import PAGE_DEFAULT
 from logdist.errors import InvalidRequest, PeerUnavailable, UnknownEmitter
 from logdist.log import event
 
@@ -33,8 +32,6 @@ STATES = ("active", "paused", "gone")
 # Up to this many emitters, /status lists every one; past it, only the top few.
 STATUS_ALL = 20
 STATUS_TOP = 5
-PAGE_DEFAULT = 100
-PAGE_MAX = 1000
 
 
 @dataclass(slots=True)
@@ -71,20 +68,6 @@ class EmitterInfo:
 def _number(metrics: dict[str, Any] | None, key: str) -> float:
     value = metrics.get(key) if metrics else None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-
-def encode_cursor(after: str) -> str:
-    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest(
-            f"cursor {cursor!r} is not one this distributor gave", {"field": "cursor"}
-        ) from None
 
 
 class EmitterDirectory:
@@ -252,32 +235,18 @@ class EmitterDirectory:
             raise InvalidRequest(
                 f"state must be one of {', '.join(STATES)}, got {state!r}", {"field": "state"}
             )
-        if not 1 <= limit <= PAGE_MAX:
-            raise InvalidRequest(f"limit must be 1-{PAGE_MAX}, got {limit}", {"field": "limit"})
-        ids = self.ids()
-        start = 0
-        if cursor:
-            start = bisect.bisect_right(ids, decode_cursor(cursor))
-        now = self._now()
-        rows: list[dict[str, Any]] = []
-        last = None
-        more = False
-        for eid in ids[start:]:
-            info = self._emitters.get(eid)
+        now, lease, emitters = self._now(), self.lease, self._emitters
+
+        def row(eid: str) -> dict[str, Any] | None:
+            info = emitters.get(eid)
             if info is None or (q and q not in eid):
-                continue
-            if state is not None and info.state(now, self.lease) != state:
-                continue
-            if len(rows) == limit:
-                more = True
-                break
-            rows.append(info.to_json(now, self.lease))
-            last = eid
-        return {
-            "emitters": rows,
-            "total": len(self._emitters),
-            "next": encode_cursor(last) if more and last is not None else None,
-        }
+                return None
+            if state is not None and info.state(now, lease) != state:
+                return None
+            return info.to_json(now, lease)
+
+        rows, after = paging.page(self.ids(), row, limit, cursor)
+        return {"emitters": rows, "total": len(emitters), "next": after}
 
     def to_json(self) -> list[dict[str, Any]]:
         now = self._now()

@@ -1,12 +1,15 @@
 """Active health checks: `GET /health` beside each analyzer's ingest URL (or its own
-`health_url`, with its headers), one task per analyzer. Analyzers with passive health are
-not probed: the dispatcher judges them by their forwards."""
+`health_url`, with its headers), within a budget of probes a second. Analyzers with passive
+health are not probed: the dispatcher judges them by their forwards."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
 import random
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,6 +19,7 @@ import orjson
 from logdist.config import HealthConfig
 from logdist.core.registry import HealthChange, Registry
 from logdist.http import describe_error
+from logdist.log import event
 
 log = logging.getLogger("logdist.health")
 
@@ -27,11 +31,20 @@ def health_url(ingest_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{base}/health", "", ""))
 
 
+# Probes in flight at once: thousands of analyzers are probed a few dozen at a time, not in
+# one burst whose own queueing would time the probes out.
 MAX_PROBES = 64
 
 
 class HealthChecker:
-    """Probes every analyzer every `interval`; `on_change` hears each up/down transition."""
+    """Probes every analyzer every `interval`, within a budget of `max_probes` a second;
+    `on_change` hears each up/down transition.
+
+    One scheduler for all of them (a heap of due times), not a task each: past
+    `max_probes * interval` analyzers the round stretches to `count / max_probes` seconds
+    (said in `to_json` and logged once), while forwards keep judging every analyzer
+    passively in between (`fall` failed forwards in a row take one down).
+    """
 
     def __init__(
         self,
@@ -43,39 +56,118 @@ class HealthChecker:
         self.registry = registry
         self.on_change = on_change
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
-        # Thousands of analyzers are probed a few dozen at a time, not in one burst whose
-        # own queueing would time the probes out.
+        self._due: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._watched: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(MAX_PROBES)
+        self.probes = 0
+        self._stretched = False
 
     def start(self, session: aiohttp.ClientSession) -> None:
         self._session = session
         for analyzer in self.registry:
             self.watch(analyzer.id)
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
     def watch(self, aid: str) -> None:
-        if self._session is not None and aid not in self._tasks:
-            self._tasks[aid] = asyncio.get_running_loop().create_task(self._loop(aid))
+        """Probe `aid` from now on: at once, or (many added together) as the budget allows,
+        in the order they were added."""
+        if aid in self._watched:
+            return
+        self._watched.add(aid)
+        self._push(aid, time.monotonic())
 
     def unwatch(self, aid: str) -> None:
-        task = self._tasks.pop(aid, None)
-        if task is not None:
-            task.cancel()
+        self._watched.discard(aid)  # its heap entry is dropped when it comes up
+
+    def _push(self, aid: str, when: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (when, self._seq, aid))
+        self._wake.set()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
+        tasks = [t for t in (self._task, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
 
-    async def _loop(self, aid: str) -> None:
-        while aid in self.registry:
-            async with self._gate:
-                await self.probe(aid)
-            # +-10 %: probes started together drift apart instead of staying in step.
-            await asyncio.sleep(self.cfg.interval * random.uniform(0.9, 1.1))
+    @property
+    def cycle(self) -> float:
+        """Seconds between two probes of one analyzer: the interval, or longer when the
+        budget cannot probe them all that often."""
+        return max(self.cfg.interval, len(self._watched) / self.cfg.max_probes)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "interval": self.cfg.interval,
+            "max_probes": self.cfg.max_probes,
+            "probed": len(self._watched),
+            "cycle": round(self.cycle, 3),
+            "stretched": self.cycle > self.cfg.interval,
+            "probes": self.probes,
+        }
+
+    async def _run(self) -> None:
+        due = self._due
+        spacing = 1.0 / self.cfg.max_probes
+        next_slot = 0.0
+        while True:
+            if not due:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            now = time.monotonic()
+            start = max(due[0][0], next_slot)
+            if start > now:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(start - now):
+                        await self._wake.wait()
+                continue
+            _, _, aid = heapq.heappop(due)
+            if aid not in self._watched or aid not in self.registry:
+                self._watched.discard(aid)
+                continue
+            self._say_if_stretched()
+            if self.registry.get(aid).delivery.passive:
+                # Judged by its forwards: nothing to probe, and no budget spent.
+                self._push(aid, now + self.cfg.interval)
+                continue
+            next_slot = max(now, next_slot) + spacing
+            await self._gate.acquire()
+            task = asyncio.get_running_loop().create_task(self._probe_then_requeue(aid))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _probe_then_requeue(self, aid: str) -> None:
+        try:
+            self.probes += 1
+            await self.probe(aid)
+        finally:
+            self._gate.release()
+            if aid in self._watched:
+                # +-10 %: probes started together drift apart instead of staying in step.
+                self._push(aid, time.monotonic() + self.cycle * random.uniform(0.9, 1.1))
+
+    def _say_if_stretched(self) -> None:
+        stretched = self.cycle > self.cfg.interval
+        if stretched != self._stretched:
+            self._stretched = stretched
+            event(
+                log,
+                "health_budget",
+                logging.WARNING if stretched else logging.INFO,
+                analyzers=len(self._watched),
+                max_probes=self.cfg.max_probes,
+                interval=self.cfg.interval,
+                cycle=round(self.cycle, 1),
+                stretched=stretched,
+            )
 
     async def probe(self, aid: str) -> None:
         assert self._session is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,9 +13,10 @@ from typing import Any
 import aiohttp
 
 from logdist.config import DistributorConfig
+from logdist.core import paging
 from logdist.core.delivery import Delivery
 from logdist.core.packet import Packet, total
-from logdist.core.registry import AdminState, Analyzer, Registry
+from logdist.core.registry import AdminState, Analyzer, Health, Registry
 from logdist.distributor.counters import Counters
 from logdist.distributor.deadletters import DeadLetterStore
 from logdist.distributor.dispatcher import Dispatcher
@@ -24,10 +26,16 @@ from logdist.distributor.logs import LogHub
 from logdist.distributor.metrics import Metrics
 from logdist.distributor.spool import Spool
 from logdist.distributor.state import StateStore
-from logdist.errors import Backpressure, DeadLettersFull, SpoolFailure
+from logdist.errors import Backpressure, DeadLettersFull, InvalidRequest, SpoolFailure
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
+
+# Up to this many analyzers /status lists every one; past it, STATUS_TOP unhealthy ones and
+# STATUS_TOP of the largest shares.
+STATUS_ANALYZERS = 50
+STATUS_TOP = 8
+HEALTHS = tuple(h.value for h in Health)
 
 
 class Distributor:
@@ -68,6 +76,10 @@ class Distributor:
             now, cfg.emitter_networks, cfg.emitter_lease, cfg.emitter_forget
         )
         self._sweeper: asyncio.Task[None] | None = None
+        self._sorted_analyzers: list[str] | None = None
+        self._analyzers_view: tuple[float, tuple[list[dict[str, Any]], dict[str, Any]]] | None = (
+            None
+        )
         self._session: aiohttp.ClientSession | None = None
         self.spool: Spool | None = None
         if cfg.spool_dir:
@@ -347,6 +359,74 @@ class Distributor:
     def analyzers_json(self) -> list[dict[str, Any]]:
         return [self._row(a) for a in self.registry]
 
+    def _analyzer_ids(self) -> list[str]:
+        """Analyzer ids in order, for paging (kept until one is added or removed)."""
+        if self._sorted_analyzers is None or len(self._sorted_analyzers) != len(self.registry):
+            self._sorted_analyzers = sorted(a.id for a in self.registry)
+        return self._sorted_analyzers
+
+    def registry_page(
+        self,
+        q: str | None = None,
+        health: str | None = None,
+        limit: int = paging.PAGE_DEFAULT,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Analyzers by id: those whose id contains `q` and of `health`, `limit` after
+        `cursor`."""
+        if health is not None and health not in HEALTHS:
+            raise InvalidRequest(
+                f"health must be one of {', '.join(HEALTHS)}, got {health!r}", {"field": "health"}
+            )
+        registry = self.registry
+
+        def row(aid: str) -> dict[str, Any] | None:
+            if aid not in registry or (q and q not in aid):
+                return None
+            analyzer = registry.get(aid)
+            if health is not None and analyzer.health.value != health:
+                return None
+            return self._row(analyzer)
+
+        rows, after = paging.page(self._analyzer_ids(), row, limit, cursor)
+        return {"analyzers": rows, "total": len(registry), "next": after}
+
+    def analyzers_view(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """What /status says of the analyzers: every row while there are a few dozen; past
+        that, the unhealthy ones first and then the largest target shares (a few of each),
+        with counts by health and state. Computed at most once a second for a large pool."""
+        registry = self.registry
+        now = self._now()
+        if len(registry) > STATUS_ANALYZERS and self._analyzers_view is not None:
+            at, view = self._analyzers_view
+            if now - at < 1.0:
+                return view
+        by_health = {h.value: 0 for h in Health}
+        by_state = {s.value: 0 for s in AdminState}
+        unhealthy: list[Analyzer] = []
+        for a in registry:
+            by_health[a.health.value] += 1
+            by_state[a.admin.value] += 1
+            if a.health is not Health.UP and len(unhealthy) < STATUS_TOP:
+                unhealthy.append(a)
+        summary: dict[str, Any] = {
+            "total": len(registry),
+            "health": by_health,
+            "state": by_state,
+            "routable": registry.routable_count,
+        }
+        if len(registry) <= STATUS_ANALYZERS:
+            rows = self.analyzers_json()
+            summary["shown"] = "all"
+        else:
+            largest = heapq.nlargest(STATUS_TOP, registry, key=registry.target_share)
+            chosen = {a.id: a for a in unhealthy}
+            chosen.update((a.id, a) for a in largest if a.id not in chosen)
+            rows = [self._row(a) for a in chosen.values()]
+            summary["shown"] = "unhealthy first, then the largest shares"
+            self._analyzers_view = (now, (rows, summary))
+        return rows, summary
+
     def analyzer_json(self, aid: str) -> dict[str, Any]:
         return self._row(self.registry.get(aid))
 
@@ -359,6 +439,7 @@ class Distributor:
 
     def status(self) -> dict[str, Any]:
         d = self.dispatcher
+        analyzers, analyzer_summary = self.analyzers_view()
         return {
             "uptime": round(self._now() - self.started, 3),
             "time": time.time(),
@@ -368,7 +449,9 @@ class Distributor:
                 "unacked": d.unacked,
                 "backing_off": d.backing_off,
             },
-            "analyzers": self.analyzers_json(),
+            "analyzers": analyzers,
+            "analyzer_summary": analyzer_summary,
+            "health": self.health.to_json(),
             "emitters": self.emitters.status_rows(),
             "emitter_summary": self.emitters.summary(),
             "counters": self.counters.to_json(),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from tests.e2e.procs import Procs, get, wait_for
 
@@ -141,3 +145,42 @@ def delivered(output: Path) -> set[str]:
     if not output.exists():
         return set()
     return {json.loads(line)["packetId"] for line in output.read_bytes().splitlines() if line}
+
+
+def test_ten_thousand_analyzers_added_at_runtime_are_probed_within_budget_and_paged(
+    procs: Procs,
+) -> None:
+    live = [procs.start(f"live{i}", "analyzer", "serve", "--port", "0") for i in range(4)]
+    d = procs.start("distributor", "distributor", "serve", "--port", "0")  # default health
+
+    async def add_all() -> None:
+        async with aiohttp.ClientSession() as session:
+            slots = asyncio.Semaphore(32)
+
+            async def one(i: int) -> None:
+                body = {"id": f"a{i:05d}", "url": f"{live[i % 4].url}/ingest", "weight": 1}
+                async with slots, session.post(f"{d.url}/registry/add", json=body) as resp:
+                    assert resp.status == 201, await resp.text()
+
+            await asyncio.gather(*(one(i) for i in range(10_000)))
+
+    asyncio.run(add_all())
+    wait_for(
+        lambda: get(f"{d.url}/status")["analyzer_summary"]["health"]["up"] >= 50, 30, "some up"
+    )
+    raw = urllib.request.urlopen(f"{d.url}/status", timeout=5).read()
+    status = json.loads(raw)
+    assert len(raw) <= 16 * 1024, len(raw)
+    health = status["health"]
+    assert health["probed"] == 10_000 and health["max_probes"] == 50
+    assert health["cycle"] == 200.0 and health["stretched"] is True
+    assert status["analyzer_summary"]["total"] == 10_000 and len(status["analyzers"]) <= 16
+    assert "event=health_budget" in d.output() and "stretched=True" in d.output()
+    page = get(f"{d.url}/registry?q=a0999&limit=3")
+    assert [a["id"] for a in page["analyzers"]] == ["a09990", "a09991", "a09992"]
+    listed = procs.run("ctl", "analyzers", "--q", "a0999", "--limit", "3", "--url", d.url)
+    assert listed.returncode == 0 and "3 shown of 10,000" in listed.stdout
+    assert "more: logdist ctl analyzers --cursor" in listed.stdout
+    bare = urllib.request.urlopen(f"{d.url}/registry", timeout=10)
+    assert bare.headers["X-Total-Count"] == "10000" and 'rel="next"' in bare.headers["Link"]
+    assert len(json.loads(bare.read())) == 1000

@@ -322,6 +322,10 @@ async function refresh() {
     (status.dead_letters && status.dead_letters.count
       ? ` · <span class="dead">dead letters <b>${status.dead_letters.count}</b></span>` : "");
   renderAnalyzers(status.analyzers, r);
+  const as = status.analyzer_summary;
+  $("#analyzer-summary").textContent = as && as.shown !== "all"
+    ? `${as.total} · ${as.health.up} up · ${as.health.down} down · ${as.health.unknown} unknown` +
+      ` · shown: ${as.shown}` : "";
   renderEmitterSummary(status.emitter_summary);
   await loadEmitters();
   await renderDeadLetters(status.dead_letters);
