@@ -42,7 +42,7 @@ class Target:
     head: bytes  # request line, Host and the analyzer's own headers; no framing
 
 
-def target(url: str, headers: tuple[tuple[str, str], ...] = ()) -> Target:
+def target(url: str, headers: tuple[tuple[str, str], ...] = (), method: str = "POST") -> Target:
     parts = urlsplit(url)
     scheme = parts.scheme
     host = parts.hostname or ""
@@ -51,7 +51,7 @@ def target(url: str, headers: tuple[tuple[str, str], ...] = ()) -> Target:
     if parts.query:
         path += "?" + parts.query
     netloc = parts.netloc.rsplit("@", 1)[-1]
-    lines = [f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"]
+    lines = [f"{method} {path} HTTP/1.1\r\nHost: {netloc}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers]
     return Target((scheme, host, port), "".join(lines).encode("latin-1"))
 
@@ -146,7 +146,7 @@ class Conn(asyncio.Protocol):
         if self.answer is not None and not self.answer.done():
             status = self.parser.get_status_code()
             if 200 <= status < 300:
-                self.answer.set_result(Answer(status))
+                self.answer.set_result(Answer(status, None, self.body))
             else:
                 wait = retry_after_seconds(self.retry_after)
                 self.answer.set_result(Answer(status, wait, self.body))
@@ -171,6 +171,14 @@ class Forwarder:
         if isinstance(body, bytes):
             body = [body]
         head = b"%s%sContent-Length: %d\r\n\r\n" % (t.head, fields, sum(map(len, body)))
+        return await self._exchange(t, head, body, timeout)
+
+    async def get(self, t: Target, timeout: float) -> Answer:
+        """GET `t` (made with method="GET"); its answer (with its first bytes), or
+        ForwardError. A health probe costs a fraction of a general client's request."""
+        return await self._exchange(t, t.head + b"\r\n", [], timeout)
+
+    async def _exchange(self, t: Target, head: bytes, body: list[bytes], timeout: float) -> Answer:
         conns: list[Conn] = []  # what this request used, to close if it is abandoned
         try:
             async with asyncio.timeout(timeout):

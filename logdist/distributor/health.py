@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import orjson
 
 from logdist.config import HealthConfig
 from logdist.core.registry import HealthChange, Registry
-from logdist.http import describe_error
+from logdist.httpclient import Forwarder, ForwardError, target
 from logdist.log import event
 
 log = logging.getLogger("logdist.health")
@@ -55,8 +54,9 @@ class HealthChecker:
         self.cfg = cfg
         self.registry = registry
         self.on_change = on_change
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+        # Probes go over kept-alive connections with the lean client (logdist.httpclient).
+        self._client = Forwarder()
+        self._started = False
         self._due: list[tuple[float, int, str]] = []
         self._seq = 0
         self._watched: set[str] = set()
@@ -67,8 +67,8 @@ class HealthChecker:
         self.probes = 0
         self._stretched = False
 
-    def start(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def start(self, session: object = None) -> None:
+        self._started = True
         for analyzer in self.registry:
             self.watch(analyzer.id)
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -95,6 +95,7 @@ class HealthChecker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
+        self._client.close()
 
     @property
     def cycle(self) -> float:
@@ -170,24 +171,24 @@ class HealthChecker:
             )
 
     async def probe(self, aid: str) -> None:
-        assert self._session is not None
         analyzer = self.registry.get(aid)
         delivery = analyzer.delivery
         if delivery.passive:
             return
         url = delivery.health_url or health_url(analyzer.url)
-        headers = dict(delivery.headers) if delivery.headers else None
         batch = False
         reason: str | None = None
         try:
-            async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    reason = f"health HTTP {resp.status}"
-                else:
-                    batch = _says_batch(body)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            reason = f"health {describe_error(exc)}"
+            answer = await self._client.get(
+                target(url, delivery.headers, method="GET"), self.cfg.timeout
+            )
+        except ForwardError as exc:
+            reason = f"health {exc}"
+        else:
+            if answer.status != 200:
+                reason = f"health HTTP {answer.status}"
+            else:
+                batch = _says_batch(answer.body)
         if aid not in self.registry or self.registry.get(aid).delivery.passive:
             return
         if reason is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -158,3 +159,19 @@ async def test_a_refusal_carries_its_retry_after_and_the_first_bytes_of_its_answ
 def test_retry_after_takes_seconds_or_an_http_date(value: bytes | None, seconds: float) -> None:
     now = 1445412450.0  # 2015-10-21 07:27:30 UTC
     assert retry_after_seconds(value, now) == seconds
+
+
+async def test_a_get_reads_the_answer_and_its_first_bytes(aiohttp_server: Any) -> None:
+    async def health(request: web.Request) -> web.Response:
+        assert request.method == "GET" and request.headers["X-Key"] == "k"
+        return web.json_response({"status": "ok", "batch": True})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    server = await aiohttp_server(app)
+    client = Forwarder()
+    t = target(str(server.make_url("/health")), (("X-Key", "k"),), method="GET")
+    for _ in range(3):  # on one kept-alive connection
+        answer = await client.get(t, 2.0)
+        assert answer.status == 200 and orjson.loads(answer.body)["batch"] is True
+    client.close()
