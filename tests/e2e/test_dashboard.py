@@ -163,3 +163,47 @@ def test_a_page_from_another_site_cannot_drive_the_admin_api(
     page.goto(p.url + "/")
     page.locator('#emitters tr[data-id="e1"] button', has_text="pause").click()
     wait_for(lambda: get(f"{p.url}/emitter/e1/metrics")["paused"], 5, "e1 paused from the page")
+
+
+def test_the_dashboard_pages_and_finds_among_twenty_thousand_emitters(
+    procs: Procs, page: Page
+) -> None:
+    d = procs.start("distributor", "distributor", "serve", "--port", "0")
+    fleets = {
+        name: procs.start(
+            name,
+            "emitter",
+            "start",
+            "--fleet",
+            "10000",
+            "--id",
+            name,
+            "--rate",
+            "0.02",  # 400 packets/s in all: this is about the views, not throughput
+            "--distributor",
+            d.url,
+        )
+        for name in ("red", "blue")
+    }
+    wait_for(
+        lambda: get(f"{d.url}/status")["emitter_summary"]["total"] == 20_000,
+        90,
+        "20,000 emitters registered",
+        0.5,
+    )
+    page.goto(d.url + "/")
+    expect(page.locator("#emitter-summary")).to_contain_text("20000", timeout=10_000)
+    expect(page.locator("#emitter-page")).to_have_text("1–25 of 20000 registered")
+    expect(page.locator("#emitters tbody tr")).to_have_count(25)
+    page.click("#emitter-next")
+    expect(page.locator("#emitter-page")).to_have_text("26–50 of 20000 registered")
+    page.fill("#emitter-q", "blue-1234")
+    row = page.locator('#emitters tr[data-id="blue-1234"]')
+    expect(row).to_be_visible(timeout=5000)
+    expect(page.locator("#emitters tbody tr")).to_have_count(1)
+    row.locator("button", has_text="pause").click()
+    wait_for(
+        lambda: get(f"{fleets['blue'].url}/e/blue-1234/metrics")["paused"], 5, "paused by the page"
+    )
+    expect(row.locator("td").nth(4)).to_have_text("paused", timeout=5000)
+    assert get(f"{fleets['blue'].url}/e/blue-1235/metrics")["paused"] is False
