@@ -249,6 +249,7 @@ class Distributor:
         self, aid: str, url: str, weight: float, delivery: Delivery | None = None
     ) -> Analyzer:
         analyzer = self.registry.add(aid, url, weight, delivery or Delivery())
+        self._sorted_analyzers = None
         self.health.watch(aid)
         self._changed()
         event(
@@ -320,6 +321,7 @@ class Distributor:
             await asyncio.sleep(0.02)
         left = self.registry.get(aid).pending
         self.registry.remove(aid)
+        self._sorted_analyzers = None
         self.health.unwatch(aid)
         self.dispatcher.forget(aid)
         self._changed()
@@ -361,7 +363,7 @@ class Distributor:
 
     def _analyzer_ids(self) -> list[str]:
         """Analyzer ids in order, for paging (kept until one is added or removed)."""
-        if self._sorted_analyzers is None or len(self._sorted_analyzers) != len(self.registry):
+        if self._sorted_analyzers is None:
             self._sorted_analyzers = sorted(a.id for a in self.registry)
         return self._sorted_analyzers
 

@@ -81,3 +81,17 @@ async def test_a_small_pool_is_listed_whole(
     status = await (await client.get("/status")).json()
     assert [a["id"] for a in status["analyzers"]] == ["a1", "a2"]
     assert status["analyzer_summary"]["shown"] == "all"
+
+
+async def test_pages_follow_an_analyzer_removed_and_another_added(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    _, url = await start_analyzer(aiohttp_server)
+    client = await make_distributor({"a1": (url, 1.0), "a2": (url, 1.0)})
+    first = await (await client.get("/registry?limit=10")).json()
+    assert [a["id"] for a in first["analyzers"]] == ["a1", "a2"]
+    assert (await client.delete("/registry/a1")).status == 200
+    resp = await client.post("/registry/add", json={"id": "b1", "url": url})
+    assert resp.status == 201
+    again = await (await client.get("/registry?limit=10")).json()
+    assert [a["id"] for a in again["analyzers"]] == ["a2", "b1"]  # same count, new ids
