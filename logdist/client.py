@@ -192,10 +192,7 @@ class AdminClient:
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """One page of analyzers by id: `{"analyzers", "total", "next"}`."""
-        params = {"limit": str(limit)}
-        params.update({k: v for k, v in (("q", q), ("health", health), ("cursor", cursor)) if v})
-        result: dict[str, Any] = await self._call("GET", "/registry?" + urlencode(params))
-        return result
+        return await self._page("/registry", limit, cursor, q=q, health=health)
 
     async def emitters(
         self,
@@ -205,9 +202,14 @@ class AdminClient:
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """One page of emitters by id: `{"emitters", "total", "next"}`."""
+        return await self._page("/emitters", limit, cursor, q=q, state=state)
+
+    async def _page(
+        self, path: str, limit: int, cursor: str | None, **filters: str | None
+    ) -> dict[str, Any]:
         params = {"limit": str(limit)}
-        params.update({k: v for k, v in (("q", q), ("state", state), ("cursor", cursor)) if v})
-        result: dict[str, Any] = await self._call("GET", "/emitters?" + urlencode(params))
+        params.update({k: v for k, v in {**filters, "cursor": cursor}.items() if v})
+        result: dict[str, Any] = await self._call("GET", f"{path}?{urlencode(params)}")
         return result
 
     async def emitter_metrics(self, eid: str) -> dict[str, Any]:

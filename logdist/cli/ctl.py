@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 the distributor refused (the message says why), 2 usage, 3 u
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +15,7 @@ from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOpti
 from logdist.cli.common import fail
 from logdist.cli.completion import complete_analyzer, complete_emitter
 from logdist.cli.views import analyzers_table, console, emitters_table, status_view
+from logdist.client import AdminClient
 from logdist.core.delivery import (
     COMPRESSIONS,
     FORMATS,
@@ -126,79 +128,99 @@ def status(
         console().print(status_view(result))
 
 
+QOption = Annotated[str | None, typer.Option("--q", help="Only those whose id contains this.")]
+LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="How many a page.")]
+CursorOption = Annotated[
+    str | None, typer.Option(help="Where to go on from (the previous page says).")
+]
+EveryOption = Annotated[bool, typer.Option("--all", help="Every page, not only the first.")]
+Fetch = Callable[[AdminClient, str | None], Awaitable[dict[str, Any]]]
+
+
+def list_pages(
+    url: str,
+    token: str | None,
+    key: str,
+    fetch: Fetch,
+    cursor: str | None,
+    every: bool,
+    as_json: bool,
+    table: Callable[[list[dict[str, Any]], int], Any],
+) -> None:
+    """`ctl analyzers` and `ctl emitters`: a page (or `every` page) of `key`, as JSON or as
+    `table(rows, total)` with how to go on."""
+
+    async def pages(c: AdminClient) -> dict[str, Any]:
+        page = await fetch(c, cursor)
+        rows = list(page[key])
+        while every and page["next"]:
+            page = await fetch(c, page["next"])
+            rows += page[key]
+        return {key: rows, "total": page["total"], "next": page["next"]}
+
+    result = call(url, token, pages)
+    if as_json:
+        print_json(result)
+        return
+    console().print(table(result[key], result["total"]))
+    if result["next"]:
+        typer.echo(f"more: logdist ctl {key} --cursor {result['next']} (or --all)")
+
+
 @app.command()
 def analyzers(
-    q: Annotated[
-        str | None, typer.Option("--q", help="Only analyzers whose id contains this.")
-    ] = None,
+    q: QOption = None,
     health: Annotated[
         str | None, typer.Option(help="Only analyzers in this health: up, down or unknown.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="Analyzers a page.")] = 100,
-    cursor: Annotated[
-        str | None, typer.Option(help="Where to go on from (the previous page says).")
-    ] = None,
-    every: Annotated[bool, typer.Option("--all", help="Every page, not only the first.")] = False,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    every: EveryOption = False,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the analyzers by id, a page at a time (filter with --q and --health)."""
-
-    async def pages(c: Any) -> dict[str, Any]:
-        page: dict[str, Any] = await c.analyzers(q, health, limit, cursor)
-        rows = list(page["analyzers"])
-        while every and page["next"]:
-            page = await c.analyzers(q, health, limit, page["next"])
-            rows += page["analyzers"]
-        return {"analyzers": rows, "total": page["total"], "next": page["next"]}
-
-    result = call(url, token, pages)
-    if as_json:
-        print_json(result)
-        return
-    title = f"analyzers: {len(result['analyzers']):,} shown of {result['total']:,}"
-    console().print(analyzers_table(result["analyzers"], title=title))
-    if result["next"]:
-        typer.echo(f"more: logdist ctl analyzers --cursor {result['next']} (or --all)")
+    list_pages(
+        url,
+        token,
+        "analyzers",
+        lambda c, after: c.analyzers(q, health, limit, after),
+        cursor,
+        every,
+        as_json,
+        lambda rows, total: analyzers_table(
+            rows, title=f"analyzers: {len(rows):,} shown of {total:,}"
+        ),
+    )
 
 
 @app.command()
 def emitters(
-    q: Annotated[
-        str | None, typer.Option("--q", help="Only emitters whose id contains this.")
-    ] = None,
+    q: QOption = None,
     state: Annotated[
         str | None, typer.Option(help="Only emitters in this state: active, paused or gone.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="Emitters a page.")] = 100,
-    cursor: Annotated[
-        str | None, typer.Option(help="Where to go on from (the previous page says).")
-    ] = None,
-    every: Annotated[bool, typer.Option("--all", help="Every page, not only the first.")] = False,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    every: EveryOption = False,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the registered emitters by id, a page at a time (filter with --q and --state)."""
-
-    async def pages(c: Any) -> dict[str, Any]:
-        page: dict[str, Any] = await c.emitters(q, state, limit, cursor)
-        rows = list(page["emitters"])
-        while every and page["next"]:
-            page = await c.emitters(q, state, limit, page["next"])
-            rows += page["emitters"]
-        return {"emitters": rows, "total": page["total"], "next": page["next"]}
-
-    result = call(url, token, pages)
-    if as_json:
-        print_json(result)
-        return
-    shown = len(result["emitters"])
-    title = f"emitters: {shown:,} shown of {result['total']:,} registered"
-    console().print(emitters_table(result["emitters"], title))
-    if result["next"]:
-        typer.echo(f"more: logdist ctl emitters --cursor {result['next']} (or --all)")
+    list_pages(
+        url,
+        token,
+        "emitters",
+        lambda c, after: c.emitters(q, state, limit, after),
+        cursor,
+        every,
+        as_json,
+        lambda rows, total: emitters_table(
+            rows, f"emitters: {len(rows):,} shown of {total:,} registered"
+        ),
+    )
 
 
 def _emitter_command(action: str, verb: str) -> None:

@@ -45,7 +45,6 @@ class EmitterInfo:
     # What the distributor itself counted of its packets.
     received_packets: int = 0
     received_messages: int = 0
-    renewals: int = 0
 
     def state(self, now: float, lease: float) -> str:
         if now - self.last_seen > lease:
@@ -112,8 +111,6 @@ class EmitterDirectory:
             if info is None:
                 self._sorted = None
             info = self._emitters[eid] = EmitterInfo(eid, url, now, now)
-        else:
-            info.renewals += 1
         info.last_seen = now
         self.registrations += 1
         if isinstance(metrics, dict):
@@ -213,10 +210,7 @@ class EmitterDirectory:
     def status_rows(self) -> list[dict[str, Any]]:
         """Every emitter while there are few; past STATUS_ALL, none (the summary's top lists
         and `page` say the rest)."""
-        if len(self._emitters) > STATUS_ALL:
-            return []
-        now = self._now()
-        return [e.to_json(now, self.lease) for e in self._emitters.values()]
+        return self.to_json() if len(self._emitters) <= STATUS_ALL else []
 
     def ids(self) -> list[str]:
         if self._sorted is None:

@@ -56,7 +56,6 @@ class HealthChecker:
         self.on_change = on_change
         # Probes go over kept-alive connections with the lean client (logdist.httpclient).
         self._client = Forwarder()
-        self._started = False
         self._due: list[tuple[float, int, str]] = []
         self._seq = 0
         self._watched: set[str] = set()
@@ -67,8 +66,7 @@ class HealthChecker:
         self.probes = 0
         self._stretched = False
 
-    def start(self, session: object = None) -> None:
-        self._started = True
+    def start(self) -> None:
         for analyzer in self.registry:
             self.watch(analyzer.id)
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -186,7 +186,7 @@ class Distributor:
             skip_auto_headers=("User-Agent",),
         )
         self.dispatcher.start()
-        self.health.start(self._session)
+        self.health.start()
         if self.spool is not None:
             self.spool.start()
         if self.dead_letters.path is not None and self.cfg.fsync == "interval":

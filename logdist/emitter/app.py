@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -91,6 +91,8 @@ class Emitter:
         self._report = asyncio.Event()
         # A send failed to reach the distributor; the next one that does re-registers.
         self.lost_contact = False
+        # Called after pause, resume and rate (a fleet schedules and reports the member).
+        self.on_change: Callable[[], None] | None = None
         self._work = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -105,22 +107,26 @@ class Emitter:
 
     def pause(self) -> None:
         self.paused = True
-        self._changed.set()
-        self._report.set()
+        self._state_changed()
         event(log, "paused", emitter=self.cfg.id)
 
     def resume(self) -> None:
         self.paused = False
-        self._changed.set()
-        self._report.set()
+        self._state_changed()
         self._work.set()
         event(log, "resumed", emitter=self.cfg.id)
 
     def set_rate(self, rps: object) -> None:
         self.bucket.set_rate(check_rate(rps))
+        self._state_changed()
+        event(log, "rate", emitter=self.cfg.id, rps=self.bucket.rate)
+
+    def _state_changed(self) -> None:
+        """Paused, resumed or re-rated: generation looks again, and the distributor is told."""
         self._changed.set()
         self._report.set()
-        event(log, "rate", emitter=self.cfg.id, rps=self.bucket.rate)
+        if self.on_change is not None:
+            self.on_change()
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -338,63 +344,78 @@ def renew_from(raw: bytes) -> float | None:
 EMITTER = web.AppKey("emitter", Emitter)
 
 
-async def pause(request: web.Request) -> web.Response:
-    emitter = request.app[EMITTER]
-    emitter.pause()
-    return json_response(emitter.metrics())
+Find = Callable[[web.Request], Emitter]
 
 
-async def resume(request: web.Request) -> web.Response:
-    emitter = request.app[EMITTER]
-    emitter.resume()
-    return json_response(emitter.metrics())
+def add_control_routes(router: web.UrlDispatcher, prefix: str, find: Find) -> None:
+    """The control API of the emitter `find` gives for a request, under `prefix`: pause,
+    resume, rate, metrics and sent (a single emitter at the root, a fleet's member under
+    /e/{eid})."""
+
+    async def pause(request: web.Request) -> web.Response:
+        emitter = find(request)
+        emitter.pause()
+        return json_response(emitter.metrics())
+
+    async def resume(request: web.Request) -> web.Response:
+        emitter = find(request)
+        emitter.resume()
+        return json_response(emitter.metrics())
+
+    async def rate(request: web.Request) -> web.Response:
+        emitter = find(request)
+        body = await read_json_object(request)
+        emitter.set_rate(require(body, "rps"))
+        return json_response(emitter.metrics())
+
+    async def metrics(request: web.Request) -> web.Response:
+        return json_response(find(request).metrics())
+
+    async def sent(request: web.Request) -> web.Response:
+        """Packets the distributor acknowledged; `?ids=1` lists their ids (the last
+        `track_ids`)."""
+        emitter = find(request)
+        body: dict[str, Any] = {"packets": emitter.sent_packets, "messages": emitter.sent_messages}
+        if request.query.get("ids") in ("1", "true", "yes"):
+            body["ids"] = list(emitter.sent_ids)
+            body["ids_truncated"] = emitter.sent_packets > len(emitter.sent_ids)
+        return json_response(body)
+
+    router.add_post(f"{prefix}/pause", pause)
+    router.add_post(f"{prefix}/resume", resume)
+    router.add_post(f"{prefix}/rate", rate)
+    router.add_get(f"{prefix}/metrics", metrics)
+    router.add_get(f"{prefix}/sent", sent)
 
 
-async def rate(request: web.Request) -> web.Response:
-    emitter = request.app[EMITTER]
-    body = await read_json_object(request)
-    emitter.set_rate(require(body, "rps"))
-    return json_response(emitter.metrics())
+class Runs(Protocol):
+    async def start(self, bound: BoundAddress) -> None: ...
+    async def stop(self) -> None: ...
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return json_response(request.app[EMITTER].metrics())
+def control_app(key: web.AppKey[Any], runner: Runs) -> web.Application:
+    """An emitter daemon's app: `runner` (an emitter or a fleet) under `key`, started when
+    the app starts and stopped (draining) when it stops; routes are the caller's."""
+    middlewares = [error_middleware, origin_middleware(lambda path: path == "/health")]
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
+    app[key] = runner
+    app[BOUND] = BoundAddress()
 
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await runner.start(app[BOUND])
+        yield
+        await runner.stop()
 
-async def sent(request: web.Request) -> web.Response:
-    """Packets the distributor acknowledged; `?ids=1` lists their ids (the last `track_ids`)."""
-    return sent_answer(request.app[EMITTER], request)
-
-
-def sent_answer(emitter: Emitter, request: web.Request) -> web.Response:
-    body: dict[str, Any] = {"packets": emitter.sent_packets, "messages": emitter.sent_messages}
-    if request.query.get("ids") in ("1", "true", "yes"):
-        body["ids"] = list(emitter.sent_ids)
-        body["ids_truncated"] = emitter.sent_packets > len(emitter.sent_ids)
-    return json_response(body)
+    app.cleanup_ctx.append(lifecycle)
+    return app
 
 
 async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "id": request.app[EMITTER].cfg.id})
 
 
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    emitter = app[EMITTER]
-    await emitter.start(app[BOUND])
-    yield
-    await emitter.stop()
-
-
 def make_app(cfg: EmitterConfig) -> web.Application:
-    middlewares = [error_middleware, origin_middleware(lambda path: path == "/health")]
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
-    app[EMITTER] = Emitter(cfg)
-    app[BOUND] = BoundAddress()
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_post("/pause", pause)
-    app.router.add_post("/resume", resume)
-    app.router.add_post("/rate", rate)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/sent", sent)
+    app = control_app(EMITTER, Emitter(cfg))
+    add_control_routes(app.router, "", lambda request: request.app[EMITTER])
     app.router.add_get("/health", health)
     return app

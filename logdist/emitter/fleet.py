@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import heapq
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,18 +27,18 @@ from aiohttp import web
 
 from logdist.config import EmitterConfig
 from logdist.core.backoff import Backoff
-from logdist.daemon import BOUND, BoundAddress
-from logdist.emitter.app import REJECTING, Emitter, needs_renewal, renew_from, sent_answer
+from logdist.daemon import BoundAddress
+from logdist.emitter.app import (
+    REJECTING,
+    Emitter,
+    add_control_routes,
+    control_app,
+    needs_renewal,
+    renew_from,
+)
 from logdist.emitter.generator import Outgoing
 from logdist.errors import UnknownEmitter
-from logdist.http import (
-    JSON,
-    error_middleware,
-    json_response,
-    origin_middleware,
-    read_json_object,
-    require,
-)
+from logdist.http import JSON, json_response
 from logdist.httpclient import Forwarder, ForwardError, framing, target
 from logdist.log import event
 
@@ -75,7 +75,8 @@ class Fleet:
         self.members: dict[str, Member] = {}
         for i in range(cfg.fleet):
             mcfg = dataclasses.replace(cfg, id=f"{cfg.id}-{i}", fleet=0, track_ids=track)
-            self.members[mcfg.id] = Member(Emitter(mcfg, rand=shared))
+            member = self.members[mcfg.id] = Member(Emitter(mcfg, rand=shared))
+            member.emitter.on_change = functools.partial(self.changed, member)
         self._due: list[tuple[float, int, Member]] = []
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -119,11 +120,14 @@ class Fleet:
         e = m.emitter
         if m.scheduled or e.paused or e.bucket.rate <= 0 or self._stopping:
             return
+        self._push(m, when)
+        if self._timer is None or when < self._timer_at:
+            self._arm(when)
+
+    def _push(self, m: Member, when: float) -> None:
         m.scheduled = True
         self._seq += 1
         heapq.heappush(self._due, (when, self._seq, m))
-        if self._timer is None or when < self._timer_at:
-            self._arm(when)
 
     def _arm(self, when: float) -> None:
         """One timer for the whole fleet, at its earliest due member (no task, no event)."""
@@ -153,9 +157,7 @@ class Fleet:
             else:
                 e.stalls += 1  # full: it generates nothing until the buffer drains
             # On schedule; a member that fell behind by more than a second starts afresh.
-            m.scheduled = True
-            self._seq += 1
-            heapq.heappush(due, (max(when + 1.0 / rate, now - 1.0), self._seq, m))
+            self._push(m, max(when + 1.0 / rate, now - 1.0))
         if due and not self._stopping:
             self._arm(due[0][0])
 
@@ -386,40 +388,6 @@ class Fleet:
 FLEET = web.AppKey("fleet", Fleet)
 
 
-def _member(request: web.Request) -> Member:
-    return request.app[FLEET].member(request.match_info["eid"])
-
-
-async def pause(request: web.Request) -> web.Response:
-    m = _member(request)
-    m.emitter.pause()
-    request.app[FLEET].changed(m)
-    return json_response(m.emitter.metrics())
-
-
-async def resume(request: web.Request) -> web.Response:
-    m = _member(request)
-    m.emitter.resume()
-    request.app[FLEET].changed(m)
-    return json_response(m.emitter.metrics())
-
-
-async def rate(request: web.Request) -> web.Response:
-    m = _member(request)
-    body = await read_json_object(request)
-    m.emitter.set_rate(require(body, "rps"))
-    request.app[FLEET].changed(m)
-    return json_response(m.emitter.metrics())
-
-
-async def member_metrics(request: web.Request) -> web.Response:
-    return json_response(_member(request).emitter.metrics())
-
-
-async def member_sent(request: web.Request) -> web.Response:
-    return sent_answer(_member(request).emitter, request)
-
-
 async def fleet_metrics(request: web.Request) -> web.Response:
     return json_response(request.app[FLEET].metrics())
 
@@ -429,25 +397,12 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "fleet": fleet.cfg.id, "members": len(fleet.members)})
 
 
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    fleet = app[FLEET]
-    await fleet.start(app[BOUND])
-    yield
-    await fleet.stop()
-
-
 def make_fleet_app(cfg: EmitterConfig) -> web.Application:
-    middlewares = [error_middleware, origin_middleware(lambda path: path == "/health")]
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
-    app[FLEET] = Fleet(cfg)
-    app[BOUND] = BoundAddress()
-    app.cleanup_ctx.append(lifecycle)
-    r = app.router
-    r.add_post("/e/{eid}/pause", pause)
-    r.add_post("/e/{eid}/resume", resume)
-    r.add_post("/e/{eid}/rate", rate)
-    r.add_get("/e/{eid}/metrics", member_metrics)
-    r.add_get("/e/{eid}/sent", member_sent)
-    r.add_get("/metrics", fleet_metrics)
-    r.add_get("/health", health)
+    fleet = Fleet(cfg)
+    app = control_app(FLEET, fleet)
+    add_control_routes(
+        app.router, "/e/{eid}", lambda request: fleet.member(request.match_info["eid"]).emitter
+    )
+    app.router.add_get("/metrics", fleet_metrics)
+    app.router.add_get("/health", health)
     return app

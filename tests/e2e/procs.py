@@ -145,6 +145,25 @@ class Procs:
             proc.url = wait_for(bound, timeout, f"{name} to listen")
         return proc
 
+    def fleets(self, size: int, rate: float, distributor: str, *names: str) -> dict[str, Proc]:
+        """One `logdist emitter start --fleet SIZE` process a name, sending to `distributor`."""
+        return {
+            name: self.start(
+                name,
+                "emitter",
+                "start",
+                "--fleet",
+                str(size),
+                "--id",
+                name,
+                "--rate",
+                str(rate),
+                "--distributor",
+                distributor,
+            )
+            for name in names
+        }
+
     def run(
         self, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:

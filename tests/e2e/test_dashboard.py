@@ -169,22 +169,8 @@ def test_the_dashboard_pages_and_finds_among_twenty_thousand_emitters(
     procs: Procs, page: Page
 ) -> None:
     d = procs.start("distributor", "distributor", "serve", "--port", "0")
-    fleets = {
-        name: procs.start(
-            name,
-            "emitter",
-            "start",
-            "--fleet",
-            "10000",
-            "--id",
-            name,
-            "--rate",
-            "0.02",  # 400 packets/s in all: this is about the views, not throughput
-            "--distributor",
-            d.url,
-        )
-        for name in ("red", "blue")
-    }
+    # 400 packets/s in all: this is about the views, not throughput.
+    fleets = procs.fleets(10000, 0.02, d.url, "red", "blue")
     wait_for(
         lambda: get(f"{d.url}/status")["emitter_summary"]["total"] == 20_000,
         90,

@@ -67,22 +67,7 @@ def test_fleets_register_send_and_are_controlled_one_emitter_at_a_time(
         "--emitter-forget",
         "3",
     )
-    fleets = {
-        name: procs.start(
-            name,
-            "emitter",
-            "start",
-            "--fleet",
-            "1000",
-            "--id",
-            name,
-            "--rate",
-            "1",
-            "--distributor",
-            d.url,
-        )
-        for name in ("red", "blue")
-    }
+    fleets = procs.fleets(1000, 1, d.url, "red", "blue")
     wait_for(
         lambda: get(f"{d.url}/status")["emitter_summary"]["active"] == 2000,
         30,

@@ -54,9 +54,10 @@ class FakeDistributor:
         return app
 
 
-async def start(
+async def serve(
     aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
-) -> tuple[Client, Emitter]:
+) -> tuple[Client, web.Application]:
+    """An emitter daemon's app (one emitter, or a fleet with `fleet=N`) sending to `fake`."""
     server: TestServer = await aiohttp_server(fake.app())
     cfg = EmitterConfig(distributor=str(server.make_url("")).rstrip("/"), **kwargs)
     app = make_app(cfg)
@@ -64,6 +65,13 @@ async def start(
     bound = app[BOUND]
     bound.url = str(client.make_url("")).rstrip("/")
     bound.ready.set()
+    return client, app
+
+
+async def start(
+    aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
+) -> tuple[Client, Emitter]:
+    client, app = await serve(aiohttp_server, aiohttp_client, fake, **kwargs)
     return client, app[EMITTER]
 
 

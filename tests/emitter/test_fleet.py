@@ -6,13 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from logdist.config import EmitterConfig
-from logdist.daemon import BOUND
-from logdist.emitter import make_app
 from logdist.emitter.fleet import FLEET, Fleet
-from tests.emitter.test_emitter import FakeDistributor
+from tests.emitter.test_emitter import FakeDistributor, serve
 from tests.fakes import eventually
 
 Client = TestClient[Any, Any]
@@ -21,13 +18,7 @@ Client = TestClient[Any, Any]
 async def start_fleet(
     aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
 ) -> tuple[Client, Fleet]:
-    server: TestServer = await aiohttp_server(fake.app())
-    cfg = EmitterConfig(distributor=str(server.make_url("")).rstrip("/"), **kwargs)
-    app = make_app(cfg)
-    client: Client = await aiohttp_client(app)
-    bound = app[BOUND]
-    bound.url = str(client.make_url("")).rstrip("/")
-    bound.ready.set()
+    client, app = await serve(aiohttp_server, aiohttp_client, fake, **kwargs)
     return client, app[FLEET]
 
 
