@@ -131,7 +131,9 @@ STATE_STYLE = {"active": "green", "paused": "yellow", "gone": "red"}
 def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
-    for name in ("rate", "buffer", "sent", "retries"):
+    # `received` is the distributor's own count; rate, buffer and retries are the emitter's
+    # as it last reported them (on registering, and on each change of state).
+    for name in ("rate", "buffer", "received", "retries"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("seen", justify="right", no_wrap=True)
@@ -143,7 +145,7 @@ def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> T
             e["id"],
             f"{m.get('rps', '?')}",
             f"{m.get('buffer_len', '?')}",
-            f"{m.get('sent_packets', '?')}",
+            f"{e.get('received_packets', '?')}",
             f"{m.get('retries', '?')}",
             Text(state, style=STATE_STYLE.get(state, "")),
             f"{e.get('last_seen_ago', 0):.0f}s ago",

@@ -277,3 +277,17 @@ def test_state_dir_restores_runtime_changes_after_a_restart(procs: Procs, tmp_pa
     rows = get(f"{restarted.url}/registry")
     assert [(a["id"], a["url"], a["weight"], a["state"]) for a in rows] == before
     assert "event=state_restored" in restarted.output()
+
+
+def test_status_shows_what_the_distributor_received_from_each_emitter(shared: Pipeline) -> None:
+    """The emitter sends 50 packets/s and, holding its lease by sending, reports its own
+    counters only on registering: the table's count is the distributor's, and it grows."""
+
+    def received() -> int:
+        out = ctl(shared, "status").stdout
+        row = next(line for line in out.splitlines() if line.split()[:1] == ["e1"])
+        return int(row.split()[3])  # id, rate, buffer, received
+
+    first = received()
+    wait_for(lambda: received() > first + 20, 10, "e1's received count growing", 0.2)
+    assert "received" in ctl(shared, "status").stdout

@@ -201,7 +201,7 @@ function renderEmitters(emitters) {
     const rate = c[1].querySelector("input");
     if (document.activeElement !== rate) rate.value = m.rps ?? "";
     c[2].textContent = m.buffer_len ?? "?"; c[2].className = "num";
-    c[3].textContent = m.sent_packets ?? "?"; c[3].className = "num";
+    c[3].textContent = e.received_packets ?? "?"; c[3].className = "num";
     const state = e.state || (m.paused ? "paused" : "active");
     c[4].textContent = state; c[4].className = "state-" + state;
   }
