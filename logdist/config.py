@@ -312,6 +312,9 @@ class EmitterConfig:
     # With N >= 1: a fleet of N emitters ID-0 … ID-(N-1) in this one process, each with this
     # rate, buffer and concurrency of its own.
     fleet: int = 0
+    # A fleet's packets per request: 1 posts each member's packet alone to /log-packet; N > 1
+    # sends up to N packets ready together as one NDJSON request to /log-packets.
+    fleet_batch: int = 1
 
     def __post_init__(self) -> None:
         _checked_id("emitter", self.id)
@@ -323,6 +326,9 @@ class EmitterConfig:
         object.__setattr__(self, "messages", parse_messages(self.messages))
         _port("port", self.port)
         _require(0 <= self.fleet <= 1_000_000, f"fleet must be 0-1000000, got {self.fleet}")
+        _require(
+            1 <= self.fleet_batch <= 1000, f"fleet_batch must be 1-1000, got {self.fleet_batch}"
+        )
         for name in ("buffer", "concurrency", "track_ids"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("timeout", self.timeout)

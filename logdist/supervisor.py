@@ -96,6 +96,8 @@ def emitter_argv(cfg: EmitterConfig) -> list[str]:
         cfg.service,
         "--fleet",
         str(cfg.fleet),
+        "--fleet-batch",
+        str(cfg.fleet_batch),
     )
 
 

@@ -98,6 +98,10 @@ SCENARIOS = {
 }
 
 
+# What nginx and HAProxy answer a registration with in scenario (d) (logdist's lease figures).
+REGISTERED = '{"lease":60,"renew":20}'
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -238,6 +242,11 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
+    # Scenario (d)'s emitters register; nginx has no such thing: a fixed answer.
+    location = /emitters/register {{
+      default_type application/json;
+      return 200 '{REGISTERED}';
+    }}
     location = /log-packet {{
       proxy_pass http://analyzers/ingest;
       proxy_http_version 1.1;
@@ -269,6 +278,7 @@ def start_haproxy(work: Path, ports: dict[str, int]) -> FrontEnd:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     maxconn = 12_000 if hard == resource.RLIM_INFINITY else min(12_000, (hard - 200) // 2)
     servers = "\n".join(f"  server {a} 127.0.0.1:{ports[a]} weight {w}" for a, w in WEIGHTS.items())
+    answer = f"http-request return status 200 content-type application/json string '{REGISTERED}'"
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
@@ -281,6 +291,8 @@ defaults
   timeout server 30s
 frontend fe
   bind 127.0.0.1:{port}
+  # Scenario (d)'s emitters register; HAProxy has no such thing: a fixed answer.
+  {answer} if {{ path /emitters/register }}
   default_backend analyzers
 backend analyzers
   balance roundrobin
@@ -326,20 +338,6 @@ def run_wrk(port: int, seconds: float, connections: int, lua: Path) -> dict[str,
         "p50_ms": round(latency("50"), 2),
         "p99_ms": round(latency("99"), 2),
     }
-
-
-def run_swarm(port: int, seconds: float, connections: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "logdist.bench.swarm", "--port", str(port)]
-        + ["--connections", str(connections), "--seconds", str(seconds)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(out)
-    result["requests"] = result["sent"]
-    result["errors"] = result["error_count"] + (connections - result["connections"])
-    return result
 
 
 def children_cpu() -> float:

@@ -13,7 +13,7 @@ from logdist.cli.common import fail
 
 SCENARIOS = (
     "a 1-message packets; b 1-100 messages (share error); c NDJSON 100x10; "
-    "d many slow emitters; e many analyzers; f (a) and (c) with the spool on."
+    "d 20,000 emitters as fleets; e many analyzers; f (a) and (c) with the spool on."
 )
 
 
@@ -36,9 +36,21 @@ def bench(
         ),
     ] = 3,
     connections: Annotated[int, typer.Option(help="wrk connections (a, b, c, e, f).", min=1)] = 64,
-    swarm_connections: Annotated[
-        int, typer.Option(help="Emitter connections in scenario d, one packet/s each.", min=1)
-    ] = 10_000,
+    emitters: Annotated[
+        int, typer.Option(help="Emitters in scenario d, one packet/s each.", min=1)
+    ] = 20_000,
+    fleets: Annotated[
+        int, typer.Option(help="Processes the emitters of scenario d run in.", min=1)
+    ] = 4,
+    fleet_batch: Annotated[
+        int,
+        typer.Option(
+            help="Scenario d: packets ready together that go in one request (1: a request"
+            " each, as separate emitters would send them).",
+            min=1,
+            max=1000,
+        ),
+    ] = 100,
     many: Annotated[int, typer.Option(help="Registered analyzers in scenario e.", min=11)] = 10_000,
     analyzers: Annotated[
         str,
@@ -76,7 +88,9 @@ def bench(
         seconds=seconds,
         rounds=rounds,
         connections=connections,
-        swarm_connections=swarm_connections,
+        emitters=emitters,
+        fleets=fleets,
+        fleet_batch=fleet_batch,
         many=many,
         json_path=json_path,
         analyzers=analyzers,

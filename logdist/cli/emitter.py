@@ -66,6 +66,18 @@ def start(
             metavar="N",
         ),
     ] = None,
+    fleet_batch: Annotated[
+        int | None,
+        opt(
+            C,
+            "fleet_batch",
+            "A fleet's packets per request: 1 posts each member's packet alone to /log-packet,"
+            " as separate emitters would; N > 1 sends up to N members' packets that are ready"
+            " together as one NDJSON request to /log-packets (each keeps its packetId and"
+            " emitter id), as a host's log shipper would.",
+            metavar="N",
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -94,6 +106,7 @@ def start(
             drain_timeout=drain_timeout,
             service=service,
             fleet=fleet,
+            fleet_batch=fleet_batch,
             token=token,
         )
     run_daemon("emitter", make_app, cfg, log_level)

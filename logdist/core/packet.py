@@ -58,6 +58,9 @@ class Packet:
     counts: list[int] | None = None
     # The analyzers that refused it, in order (None: none did).
     refusals: list[Refusal] | None = None
+    # For a run whose packets come from several emitters (`emitter` is then None): theirs,
+    # in order.
+    emitters: list[str | None] | None = None
 
     def refusers(self) -> frozenset[str]:
         """The analyzers that refused it, and the one that last failed it."""
@@ -71,9 +74,10 @@ class Packet:
         if self.ids is None or self.counts is None:
             return [self]
         lines = self.body.split(b"\n")
+        emitters = self.emitters or [self.emitter] * len(lines)
         return [
-            Packet(pid, self.emitter, n, line, self.attempts, self.last_failed, self.segment)
-            for pid, n, line in zip(self.ids, self.counts, lines, strict=True)
+            Packet(pid, emitter, n, line, self.attempts, self.last_failed, self.segment)
+            for pid, emitter, n, line in zip(self.ids, emitters, self.counts, lines, strict=True)
         ]
 
 
@@ -351,11 +355,12 @@ def _checked_ndjson(body: bytes, run: int, run_messages: int) -> list[Packet] | 
 def _run(
     ids: list[str], emitters: list[str | None], counts: list[int], messages: int, body: bytes
 ) -> Packet:
-    """Consecutive packets as one run; it names their emitter only when they share it."""
+    """Consecutive packets as one run; it names their emitter when they share it, else lists
+    each one's."""
     emitter = emitters[0]
-    if emitters.count(emitter) != len(emitters):
-        emitter = None
-    return Packet(ids[0], emitter, messages, body, 0, None, -1, len(ids), ids, counts)
+    if emitters.count(emitter) == len(emitters):
+        return Packet(ids[0], emitter, messages, body, 0, None, -1, len(ids), ids, counts)
+    return Packet(ids[0], None, messages, body, 0, None, -1, len(ids), ids, counts, None, emitters)
 
 
 def frame_ndjson(packets: list[Packet]) -> bytes:

@@ -72,18 +72,19 @@ async def get_registry(request: web.Request) -> web.Response:
     id past it, with a `Link` to the rest. With q, health, limit or cursor: one page."""
     d = request.app[DISTRIBUTOR]
     query = request.query
-    if not any(k in query for k in ("q", "health", "limit", "cursor")):
-        if len(d.registry) <= BARE_MAX:
-            return json_response(d.analyzers_json())
-        return _bare_first_page("/registry", d.registry_page(limit=BARE_MAX), "analyzers")
-    return json_response(
-        d.registry_page(
-            q=query.get("q") or None,
-            health=query.get("health") or None,
-            limit=_limit(request, PAGE_DEFAULT),
-            cursor=query.get("cursor") or None,
+    with d.control.timed("views"):
+        if not any(k in query for k in ("q", "health", "limit", "cursor")):
+            if len(d.registry) <= BARE_MAX:
+                return json_response(d.analyzers_json())
+            return _bare_first_page("/registry", d.registry_page(limit=BARE_MAX), "analyzers")
+        return json_response(
+            d.registry_page(
+                q=query.get("q") or None,
+                health=query.get("health") or None,
+                limit=_limit(request, PAGE_DEFAULT),
+                cursor=query.get("cursor") or None,
+            )
         )
-    )
 
 
 def _bare_first_page(path: str, page: dict[str, Any], key: str) -> web.Response:
@@ -221,13 +222,14 @@ async def register_emitter(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
     emitters = d.emitters
-    info = emitters.register(
-        require(body, "id"), require(body, "url"), body.get("metrics"), request.remote
-    )
-    # The emitter renews within `renew` seconds (jittered), or sooner when its state changes.
-    return json_response(
-        {"id": info.id, "url": info.url, "lease": emitters.lease, "renew": emitters.renew_every}
-    )
+    with d.control.timed("registration"):
+        info = emitters.register(
+            require(body, "id"), require(body, "url"), body.get("metrics"), request.remote
+        )
+        # The emitter renews within `renew` seconds (jittered), or sooner when its state changes.
+        return json_response(
+            {"id": info.id, "url": info.url, "lease": emitters.lease, "renew": emitters.renew_every}
+        )
 
 
 def _limit(request: web.Request, default: int) -> int:
@@ -243,19 +245,21 @@ def _limit(request: web.Request, default: int) -> int:
 async def list_emitters(request: web.Request) -> web.Response:
     """Bare: every emitter as a list (the seed's form) up to BARE_MAX, the first BARE_MAX by id
     past it, with a `Link` to the rest. With q, state, limit or cursor: one page."""
-    emitters = request.app[DISTRIBUTOR].emitters
+    d = request.app[DISTRIBUTOR]
+    emitters = d.emitters
     query = request.query
-    if not any(k in query for k in ("q", "state", "limit", "cursor")):
-        if len(emitters) <= BARE_MAX:
-            return json_response(emitters.to_json())
-        return _bare_first_page("/emitters", emitters.page(limit=BARE_MAX), "emitters")
-    page = emitters.page(
-        q=query.get("q") or None,
-        state=query.get("state") or None,
-        limit=_limit(request, PAGE_DEFAULT),
-        cursor=query.get("cursor") or None,
-    )
-    return json_response(page)
+    with d.control.timed("views"):
+        if not any(k in query for k in ("q", "state", "limit", "cursor")):
+            if len(emitters) <= BARE_MAX:
+                return json_response(emitters.to_json())
+            return _bare_first_page("/emitters", emitters.page(limit=BARE_MAX), "emitters")
+        page = emitters.page(
+            q=query.get("q") or None,
+            state=query.get("state") or None,
+            limit=_limit(request, PAGE_DEFAULT),
+            cursor=query.get("cursor") or None,
+        )
+        return json_response(page)
 
 
 async def emitter_action(request: web.Request) -> web.Response:
@@ -265,7 +269,7 @@ async def emitter_action(request: web.Request) -> web.Response:
     body = await read_json_object(request) if action == "rate" else None
     status, data = await relay(d.session, info, "POST", f"/{action}", body)
     if status == 200 and isinstance(data, dict):
-        info.metrics = data
+        d.emitters.reported(info, data)
     return json_response(data, status=status)
 
 
@@ -274,15 +278,22 @@ async def emitter_metrics(request: web.Request) -> web.Response:
     info = d.emitters.get(request.match_info["eid"])
     status, data = await relay(d.session, info, "GET", "/metrics")
     if status == 200 and isinstance(data, dict):
-        info.metrics = data
+        d.emitters.reported(info, data)
     return json_response(data, status=status)
 
 
 # -- status -------------------------------------------------------------------------------
 
 
+def status_body(d: Distributor) -> bytes:
+    """The /status document as sent (a GET, or one /ws/metrics frame), its cost metered."""
+    with d.control.timed("views"):
+        return orjson.dumps(d.status())
+
+
 async def status(request: web.Request) -> web.Response:
-    return json_response(request.app[DISTRIBUTOR].status())
+    body = status_body(request.app[DISTRIBUTOR])
+    return web.Response(body=body, content_type=JSON)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -363,7 +374,7 @@ async def ws_metrics(request: web.Request) -> web.WebSocketResponse:
 
     async def produce(ws: web.WebSocketResponse) -> None:
         while True:
-            await ws.send_bytes(orjson.dumps(d.status()))
+            await ws.send_bytes(status_body(d))
             await asyncio.sleep(1.0)
 
     return await _stream(request, produce)

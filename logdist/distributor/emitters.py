@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import heapq
 import logging
+import operator
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,7 @@ from logdist.core import paging
 from logdist.core.checks import check_id, control_url
 from logdist.core.packet import Packet
 from logdist.core.paging import PAGE_DEFAULT
+from logdist.distributor.meter import SAMPLE, ControlMeter
 from logdist.errors import InvalidRequest, PeerUnavailable, UnknownEmitter
 from logdist.log import event
 
@@ -32,6 +36,8 @@ STATES = ("active", "paused", "gone")
 # Up to this many emitters, /status lists every one; past it, only the top few.
 STATUS_ALL = 20
 STATUS_TOP = 5
+# Distinct emitters tallied before `saw` settles at once (else the sweeper does, every few s).
+SETTLE_AT = 50_000
 
 
 @dataclass(slots=True)
@@ -45,12 +51,21 @@ class EmitterInfo:
     # What the distributor itself counted of its packets.
     received_packets: int = 0
     received_messages: int = 0
+    # From `metrics`, read once when they arrive (the summary scans every emitter).
+    paused: bool = False
+    rps: float = 0.0
+    buffer_len: float = 0.0
+
+    def heard(self, metrics: dict[str, Any]) -> None:
+        self.metrics = metrics
+        self.paused = bool(metrics.get("paused"))
+        self.rps = _number(metrics, "rps")
+        self.buffer_len = _number(metrics, "buffer_len")
 
     def state(self, now: float, lease: float) -> str:
         if now - self.last_seen > lease:
             return "gone"
-        m = self.metrics
-        return "paused" if m is not None and m.get("paused") else "active"
+        return "paused" if self.paused else "active"
 
     def to_json(self, now: float, lease: float) -> dict[str, Any]:
         return {
@@ -76,8 +91,10 @@ class EmitterDirectory:
         networks: tuple[str, ...] = (),
         lease: float = 60.0,
         forget_after: float = 600.0,
+        meter: ControlMeter | None = None,
     ) -> None:
         self._now = now
+        self.meter = meter or ControlMeter()
         # Where a control URL may point besides the registering peer (see checks.control_url).
         self.networks = networks
         self.lease = lease
@@ -85,10 +102,24 @@ class EmitterDirectory:
         self._emitters: dict[str, EmitterInfo] = {}
         self.registrations = 0
         self.forgotten = 0
-        self._summary: tuple[float, dict[str, Any]] | None = None
+        # Packets received from registered emitters, all told.
+        self.received_packets = 0
+        self._calls = 0  # of saw: one in SAMPLE is timed
+        # Packets by emitter since the last `settle`, their messages beyond one a packet, and
+        # when the latest came.
+        self._seen_packets: Counter[str | None] = Counter()
+        self._seen_extra: Counter[str | None] = Counter()
+        self._seen_at = 0.0
+        # The summary's scan of every emitter, kept until something it counted changes: an
+        # emitter registers, reports new metrics, is forgotten, comes back from gone, or the
+        # time comes when the least recently seen one would turn gone (`_summary_until`).
+        self._summary: dict[str, Any] | None = None
+        self._summary_until = 0.0
+        self._summary_at = 0.0
         self._sorted: list[str] | None = None
 
     def __iter__(self) -> Any:
+        self.settle()
         return iter(list(self._emitters.values()))
 
     def __len__(self) -> int:
@@ -114,32 +145,93 @@ class EmitterDirectory:
         info.last_seen = now
         self.registrations += 1
         if isinstance(metrics, dict):
-            info.metrics = metrics
+            info.heard(metrics)
+        self._summary = None
         return info
 
+    def reported(self, info: EmitterInfo, metrics: dict[str, Any]) -> None:
+        """`info`'s emitter answered a relayed command or query with these metrics."""
+        info.heard(metrics)
+        self._summary = None
+
     def saw(self, packets: Iterable[Packet]) -> None:
-        """Packets from registered emitters were accepted: each renews its emitter's lease."""
-        emitters = self._emitters
-        if not emitters:
+        """Packets were accepted: each renews its emitter's lease, if it registered.
+
+        Tallied per emitter at C speed (Counter.update over a run's emitter list) and applied
+        to the emitters (their `last_seen`, their counts) by `settle`: before any view reads
+        them, and every few seconds by the sweeper. An emitter sending once a second then
+        costs one Python-level update every few seconds, not one per packet.
+        """
+        if not self._emitters:
             return
-        now = 0.0
+        self._calls += 1
+        if self._calls % SAMPLE:
+            self._tally(packets)
+            return
+        started = time.thread_time()
+        self._tally(packets)
+        self.meter.tally += SAMPLE * (time.thread_time() - started)
+
+    def _tally(self, packets: Iterable[Packet]) -> None:
+        seen, extra = self._seen_packets, self._seen_extra
         for p in packets:
-            info = emitters.get(p.emitter) if p.emitter is not None else None
+            if p.emitters is not None and p.counts is not None:
+                # A run from several emitters: each of its packets for its own.
+                seen.update(p.emitters)
+                if p.messages != p.count:  # not a message each
+                    for eid, n in zip(p.emitters, p.counts, strict=True):
+                        if n > 1:
+                            extra[eid] += n - 1
+            else:
+                seen[p.emitter] += p.count
+                if p.messages != p.count:
+                    extra[p.emitter] += p.messages - p.count
+        self._seen_at = self._now()
+        if len(seen) > SETTLE_AT:  # packets naming ever new emitters: settle, stay bounded
+            self.settle()
+
+    def settle(self) -> None:
+        """Apply the packets tallied since the last time: each emitter they came from was
+        seen when the latest of them was accepted."""
+        seen, extra = self._seen_packets, self._seen_extra
+        if not seen:
+            return
+        started = time.thread_time()
+        emitters = self._emitters
+        now = self._seen_at
+        back = now - self.lease
+        received = 0
+        gone = False
+        for eid, n in seen.items():
+            info = emitters.get(eid) if eid is not None else None
             if info is not None:
-                if not now:
-                    now = self._now()
-                info.last_seen = now
-                info.received_packets += p.count
-                info.received_messages += p.messages
+                gone = gone or info.last_seen < back
+                info.last_seen = max(info.last_seen, now)
+                info.received_packets += n
+                info.received_messages += n + extra.get(eid, 0)
+                received += n
+        seen.clear()
+        extra.clear()
+        if gone:
+            self._summary = None  # one came back: the counts by state changed
+        self.received_packets += received
+        self.meter.leases += time.thread_time() - started
 
     def sweep(self) -> int:
         """Forget emitters gone for `forget_after` seconds past their lease; how many."""
+        with self.meter.timed("leases"):
+            return self._sweep()
+
+    def _sweep(self) -> int:
+        self.settle()
         cutoff = self._now() - self.lease - self.forget_after
         old = [eid for eid, info in self._emitters.items() if info.last_seen < cutoff]
         for eid in old:
-            del self._emitters[eid]
+            info = self._emitters.pop(eid)
+            self.received_packets -= info.received_packets
         if old:
             self._sorted = None
+            self._summary = None
             self.forgotten += len(old)
             event(
                 log,
@@ -151,6 +243,7 @@ class EmitterDirectory:
         return len(old)
 
     def get(self, eid: str) -> EmitterInfo:
+        self.settle()
         try:
             return self._emitters[eid]
         except KeyError:
@@ -162,50 +255,50 @@ class EmitterDirectory:
     # -- views ----------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """Counts by state, totals and the top few by rate and by buffer; computed at most
-        once a second however many views ask."""
+        """Counts by state, totals and the top few by rate and by buffer. The scan of every
+        emitter behind them is redone only when one of them may have changed (and at most
+        once a second), so a fleet sending steadily costs the views nothing per emitter.
+        Packets count here once settled: within the sweeper's few seconds."""
         now = self._now()
         cached = self._summary
-        if cached is not None and now - cached[0] < 1.0:
-            return cached[1]
+        if cached is None or (now >= self._summary_until and now - self._summary_at >= 1.0):
+            cached = self._summary = self._scan(now)
+        return {
+            **cached,
+            "total": len(self._emitters),
+            "forgotten": self.forgotten,
+            "received_packets": self.received_packets,
+            "registrations": self.registrations,
+        }
+
+    def _scan(self, now: float) -> dict[str, Any]:
         lease = self.lease
-        counts = dict.fromkeys(STATES, 0)
-        rps = buffered = 0.0
-        received = 0
-        live: list[EmitterInfo] = []
-        for info in self._emitters.values():
-            state = info.state(now, lease)
-            counts[state] += 1
-            received += info.received_packets
-            if state != "gone":
-                live.append(info)
-                m = info.metrics
-                if state == "active":
-                    rps += _number(m, "rps")
-                buffered += _number(m, "buffer_len")
+        back = now - lease
+        live = [info for info in self._emitters.values() if info.last_seen >= back]
+        paused = sum(info.paused for info in live)
+        # No emitter seen since can turn gone before the least recently seen one does.
+        self._summary_until = min((info.last_seen for info in live), default=now) + lease
+        self._summary_at = now
+        counts = {
+            "active": len(live) - paused,
+            "paused": paused,
+            "gone": len(self._emitters) - len(live),
+        }
+        rps = sum(info.rps for info in live if not info.paused)
+        buffered = sum(info.buffer_len for info in live)
 
         def top(key: str) -> list[dict[str, Any]]:
-            best = heapq.nlargest(STATUS_TOP, live, key=lambda i: _number(i.metrics, key))
-            return [
-                {"id": i.id, key: _number(i.metrics, key)}
-                for i in best
-                if _number(i.metrics, key) > 0
-            ]
+            best = heapq.nlargest(STATUS_TOP, live, key=operator.attrgetter(key))
+            return [{"id": i.id, key: getattr(i, key)} for i in best if getattr(i, key) > 0]
 
-        summary = {
-            "total": len(self._emitters),
+        return {
             **counts,
-            "forgotten": self.forgotten,
             "rps": round(rps, 3),
             "buffered": int(buffered),
-            "received_packets": received,
-            "registrations": self.registrations,
             "lease": lease,
             "top_by_rate": top("rps"),
             "top_by_buffer": top("buffer_len"),
         }
-        self._summary = (now, summary)
-        return summary
 
     def status_rows(self) -> list[dict[str, Any]]:
         """Every emitter while there are few; past STATUS_ALL, none (the summary's top lists
@@ -229,6 +322,7 @@ class EmitterDirectory:
             raise InvalidRequest(
                 f"state must be one of {', '.join(STATES)}, got {state!r}", {"field": "state"}
             )
+        self.settle()
         now, lease, emitters = self._now(), self.lease, self._emitters
 
         def row(eid: str) -> dict[str, Any] | None:
@@ -243,6 +337,7 @@ class EmitterDirectory:
         return {"emitters": rows, "total": len(emitters), "next": after}
 
     def to_json(self) -> list[dict[str, Any]]:
+        self.settle()
         now = self._now()
         return [e.to_json(now, self.lease) for e in self._emitters.values()]
 

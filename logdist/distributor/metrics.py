@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from logdist.core.registry import Health
+from logdist.distributor.meter import SECTIONS
 
 if TYPE_CHECKING:
     from logdist.distributor.service import Distributor
@@ -38,6 +39,15 @@ class DistributorCollector(Collector):
             "Packets handed back for another try after a failed forward.",
             c.retries,
         )
+        control = CounterMetricFamily(
+            "logdist_control_plane_seconds",
+            "CPU seconds spent on registrations, leases and views, by section (and `tally`:"
+            " counting accepted packets by emitter, part of ingest).",
+            labels=["section"],
+        )
+        for section in (*SECTIONS, "tally"):
+            control.add_metric([section], getattr(d.control, section))
+        yield control
         rejected = CounterMetricFamily(
             "logdist_rejected", "Ingest requests refused, by reason.", labels=["reason"]
         )

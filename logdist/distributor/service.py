@@ -23,6 +23,7 @@ from logdist.distributor.dispatcher import Dispatcher
 from logdist.distributor.emitters import EmitterDirectory
 from logdist.distributor.health import HealthChecker
 from logdist.distributor.logs import LogHub
+from logdist.distributor.meter import ControlMeter
 from logdist.distributor.metrics import Metrics
 from logdist.distributor.spool import Spool
 from logdist.distributor.state import StateStore
@@ -72,8 +73,9 @@ class Distributor:
         self.dispatcher.on_dead_letter = self._dead_letter
         self._ticker: asyncio.Task[None] | None = None
         self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
+        self.control = ControlMeter()
         self.emitters = EmitterDirectory(
-            now, cfg.emitter_networks, cfg.emitter_lease, cfg.emitter_forget
+            now, cfg.emitter_networks, cfg.emitter_lease, cfg.emitter_forget, self.control
         )
         self._sweeper: asyncio.Task[None] | None = None
         self._sorted_analyzers: list[str] | None = None
@@ -459,6 +461,7 @@ class Distributor:
             "counters": self.counters.to_json(),
             "spool": self.spool.to_json() if self.spool is not None else None,
             "dead_letters": self.dead_letters.to_json(),
+            "control_plane": {"seconds": self.control.to_json()},
         }
 
 

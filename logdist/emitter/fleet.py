@@ -6,6 +6,13 @@ id, its own control URL `BASE/e/ID`, its own lease). What they share is the mach
 tens of thousands fit in a few processes: one timer heap generates every member's packets on
 its schedule, a pool of senders posts them over kept-alive connections (logdist.httpclient),
 and one registrar keeps every lease.
+
+By default each packet is its own `POST /log-packet`, exactly as N separate emitters would
+send it. With `fleet_batch` N > 1, the packets ready at the same moment (members due within
+one QUANTUM of each other) travel together, up to N in one NDJSON `POST /log-packets`, each
+still with its own packetId and emitter id: what a host's log shipper does for the
+applications behind it. The distributor takes such a request whole or refuses it whole; a
+refused batch (a 4xx) is sent again one packet per request, so only a bad packet is rejected.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from aiohttp import web
 
 from logdist.config import EmitterConfig
 from logdist.core.backoff import Backoff
+from logdist.core.latency import LatencyHistogram
 from logdist.daemon import BoundAddress
 from logdist.emitter.app import (
     REJECTING,
@@ -38,7 +46,7 @@ from logdist.emitter.app import (
 )
 from logdist.emitter.generator import Outgoing
 from logdist.errors import UnknownEmitter
-from logdist.http import JSON, json_response
+from logdist.http import JSON, NDJSON, json_response
 from logdist.httpclient import Forwarder, ForwardError, framing, target
 from logdist.log import event
 
@@ -51,6 +59,7 @@ REGISTRARS = 16
 # A member remembers at most this many delivered ids (GET /e/ID/sent?ids=1).
 MEMBER_TRACK_IDS = 1000
 JSON_FIELDS = framing(JSON)
+NDJSON_FIELDS = framing(NDJSON)
 # Seconds of generation done per timer: members due this soon are not waited for.
 QUANTUM = 0.005
 
@@ -88,10 +97,14 @@ class Fleet:
         self._wake_registrar = asyncio.Event()
         self._backoff = Backoff(base=0.05, cap=5.0)
         self._poster = Forwarder()
-        self._target = target(
-            cfg.distributor.rstrip("/") + "/log-packet",
-            (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else (),
-        )
+        auth = (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else ()
+        base = cfg.distributor.rstrip("/")
+        self._target = target(base + "/log-packet", auth)
+        self._batch_target = target(base + "/log-packets", auth)
+        self._batch = max(1, cfg.fleet_batch)
+        # From a packet's generation to the distributor's 2xx, for every delivered packet.
+        self.latency = LatencyHistogram()
+        self.requests = 0
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -151,70 +164,95 @@ class Fleet:
             if e.paused or rate <= 0 or self._stopping:
                 continue
             if len(e.buffer) < e.cfg.buffer:
-                e.buffer.append(e.factory.make())
+                packet = e.factory.make()
+                packet.born = now
+                e.buffer.append(packet)
                 e.generated += 1
-                self._queue(m)
+                self._ready_up(m)
             else:
                 e.stalls += 1  # full: it generates nothing until the buffer drains
             # On schedule; a member that fell behind by more than a second starts afresh.
             self._push(m, max(when + 1.0 / rate, now - 1.0))
+        self._pump()  # what came due together leaves together (in one request when batched)
         if due and not self._stopping:
             self._arm(due[0][0])
 
     # -- sending ---------------------------------------------------------------------------
 
     def _queue(self, m: Member) -> None:
+        if self._ready_up(m):
+            self._pump()
+
+    def _ready_up(self, m: Member) -> bool:
+        """Put `m` in line for a sender if it has a packet to send and room to send it."""
         e = m.emitter
         if m.queued or not e.buffer or e.paused or e.in_flight >= e.cfg.concurrency:
-            return
+            return False
         m.queued = True
         self._ready.append(m)
-        self._pump()
+        return True
 
     def _pump(self) -> None:
-        """Start sends while there are members with packets and room in flight."""
+        """Start sends while there are members with packets and room in flight: one packet
+        per request, or up to `fleet_batch` members' packets together."""
         ready = self._ready
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
         while ready and self._sending < SENDERS:
-            m = ready.popleft()
-            m.queued = False
-            e = m.emitter
-            if e.paused or not e.buffer or m.hold_until > loop.time():
-                continue
-            packet = e.buffer.popleft()
-            e.in_flight += 1
-            self._sending += 1
-            task = loop.create_task(self._send(m, packet))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-            self._queue(m)  # more buffered, and room for another request of its own
+            batch: list[tuple[Member, Outgoing]] = []
+            while ready and len(batch) < self._batch:
+                m = ready.popleft()
+                m.queued = False
+                e = m.emitter
+                if e.paused or not e.buffer or m.hold_until > now:
+                    continue
+                batch.append((m, e.buffer.popleft()))
+                e.in_flight += 1
+                self._ready_up(m)  # more buffered, and room for another request of its own
+            if batch:
+                self._start(batch)
+
+    def _start(self, batch: list[tuple[Member, Outgoing]], alone: bool = False) -> None:
+        """Post `batch` (its packets already counted in flight) as one request."""
+        self._sending += 1
+        task = asyncio.get_running_loop().create_task(self._send(batch, alone))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     def _release(self, m: Member) -> None:
         m.hold_until = 0.0
         self._queue(m)
 
-    async def _send(self, m: Member, packet: Outgoing) -> None:
-        e = m.emitter
+    async def _send(self, batch: list[tuple[Member, Outgoing]], alone: bool = False) -> None:
+        timeout = self.cfg.timeout
+        self.requests += 1
         try:
-            answer = await self._poster.post(self._target, packet.body, JSON_FIELDS, e.cfg.timeout)
+            if self._batch > 1 and not alone:
+                body = b"\n".join(packet.body for _, packet in batch)
+                answer = await self._poster.post(self._batch_target, body, NDJSON_FIELDS, timeout)
+            else:
+                answer = await self._poster.post(
+                    self._target, batch[0][1].body, JSON_FIELDS, timeout
+                )
         except ForwardError as exc:
             status, retry_after, reason = 0, None, str(exc)
         else:
             status, retry_after = answer.status, answer.retry_after
             reason = answer.body[:200].decode(errors="replace")
         finally:
-            e.in_flight -= 1
+            for m, _ in batch:
+                m.emitter.in_flight -= 1
             self._sending -= 1
         if 200 <= status < 300:
-            if e.lost_contact:
-                e.lost_contact = False
-                self._report.append(m)  # the distributor may have restarted
-                self._wake_registrar.set()
-            e.failures = 0
-            e.sent_packets += 1
-            e.sent_messages += packet.messages
-            e.sent_ids.append(packet.id)
+            self._delivered(batch)
+        elif status in REJECTING and len(batch) > 1:
+            # Taken whole or refused whole: find the bad packet by sending each alone.
+            event(log, "batch_refused", logging.WARNING, packets=len(batch), status=status)
+            for m, packet in batch:
+                m.emitter.in_flight += 1
+                self._start([(m, packet)], alone=True)
         elif status in REJECTING:
+            m, packet = batch[0]
+            e = m.emitter
             e.rejected += 1
             e.last_error = f"HTTP {status}: {reason}"
             event(
@@ -227,18 +265,47 @@ class Fleet:
                 reason=reason,
             )
         else:
-            e.buffer.appendleft(packet)
+            self._failed(batch, status, retry_after, reason)
+        for m, _ in batch:
+            self._ready_up(m)
+        self._pump()
+
+    def _delivered(self, batch: list[tuple[Member, Outgoing]]) -> None:
+        now = time.monotonic()
+        for m, packet in batch:
+            e = m.emitter
+            if e.lost_contact:
+                e.lost_contact = False
+                self._report.append(m)  # the distributor may have restarted
+                self._wake_registrar.set()
+            e.failures = 0
+            e.sent_packets += 1
+            e.sent_messages += packet.messages
+            e.sent_ids.append(packet.id)
+            self.latency.observe(now - packet.born)
+
+    def _failed(
+        self,
+        batch: list[tuple[Member, Outgoing]],
+        status: int,
+        retry_after: float | None,
+        reason: str,
+    ) -> None:
+        """Not taken: every packet goes back to the front of its member's buffer, in order,
+        and the member backs off."""
+        loop = asyncio.get_running_loop()
+        for m, packet in reversed(batch):
+            m.emitter.buffer.appendleft(packet)
+        for m in dict.fromkeys(m for m, _ in batch):
+            e = m.emitter
             e.retries += 1
             e.failures += 1
             e.last_error = f"HTTP {status}: {reason}" if status else reason
             if not status:
                 e.lost_contact = True
             delay = self._backoff.delay(e.failures, random.random, retry_after)
-            loop = asyncio.get_running_loop()
             m.hold_until = loop.time() + delay
             loop.call_later(delay, self._release, m)
-        self._queue(m)
-        self._pump()
 
     # -- registration ----------------------------------------------------------------------
 
@@ -382,6 +449,10 @@ class Fleet:
             "retries": sum(e.retries for e in emitters),
             "rejected": sum(e.rejected for e in emitters),
             "stalls": sum(e.stalls for e in emitters),
+            "batch": self._batch,
+            "requests": self.requests,
+            # Generation to 2xx of each delivered packet, by upper bound in ms (not cumulative).
+            "latency_ms": self.latency.to_json(),
         }
 
 

@@ -187,10 +187,11 @@ def test_a_request_that_fits_one_run_travels_as_its_own_bytes(trailing: bytes) -
     assert one.count == 1 and one.ids is None  # a lone packet is no run
 
 
-def test_a_run_from_several_emitters_names_none() -> None:
+def test_a_run_from_several_emitters_names_each_packets_own() -> None:
     runs = parse_batch(ndjson(4, messages=1, emitters=("e1", "e2")), ndjson=True, run=10)
     assert len(runs) == 1 and runs[0].emitter is None
-    assert [p.emitter for p in runs[0].parts()] == [None] * 4
+    assert runs[0].emitters == ["e1", "e2", "e1", "e2"]
+    assert [p.emitter for p in runs[0].parts()] == ["e1", "e2", "e1", "e2"]
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,46 @@ def test_packets_renew_the_lease_of_their_emitter_and_are_counted() -> None:
         d.get("stranger")  # a packet does not register anyone
 
 
+def test_a_run_of_packets_from_several_emitters_renews_each_ones_lease() -> None:
+    clock = FakeClock()
+    d = directory(clock)
+    register(d, "f-0")
+    register(d, "f-1")
+    clock.advance(50)
+    run = Packet("p1", None, 5, b"{}\n{}\n{}", count=3, ids=["p1", "p2", "p3"], counts=[1, 2, 2])
+    run.emitters = ["f-0", "f-1", "f-1"]
+    d.saw([run])
+    clock.advance(50)
+    assert [d.get(e).state(clock(), d.lease) for e in ("f-0", "f-1")] == ["active", "active"]
+    assert [(d.get(e).received_packets, d.get(e).received_messages) for e in ("f-0", "f-1")] == [
+        (1, 1),
+        (2, 4),
+    ]
+    assert d.summary()["received_packets"] == 3
+
+
+def test_the_summary_follows_every_change_without_rescanning_a_steady_fleet() -> None:
+    clock = FakeClock()
+    d = directory(clock)
+    for i in range(3):
+        register(d, f"e{i}")
+    assert (d.summary()["active"], d.summary()["paused"]) == (3, 0)
+    d.reported(d.get("e1"), {"rps": 1, "buffer_len": 0, "paused": True})  # a relayed pause
+    assert (d.summary()["active"], d.summary()["paused"]) == (2, 1)
+    for _ in range(5):  # packets keep e0 and e1 alive; e2 falls silent
+        clock.advance(20)
+        d.saw([Packet("a", "e0", 1, b"{}"), Packet("b", "e1", 1, b"{}")])
+        d.sweep()  # the sweeper settles what the packets said every few seconds
+        d.summary()
+    assert (d.summary()["active"], d.summary()["gone"]) == (1, 1)
+    clock.advance(61)
+    assert d.summary()["gone"] == 3
+    d.saw([Packet("c", "e2", 1, b"{}")])  # back from gone
+    d.sweep()
+    assert (d.summary()["active"], d.summary()["gone"]) == (1, 2)
+    assert d.summary()["received_packets"] == 11
+
+
 def test_the_summary_counts_states_and_names_the_top_few() -> None:
     clock = FakeClock()
     d = directory(clock)

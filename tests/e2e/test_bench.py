@@ -43,8 +43,12 @@ def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
         "d",
         "--connections",
         "4",
-        "--swarm-connections",
-        "20",
+        "--emitters",
+        "30",
+        "--fleets",
+        "2",
+        "--fleet-batch",
+        "5",
         "--rounds",
         "2",
     )
@@ -54,7 +58,17 @@ def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
         assert row["delivered_packets"] > 0 and row["errors"] == 0
         # Weighted 4:3:2:1 by each front end: every analyzer received some.
         assert all(share > 0 for share in row["shares"].values())
-    assert rows[("d", "logdist")]["load"]["connections"] == 20
+    fleets = rows[("d", "logdist")]["load"]
+    # Every one of the 30 emitters registered with logdist and held its lease; its views were
+    # watched and metered.
+    assert (fleets["emitters_registered"], fleets["emitters_active"], fleets["fleets"]) == (
+        30,
+        30,
+        2,
+    )
+    assert fleets["ws_frames"] >= 1 and 0 < fleets["status_bytes"] <= 16 * 1024
+    assert fleets["control_plane_pct"]["total"] > 0
+    assert sum(fleets["latency_ms"].values()) > 0
     # (a) was taken in two slices a front end, in turn; (d) in one.
     assert {rows[("a", f)]["rounds"] for f in ("logdist", "nginx", "haproxy")} == {2}
     assert len(rows[("a", "nginx")]["load"]) == 2 and rows[("d", "nginx")]["rounds"] == 1
@@ -62,6 +76,7 @@ def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
     assert rows[("a", "nginx")]["vs_nginx"] == 1.0
     targets = {t["target"].split(" ")[0]: t for t in data["targets"]}
     assert {"(a)", "(d)"} <= set(targets)
+    assert any("control plane" in t["target"] for t in data["targets"])
     assert "targets" in result.stdout and "logdist" in result.stdout
 
 

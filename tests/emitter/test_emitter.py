@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from logdist.config import EmitterConfig
 from logdist.daemon import BOUND
 from logdist.emitter import make_app
 from logdist.emitter.app import EMITTER, Emitter, renew_from
-from logdist.emitter.generator import PacketFactory
+from logdist.emitter.generator import PacketFactory, uuid4_from
 from tests.fakes import eventually
 
 Client = TestClient[Any, Any]
@@ -27,6 +28,10 @@ class FakeDistributor:
     retry_after: str | None = None
     packets: list[dict[str, Any]] = field(default_factory=list)
     registrations: list[dict[str, Any]] = field(default_factory=list)
+    # POST /log-packets: packets per request; a batch holding a packet of `refuse_emitter`
+    # is refused whole (422), as the distributor refuses a batch with one bad packet.
+    batches: list[int] = field(default_factory=list)
+    refuse_emitter: str | None = None
 
     async def ingest(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -36,8 +41,19 @@ class FakeDistributor:
                 {"error": "no", "code": "x"}, status=self.status, headers=headers
             )
         packet = orjson.loads(body)
+        if packet["emitter"] == self.refuse_emitter:
+            return web.json_response({"error": "bad packet", "code": "invalid"}, status=422)
         self.packets.append(packet)
         return web.json_response({"packetId": packet["packetId"]}, status=202)
+
+    async def ingest_many(self, request: web.Request) -> web.Response:
+        assert request.content_type == "application/x-ndjson"
+        packets = [orjson.loads(line) for line in (await request.read()).splitlines()]
+        if any(p["emitter"] == self.refuse_emitter for p in packets):
+            return web.json_response({"error": "bad packet", "code": "invalid"}, status=422)
+        self.batches.append(len(packets))
+        self.packets.extend(packets)
+        return web.json_response({"accepted": len(packets)}, status=202)
 
     async def register(self, request: web.Request) -> web.Response:
         self.registrations.append(await request.json())
@@ -50,6 +66,7 @@ class FakeDistributor:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/log-packet", self.ingest)
+        app.router.add_post("/log-packets", self.ingest_many)
         app.router.add_post("/emitters/register", self.register)
         return app
 
@@ -87,6 +104,12 @@ def test_generated_packets_have_the_seed_format() -> None:
             assert set(m) == {"ts", "level", "service", "host", "message"}
             assert m["ts"].endswith("Z") and m["service"] == "svc" and m["host"] == "e7"
             assert m["level"] in ("INFO", "DEBUG", "WARN", "ERROR")
+
+
+def test_packet_ids_are_version_4_uuids_as_the_uuid_module_writes_them() -> None:
+    rand = random.Random(7)
+    for bits in [0, (1 << 128) - 1] + [rand.getrandbits(128) for _ in range(2000)]:
+        assert uuid4_from(bits) == str(uuid.UUID(int=bits, version=4))
 
 
 async def test_emitter_sends_at_its_rate_and_registers(

@@ -58,3 +58,27 @@ async def test_a_member_is_paused_and_re_rated_alone(
     assert (await resp.json())["rps"] == 0
     resp = await client.post("/e/f-9/pause")
     assert resp.status == 404 and (await resp.json())["code"] == "unknown_emitter"
+
+
+async def test_batched_members_travel_together_and_a_refused_batch_is_resent_packet_by_packet(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor(refuse_emitter="f-3")
+    client, fleet = await start_fleet(
+        aiohttp_server, aiohttp_client, fake, id="f", fleet=10, rate=50, fleet_batch=20
+    )
+    await eventually(lambda: len(fake.packets) > 200, what="packets")
+    # Packets that came due together went in one request, from several members each.
+    assert max(fake.batches) > 1 and max(fake.batches) <= 20
+    assert len({p["emitter"] for p in fake.packets}) == 9
+    # The batches holding f-3's packet were refused whole; sent again one by one, only f-3's
+    # packets were rejected, and every other member's packets were taken.
+    await eventually(lambda: fleet.members["f-3"].emitter.rejected > 0, what="f-3 rejected")
+    assert not any(p["emitter"] == "f-3" for p in fake.packets)
+    metrics = await (await client.get("/metrics")).json()
+    assert metrics["batch"] == 20 and metrics["requests"] < metrics["sent_packets"]
+    # Every delivered packet's latency was observed, from generation to the 2xx.
+    assert sum(metrics["latency_ms"].values()) == metrics["sent_packets"]
+    for i in (0, 5, 9):
+        member = fleet.members[f"f-{i}"].emitter
+        assert set(member.sent_ids) <= set(fake.ids) and member.rejected == 0
