@@ -169,9 +169,11 @@ def start_logdist(
     *extra: str,
     analyzers: list[str] | None = None,
     fmt: str | None = None,
+    healthy_within: float = 60.0,
 ) -> FrontEnd:
     """logdist's distributor; `analyzers` are --analyzer values (default: the four), each
-    given `format = fmt` when one is named."""
+    given `format = fmt` when one is named. Returns once every analyzer is up (probed
+    within the distributor's probe budget: allow `healthy_within` seconds)."""
     port = free_port()
     refs = analyzers or [
         f"{aid}=http://127.0.0.1:{ports[aid]}/ingest@{w}" for aid, w in WEIGHTS.items()
@@ -204,20 +206,21 @@ def start_logdist(
         stderr=subprocess.DEVNULL,
     )
     wait_port(port)
-    wait_healthy(port, len(refs))
+    wait_healthy(port, len(refs), healthy_within)
     return FrontEnd("logdist", port, [proc])
 
 
 def wait_healthy(port: int, count: int, timeout: float = 60.0) -> None:
-    """Until the distributor has probed every analyzer up."""
+    """Until the distributor has probed `count` analyzers up."""
     deadline = time.monotonic() + timeout
+    up = 0
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/registry", timeout=10) as resp:
-            rows = json.load(resp)
-        if sum(1 for r in rows if r["health"] == "up") >= count:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as resp:
+            up = json.load(resp)["analyzer_summary"]["health"]["up"]
+        if up >= count:
             return
         time.sleep(0.2)
-    raise RuntimeError(f"the distributor on {port} did not see {count} analyzers up")
+    raise RuntimeError(f"the distributor on {port} saw {up} of {count} analyzers up")
 
 
 def start_nginx(work: Path, ports: dict[str, int]) -> FrontEnd:
@@ -350,6 +353,23 @@ def machine_busy() -> tuple[float, float]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
     return sum(fields) - idle, sum(fields)
+
+
+def idle(front: FrontEnd, seconds: float) -> dict[str, Any]:
+    """The front end's CPU with no load and nobody watching (% of a core over `seconds`),
+    then the size of one GET /status."""
+    pids = front.pids()
+    before, started = cpu_seconds(pids), time.monotonic()
+    time.sleep(seconds)
+    cpu = cpu_seconds(pids) - before
+    elapsed = time.monotonic() - started
+    with urllib.request.urlopen(f"http://127.0.0.1:{front.port}/status", timeout=10) as resp:
+        status = resp.read()
+    return {
+        "seconds": round(elapsed, 1),
+        "cpu_pct": round(100 * cpu / elapsed, 2),
+        "status_bytes": len(status),
+    }
 
 
 def measure(

@@ -10,8 +10,10 @@ weighted proxy. Scenarios:
   d  --emitters real emitters at one packet a second each, run as --fleets fleets
      (`logdist emitter start --fleet`, --fleet-batch packets a request): registered and
      leased with logdist, while a dashboard's views are watched (logdist.bench.fleets)
-  e  --many registered analyzers: the picker's cost beside 10 analyzers, and scenario (a)
-     through a distributor holding that many (they map onto the same four processes)
+  e  --many registered analyzers: the picker's cost beside 10 analyzers; a distributor
+     holding that many (mapped onto the same four processes) at the default health settings,
+     once its probe budget has seen them all up: its CPU idle, its /status, and scenario (a)
+     through it in turn with (a) through a distributor holding the four
   f  scenarios (a) and (c) again with the durable spool on (fsync once a second)
 
 With --analyzers foreign the four analyzers are plain aiohttp services instead
@@ -42,6 +44,9 @@ from typing import Any
 
 from logdist.bench import fleets, picker, proxies
 from logdist.bench.proxies import SCENARIOS, WEIGHTS, FrontEnd
+from logdist.config import HealthConfig
+
+HEALTH_MAX_PROBES = HealthConfig().max_probes
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
 ALL = ("a", "b", "c", "d", "e", "f")
@@ -174,10 +179,29 @@ def run(opts: Options) -> dict[str, Any]:
                 for i in range(opts.many)
                 for aid in [list(WEIGHTS)[i % len(WEIGHTS)]]
             ]
-            # Probes of that many analyzers are spread over a minute, not every 2 s.
-            fe = proxies.start_logdist(work, ports, "--health-interval", "60", analyzers=refs)
-            fe.name = f"logdist {opts.many:,} an."
-            one("e", fe, wrk("a", fe, opts.seconds), analyzers=opts.many)
+            # Default health settings: the first round of probes takes many / budget seconds.
+            started = time.monotonic()
+            budget = opts.many / HEALTH_MAX_PROBES
+            many = proxies.start_logdist(
+                work, ports, analyzers=refs, healthy_within=2 * budget + 60
+            )
+            many.name = f"logdist {opts.many:,} an."
+            idle = proxies.idle(many, min(10.0, max(2.0, opts.seconds)))
+            idle["all_up_s"] = round(time.monotonic() - started, 1)
+
+            def four() -> FrontEnd:
+                fe = proxies.start_logdist(work, ports)
+                fe.name = "logdist 4 an."
+                return fe
+
+            # (a) through each, in turn, as (a) itself is run.
+            interleaved(
+                "a",
+                [
+                    ("e", lambda: many, {"analyzers": opts.many, "idle": idle}),
+                    ("e", four, {"analyzers": 4}),
+                ],
+            )
     finally:
         proxies.stop(analyzers)
         shutil.rmtree(work, ignore_errors=True)
@@ -236,6 +260,17 @@ def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict
         add("(d) the same with packets tallied by emitter, % of a core", "<= 5", both, both <= 5)
         kb = round(max(load["status_bytes"], load["ws_frame_bytes"]) / 1024, 1)
         add("(d) /status and a /ws/metrics frame, KB", "<= 16", kb, kb <= 16)
+    # (e): the distributor holding many analyzers (its row has the idle figures), and four.
+    le = next((r for r in rows if r["scenario"] == "e" and "idle" in r), {})
+    l4 = row(rows, "e", "logdist 4 an.")
+    if le and l4:
+        n = f"{le['analyzers']:,}"
+        r = ratio(le, l4, "packets_per_s")
+        add(f"(e) (a) through {n} analyzers / through 4", ">= 0.8", r, r is not None and r >= 0.8)
+        cpu = le["idle"]["cpu_pct"]
+        add(f"(e) idle CPU with {n} analyzers, % of a core", "<= 5", cpu, cpu <= 5)
+        kb = round(le["idle"]["status_bytes"] / 1024, 1)
+        add(f"(e) /status with {n} analyzers, KB", "<= 16", kb, kb <= 16)
     picks = sorted((r for r in rows if r["front_end"] == "picker"), key=lambda r: r["analyzers"])
     if len(picks) >= 2:
         small, large = picks[0], picks[-1]

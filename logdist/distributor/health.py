@@ -33,6 +33,8 @@ def health_url(ingest_url: str) -> str:
 # Probes in flight at once: thousands of analyzers are probed a few dozen at a time, not in
 # one burst whose own queueing would time the probes out.
 MAX_PROBES = 64
+# The probe scheduler's shortest sleep (seconds).
+TICK = 0.1
 
 
 class HealthChecker:
@@ -123,9 +125,11 @@ class HealthChecker:
             now = time.monotonic()
             start = max(due[0][0], next_slot)
             if start > now:
+                # Asleep at least TICK: the probes due meanwhile then go together, within
+                # the budget, and the loop wakes a few times a second, not once a probe.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(start - now):
+                    async with asyncio.timeout(max(start - now, TICK)):
                         await self._wake.wait()
                 continue
             _, _, aid = heapq.heappop(due)
@@ -137,7 +141,8 @@ class HealthChecker:
                 # Judged by its forwards: nothing to probe, and no budget spent.
                 self._push(aid, now + self.cfg.interval)
                 continue
-            next_slot = max(now, next_slot) + spacing
+            # The budget's slots: those of the last TICK not used yet may be used now.
+            next_slot = max(now - TICK, next_slot) + spacing
             await self._gate.acquire()
             task = asyncio.get_running_loop().create_task(self._probe_then_requeue(aid))
             self._running.add(task)

@@ -107,12 +107,16 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
     }
     assert by[("b", "logdist", None, None)]["delivered_messages"] > 0
     assert by[("c", "logdist", None, None)]["delivered_messages"] > 0
-    assert by[("e", "logdist 200 an.", None, 200)]["delivered_packets"] > 0
+    many = by[("e", "logdist 200 an.", None, 200)]
+    assert many["delivered_packets"] > 0 and by[("e", "logdist 4 an.", None, 4)]["rounds"] == 1
+    # Measured idle once the default probe budget saw all 200 up, before (a) ran through it.
+    assert many["idle"]["cpu_pct"] > 0 and 0 < many["idle"]["status_bytes"] <= 16 * 1024
     assert {r["analyzers"] for r in data["rows"] if r["front_end"] == "picker"} == {10, 200}
     assert by[("f", "logdist+spool", "a", None)]["delivered_packets"] > 0
     assert by[("f", "logdist+spool", "c", None)]["delivered_packets"] > 0
     names = {t["target"].split(" ")[0] for t in data["targets"]}
     assert {"(b)", "(c)", "(e)", "(f)"} <= names
+    assert any(t["target"].startswith("(e) idle CPU with 200") for t in data["targets"])
 
 
 def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
