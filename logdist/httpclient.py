@@ -26,8 +26,11 @@ import httptools
 # Seconds a connection may sit idle in the pool before it is closed rather than reused
 # (below the analyzers' own keep-alive timeout, so it is seldom they who close first).
 IDLE_SECONDS = 10.0
-# Idle connections kept per host and port.
+# Idle connections kept per host and port, and requests in flight to one at a time: with
+# thousands of analyzers behind a few host:ports (paths or queries apart), requests past it
+# wait for a connection of the pool instead of each opening and closing its own.
 MAX_IDLE = 64
+MAX_PER_HOST = MAX_IDLE
 # Bytes of an answer's body kept (to say why an analyzer refused a packet).
 ANSWER_HEAD = 256
 
@@ -161,6 +164,7 @@ class Forwarder:
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, str, int], deque[Conn]] = {}
+        self._gates: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._ssl: ssl.SSLContext | None = None
 
     async def post(
@@ -180,8 +184,11 @@ class Forwarder:
 
     async def _exchange(self, t: Target, head: bytes, body: list[bytes], timeout: float) -> Answer:
         conns: list[Conn] = []  # what this request used, to close if it is abandoned
+        gate = self._gates.get(t.key)
+        if gate is None:
+            gate = self._gates[t.key] = asyncio.Semaphore(MAX_PER_HOST)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), gate:
                 conn, reused = await self._take(t)
                 conns.append(conn)
                 try:
@@ -194,6 +201,7 @@ class Forwarder:
                     conn, _ = await self._take(t, fresh=True)
                     conns.append(conn)
                     answer = await conn.send(head, body)
+                self._give_back(t, conn)  # before the next waiter takes one
         except TimeoutError:
             for c in conns:
                 c.close()  # an answer may still come: the connection cannot be reused
@@ -204,7 +212,6 @@ class Forwarder:
             for c in conns:
                 c.close()
             raise
-        self._give_back(t, conn)
         return answer
 
     async def _take(self, t: Target, fresh: bool = False) -> tuple[Conn, bool]:

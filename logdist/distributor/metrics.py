@@ -8,7 +8,7 @@ once per forwarding request.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -122,6 +122,11 @@ class DistributorCollector(Collector):
         yield from (up, enabled, weight, pending)
 
 
+# Analyzers that each get a forward-latency histogram of their own; past it, one for the pool.
+LATENCY_EACH = 100
+POOL = "_pool"
+
+
 class Metrics:
     def __init__(self, distributor: Distributor) -> None:
         self.registry = CollectorRegistry()
@@ -133,3 +138,14 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self._latency: dict[str, Any] = {}
+
+    def observe_forward(self, aid: str, seconds: float, analyzers: int) -> None:
+        """A forward's latency, under its analyzer while the pool has at most LATENCY_EACH;
+        past that under `analyzer="_pool"` (fifteen series an analyzer, for thousands, would
+        make every scrape megabytes)."""
+        label = aid if analyzers <= LATENCY_EACH else POOL
+        child = self._latency.get(label)
+        if child is None:
+            child = self._latency[label] = self.forward_latency.labels(label)
+        child.observe(seconds)

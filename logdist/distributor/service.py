@@ -175,7 +175,7 @@ class Distributor:
         if self.spool is not None:
             self.spool.ack(packets)
         self.logs.routed(aid, packets)
-        self.metrics.forward_latency.labels(aid).observe(latency)
+        self.metrics.observe_forward(aid, latency, len(self.registry))
 
     @property
     def session(self) -> aiohttp.ClientSession:

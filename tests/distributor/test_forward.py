@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from logdist.httpclient import (
+    MAX_PER_HOST,
     Answer,
     Forwarder,
     ForwardError,
@@ -70,6 +71,26 @@ async def test_posts_reuse_one_kept_alive_connection(upstream: tuple[Upstream, s
     assert [b for _, _, b in up.bodies] == [b"body%d" % i for i in range(5)]
     assert up.bodies[0][:2] == ("/ingest?slot=3", "application/x-ndjson")
     assert len(up.peers) == 1
+    fwd.close()
+
+
+async def test_many_targets_on_one_host_share_its_pool_instead_of_each_opening_one(
+    upstream: tuple[Upstream, str],
+) -> None:
+    """Thousands of analyzers behind one host:port (a query apart): at most MAX_PER_HOST
+    requests at once, on connections that are kept and reused, and every one delivered."""
+    up, url = upstream
+    up.delay = 0.01
+    fwd = Forwarder()
+    answers = await asyncio.gather(
+        *(
+            post(fwd, url.replace("slot=3", f"slot={i}"), b"{}", "application/json", 10.0)
+            for i in range(300)
+        )
+    )
+    assert [a.status for a in answers] == [200] * 300
+    assert len(up.bodies) == 300 and len({path for path, _, _ in up.bodies}) == 300
+    assert len(up.peers) <= MAX_PER_HOST
     fwd.close()
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from logdist.distributor.metrics import LATENCY_EACH, Metrics
 from tests.distributor.conftest import MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
 
@@ -137,3 +138,17 @@ async def test_ws_metrics_sends_status_every_second(
     assert {"queue", "analyzers", "emitters", "counters"} <= set(first)
     assert 0.8 <= second["time"] - first["time"] <= 3
     await ws.close()
+
+
+def test_forward_latency_is_one_histogram_for_a_large_pool() -> None:
+    metrics = Metrics(cast(Any, None))  # the collector is only read at a scrape
+    metrics.observe_forward("a1", 0.002, analyzers=4)
+    for i in range(1000):
+        metrics.observe_forward(f"s{i}", 0.002, analyzers=LATENCY_EACH + 1)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in list(metrics.forward_latency.collect())[0].samples
+    }
+    assert samples[("logdist_forward_latency_seconds_count", (("analyzer", "a1"),))] == 1
+    assert samples[("logdist_forward_latency_seconds_count", (("analyzer", "_pool"),))] == 1000
+    assert {dict(labels)["analyzer"] for _, labels in samples} == {"a1", "_pool"}
