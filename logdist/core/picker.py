@@ -114,16 +114,25 @@ class SmoothWeightedPicker:
         return best
 
 
+GOLDEN = 0.6180339887498949
+
+
 class DeadlinePicker:
     """Earliest-deadline-first over a heap (Envoy's EDF scheduler). O(log n) per pick.
 
     Each member's deadline advances by cost/weight when it is picked, so over any run the
     units it receives stay within one packet of weight x virtual time.
+
+    With `burst` > 1 the member just picked is picked again, its deadline advanced as usual,
+    until it has taken `burst` units in a row (or is excluded, or `end_burst` is called): it
+    then waits its turn that much longer, so shares stay exact over any run and within
+    `burst` units at any moment. In a pool of thousands each member otherwise gets one packet
+    at a time, and each packet would be a forward of its own.
     """
 
     _REBASE_AT = 1e12
 
-    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+    def __init__(self, weights: Mapping[str, float] | None = None, burst: int = 1) -> None:
         self._weights: dict[str, float] = {}
         self._version: dict[str, int] = {}
         # (deadline, version, key, weight): a member's entry carries its weight, so a pick
@@ -131,6 +140,10 @@ class DeadlinePicker:
         self._heap: list[tuple[float, int, str, float]] = []
         self._counter = itertools.count()
         self._now = 0.0
+        self.burst = burst
+        # The member of the current burst: (key, its version, its deadline), units left.
+        self._last: tuple[str, int, float] | None = None
+        self._left = 0
         for key, weight in (weights or {}).items():
             self.add(key, weight)
 
@@ -149,7 +162,13 @@ class DeadlinePicker:
         self._weights[key] = weight
         version = next(self._counter)
         self._version[key] = version
-        heapq.heappush(self._heap, (self._now + 1.0 / weight, version, key, weight))
+        units = 1.0
+        if self.burst > 1:
+            # Its first turn somewhere within one burst, spread by the golden ratio: members
+            # added together do not all come due together, heaviest first, which would skew
+            # the shares of any window shorter than a burst of every member.
+            units = self.burst * ((version * GOLDEN) % 1.0)
+        heapq.heappush(self._heap, (self._now + units / weight, version, key, weight))
         self._compact()
 
     def remove(self, key: str) -> None:
@@ -164,12 +183,35 @@ class DeadlinePicker:
             self._heap = [e for e in self._heap if self._version.get(e[2]) == e[1]]
             heapq.heapify(self._heap)
 
+    def end_burst(self) -> None:
+        self._last = None
+
+    def _again(self, cost: int, skip: Collection[str]) -> str | None:
+        """The current burst's member once more, if it may take `cost` more units."""
+        if self._last is None or self._left < cost:
+            return None
+        key, version, deadline = self._last
+        if self._version.get(key) != version or (skip and key in skip):
+            return None
+        weight = self._weights[key]
+        # A new entry at the later deadline; the old one is stale (dropped lazily).
+        version = next(self._counter)
+        self._version[key] = version
+        deadline += cost / weight
+        heapq.heappush(self._heap, (deadline, version, key, weight))
+        self._last = (key, version, deadline)
+        self._left -= cost
+        self._compact()
+        return key
+
     def pick(self, cost: int = 1, exclude: Exclude = None) -> str | None:
         heap = self._heap
         version_of = self._version
         skip: Collection[str] = (
             () if exclude is None else (exclude,) if isinstance(exclude, str) else exclude
         )
+        if self.burst > 1 and (key := self._again(cost, skip)) is not None:
+            return key
         held: list[tuple[float, int, str, float]] = []
         while heap:
             entry = heap[0]
@@ -190,6 +232,8 @@ class DeadlinePicker:
             heapq.heappush(heap, entry)
         if self._now > self._REBASE_AT:
             self._rebase()
+        self._last = (key, version, deadline + cost / weight)
+        self._left = self.burst - cost
         return key
 
     def _rebase(self) -> None:
@@ -197,13 +241,15 @@ class DeadlinePicker:
         self._heap = [(d - now, v, k, w) for d, v, k, w in self._heap if self._version.get(k) == v]
         heapq.heapify(self._heap)
         self._now = 0.0
+        self._last = None
 
 
 class WeightedPicker:
     """The smooth picker for small pools, the deadline picker past `smooth_limit` members."""
 
-    def __init__(self, smooth_limit: int = 32) -> None:
+    def __init__(self, smooth_limit: int = 32, burst: int = 1) -> None:
         self._smooth_limit = smooth_limit
+        self._burst = burst
         self._impl: SmoothWeightedPicker | DeadlinePicker = SmoothWeightedPicker()
 
     def __len__(self) -> int:
@@ -225,7 +271,7 @@ class WeightedPicker:
     def add(self, key: str, weight: float) -> None:
         self._impl.add(key, weight)
         if self.is_smooth and len(self._impl) > self._smooth_limit:
-            self._impl = DeadlinePicker(self._impl.weights())
+            self._impl = DeadlinePicker(self._impl.weights(), self._burst)
 
     def remove(self, key: str) -> None:
         self._impl.remove(key)
@@ -235,3 +281,7 @@ class WeightedPicker:
 
     def pick(self, cost: int = 1, exclude: Exclude = None) -> str | None:
         return self._impl.pick(cost, exclude)
+
+    def end_burst(self) -> None:
+        if isinstance(self._impl, DeadlinePicker):
+            self._impl.end_burst()

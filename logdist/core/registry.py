@@ -19,6 +19,12 @@ PASSIVE_RETRY_BASE = 0.25
 PASSIVE_RETRY_CAP = 5.0
 
 
+# In a pool past the smooth picker's limit, the messages an analyzer takes in a row once its
+# turn comes (see DeadlinePicker): thousands of analyzers each given one packet at a time
+# would each need a forward per packet; this way a forward carries up to this many.
+BURST = 64
+
+
 class Health(StrEnum):
     UNKNOWN = "unknown"
     UP = "up"
@@ -132,7 +138,7 @@ class Registry:
         self.max_pending = max_pending
         self.stall_after = stall_after
         self._analyzers: dict[str, Analyzer] = {}
-        self._picker = WeightedPicker(smooth_limit)
+        self._picker = WeightedPicker(smooth_limit, BURST)
         self._routable_weight = 0.0
         # Each routable analyzer's weight as counted in `_routable_weight`.
         self._counted: dict[str, float] = {}
@@ -320,8 +326,10 @@ class Registry:
             return None
         analyzer = self._analyzers[aid]
         analyzer.pending += packets
-        if analyzer.full_since is None and analyzer.pending >= self.max_pending:
-            analyzer.full_since = self._now()
+        if analyzer.pending >= self.max_pending:
+            self._picker.end_burst()
+            if analyzer.full_since is None:
+                analyzer.full_since = self._now()
         return analyzer
 
     def full(self, analyzer: Analyzer) -> bool:
