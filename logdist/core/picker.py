@@ -125,9 +125,9 @@ class DeadlinePicker:
 
     With `burst` > 1 the member just picked is picked again, its deadline advanced as usual,
     until it has taken `burst` units in a row (or is excluded, or `end_burst` is called): it
-    then waits its turn that much longer, so shares stay exact over any run and within
-    `burst` units at any moment. In a pool of thousands each member otherwise gets one packet
-    at a time, and each packet would be a forward of its own.
+    then waits its turn that much longer, so shares stay within `burst` units (and two
+    packets) of the weights at any moment and converge to them over time. In a pool of
+    thousands each member otherwise gets one packet at a time, each a forward of its own.
     """
 
     _REBASE_AT = 1e12
