@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from logdist.config import DistributorConfig
 from logdist.core.delivery import delivery_from, invalid, merge_headers
 from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
+from logdist.core.records import records_packets
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
 from logdist.daemon import LISTENER, Listener
@@ -26,6 +28,7 @@ from logdist.errors import InvalidRequest, LogdistError
 from logdist.http import (
     JSON,
     auth_middleware,
+    body_kind,
     error_middleware,
     json_response,
     origin_middleware,
@@ -62,6 +65,26 @@ async def ingest(request: web.Request) -> web.Response:
         d.counters.rejected[exc.code] += 1
         raise
     return web.Response(body=accepted(route, packets), status=202, content_type=JSON)
+
+
+async def ingest_records(request: web.Request) -> web.Response:
+    """`POST /log-records`: flat JSON records (an array, one object, or NDJSON), as Fluent
+    Bit's `http` output and Vector's `http` sink send them; owned like any packets."""
+    d = request.app[DISTRIBUTOR]
+    try:
+        body_kind(request)  # JSON or NDJSON (either is read from the body itself), else 415
+        body = await read_body(request, d.cfg.max_batch_bytes)
+        packets = records_packets(body, datetime.now(UTC))
+        wait = d.accept_now(packets)
+        if wait is not None:
+            await wait
+    except LogdistError as exc:
+        d.counters.rejected[exc.code] += 1
+        raise
+    return json_response(
+        {"accepted": sum(p.messages for p in packets), "packetIds": [p.id for p in packets]},
+        status=202,
+    )
 
 
 # -- analyzers ----------------------------------------------------------------------------
@@ -393,7 +416,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     await d.stop()
 
 
-INGEST_PATHS = frozenset({"/log-packet", "/log-packets", "/emitters/register"})
+INGEST_PATHS = frozenset({"/log-packet", "/log-packets", "/log-records", "/emitters/register"})
 
 
 def is_public(path: str) -> bool:
@@ -424,6 +447,7 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     r = app.router
     r.add_post("/log-packet", ingest)
     r.add_post("/log-packets", ingest)
+    r.add_post("/log-records", ingest_records)
     r.add_get("/registry", get_registry)
     r.add_post("/registry/add", add_analyzer)
     r.add_delete("/registry/{aid}", remove_analyzer)
