@@ -80,7 +80,11 @@ async def ingest_records(request: web.Request) -> web.Response:
             await wait
     except LogdistError as exc:
         d.counters.rejected[exc.code] += 1
+        d.counters.input("records").rejected[exc.code] += 1
         raise
+    mine = d.counters.input("records")
+    mine.packets += len(packets)
+    mine.messages += sum(p.messages for p in packets)
     return json_response(
         {"accepted": sum(p.messages for p in packets), "packetIds": [p.id for p in packets]},
         status=202,

@@ -17,6 +17,18 @@ class AnalyzerCounters:
     splits: int = 0
 
 
+# Where packets come in. `packets` is POST /log-packet and /log-packets (the hot path, counted
+# as the total less the others, so it costs nothing extra); the others count themselves.
+INPUTS = ("packets", "records")
+
+
+@dataclass
+class InputCounters:
+    packets: int = 0
+    messages: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
 @dataclass
 class Counters:
     received_packets: int = 0
@@ -35,6 +47,27 @@ class Counters:
     refused: Counter[tuple[str, int]] = field(default_factory=Counter)
     dead_letters: Counter[tuple[str, int]] = field(default_factory=Counter)
     analyzers: dict[str, AnalyzerCounters] = field(default_factory=dict)
+    # Inputs other than `packets`, by name.
+    others: dict[str, InputCounters] = field(default_factory=dict)
+
+    def input(self, name: str) -> InputCounters:
+        counters = self.others.get(name)
+        if counters is None:
+            counters = self.others[name] = InputCounters()
+        return counters
+
+    def by_input(self) -> dict[str, InputCounters]:
+        """Every input's counts: `packets` is what the others do not account for."""
+        others = [self.others.get(name, InputCounters()) for name in INPUTS[1:]]
+        rejected = Counter(self.rejected)
+        for o in others:
+            rejected.subtract(o.rejected)
+        packets = InputCounters(
+            self.received_packets - sum(o.packets for o in others),
+            self.received_messages - sum(o.messages for o in others),
+            +rejected,
+        )
+        return {"packets": packets, **dict(zip(INPUTS[1:], others, strict=True))}
 
     def analyzer(self, aid: str) -> AnalyzerCounters:
         counters = self.analyzers.get(aid)
@@ -54,4 +87,12 @@ class Counters:
             "rejected": dict(self.rejected),
             "refused": sum(self.refused.values()),
             "dead_letters": sum(self.dead_letters.values()),
+            "inputs": {
+                name: {
+                    "received_packets": c.packets,
+                    "received_messages": c.messages,
+                    "rejected": dict(c.rejected),
+                }
+                for name, c in self.by_input().items()
+            },
         }

@@ -28,12 +28,17 @@ class DistributorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         d = self.d
         c = d.counters
-        yield CounterMetricFamily(
-            "logdist_received_packets", "Packets accepted from emitters.", c.received_packets
+        inputs = c.by_input()
+        received_p = CounterMetricFamily(
+            "logdist_received_packets", "Packets accepted, by input.", labels=["input"]
         )
-        yield CounterMetricFamily(
-            "logdist_received_messages", "Messages accepted from emitters.", c.received_messages
+        received_m = CounterMetricFamily(
+            "logdist_received_messages", "Messages accepted, by input.", labels=["input"]
         )
+        for name, counts in inputs.items():
+            received_p.add_metric([name], counts.packets)
+            received_m.add_metric([name], counts.messages)
+        yield from (received_p, received_m)
         yield CounterMetricFamily(
             "logdist_retries",
             "Packets handed back for another try after a failed forward.",
@@ -49,10 +54,13 @@ class DistributorCollector(Collector):
             control.add_metric([section], getattr(d.control, section))
         yield control
         rejected = CounterMetricFamily(
-            "logdist_rejected", "Ingest requests refused, by reason.", labels=["reason"]
+            "logdist_rejected",
+            "Ingest requests refused, by input and reason.",
+            labels=["input", "reason"],
         )
-        for reason, count in sorted(c.rejected.items()):
-            rejected.add_metric([reason], count)
+        for name, counts in inputs.items():
+            for reason, count in sorted(counts.rejected.items()):
+                rejected.add_metric([name, reason], count)
         yield rejected
         delivered_p = CounterMetricFamily(
             "logdist_delivered_packets", "Packets acknowledged by an analyzer.", labels=["analyzer"]

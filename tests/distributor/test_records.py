@@ -66,6 +66,22 @@ async def test_ndjson_records_and_bad_bodies(
         assert resp.status == status, (body[:20], await resp.text())
         assert (await resp.json())["code"] == code
     await eventually(lambda: len(fake.ids) == 1, what="only the good request delivered")
+    # Counted as the records input's, in /status and /metrics.
+    inputs = (await (await client.get("/status")).json())["counters"]["inputs"]
+    assert inputs["records"] == {
+        "received_packets": 1,
+        "received_messages": 2,
+        "rejected": {
+            "malformed_json": 1,
+            "invalid_packet": 1,
+            "unsupported_media_type": 1,
+            "payload_too_large": 1,
+        },
+    }
+    assert inputs["packets"] == {"received_packets": 0, "received_messages": 0, "rejected": {}}
+    text = await (await client.get("/metrics")).text()
+    assert 'logdist_received_messages_total{input="records"} 2.0' in text
+    assert 'logdist_rejected_total{input="records",reason="malformed_json"} 1.0' in text
 
 
 async def test_a_full_queue_is_503_with_retry_after_and_the_ingest_token_is_asked(

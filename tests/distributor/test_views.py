@@ -44,9 +44,11 @@ async def test_prometheus_metrics_count_what_happened(
         for family in text_string_to_metric_families(await resp.text())
         for s in family.samples
     }
-    assert samples[("logdist_received_packets_total", ())] == 10
-    assert samples[("logdist_received_messages_total", ())] == 20
-    assert samples[("logdist_rejected_total", (("reason", "malformed_json"),))] == 1
+    assert samples[("logdist_received_packets_total", (("input", "packets"),))] == 10
+    assert samples[("logdist_received_messages_total", (("input", "packets"),))] == 20
+    assert samples[("logdist_received_packets_total", (("input", "records"),))] == 0
+    rejected = (("input", "packets"), ("reason", "malformed_json"))
+    assert samples[("logdist_rejected_total", rejected)] == 1
     delivered = [
         v for (name, labels), v in samples.items() if name == "logdist_delivered_messages_total"
     ]
