@@ -85,19 +85,18 @@ def ts_of(value: Any, received: datetime) -> tuple[str, Any]:
     could not be read (the receive time is used then)."""
     if value is None:
         return rfc3339(received), None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if 0 <= value <= MAX_EPOCH:
-            return rfc3339(datetime.fromtimestamp(value, UTC)), None
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            pass
-        else:
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if 0 <= value <= MAX_EPOCH:
+                return rfc3339(datetime.fromtimestamp(value, UTC)), None
+        elif isinstance(value, str):
+            text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+            moment = datetime.fromisoformat(text)
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)  # a date without a zone is taken as UTC
             return rfc3339(moment), None
+    except (ValueError, OverflowError):  # not a date, or one UTC cannot hold (year 0)
+        pass
     return rfc3339(received), value
 
 

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logdist.core.records import RECORDS_PER_PACKET, message_of, parse_records, records_packets
-from logdist.errors import InvalidPacket, MalformedJSON
+from logdist.errors import InvalidPacket, LogdistError, MalformedJSON
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -100,6 +102,9 @@ def test_what_cannot_be_read_falls_back_and_is_kept() -> None:
     assert (out["ts"], out["ts_raw"]) == ("2026-12-02T12:00:00.000Z", "yesterday")
     assert out["message"] == '{"a":1}'
     assert message_of({}, NOW)["ts"] == "2026-12-02T12:00:00.000Z"  # no time: received
+    # Dates UTC cannot hold, and epochs out of range, are unreadable too.
+    for odd in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", -1, 1e300, True):
+        assert message_of({"time": odd}, NOW)["ts_raw"] == odd
 
 
 def test_a_request_is_packets_whose_ids_come_from_its_bytes() -> None:
@@ -128,3 +133,56 @@ def test_a_request_is_packets_whose_ids_come_from_its_bytes() -> None:
 def test_bad_bodies_say_what_is_wrong(body: bytes, error: type[Exception], says: str) -> None:
     with pytest.raises(error, match=says):
         parse_records(body)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=5),
+    max_leaves=25,
+)
+record_keys = st.sampled_from(
+    [
+        "message",
+        "log",
+        "msg",
+        "date",
+        "timestamp",
+        "@timestamp",
+        "time",
+        "level",
+        "severity",
+        "service",
+        "host",
+        "hostname",
+        "other",
+    ]
+)
+records = st.lists(st.dictionaries(record_keys, json_values, max_size=8), min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=records, as_ndjson=st.booleans())
+def test_any_records_make_messages_with_the_standard_fields(
+    items: list[dict[str, object]], as_ndjson: bool
+) -> None:
+    body = b"\n".join(map(orjson.dumps, items)) if as_ndjson else orjson.dumps(items)
+    (packet,) = records_packets(body, NOW)
+    messages = orjson.loads(packet.body)["messages"]
+    assert len(messages) == len(items) == packet.messages
+    for m in messages:
+        assert m["level"] in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+        assert datetime.fromisoformat(m["ts"].replace("Z", "+00:00")).tzinfo is not None
+        assert all(isinstance(m[k], str) for k in ("service", "host", "message"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=200) | json_values.map(orjson.dumps))
+def test_any_body_is_records_or_a_clear_refusal(body: bytes) -> None:
+    try:
+        records_packets(body, NOW)
+    except LogdistError as exc:
+        assert exc.status in (400, 422) and str(exc)

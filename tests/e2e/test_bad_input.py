@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 ROUTES = [
     ("distributor", "POST", "/log-packet"),
     ("distributor", "POST", "/log-packets"),
+    ("distributor", "POST", "/log-records"),
     ("distributor", "POST", "/registry/add"),
     ("distributor", "POST", "/analyzer/a1/weight"),
     ("distributor", "POST", "/analyzer/a1/enable"),
