@@ -5,7 +5,7 @@ A body is a JSON array of records, one record, or NDJSON (one record a line). Ea
 becomes a message with the standard fields, taken from the first of these present:
 
 - `message`: `message`, `log`, `msg` (a string; any other value as its JSON)
-- `ts`: `date`, `timestamp`, `@timestamp`, `time` — seconds since the epoch (a number, as
+- `ts`: `ts`, `date`, `timestamp`, `@timestamp`, `time` — seconds since the epoch (a number, as
   Fluent Bit's default `json_date_format double` sends) or a date string, made RFC 3339 UTC;
   missing or unreadable: the time it was received (an unreadable one kept as `ts_raw`)
 - `level`: `level`, `severity` — TRACE, DEBUG, INFO, WARN, ERROR or FATAL (`warning` → WARN,
@@ -13,9 +13,10 @@ becomes a message with the standard fields, taken from the first of these presen
   INFO); missing: INFO; anything else: INFO with the original kept as `level_raw`
 - `service`: `service`; `host`: `host`, `hostname` (missing: "")
 
-The record's other fields are kept as they are, beside those. A request's records travel in
-packets of up to RECORDS_PER_PACKET messages whose ids derive from the request's bytes, so a
-shipper's retry of the same request is deduplicated downstream.
+The record's other fields are kept as they are, beside those (one named like a standard field
+that could not be used, such as a `host` that is not a string, as `host_raw`). A request's
+records travel in packets of up to RECORDS_PER_PACKET messages whose ids derive from the
+request's bytes, so a shipper's retry of the same request is deduplicated downstream.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from logdist.errors import InvalidPacket, MalformedJSON
 RECORDS_PER_PACKET = 500
 EMITTER = "records"
 MESSAGE_KEYS = ("message", "log", "msg")
-TS_KEYS = ("date", "timestamp", "@timestamp", "time")
+TS_KEYS = ("ts", "date", "timestamp", "@timestamp", "time")
 LEVEL_KEYS = ("level", "severity")
 HOST_KEYS = ("host", "hostname")
 LEVEL_NAMES = {
@@ -54,6 +55,7 @@ LEVEL_NAMES = {
     "alert": "FATAL",
     "panic": "FATAL",
 }
+STANDARD = frozenset({"ts", "level", "service", "host", "message"})
 # Seconds since the epoch accepted as a timestamp (1970 … 9999).
 MAX_EPOCH = 253_402_300_799.0
 
@@ -123,8 +125,10 @@ def message_of(record: dict[str, Any], received: datetime) -> dict[str, Any]:
     else:
         out["message"] = value if isinstance(value, str) else orjson.dumps(value).decode()
     for name, field in record.items():
-        if name not in used and name not in out:
-            out[name] = field
+        if name not in used:
+            # A field named like a standard one that could not be used (a host that is not a
+            # string, a second time key) is kept under NAME_raw, never dropped.
+            out[f"{name}_raw" if name in STANDARD else name] = field
     if ts_raw is not None:
         out["ts_raw"] = ts_raw
     if level_raw is not None:

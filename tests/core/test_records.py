@@ -102,6 +102,10 @@ def test_what_cannot_be_read_falls_back_and_is_kept() -> None:
     assert (out["ts"], out["ts_raw"]) == ("2026-12-02T12:00:00.000Z", "yesterday")
     assert out["message"] == '{"a":1}'
     assert message_of({}, NOW)["ts"] == "2026-12-02T12:00:00.000Z"  # no time: received
+    # Nothing is dropped: a standard name that could not be used is kept as NAME_raw.
+    out = message_of({"host": 7, "service": ["a"], "ts": "2026-01-01T00:00:00Z", "time": 1}, NOW)
+    assert (out["host"], out["host_raw"], out["service"], out["service_raw"]) == ("", 7, "", ["a"])
+    assert (out["ts"], out["time"]) == ("2026-01-01T00:00:00.000Z", 1)
     # Dates UTC cannot hold, and epochs out of range, are unreadable too.
     for odd in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", -1, 1e300, True):
         assert message_of({"time": odd}, NOW)["ts_raw"] == odd
