@@ -11,10 +11,13 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Middleware
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
 from logdist.core.delivery import delivery_from, invalid, merge_headers
+from logdist.core.otlp import otlp_packets
 from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
 from logdist.core.records import records_packets
 from logdist.core.registry import AdminState
@@ -24,11 +27,12 @@ from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.service import Distributor
-from logdist.errors import InvalidRequest, LogdistError
+from logdist.errors import InvalidRequest, LogdistError, UnsupportedMediaType
 from logdist.http import (
     JSON,
     auth_middleware,
     body_kind,
+    error_headers,
     error_middleware,
     json_response,
     origin_middleware,
@@ -89,6 +93,57 @@ async def ingest_records(request: web.Request) -> web.Response:
         {"accepted": sum(p.messages for p in packets), "packetIds": [p.id for p in packets]},
         status=202,
     )
+
+
+PROTOBUF = "application/x-protobuf"
+# The google.rpc.Code an OTLP client is given with each HTTP status.
+RPC_CODES = {400: 3, 401: 16, 403: 7, 408: 4, 413: 8, 415: 3, 422: 3, 429: 8, 503: 14}
+
+
+async def ingest_otlp(request: web.Request) -> web.Response:
+    """`POST /v1/logs`: OTLP/HTTP logs, protobuf or JSON (gzip or not), answered as the OTLP
+    specification says: 200 with an ExportLogsServiceResponse in the request's encoding once
+    owned; 503 (or 429) with Retry-After when full, which exporters retry; 400 for a body that
+    does not decode, 413, 415, each with a google.rpc.Status saying why; never a 500."""
+    d = request.app[DISTRIBUTOR]
+    mine = d.counters.input("otlp")
+    ctype = request.content_type if request.headers.get("Content-Type") else ""
+    kind = "protobuf" if ctype == PROTOBUF else "json"
+    try:
+        if ctype not in (PROTOBUF, JSON):
+            raise UnsupportedMediaType(
+                f"Content-Type {ctype!r} is not OTLP; send {PROTOBUF} or {JSON}"
+            )
+        body = await read_body(request, d.cfg.max_batch_bytes)
+        packets = otlp_packets(body, kind, request.remote or "", datetime.now(UTC))
+        if packets:
+            wait = d.accept_now(packets)
+            if wait is not None:
+                await wait
+    except LogdistError as exc:
+        d.counters.rejected[exc.code] += 1
+        mine.rejected[exc.code] += 1
+        return otlp_error(exc, kind)
+    mine.packets += len(packets)
+    mine.messages += sum(p.messages for p in packets)
+    if kind == "protobuf":
+        body = ExportLogsServiceResponse().SerializeToString()
+        return web.Response(body=body, content_type=PROTOBUF)
+    return web.Response(body=b"{}", content_type=JSON)
+
+
+def otlp_error(exc: LogdistError, kind: str) -> web.Response:
+    status = Status(code=RPC_CODES.get(exc.status, 2), message=exc.message)
+    headers = error_headers(exc)
+    if kind == "protobuf":
+        return web.Response(
+            body=status.SerializeToString(),
+            status=exc.status,
+            content_type=PROTOBUF,
+            headers=headers,
+        )
+    body = orjson.dumps({"code": status.code, "message": status.message})
+    return web.Response(body=body, status=exc.status, content_type=JSON, headers=headers)
 
 
 # -- analyzers ----------------------------------------------------------------------------
@@ -420,7 +475,9 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     await d.stop()
 
 
-INGEST_PATHS = frozenset({"/log-packet", "/log-packets", "/log-records", "/emitters/register"})
+INGEST_PATHS = frozenset(
+    {"/log-packet", "/log-packets", "/log-records", "/v1/logs", "/emitters/register"}
+)
 
 
 def is_public(path: str) -> bool:
@@ -452,6 +509,7 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     r.add_post("/log-packet", ingest)
     r.add_post("/log-packets", ingest)
     r.add_post("/log-records", ingest_records)
+    r.add_post("/v1/logs", ingest_otlp)
     r.add_get("/registry", get_registry)
     r.add_post("/registry/add", add_analyzer)
     r.add_delete("/registry/{aid}", remove_analyzer)

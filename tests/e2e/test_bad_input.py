@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.rpc.status_pb2 import Status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ ROUTES = [
     ("distributor", "POST", "/log-packet"),
     ("distributor", "POST", "/log-packets"),
     ("distributor", "POST", "/log-records"),
+    ("distributor", "POST", "/v1/logs"),
     ("distributor", "POST", "/registry/add"),
     ("distributor", "POST", "/analyzer/a1/weight"),
     ("distributor", "POST", "/analyzer/a1/enable"),
@@ -45,6 +47,7 @@ ROUTES = [
 ]
 CONTENT_TYPES = [
     "application/json",
+    "application/x-protobuf",
     "application/x-ndjson",
     "text/plain",
     "application/json; charset=latin-1",
@@ -162,7 +165,14 @@ def test_no_route_answers_500_to_anything(
     )
     if resp.status == 400 and resp.getheader("Content-Type", "").startswith("text/plain"):
         return  # not valid HTTP at all (a NUL in a header): aiohttp's parser refuses it first
-    if resp.status >= 400:
+    if resp.status >= 400 and route[2] == "/v1/logs" and resp.status != 401:
+        # OTLP's answer: a google.rpc.Status in the request's encoding.
+        if resp.getheader("Content-Type", "").startswith("application/x-protobuf"):
+            assert Status.FromString(data).message
+        else:  # OTLP/JSON's Status, or (a request refused before the route) logdist's error
+            reply = json.loads(data)
+            assert reply.get("message") or reply.get("error")
+    elif resp.status >= 400:
         reply = json.loads(data)
         assert isinstance(reply["error"], str) and reply["error"]
 
