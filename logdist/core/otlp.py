@@ -14,14 +14,13 @@ own JSON parser once the hex ids are made what it expects. Each log record becom
   (the instrumentation scope's name), `trace_id` and `span_id` (hex), `severity_number`,
   `severity_text`, when present
 
-A request's records travel in packets of up to RECORDS_PER_PACKET whose ids derive from the
+A request's records travel in packets as `records.packets_of` makes them: ids from the
 request's bytes, so an exporter's retry of the same request is deduplicated downstream.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +30,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from logdist.core.packet import Packet, parse_packet
-from logdist.core.records import RECORDS_PER_PACKET, level_of, rfc3339
+from logdist.core.packet import Packet
+from logdist.core.records import level_of, packets_of, rfc3339
 from logdist.errors import InvalidPacket, MalformedJSON
 
 EMITTER = "otlp"
@@ -165,15 +164,4 @@ def messages(
 
 def otlp_packets(body: bytes, kind: str, peer: str, received: datetime) -> list[Packet]:
     """The packets of one export request (none when it holds no records)."""
-    found = messages(decode(body, kind), peer, received)
-    digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-    return [
-        parse_packet(
-            {
-                "packetId": f"otlp-{digest}-{n}",
-                "emitter": EMITTER,
-                "messages": found[start : start + RECORDS_PER_PACKET],
-            }
-        )
-        for n, start in enumerate(range(0, len(found), RECORDS_PER_PACKET))
-    ]
+    return packets_of(messages(decode(body, kind), peer, received), "otlp", EMITTER, body)

@@ -174,15 +174,22 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
 
 def records_packets(body: bytes, received: datetime) -> list[Packet]:
     """The packets one request of records makes (ids from the request's bytes)."""
-    records = parse_records(body)
+    return packets_of([message_of(r, received) for r in parse_records(body)], "rec", EMITTER, body)
+
+
+def packets_of(
+    messages: list[dict[str, Any]], prefix: str, emitter: str, body: bytes
+) -> list[Packet]:
+    """`messages` of one request in packets of up to RECORDS_PER_PACKET, with ids derived
+    from the request's bytes so that a client's retry of it is deduplicated downstream."""
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-    packets = []
-    for n, start in enumerate(range(0, len(records), RECORDS_PER_PACKET)):
-        chunk = records[start : start + RECORDS_PER_PACKET]
-        obj = {
-            "packetId": f"rec-{digest}-{n}",
-            "emitter": EMITTER,
-            "messages": [message_of(r, received) for r in chunk],
-        }
-        packets.append(parse_packet(obj))
-    return packets
+    return [
+        parse_packet(
+            {
+                "packetId": f"{prefix}-{digest}-{n}",
+                "emitter": emitter,
+                "messages": messages[start : start + RECORDS_PER_PACKET],
+            }
+        )
+        for n, start in enumerate(range(0, len(messages), RECORDS_PER_PACKET))
+    ]

@@ -83,12 +83,9 @@ async def ingest_records(request: web.Request) -> web.Response:
         if wait is not None:
             await wait
     except LogdistError as exc:
-        d.counters.rejected[exc.code] += 1
-        d.counters.input("records").rejected[exc.code] += 1
+        d.counters.input_refused("records", exc.code)
         raise
-    mine = d.counters.input("records")
-    mine.packets += len(packets)
-    mine.messages += sum(p.messages for p in packets)
+    d.counters.input_took("records", packets)
     return json_response(
         {"accepted": sum(p.messages for p in packets), "packetIds": [p.id for p in packets]},
         status=202,
@@ -106,7 +103,6 @@ async def ingest_otlp(request: web.Request) -> web.Response:
     owned; 503 (or 429) with Retry-After when full, which exporters retry; 400 for a body that
     does not decode, 413, 415, each with a google.rpc.Status saying why; never a 500."""
     d = request.app[DISTRIBUTOR]
-    mine = d.counters.input("otlp")
     ctype = request.content_type if request.headers.get("Content-Type") else ""
     kind = "protobuf" if ctype == PROTOBUF else "json"
     try:
@@ -121,11 +117,9 @@ async def ingest_otlp(request: web.Request) -> web.Response:
             if wait is not None:
                 await wait
     except LogdistError as exc:
-        d.counters.rejected[exc.code] += 1
-        mine.rejected[exc.code] += 1
+        d.counters.input_refused("otlp", exc.code)
         return otlp_error(exc, kind)
-    mine.packets += len(packets)
-    mine.messages += sum(p.messages for p in packets)
+    d.counters.input_took("otlp", packets)
     if kind == "protobuf":
         body = ExportLogsServiceResponse().SerializeToString()
         return web.Response(body=body, content_type=PROTOBUF)

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from logdist.core.packet import Packet
+
 
 @dataclass
 class AnalyzerCounters:
@@ -55,6 +57,17 @@ class Counters:
         if counters is None:
             counters = self.others[name] = InputCounters()
         return counters
+
+    def input_took(self, name: str, packets: list[Packet]) -> None:
+        """Input `name` (not `packets`) had these packets accepted."""
+        counters = self.input(name)
+        counters.packets += len(packets)
+        counters.messages += sum(p.messages for p in packets)
+
+    def input_refused(self, name: str, code: str) -> None:
+        """Input `name` (not `packets`) had a request refused with `code`."""
+        self.rejected[code] += 1
+        self.input(name).rejected[code] += 1
 
     def by_input(self) -> dict[str, InputCounters]:
         """Every input's counts: `packets` is what the others do not account for."""

@@ -224,18 +224,10 @@ class Emitter:
             finally:
                 self.in_flight -= 1
             if outcome is Outcome.DELIVERED:
-                if self.lost_contact:
-                    # The distributor may have restarted and forgotten us: register now,
-                    # not at the next renewal.
-                    self.lost_contact = False
+                if self.record_delivery(packet):
                     self._report.set()
-                self.failures = 0
-                self.sent_packets += 1
-                self.sent_messages += packet.messages
-                self.sent_ids.append(packet.id)
                 self._changed.set()
             elif outcome is Outcome.REJECTED:
-                self.rejected += 1
                 self._changed.set()
             else:
                 self.buffer.appendleft(packet)
@@ -243,6 +235,30 @@ class Emitter:
                 self.failures += 1
                 self._work.set()
                 await asyncio.sleep(self._backoff.delay(self.failures, random.random, retry_after))
+
+    def record_delivery(self, packet: Outgoing) -> bool:
+        """The distributor took `packet`; True when it is the first since contact was lost
+        (it may have restarted and forgotten us: register now, not at the next renewal)."""
+        self.failures = 0
+        self.sent_packets += 1
+        self.sent_messages += packet.messages
+        self.sent_ids.append(packet.id)
+        regained, self.lost_contact = self.lost_contact, False
+        return regained
+
+    def record_rejection(self, packet: Outgoing, status: int, reason: str) -> None:
+        """The distributor said `packet` itself will never be accepted: counted and logged."""
+        self.rejected += 1
+        self.last_error = f"HTTP {status}: {reason}"
+        event(
+            log,
+            "rejected",
+            logging.ERROR,
+            emitter=self.cfg.id,
+            packet=packet.id,
+            status=status,
+            reason=reason,
+        )
 
     async def _post(self, packet: Outgoing) -> tuple[Outcome, float | None]:
         assert self._session is not None
@@ -256,18 +272,11 @@ class Emitter:
                 body = await resp.read()
                 if 200 <= resp.status < 300:
                     return Outcome.DELIVERED, None
-                self.last_error = f"HTTP {resp.status}: {body[:200].decode(errors='replace')}"
+                reason = body[:200].decode(errors="replace")
                 if resp.status in REJECTING:
-                    event(
-                        log,
-                        "rejected",
-                        logging.ERROR,
-                        emitter=self.cfg.id,
-                        packet=packet.id,
-                        status=resp.status,
-                        reason=body[:200].decode(errors="replace"),
-                    )
+                    self.record_rejection(packet, resp.status, reason)
                     return Outcome.REJECTED, None
+                self.last_error = f"HTTP {resp.status}: {reason}"
                 return Outcome.RETRY, parse_retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.last_error = describe_error(exc)

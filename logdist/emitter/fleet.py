@@ -252,18 +252,7 @@ class Fleet:
                 self._start([(m, packet)], alone=True)
         elif status in REJECTING:
             m, packet = batch[0]
-            e = m.emitter
-            e.rejected += 1
-            e.last_error = f"HTTP {status}: {reason}"
-            event(
-                log,
-                "rejected",
-                logging.ERROR,
-                emitter=e.cfg.id,
-                packet=packet.id,
-                status=status,
-                reason=reason,
-            )
+            m.emitter.record_rejection(packet, status, reason)
         else:
             self._failed(batch, status, retry_after, reason)
         for m, _ in batch:
@@ -273,15 +262,9 @@ class Fleet:
     def _delivered(self, batch: list[tuple[Member, Outgoing]]) -> None:
         now = time.monotonic()
         for m, packet in batch:
-            e = m.emitter
-            if e.lost_contact:
-                e.lost_contact = False
+            if m.emitter.record_delivery(packet):
                 self._report.append(m)  # the distributor may have restarted
                 self._wake_registrar.set()
-            e.failures = 0
-            e.sent_packets += 1
-            e.sent_messages += packet.messages
-            e.sent_ids.append(packet.id)
             self.latency.observe(now - packet.born)
 
     def _failed(
