@@ -32,8 +32,10 @@ class FakeDistributor:
     # is refused whole (422), as the distributor refuses a batch with one bad packet.
     batches: list[int] = field(default_factory=list)
     refuse_emitter: str | None = None
+    requests: int = 0  # packet requests of either route, taken or not
 
     async def ingest(self, request: web.Request) -> web.Response:
+        self.requests += 1
         body = await request.read()
         if self.status != 202:
             headers = {"Retry-After": self.retry_after} if self.retry_after else None
@@ -48,6 +50,7 @@ class FakeDistributor:
 
     async def ingest_many(self, request: web.Request) -> web.Response:
         assert request.content_type == "application/x-ndjson"
+        self.requests += 1
         packets = [orjson.loads(line) for line in (await request.read()).splitlines()]
         if any(p["emitter"] == self.refuse_emitter for p in packets):
             return web.json_response({"error": "bad packet", "code": "invalid"}, status=422)
