@@ -65,6 +65,28 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class SyslogConfig:
+    """Syslog listeners (RFC 5424 / 3164; TCP framed as RFC 6587 says, or UDP), off unless a
+    port is given. They bind loopback unless `host` says otherwise: syslog has no token."""
+
+    host: str = "127.0.0.1"
+    tcp: int | None = None
+    udp: int | None = None
+    # A longer message is skipped and counted (rejected, reason too_large), never held.
+    max_message_bytes: int = 64 << 10
+
+    def __post_init__(self) -> None:
+        for name in ("tcp", "udp"):
+            port = getattr(self, name)
+            if port is not None:
+                _port(f"syslog {name}", port)
+        _require(
+            self.max_message_bytes >= 480,  # RFC 5424: every receiver takes 480 octets
+            f"syslog max_message_bytes must be >= 480, got {self.max_message_bytes}",
+        )
+
+
+@dataclass(frozen=True)
 class AnalyzerRef:
     """An analyzer as the distributor sees it: where to send, its weight, and how."""
 
@@ -174,6 +196,7 @@ class DistributorConfig:
     # once). Waiting keeps a closed-loop sender at the pace the analyzers take.
     queue_wait: float = 1.0
     health: HealthConfig = field(default_factory=HealthConfig)
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)
     # Bearer token for admin, control, metrics and WebSocket routes (None: open).
     admin_token: str | None = None
     # Bearer token for ingest and emitter registration (None: open).
@@ -359,9 +382,9 @@ def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
-    elif hint is HealthConfig:
+    elif hint is HealthConfig or hint is SyslogConfig:
         if isinstance(value, dict):
-            return _build(HealthConfig, value, f"{where}.{name}")
+            return _build(hint, value, f"{where}.{name}")
     elif name == "messages":
         return parse_messages(value)
     elif hint == tuple[str, ...]:

@@ -75,7 +75,7 @@ class BoundAddress:
 BOUND = web.AppKey("bound", BoundAddress)
 
 
-def _describe_bind_error(exc: OSError) -> str:
+def describe_bind_error(exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         return "address already in use"
     if exc.errno == errno.EACCES:
@@ -137,7 +137,7 @@ async def listen(app: web.Application, host: str, port: int) -> Listening:
             bound = server.sockets[0].getsockname()[:2]
     except OSError as exc:
         await runner.cleanup()
-        raise ListenError(f"cannot listen on {host}:{port}: {_describe_bind_error(exc)}") from None
+        raise ListenError(f"cannot listen on {host}:{port}: {describe_bind_error(exc)}") from None
     return Listening(f"http://{bound[0]}:{bound[1]}", runner, server, listener)
 
 

@@ -19,6 +19,7 @@ from logdist.cli.common import (
 )
 from logdist.config import DistributorConfig as C
 from logdist.config import HealthConfig as H
+from logdist.config import SyslogConfig as S
 from logdist.distributor import make_app
 
 app = typer.Typer(
@@ -177,6 +178,38 @@ def serve(
         float | None,
         opt(C, "emitter_forget", "Seconds a gone emitter is still shown before it is forgotten."),
     ] = None,
+    syslog_tcp: Annotated[
+        int | None,
+        opt(
+            S,
+            "tcp",
+            "Take syslog (RFC 5424 or 3164) on this TCP port, octet-counted or newline-framed"
+            " (RFC 6587). When the queue is full it stops reading: the senders wait.",
+            "--syslog-tcp",
+            metavar="PORT",
+        ),
+    ] = None,
+    syslog_udp: Annotated[
+        int | None,
+        opt(
+            S,
+            "udp",
+            "Take syslog datagrams on this UDP port. UDP cannot wait: what comes while the"
+            " queue is full is dropped, counted and logged.",
+            "--syslog-udp",
+            metavar="PORT",
+        ),
+    ] = None,
+    syslog_host: Annotated[
+        str | None,
+        opt(
+            S,
+            "host",
+            "Address the syslog ports listen on. Syslog has no token: keep it loopback, or"
+            " a network only senders reach.",
+            "--syslog-host",
+        ),
+    ] = None,
     allow_origin: Annotated[
         list[str] | None,
         typer.Option(
@@ -210,6 +243,7 @@ def serve(
             fall=fall,
             max_probes=health_max_probes,
         )
+        syslog = config.apply(cfg.syslog, tcp=syslog_tcp, udp=syslog_udp, host=syslog_host)
         refs = tuple(config.parse_analyzer_ref(a) for a in analyzer) if analyzer else None
         cfg = config.apply(
             cfg,
@@ -243,5 +277,5 @@ def serve(
             allow_origins=tuple(allow_origin) if allow_origin else None,
             emitter_networks=tuple(emitter_networks) if emitter_networks else None,
         )
-        cfg = dataclasses.replace(cfg, health=health)
+        cfg = dataclasses.replace(cfg, health=health, syslog=syslog)
     run_daemon("distributor", make_app, cfg, log_level)

@@ -22,11 +22,12 @@ from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
 from logdist.core.records import records_packets
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
-from logdist.daemon import LISTENER, Listener
+from logdist.daemon import LISTENER, Listener, ListenError, describe_bind_error
 from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.service import Distributor
+from logdist.distributor.syslog import SyslogListener
 from logdist.errors import InvalidRequest, LogdistError, UnsupportedMediaType
 from logdist.http import (
     JSON,
@@ -45,6 +46,7 @@ DISTRIBUTOR = web.AppKey("distributor", Distributor)
 # A bare GET /emitters lists every emitter up to this many (past it, the first ones and a Link).
 BARE_MAX = PAGE_MAX
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+SYSLOG = web.AppKey("syslog", SyslogListener)
 
 
 # -- ingest -------------------------------------------------------------------------------
@@ -465,7 +467,15 @@ async def close_sockets(app: web.Application) -> None:
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     d = app[DISTRIBUTOR]
     await d.start()
+    syslog = app[SYSLOG]
+    try:
+        await syslog.start()
+    except OSError as exc:
+        await syslog.close()
+        await d.stop()
+        raise ListenError(f"cannot listen for syslog: {describe_bind_error(exc)}") from None
     yield
+    await syslog.close()  # what syslog gathered is owned before the queue drains
     await d.stop()
 
 
@@ -494,6 +504,7 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=cfg.max_batch_bytes)
     d = app[DISTRIBUTOR] = Distributor(cfg)
     front = Front(d)
+    app[SYSLOG] = SyslogListener(d, cfg.syslog)
     app[LISTENER] = Listener(front.factory, front.close)
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)

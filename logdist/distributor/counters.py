@@ -21,7 +21,7 @@ class AnalyzerCounters:
 
 # Where packets come in. `packets` is POST /log-packet and /log-packets (the hot path, counted
 # as the total less the others, so it costs nothing extra); the others count themselves.
-INPUTS = ("packets", "records", "otlp")
+INPUTS = ("packets", "records", "otlp", "syslog")
 
 
 @dataclass

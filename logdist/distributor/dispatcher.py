@@ -136,8 +136,9 @@ class Dispatcher:
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
         self._holds: dict[str, asyncio.TimerHandle] = {}
-        # Told when the queue has room again after routing (the front door's waiting requests).
-        self.on_room: Callable[[], None] | None = None
+        # Told when the queue has room again (the front door's waiting requests, syslog's
+        # paused connections), in this order.
+        self.on_room: list[Callable[[], None]] = []
         # The full analyzer whose turn it was: routing waits for its room (see Registry).
         self._waiting_for: Analyzer | None = None
 
@@ -194,8 +195,9 @@ class Dispatcher:
 
     def _route(self) -> None:
         self._route_slice()
-        if self.on_room is not None and self.queued < self.cfg.queue_capacity:
-            self.on_room()
+        if self.on_room and self.queued < self.cfg.queue_capacity:
+            for room in self.on_room:
+                room()
 
     def _route_slice(self) -> None:
         queue, registry = self.queue, self.registry

@@ -93,7 +93,7 @@ class Front(FrontDoor):
         # Requests that found the queue full, oldest first; each holds its connection's reading.
         self.waiting: deque[Waiting] = deque()
         self.queue_wait = cfg.queue_wait
-        distributor.dispatcher.on_room = self.room
+        distributor.dispatcher.on_room.append(self.room)
 
     def handle(self, conn: Connection, route: int, ctype: bytes | None, body: bytes) -> None:
         d = self.distributor

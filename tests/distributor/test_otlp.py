@@ -218,3 +218,44 @@ async def test_the_opentelemetry_sdk_exporter_delivers_every_record(
         )
     )
     assert all(orjson.dumps(m) for p in fake.received for m in p["messages"])
+
+
+@pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
+async def test_the_sdk_exporter_retries_503s_until_the_analyzers_return(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    # Every analyzer down and a queue of one packet: the exporter's requests past the first are
+    # answered 503 + Retry-After, which it retries; once the analyzer is back all arrive.
+    fake, url = await start_analyzer(aiohttp_server, status=503, healthy=False)
+    client = await make_distributor({"a1": (url, 1)}, queue_capacity=1, queue_wait=0)
+    endpoint = str(client.make_url("/v1/logs"))
+    d = service(client)
+
+    def export() -> None:
+        provider = LoggerProvider(resource=SdkResource.create({"service.name": "billing"}))
+        exporter = OTLPLogExporter(endpoint=endpoint, timeout=30)
+        # Two records a request, so the twelve make six requests and most meet a full queue.
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(exporter, max_export_batch_size=2, schedule_delay_millis=50)
+        )
+        logger = logging.getLogger("otlp-test-backpressure")
+        logger.propagate = False
+        handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+        logger.addHandler(handler)
+        for i in range(12):
+            logger.warning("invoice %d", i)
+        provider.force_flush(60_000)
+        provider.shutdown()
+        logger.removeHandler(handler)
+
+    exporting = asyncio.create_task(asyncio.to_thread(export))
+    await eventually(
+        lambda: d.counters.input("otlp").rejected["backpressure"] >= 2, 20, "503s to the exporter"
+    )
+    assert fake.messages == 0
+    fake.status, fake.healthy = 200, True
+    await exporting
+    await eventually(lambda: fake.messages == 12, 30, "every record delivered")
+    got = sorted(m["message"] for p in fake.received for m in p["messages"])
+    assert got == sorted(f"invoice {i}" for i in range(12))
+    assert d.counters.input("otlp").messages == 12

@@ -1,0 +1,303 @@
+"""Syslog messages (RFC 5424 and RFC 3164) framed on a stream (RFC 6587) or one a datagram,
+made into logdist messages. Pure: no I/O.
+
+Framing, decided frame by frame as RFC 6587 allows: a frame that starts with a digit is
+octet-counted (`LEN SP MSG`); anything else runs to the next newline (LF; a trailing CR or NUL
+is dropped). A frame longer than the limit is skipped whole and counted, never held.
+
+Each message becomes a logdist message with the standard fields:
+
+- `ts`: the TIMESTAMP in RFC 3339 UTC with milliseconds. RFC 3164's `Mmm dd hh:mm:ss` has no
+  year or zone: it is taken as UTC in the year it was received. Missing or unreadable: the time
+  it was received (an unreadable one kept as `ts_raw`).
+- `level`: from the severity in PRI — emerg/alert/crit (0–2) FATAL, err (3) ERROR, warning (4)
+  WARN, notice/info (5, 6) INFO, debug (7) DEBUG. No PRI: INFO (RFC 3164 says user.notice).
+- `service`: APP-NAME (RFC 3164: the TAG); `host`: HOSTNAME, else the sender's address.
+- `message`: MSG (UTF-8, a leading BOM and a trailing line end dropped; bytes that are not
+  UTF-8 replaced).
+
+and keeps `facility` (its name: `kern`, `user`, … `local7`), `procid` (3164: the `[pid]` of the
+tag), `msgid`, `structured_data` (`{SD-ID: {PARAM: value}}`) when present, and `syslog`: the
+format it was read as (`rfc5424`, `rfc3164`, or `raw` for a line with no syslog header).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from logdist.core.records import rfc3339
+
+FACILITIES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+    "authpriv", "ftp", "ntp", "audit", "alert", "clock",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+)  # fmt: skip
+LEVELS = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
+EMITTER = "syslog"
+# The longest a length prefix can be (a frame of up to 999,999,999 bytes).
+MAX_LEN_DIGITS = 9
+
+_PRI = re.compile(rb"<(\d{1,3})>")
+_HEADER_5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
+_SD_ELEMENT = re.compile(r'\[([^\s=\]"]+)((?:\s+[^\s=\]"]+="(?:[^"\\]|\\.)*")*)\s*\]')
+_SD_PARAM = re.compile(r'([^\s=\]"]+)="((?:[^"\\]|\\.)*)"')
+_SD_ESCAPE = re.compile(r"\\([\"\\\]])")
+_TS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d+))?Z\Z")
+_TS_3164 = re.compile(r"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
+_TAG = re.compile(r"([^\s:\[\]]{1,64})(?:\[([^\]\s]{0,64})\])?: ?")
+MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+)}  # fmt: skip
+
+
+class Framer:
+    """Cuts a byte stream into syslog frames, octet-counted or newline-ended, frame by frame.
+
+    Holds at most one unfinished frame of up to `max_frame` bytes; a longer one is skipped and
+    counted in `oversize`.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self.buf = bytearray()
+        self.skip = 0  # bytes of an oversize octet-counted frame still to drop
+        self.discarding = False  # dropping an oversize line up to its newline
+        self.oversize = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.skip:
+            if len(data) <= self.skip:
+                self.skip -= len(data)
+                return []
+            data = data[self.skip :]
+            self.skip = 0
+        buf = self.buf
+        buf += data
+        frames: list[bytes] = []
+        pos, end = 0, len(buf)
+        while pos < end:
+            if self.discarding:
+                nl = buf.find(b"\n", pos)
+                if nl < 0:
+                    pos = end
+                    break
+                self.discarding = False
+                pos = nl + 1
+                continue
+            first = buf[pos]
+            if 48 <= first <= 57:  # a digit: octet-counted
+                sp = buf.find(b" ", pos, pos + MAX_LEN_DIGITS + 1)
+                if sp > pos and buf[pos:sp].isdigit():
+                    length = int(buf[pos:sp])
+                    start = sp + 1
+                    if length > self.max_frame:
+                        self.oversize += 1
+                        if end - start >= length:
+                            pos = start + length
+                            continue
+                        self.skip = length - (end - start)
+                        pos = end
+                        break
+                    if end - start < length:
+                        break  # the rest has not come yet
+                    if length:
+                        frames.append(bytes(buf[start : start + length]))
+                    pos = start + length
+                    continue
+                if sp < 0 and end - pos <= MAX_LEN_DIGITS and buf[pos:end].isdigit():
+                    break  # the length itself is not all here yet
+                # Not a length: read it as a line.
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if end - pos > self.max_frame:
+                    self.oversize += 1
+                    self.discarding = True
+                    pos = end
+                break
+            line = buf[pos:nl].rstrip(b"\r\x00")
+            if nl - pos > self.max_frame:
+                self.oversize += 1
+            elif line.strip():
+                frames.append(bytes(line))
+            pos = nl + 1
+        del buf[:pos]
+        return frames
+
+    def rest(self) -> bytes | None:
+        """What is left when the stream ends: a last line without its newline, if any."""
+        line = bytes(self.buf).rstrip(b"\r\x00")
+        self.buf.clear()
+        if self.discarding or self.skip or not line.strip():
+            return None
+        if line[:1].isdigit() and b" " in line[: MAX_LEN_DIGITS + 1]:
+            head = line.split(b" ", 1)[0]
+            if head.isdigit():
+                return None  # an octet-counted frame cut short: incomplete, not a message
+        return line
+
+
+def _ts(text: str) -> str | None:
+    """RFC 3339 UTC milliseconds for an RFC 3339 timestamp, else None."""
+    m = _TS_UTC.match(text)
+    if m is not None:  # already UTC: only the fraction changes
+        frac = (m.group(1) or "")[:3].ljust(3, "0")
+        return f"{text[:19]}.{frac}Z"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return rfc3339(moment)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _ts_3164(m: re.Match[str], received: datetime) -> str | None:
+    month = MONTHS.get(m.group(1))
+    if month is None:
+        return None
+    try:
+        moment = datetime(
+            received.year, month, int(m.group(2)), int(m.group(3)), int(m.group(4)),
+            int(m.group(5)), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        return None
+    if moment - received > timedelta(days=1):  # December's message read in January
+        try:
+            moment = moment.replace(year=moment.year - 1)
+        except ValueError:  # 29 February
+            return None
+    return rfc3339(moment)
+
+
+def _structured_data(text: str) -> tuple[dict[str, dict[str, str]] | None, str] | None:
+    """STRUCTURED-DATA at the start of `text` and what follows it, or None if it is not."""
+    if text.startswith("-"):
+        return None, text[1:]
+    sd: dict[str, dict[str, str]] = {}
+    pos = 0
+    while pos < len(text) and text[pos] == "[":
+        m = _SD_ELEMENT.match(text, pos)
+        if m is None:
+            return None
+        params = {
+            name: _SD_ESCAPE.sub(r"\1", value) for name, value in _SD_PARAM.findall(m.group(2))
+        }
+        sd.setdefault(m.group(1), {}).update(params)
+        pos = m.end()
+    if not sd:
+        return None
+    return sd, text[pos:]
+
+
+def _nil(value: str) -> str | None:
+    return None if value == "-" else value
+
+
+def parse_message(frame: bytes, peer: str, received: datetime) -> dict[str, Any]:
+    """One syslog frame as a logdist message (never fails: what cannot be read as syslog is
+    kept as the message of a `raw` one)."""
+    frame = frame.rstrip(b"\r\n\x00")  # a line end inside an octet-counted frame
+    pri_match = _PRI.match(frame)
+    if pri_match is None or int(pri_match.group(1)) > 191:
+        return _raw(frame, peer, received)
+    pri = int(pri_match.group(1))
+    text = frame[pri_match.end() :].decode("utf-8", "replace")
+    facility = FACILITIES[pri >> 3]
+    level = LEVELS[pri & 7]
+    m = _HEADER_5424.match(text)
+    if m is not None:
+        rest = _structured_data(text[m.end() :])
+        if rest is not None:
+            return _rfc5424(m, rest[0], rest[1], facility, level, peer, received)
+    return _rfc3164(text, facility, level, peer, received)
+
+
+def _rfc5424(
+    m: re.Match[str],
+    sd: dict[str, dict[str, str]] | None,
+    rest: str,
+    facility: str,
+    level: str,
+    peer: str,
+    received: datetime,
+) -> dict[str, Any]:
+    stamp, hostname, app, procid, msgid = m.groups()
+    ts = None if stamp == "-" else _ts(stamp)
+    message = rest[1:] if rest.startswith(" ") else rest
+    if message.startswith("\ufeff"):
+        message = message[1:]
+    out: dict[str, Any] = {
+        "ts": ts or rfc3339(received),
+        "level": level,
+        "service": _nil(app) or "",
+        "host": _nil(hostname) or peer,
+        "message": message,
+        "facility": facility,
+    }
+    if procid != "-":
+        out["procid"] = procid
+    if msgid != "-":
+        out["msgid"] = msgid
+    if sd is not None:
+        out["structured_data"] = sd
+    out["syslog"] = "rfc5424"
+    if ts is None and stamp != "-":
+        out["ts_raw"] = stamp
+    return out
+
+
+def _rfc3164(text: str, facility: str, level: str, peer: str, received: datetime) -> dict[str, Any]:
+    ts: str | None = None
+    ts_raw: str | None = None
+    m = _TS_3164.match(text)
+    if m is not None:
+        ts = _ts_3164(m, received)
+        if ts is None:
+            ts_raw = m.group(0).strip()
+        text = text[m.end() :]
+    else:  # many senders put an RFC 3339 stamp here instead
+        head, _, tail = text.partition(" ")
+        if head[:4].isdigit() and "T" in head:
+            ts = _ts(head)
+            if ts is None:
+                ts_raw = head
+            text = tail
+    host = ""
+    tag = _TAG.match(text)
+    if tag is None and (ts is not None or ts_raw is not None):
+        # After a TIMESTAMP, a first word that is not a TAG is the HOSTNAME; the TAG follows.
+        word, sep, after = text.partition(" ")
+        if sep and word:
+            host, text = word, after
+            tag = _TAG.match(text)
+    out: dict[str, Any] = {
+        "ts": ts or rfc3339(received),
+        "level": level,
+        "service": tag.group(1) if tag is not None else "",
+        "host": host or peer,
+        "message": text[tag.end() :] if tag is not None else text,
+        "facility": facility,
+    }
+    if tag is not None and tag.group(2):
+        out["procid"] = tag.group(2)
+    out["syslog"] = "rfc3164"
+    if ts_raw is not None:
+        out["ts_raw"] = ts_raw
+    return out
+
+
+def _raw(frame: bytes, peer: str, received: datetime) -> dict[str, Any]:
+    return {
+        "ts": rfc3339(received),
+        "level": "INFO",
+        "service": "",
+        "host": peer,
+        "message": frame.decode("utf-8", "replace"),
+        "syslog": "raw",
+    }
