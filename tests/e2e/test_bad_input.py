@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ bodies = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, int]]]:
+def bad_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Procs]:
     procs = Procs(tmp_path_factory.mktemp("bad"))
     try:
         analyzer = procs.start("analyzer", "analyzer", "serve", "--port", "0")
@@ -89,8 +90,12 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
             f"a1={analyzer.url}/ingest",
             "--max-pending",
             "64",
+            "--syslog-tcp",
+            "0",
+            "--syslog-udp",
+            "0",
         )
-        emitter = procs.start(
+        procs.start(
             "emitter",
             "emitter",
             "start",
@@ -103,11 +108,24 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
             "--port",
             "0",
         )
-        yield {p.name: (p.url, p.pid) for p in (proc, analyzer, emitter)}
-        for p in (proc, analyzer, emitter):
+        yield procs
+        for p in procs.all:
             assert p.running(), f"{p.name} died under bad input"
     finally:
         procs.cleanup()
+
+
+@pytest.fixture(scope="module")
+def daemons(bad_procs: Procs) -> dict[str, tuple[str, int]]:
+    return {p.name: (p.url, p.pid) for p in bad_procs.all}
+
+
+@pytest.fixture(scope="module")
+def syslog_ports(bad_procs: Procs) -> tuple[int, int]:
+    log = next(p for p in bad_procs.all if p.name == "distributor").output()
+    match = re.search(r"event=syslog_listening host=\S+ tcp=(\d+) udp=(\d+)", log)
+    assert match is not None, log
+    return int(match.group(1)), int(match.group(2))
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +193,37 @@ def test_no_route_answers_500_to_anything(
     elif resp.status >= 400:
         reply = json.loads(data)
         assert isinstance(reply["error"], str) and reply["error"]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stream=st.lists(st.binary(max_size=3000), max_size=4), datagram=st.binary(max_size=1500))
+def test_random_bytes_on_the_syslog_sockets(
+    syslog_ports: tuple[int, int], stream: list[bytes], datagram: bytes
+) -> None:
+    tcp, udp = syslog_ports
+    with socket.create_connection(("127.0.0.1", tcp), timeout=5) as s:
+        for chunk in stream:
+            s.sendall(chunk)
+    if datagram:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(datagram, ("127.0.0.1", udp))
+
+
+def test_syslog_still_flows_after_random_bytes(
+    distributor: tuple[str, int], syslog_ports: tuple[int, int]
+) -> None:
+    url, _ = distributor
+
+    def syslog_in() -> int:
+        return int(get(f"{url}/status")["counters"]["inputs"]["syslog"]["received_messages"])
+
+    before = syslog_in()
+    with socket.create_connection(("127.0.0.1", syslog_ports[0]), timeout=5) as s:
+        message = b"<14>1 - h app - - - ok"
+        s.sendall(b"\n%d %s" % (len(message), message))
+    wait_for(lambda: syslog_in() > before, 10, "a well-formed message taken")
 
 
 def test_bad_input_left_every_daemon_well_and_small(daemons: dict[str, tuple[str, int]]) -> None:
