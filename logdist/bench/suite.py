@@ -15,6 +15,8 @@ weighted proxy. Scenarios:
      once its probe budget has seen them all up: its CPU idle, its /status, and scenario (a)
      through it in turn with (a) through a distributor holding the four
   f  scenarios (a) and (c) again with the durable spool on (fsync once a second)
+  g  OTLP/HTTP protobuf requests of 512 records on /v1/logs (wrk), taken in turn with (c)
+  h  syslog RFC 5424, octet-counted, over 8 TCP connections (logdist.bench.inputs)
 
 With --analyzers foreign the four analyzers are plain aiohttp services instead
 (logdist.bench.foreign, parsing every body with orjson), declared `format = "ndjson"` to
@@ -42,14 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logdist.bench import fleets, picker, proxies
+from logdist.bench import fleets, inputs, picker, proxies
 from logdist.bench.proxies import SCENARIOS, WEIGHTS, FrontEnd
 from logdist.config import HealthConfig
 
 HEALTH_MAX_PROBES = HealthConfig().max_probes
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
-ALL = ("a", "b", "c", "d", "e", "f")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h")
 ANALYZER_KINDS = ("logdist", "foreign")
 # What runs against foreign analyzers (d and e measure logdist's own), and by default.
 FOREIGN_SCENARIOS = ("a", "b", "c", "f")
@@ -80,7 +82,7 @@ class Options:
 
 def missing_tools(opts: Options) -> list[str]:
     needed = []
-    if {"a", "b", "c", "e", "f"} & set(opts.scenarios):
+    if {"a", "b", "c", "e", "f", "g"} & set(opts.scenarios):
         needed.append("wrk")
     needed += [name for name in ("nginx", "haproxy") if name in opts.front_ends]
     return [tool for tool in needed if not shutil.which(tool)]
@@ -126,17 +128,23 @@ def run(opts: Options) -> dict[str, Any]:
         fe.name = "logdist+spool"
         return fe
 
+    def otlp(fe: FrontEnd, seconds: float) -> Any:
+        lua = inputs.otlp_lua(work, f"{time.time_ns()}")
+        return lambda: proxies.run_wrk(fe.port, seconds, opts.connections, lua)
+
     def interleaved(key: str, contenders: list[tuple[str, Callable[[], FrontEnd], Any]]) -> None:
         """Each contender's load in `opts.rounds` slices, taken in turn with the others' (A B C
-        A B C ...), so a slow spell of this shared machine weighs on all of them alike."""
+        A B C ...), so a slow spell of this shared machine weighs on all of them alike. A
+        contender of scenario (g) is given OTLP requests, the others scenario `key`'s."""
         fronts: list[FrontEnd] = []
         try:
             for _, start, _ in contenders:
                 fronts.append(start())
             parts: list[list[dict[str, Any]]] = [[] for _ in fronts]
             for _ in range(opts.rounds):
-                for fe, slices in zip(fronts, parts, strict=True):
-                    load = wrk(key, fe, opts.seconds / opts.rounds)
+                for (scenario, _, _), fe, slices in zip(contenders, fronts, parts, strict=True):
+                    maker = otlp if scenario == "g" else functools.partial(wrk, key)
+                    load = maker(fe, opts.seconds / opts.rounds)
                     slices.append(proxies.measure(fe, ports, pids, load))
         finally:
             for fe in fronts:
@@ -154,9 +162,18 @@ def run(opts: Options) -> dict[str, Any]:
                 ]
             if "f" in opts.scenarios and key in ("a", "c"):
                 contenders.append(("f", functools.partial(spooled, key), {"like": key}))
+            if "g" in opts.scenarios and key == "c":
+                otlp_front = functools.partial(proxies.start_logdist, work, ports, fmt=opts.fmt)
+                contenders.append(("g", otlp_front, {"records_per_request": inputs.RECORDS}))
             if contenders:
                 interleaved(key, contenders)
                 shutil.rmtree(work / f"spool-{key}", ignore_errors=True)
+        if "h" in opts.scenarios:
+            syslog_port = proxies.free_port()
+            fe = proxies.start_logdist(work, ports, "--syslog-tcp", str(syslog_port), fmt=opts.fmt)
+            proxies.wait_port(syslog_port)
+            load = functools.partial(inputs.run_syslog, syslog_port, opts.seconds)
+            one("h", fe, load, connections=inputs.CONNECTIONS)
         if "d" in opts.scenarios:
             for name in opts.front_ends:
                 fe = starters[name](work, ports)
@@ -277,6 +294,18 @@ def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict
         r = round(large["registry_assign_us"] / small["registry_assign_us"], 2)
         name = f"(e) pick cost, {large['analyzers']:,} / {small['analyzers']} analyzers"
         add(name, "<= 2", r, r <= 2)
+    lg = row(rows, "g", "logdist")
+    if lg:
+        r = ratio(lg, lc, "messages_per_s")
+        add("(g) OTLP records/s / (c) messages/s", ">= 0.5", r, r is not None and r >= 0.5)
+        err = lg["share_error_points"]
+        add("(g) message-share error, points", "<= 1", err, err <= 1)
+    lh = row(rows, "h", "logdist")
+    if lh:
+        rate = lh["messages_per_s"]
+        add("(h) syslog messages/s, 8 TCP connections", ">= 150,000", rate, rate >= 150_000)
+        err = lh["share_error_points"]
+        add("(h) message-share error, points", "<= 1", err, err <= 1)
     for key in ("a", "c"):
         spooled, plain = row(rows, "f", "logdist+spool", like=key), row(rows, key, "logdist")
         r = ratio(spooled, plain, "messages_per_s")

@@ -39,12 +39,12 @@ EMITTER = "syslog"
 # The longest a length prefix can be (a frame of up to 999,999,999 bytes).
 MAX_LEN_DIGITS = 9
 
-_PRI = re.compile(rb"<(\d{1,3})>")
+_PRI = re.compile(r"<(\d{1,3})>")
 _HEADER_5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]+)((?:\s+[^\s=\]"]+="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]+)="((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r"\\([\"\\\]])")
-_TS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d+))?Z\Z")
+_TS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d+))?(?:Z|\+00:00)\Z")
 _TS_3164 = re.compile(r"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
 _TAG = re.compile(r"([^\s:\[\]]{1,64})(?:\[([^\]\s]{0,64})\])?: ?")
 MONTHS = {m: i for i, m in enumerate(
@@ -61,7 +61,7 @@ class Framer:
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
-        self.buf = bytearray()
+        self.buf = b""  # the start of a frame whose end has not come
         self.skip = 0  # bytes of an oversize octet-counted frame still to drop
         self.discarding = False  # dropping an oversize line up to its newline
         self.oversize = 0
@@ -73,62 +73,65 @@ class Framer:
                 return []
             data = data[self.skip :]
             self.skip = 0
-        buf = self.buf
-        buf += data
+        if self.buf:
+            data = self.buf + data
         frames: list[bytes] = []
-        pos, end = 0, len(buf)
+        append = frames.append
+        pos, end = 0, len(data)
         while pos < end:
             if self.discarding:
-                nl = buf.find(b"\n", pos)
+                nl = data.find(b"\n", pos)
                 if nl < 0:
                     pos = end
                     break
                 self.discarding = False
                 pos = nl + 1
                 continue
-            first = buf[pos]
-            if 48 <= first <= 57:  # a digit: octet-counted
-                sp = buf.find(b" ", pos, pos + MAX_LEN_DIGITS + 1)
-                if sp > pos and buf[pos:sp].isdigit():
-                    length = int(buf[pos:sp])
+            if 48 <= data[pos] <= 57:  # a digit: octet-counted
+                sp = data.find(b" ", pos, pos + MAX_LEN_DIGITS + 1)
+                head = data[pos:sp]
+                if sp > pos and head.isdigit():
+                    length = int(head)
                     start = sp + 1
+                    stop = start + length
                     if length > self.max_frame:
                         self.oversize += 1
-                        if end - start >= length:
-                            pos = start + length
+                        if stop <= end:
+                            pos = stop
                             continue
-                        self.skip = length - (end - start)
+                        self.skip = stop - end
                         pos = end
                         break
-                    if end - start < length:
+                    if stop > end:
                         break  # the rest has not come yet
                     if length:
-                        frames.append(bytes(buf[start : start + length]))
-                    pos = start + length
+                        append(data[start:stop])
+                    pos = stop
                     continue
-                if sp < 0 and end - pos <= MAX_LEN_DIGITS and buf[pos:end].isdigit():
+                if sp < 0 and end - pos <= MAX_LEN_DIGITS and data[pos:end].isdigit():
                     break  # the length itself is not all here yet
                 # Not a length: read it as a line.
-            nl = buf.find(b"\n", pos)
+            nl = data.find(b"\n", pos)
             if nl < 0:
                 if end - pos > self.max_frame:
                     self.oversize += 1
                     self.discarding = True
                     pos = end
                 break
-            line = buf[pos:nl].rstrip(b"\r\x00")
             if nl - pos > self.max_frame:
                 self.oversize += 1
-            elif line.strip():
-                frames.append(bytes(line))
+            else:
+                line = data[pos:nl].rstrip(b"\r\x00")
+                if line.strip():
+                    append(line)
             pos = nl + 1
-        del buf[:pos]
+        self.buf = data[pos:] if pos < end else b""
         return frames
 
     def rest(self) -> bytes | None:
         """What is left when the stream ends: a last line without its newline, if any."""
-        line = bytes(self.buf).rstrip(b"\r\x00")
-        self.buf.clear()
+        line = self.buf.rstrip(b"\r\x00")
+        self.buf = b""
         if self.discarding or self.skip or not line.strip():
             return None
         if line[:1].isdigit() and b" " in line[: MAX_LEN_DIGITS + 1]:
@@ -136,6 +139,29 @@ class Framer:
             if head.isdigit():
                 return None  # an octet-counted frame cut short: incomplete, not a message
         return line
+
+
+_DIGITS = str.maketrans("123456789", "000000000")
+_SHAPE = "0000-00-00T00:00:00"
+
+
+def _utc_ms(stamp: str) -> str | None:
+    """`_ts` for a stamp already in UTC (`Z` or `+00:00`), without a regular expression (this
+    is most messages' path); None for any other."""
+    if stamp[-1:] == "Z":
+        core = stamp[:-1]
+    elif stamp[-6:] == "+00:00":
+        core = stamp[:-6]
+    else:
+        return None
+    if core[:19].translate(_DIGITS) != _SHAPE:
+        return None
+    frac = core[20:]
+    if len(core) == 19:
+        return f"{core}.000Z"
+    if core[19] != "." or not frac.isdigit() or not frac.isascii():
+        return None
+    return f"{core[:19]}.{frac[:3].ljust(3, '0')}Z"
 
 
 def _ts(text: str) -> str | None:
@@ -203,18 +229,41 @@ def parse_message(frame: bytes, peer: str, received: datetime) -> dict[str, Any]
     """One syslog frame as a logdist message (never fails: what cannot be read as syslog is
     kept as the message of a `raw` one)."""
     frame = frame.rstrip(b"\r\n\x00")  # a line end inside an octet-counted frame
-    pri_match = _PRI.match(frame)
+    text = frame.decode("utf-8", "replace")
+    parts = text.split(" ", 7)
+    if len(parts) >= 7 and parts[6] == "-" and parts[0][-2:] == ">1":
+        # The common case, read without the general parser: a UTC stamp and no SD.
+        head = parts[0]
+        ts = _utc_ms(parts[1]) if head[0] == "<" and head[1:-2].isdigit() else None
+        if ts is not None and (pri := int(head[1:-2])) <= 191:
+            _, _, hostname, app, procid, msgid, _, *rest = parts
+            message = rest[0] if rest else ""
+            out: dict[str, Any] = {
+                "ts": ts,
+                "level": LEVELS[pri & 7],
+                "service": "" if app == "-" else app,
+                "host": peer if hostname == "-" else hostname,
+                "message": message.removeprefix("\ufeff"),
+                "facility": FACILITIES[pri >> 3],
+            }
+            if procid != "-":
+                out["procid"] = procid
+            if msgid != "-":
+                out["msgid"] = msgid
+            out["syslog"] = "rfc5424"
+            return out
+    pri_match = _PRI.match(text)
     if pri_match is None or int(pri_match.group(1)) > 191:
-        return _raw(frame, peer, received)
+        return _raw(text, peer, received)
     pri = int(pri_match.group(1))
-    text = frame[pri_match.end() :].decode("utf-8", "replace")
+    text = text[pri_match.end() :]
     facility = FACILITIES[pri >> 3]
     level = LEVELS[pri & 7]
     m = _HEADER_5424.match(text)
     if m is not None:
-        rest = _structured_data(text[m.end() :])
-        if rest is not None:
-            return _rfc5424(m, rest[0], rest[1], facility, level, peer, received)
+        sd = _structured_data(text[m.end() :])
+        if sd is not None:
+            return _rfc5424(m, sd[0], sd[1], facility, level, peer, received)
     return _rfc3164(text, facility, level, peer, received)
 
 
@@ -292,12 +341,12 @@ def _rfc3164(text: str, facility: str, level: str, peer: str, received: datetime
     return out
 
 
-def _raw(frame: bytes, peer: str, received: datetime) -> dict[str, Any]:
+def _raw(text: str, peer: str, received: datetime) -> dict[str, Any]:
     return {
         "ts": rfc3339(received),
         "level": "INFO",
         "service": "",
         "host": peer,
-        "message": frame.decode("utf-8", "replace"),
+        "message": text,
         "syslog": "raw",
     }
