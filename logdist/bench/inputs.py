@@ -122,12 +122,17 @@ def run_syslog(port: int, seconds: float, connections: int = CONNECTIONS) -> dic
     return result
 
 
-def _send(port: int, chunk: int, deadline: float, counts: list[int], slot: int) -> None:
+def _send(
+    port: int, chunk: int, deadline: float, counts: list[int], errors: list[str], slot: int
+) -> None:
     buffer = syslog_buffer(chunk)
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        while time.monotonic() < deadline:
-            sock.sendall(buffer)
-            counts[slot] += chunk
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            while time.monotonic() < deadline:
+                sock.sendall(buffer)
+                counts[slot] += chunk
+    except OSError as exc:
+        errors.append(f"connection {slot}: {exc}")
 
 
 def main() -> None:
@@ -138,10 +143,11 @@ def main() -> None:
     args = parser.parse_args()
     chunk = 2000  # messages a write (about 200 KB)
     counts = [0] * args.connections
+    errors: list[str] = []
     deadline = time.monotonic() + args.seconds
     started = time.monotonic()
     threads = [
-        threading.Thread(target=_send, args=(args.port, chunk, deadline, counts, i))
+        threading.Thread(target=_send, args=(args.port, chunk, deadline, counts, errors, i))
         for i in range(args.connections)
     ]
     for t in threads:
@@ -153,7 +159,8 @@ def main() -> None:
         json.dumps(
             {
                 "requests": args.connections,
-                "errors": 0,
+                "errors": len(errors),
+                "error": errors[0] if errors else None,
                 "sent_messages": sum(counts),
                 "seconds": round(elapsed, 2),
                 "p50_ms": None,

@@ -101,16 +101,41 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return out
 
 
+# Seconds since the epoch made RFC 3339 (without the fraction) lately: a request's records are
+# mostly of the same few seconds, and formatting a date is most of a record's cost.
+_SECONDS: dict[int, str] = {}
+
+
 def _ts(nanos: int, received: datetime) -> str:
     if nanos <= 0:
         return rfc3339(received)
-    try:
-        return rfc3339(datetime.fromtimestamp(nanos / 1e9, UTC))
-    except (ValueError, OverflowError):
-        return rfc3339(received)
+    seconds, rest = divmod(nanos, 1_000_000_000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        try:
+            prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        except (ValueError, OverflowError, OSError):
+            return rfc3339(received)
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        _SECONDS[seconds] = prefix
+    return f"{prefix}.{rest // 1_000_000:03d}Z"
+
+
+_LEVELS: dict[tuple[str, int], str] = {}
 
 
 def _level(text: str, number: int) -> str:
+    key = (text, number)
+    level = _LEVELS.get(key)
+    if level is None:
+        level = _level_of(text, number)
+        if len(_LEVELS) < 1024:  # severity texts are few; a sender inventing them is not cached
+            _LEVELS[key] = level
+    return level
+
+
+def _level_of(text: str, number: int) -> str:
     if text:
         level, raw = level_of(text)
         if raw is None:

@@ -40,6 +40,12 @@ EMITTER = "syslog"
 MAX_LEN_DIGITS = 9
 
 _PRI = re.compile(r"<(\d{1,3})>")
+# An octet-counted RFC 5424 frame's length and header, when its stamp is UTC and it has no SD.
+_OCTET_5424 = re.compile(
+    rb"([1-9][0-9]{0,8}) <([0-9]{1,3})>1 "
+    rb"([0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9])(?:\.([0-9]{1,3})[0-9]{0,6})?"
+    rb"(?:Z|\+00:00) ([!-~]+) ([!-~]+) ([!-~]+) ([!-~]+) -"
+)
 _HEADER_5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]+)((?:\s+[^\s=\]"]+="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]+)="((?:[^"\\]|\\.)*)"')
@@ -65,6 +71,7 @@ class Framer:
         self.skip = 0  # bytes of an oversize octet-counted frame still to drop
         self.discarding = False  # dropping an oversize line up to its newline
         self.oversize = 0
+        self.stamps: dict[tuple[Any, ...], str] = {}  # RFC 3339 UTC ms, by stamp
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.skip:
@@ -127,6 +134,62 @@ class Framer:
             pos = nl + 1
         self.buf = data[pos:] if pos < end else b""
         return frames
+
+    def messages(self, data: bytes, peer: str, received: datetime) -> list[dict[str, Any]]:
+        """`feed`, each frame made a message as `parse_message` makes it. Octet-counted RFC 5424
+        frames with a UTC stamp and no structured data (what `logger --rfc5424 --octet-count`
+        and rsyslog send) are framed and read in one match; the rest go the general way."""
+        if self.skip or self.discarding:
+            return [parse_message(f, peer, received) for f in self.feed(data)]
+        if self.buf:
+            data, self.buf = self.buf + data, b""
+        out: list[dict[str, Any]] = []
+        append = out.append
+        match = _OCTET_5424.match
+        stamps = self.stamps
+        pos, end, limit = 0, len(data), self.max_frame
+        while pos < end:
+            m = match(data, pos)
+            if m is None:
+                break
+            length = int(m.group(1))
+            stop = m.end(1) + 1 + length
+            head = m.end()
+            if stop > end or length > limit or head > stop:
+                break
+            if head < stop and data[head] != 32:
+                break
+            pri = int(m.group(2))
+            if pri > 191:
+                break
+            stamp = m.group(3, 4)
+            ts = stamps.get(stamp)
+            if ts is None:  # messages of the same millisecond share one string
+                if len(stamps) > 4096:
+                    stamps.clear()
+                ts = stamps[stamp] = f"{stamp[0].decode()}.{(stamp[1] or b'').decode():0<3}Z"
+            app, procid, msgid, hostname = m.group(6, 7, 8, 5)
+            message = data[head + 1 : stop].rstrip(b"\r\n\x00")
+            if message[:3] == b"\xef\xbb\xbf":
+                message = message[3:]
+            msg: dict[str, Any] = {
+                "ts": ts,
+                "level": LEVELS[pri & 7],
+                "service": "" if app == b"-" else app.decode(),
+                "host": peer if hostname == b"-" else hostname.decode(),
+                "message": message.decode("utf-8", "replace"),
+                "facility": FACILITIES[pri >> 3],
+            }
+            if procid != b"-":
+                msg["procid"] = procid.decode()
+            if msgid != b"-":
+                msg["msgid"] = msgid.decode()
+            msg["syslog"] = "rfc5424"
+            append(msg)
+            pos = stop
+        if pos < end:  # the rest (another kind of frame, or one not all here) the general way
+            out += [parse_message(f, peer, received) for f in self.feed(data[pos:])]
+        return out
 
     def rest(self) -> bytes | None:
         """What is left when the stream ends: a last line without its newline, if any."""

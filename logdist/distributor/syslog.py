@@ -88,12 +88,20 @@ class TcpConnection(asyncio.Protocol, Gathered):
     def data_received(self, data: bytes) -> None:
         framer = self.framer
         oversize = framer.oversize
-        frames = framer.feed(data)
+        messages = framer.messages(data, self.peer, datetime.now(UTC))
         if framer.oversize != oversize:
             self.listener.too_large(framer.oversize - oversize)
-        if frames:
-            now = datetime.now(UTC)
-            self.add([parse_message(f, self.peer, now) for f in frames])
+        if messages:
+            self.add(messages)
+        # One read a turn of the event loop: the loop would otherwise read a busy connection
+        # again and again (libuv up to 32 times) before probes and forwards get their turn.
+        if self.transport is not None and not self.closed and self.transport.is_reading():
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.next_read)
+
+    def next_read(self) -> None:
+        if not self.held and not self.syncing:
+            self.resume()
 
     def eof_received(self) -> bool | None:
         rest = self.framer.rest()

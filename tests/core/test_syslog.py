@@ -186,3 +186,39 @@ def test_any_bytes_make_frames_or_nothing_and_memory_stays_bounded(chunks: list[
             assert all(isinstance(m[k], str) for k in STANDARD)
             assert m["level"] in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
         assert len(framer.buf) <= 100 + 10
+
+
+header = st.builds(
+    lambda pri, frac, zone, host, app, procid, msgid: (
+        b"<%d>1 2026-12-02T16:20:00%s%s %s %s %s %s -" % (pri, frac, zone, host, app, procid, msgid)
+    ),
+    st.integers(0, 200),
+    st.sampled_from([b"", b".5", b".123456", b".", b".12x"]),
+    st.sampled_from([b"Z", b"+00:00", b"+01:00", b""]),
+    *[st.sampled_from([b"-", b"web-7", b"a\xc3\xa9"]) for _ in range(4)],
+)
+tails = st.sampled_from([b"", b" hello", b" \xef\xbb\xbfbom", b" line end\n", b"x", b" [sd]"])
+octet_frames = st.lists(st.builds(lambda h, t: h + t, header, tails), min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(octet_frames | st.lists(st.binary(max_size=40), max_size=3), max_size=3),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=6),
+    newline=st.booleans(),
+)
+def test_the_one_match_path_reads_every_frame_as_the_general_one(
+    frames: list[list[bytes]], cuts: list[int], newline: bool
+) -> None:
+    flat = [f for group in frames for f in group]
+    stream = b"".join(
+        f + b"\n" if newline and b"\n" not in f else b"%d %s" % (len(f), f) for f in flat
+    )
+    pieces, last = [], 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts) + [len(stream)]:
+        pieces.append(stream[last:cut])
+        last = cut
+    general, fast = Framer(max_frame=200), Framer(max_frame=200)
+    expected = [parse_message(f, "10.0.0.9", NOW) for p in pieces for f in general.feed(p)]
+    assert [m for p in pieces for m in fast.messages(p, "10.0.0.9", NOW)] == expected
+    assert (fast.buf, fast.oversize) == (general.buf, general.oversize)
