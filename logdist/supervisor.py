@@ -196,7 +196,10 @@ async def _watch(child: Child, stop: asyncio.Event, essential: bool, died: list[
 def endpoints(topology: Topology) -> list[tuple[str, str, int]]:
     """(daemon, host, port) of every fixed port the topology's daemons listen on."""
     ends = [(a.id, a.host, a.port) for a in topology.analyzers]
-    ends.append(("distributor", topology.distributor.host, topology.distributor.port))
+    d = topology.distributor
+    ends.append(("distributor", d.host, d.port))
+    if d.syslog.tcp:
+        ends.append(("distributor syslog", d.syslog.host, d.syslog.tcp))
     ends += [(e.id, e.host, e.port) for e in topology.emitters]
     return [end for end in ends if end[2] != 0]
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,22 @@ def test_demo_config_describes_three_weighted_analyzers_and_three_emitters() -> 
     assert len(topo.emitters) == 3
     assert {e.distributor for e in topo.emitters} == {"http://127.0.0.1:8000"}
     assert len({(e.rate, e.messages) for e in topo.emitters}) == 3
+    # Syslog in on loopback (it has no token), TCP and UDP.
+    assert (d.syslog.host, d.syslog.tcp, d.syslog.udp) == ("127.0.0.1", 5514, 5514)
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ("tcp = 70000", "syslog tcp must be a port number 0-65535, got 70000"),
+        ('udp = "514"', "udp has the wrong type"),
+        ("max_message_bytes = 100", "syslog max_message_bytes must be >= 480, got 100"),
+        ("tls = true", "tls"),
+    ],
+)
+def test_bad_syslog_tables_say_what_is_wrong(tmp_path: Path, table: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_topology(write(tmp_path, f"[distributor.syslog]\n{table}\n"))
 
 
 def write(tmp_path: Path, text: str) -> Path:

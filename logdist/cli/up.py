@@ -12,7 +12,7 @@ import typer
 
 from logdist.cli.common import topology
 from logdist.client import DEFAULT_URL
-from logdist.config import DEFAULT_CONFIG
+from logdist.config import DEFAULT_CONFIG, SyslogConfig
 from logdist.supervisor import run_topology
 
 
@@ -25,7 +25,13 @@ def command_name() -> str:
     return argv0
 
 
-def banner(url: str, analyzers: list[str], emitters: list[str], state_dir: Path | None) -> str:
+def banner(
+    url: str,
+    analyzers: list[str],
+    emitters: list[str],
+    state_dir: Path | None,
+    syslog: SyslogConfig | None = None,
+) -> str:
     a = analyzers[-1] if analyzers else "a1"
     e = emitters[0].split("…")[0] if emitters else "e1"
     ld = command_name()
@@ -43,6 +49,17 @@ def banner(url: str, analyzers: list[str], emitters: list[str], state_dir: Path 
     ]
     for i, (left, right) in enumerate(pairs):
         lines.append(f"  {'try' if i == 0 else '':<9}  {left:<{width}}{right}")
+    lines.append(f"  logs in    OTLP/HTTP  {url}/v1/logs")
+    lines.append(f"             records    {url}/log-records")
+    if syslog is not None and (syslog.tcp or syslog.udp):
+        ports = [f"{kind} {syslog.host}:{port}" for kind, port in
+                 (("tcp", syslog.tcp), ("udp", syslog.udp)) if port]  # fmt: skip
+        lines.append(f"             syslog     {', '.join(ports)}")
+        if syslog.tcp:
+            lines.append(
+                f"             try        logger --tcp --rfc5424 --octet-count"
+                f" -n {syslog.host} -P {syslog.tcp} hello"
+            )
     if url != DEFAULT_URL:
         lines.append(f"  (add --url {url}, or export LOGDIST_URL={url})")
     if state_dir is not None:
@@ -82,5 +99,6 @@ def up(
         [a.id for a in topo.analyzers],
         [e.id if not e.fleet else f"{e.id}-0…{e.id}-{e.fleet - 1}" for e in topo.emitters],
         state,
+        d.syslog,
     )
     raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state, spool)))

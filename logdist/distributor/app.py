@@ -22,7 +22,7 @@ from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
 from logdist.core.records import records_packets
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
-from logdist.daemon import LISTENER, Listener, ListenError, describe_bind_error
+from logdist.daemon import LISTENER, Listener, ListenError
 from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
@@ -470,10 +470,10 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     syslog = app[SYSLOG]
     try:
         await syslog.start()
-    except OSError as exc:
+    except ListenError:
         await syslog.close()
         await d.stop()
-        raise ListenError(f"cannot listen for syslog: {describe_bind_error(exc)}") from None
+        raise
     yield
     await syslog.close()  # what syslog gathered is owned before the queue drains
     await d.stop()

@@ -28,6 +28,7 @@ from typing import Any, cast
 from logdist.config import SyslogConfig
 from logdist.core.packet import Packet, parse_packet
 from logdist.core.syslog import EMITTER, Framer, parse_message
+from logdist.daemon import ListenError, describe_bind_error
 from logdist.distributor.service import Distributor
 from logdist.errors import LogdistError
 from logdist.log import event
@@ -214,14 +215,20 @@ class SyslogListener:
         loop = asyncio.get_running_loop()
         host = self.cfg.host
         if self.cfg.tcp is not None:
-            self.tcp_server = await loop.create_server(
-                self._connection, host, self.cfg.tcp, reuse_address=True
-            )
+            try:
+                self.tcp_server = await loop.create_server(
+                    self._connection, host, self.cfg.tcp, reuse_address=True
+                )
+            except OSError as exc:
+                raise _cannot("tcp", host, self.cfg.tcp, exc) from None
             self.tcp_port = self.tcp_server.sockets[0].getsockname()[1]
         if self.cfg.udp is not None:
-            transport, protocol = await loop.create_datagram_endpoint(
-                lambda: UdpListener(self), local_addr=(host, self.cfg.udp)
-            )
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: UdpListener(self), local_addr=(host, self.cfg.udp)
+                )
+            except OSError as exc:
+                raise _cannot("udp", host, self.cfg.udp, exc) from None
             self.udp, self.udp_protocol = transport, protocol
             self.udp_port = transport.get_extra_info("sockname")[1]
         if self.tcp_server is not None or self.udp is not None:
@@ -316,3 +323,9 @@ class SyslogListener:
                   reason="the queue stayed full")  # fmt: skip
         if self.tcp_server is not None:
             await self.tcp_server.wait_closed()
+
+
+def _cannot(kind: str, host: str, port: int, exc: OSError) -> ListenError:
+    return ListenError(
+        f"cannot listen for syslog on {kind} {host}:{port}: {describe_bind_error(exc)}"
+    )

@@ -80,6 +80,20 @@ def test_port_in_use_is_one_line_and_exit_1(procs: Procs) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_syslog_port_in_use_is_one_line_and_exit_1(procs: Procs) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = procs.run("distributor", "serve", "--port", "0", "--syslog-tcp", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"logdist: distributor: cannot listen for syslog on tcp 127.0.0.1:{port}:"
+        " address already in use"
+    )
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
