@@ -12,7 +12,7 @@ def test_the_cli_reference_is_generated_from_the_cli() -> None:
 
 def test_the_readme_links_the_reference_documents() -> None:
     readme = reference.README.read_text()
-    for doc in ("docs/cli.md", "docs/http-api.md", "docs/benchmark.md"):
+    for doc in ("docs/cli.md", "docs/http-api.md", "docs/inputs.md", "docs/benchmark.md"):
         assert f"]({doc})" in readme
         assert (reference.ROOT / doc).exists()
 
