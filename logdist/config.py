@@ -74,12 +74,17 @@ class SyslogConfig:
     udp: int | None = None
     # A longer message is skipped and counted (rejected, reason too_large), never held.
     max_message_bytes: int = 64 << 10
+    # Processes that read TCP streams (0: the distributor itself); None: one a core, four at
+    # most, none on one core.
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("tcp", "udp"):
             port = getattr(self, name)
             if port is not None:
                 _port(f"syslog {name}", port)
+        if self.workers is not None:
+            _require(0 <= self.workers <= 64, f"syslog workers must be 0-64, got {self.workers}")
         _require(
             self.max_message_bytes >= 480,  # RFC 5424: every receiver takes 480 octets
             f"syslog max_message_bytes must be >= 480, got {self.max_message_bytes}",

@@ -200,6 +200,16 @@ def serve(
             metavar="PORT",
         ),
     ] = None,
+    syslog_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--syslog-workers",
+            metavar="N",
+            show_default="one a core, at most 4; 0 on one core",
+            help="Processes that read syslog TCP streams (framing, parsing, packets), each"
+            " connection always in the same one; 0 reads them in the distributor itself.",
+        ),
+    ] = None,
     syslog_host: Annotated[
         str | None,
         opt(
@@ -243,7 +253,9 @@ def serve(
             fall=fall,
             max_probes=health_max_probes,
         )
-        syslog = config.apply(cfg.syslog, tcp=syslog_tcp, udp=syslog_udp, host=syslog_host)
+        syslog = config.apply(
+            cfg.syslog, tcp=syslog_tcp, udp=syslog_udp, host=syslog_host, workers=syslog_workers
+        )
         refs = tuple(config.parse_analyzer_ref(a) for a in analyzer) if analyzer else None
         cfg = config.apply(
             cfg,

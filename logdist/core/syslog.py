@@ -27,6 +27,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from logdist.core.records import rfc3339
 
 FACILITIES = (
@@ -36,10 +38,14 @@ FACILITIES = (
 )  # fmt: skip
 LEVELS = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
 EMITTER = "syslog"
+MESSAGES_PER_PACKET = 500
 # The longest a length prefix can be (a frame of up to 999,999,999 bytes).
 MAX_LEN_DIGITS = 9
 
 _PRI = re.compile(r"<(\d{1,3})>")
+# PRI as it is written (1-3 digits, no leading zero) to its level and facility.
+PRIORITIES = {str(pri).encode(): (LEVELS[pri & 7], FACILITIES[pri >> 3]) for pri in range(192)}
+_LINE_ENDS = (b"\n", b"\r", b"\x00")
 # An octet-counted RFC 5424 frame's length and header, when its stamp is UTC and it has no SD.
 _OCTET_5424 = re.compile(
     rb"([1-9][0-9]{0,8}) <([0-9]{1,3})>1 "
@@ -152,33 +158,35 @@ class Framer:
             m = match(data, pos)
             if m is None:
                 break
-            length = int(m.group(1))
-            stop = m.end(1) + 1 + length
+            digits, pri, seconds, frac, hostname, app, procid, msgid = m.groups()
+            length = int(digits)
+            stop = pos + len(digits) + 1 + length
             head = m.end()
             if stop > end or length > limit or head > stop:
                 break
             if head < stop and data[head] != 32:
                 break
-            pri = int(m.group(2))
-            if pri > 191:
+            kind = PRIORITIES.get(pri)  # (level, facility); None past 191 or with leading zeros
+            if kind is None:
                 break
-            stamp = m.group(3, 4)
+            stamp = (seconds, frac)
             ts = stamps.get(stamp)
             if ts is None:  # messages of the same millisecond share one string
                 if len(stamps) > 4096:
                     stamps.clear()
-                ts = stamps[stamp] = f"{stamp[0].decode()}.{(stamp[1] or b'').decode():0<3}Z"
-            app, procid, msgid, hostname = m.group(6, 7, 8, 5)
-            message = data[head + 1 : stop].rstrip(b"\r\n\x00")
+                ts = stamps[stamp] = f"{seconds.decode()}.{(frac or b'').decode():0<3}Z"
+            message = data[head + 1 : stop]
+            if message[-1:] in _LINE_ENDS:
+                message = message.rstrip(b"\r\n\x00")
             if message[:3] == b"\xef\xbb\xbf":
                 message = message[3:]
             msg: dict[str, Any] = {
                 "ts": ts,
-                "level": LEVELS[pri & 7],
+                "level": kind[0],
                 "service": "" if app == b"-" else app.decode(),
                 "host": peer if hostname == b"-" else hostname.decode(),
                 "message": message.decode("utf-8", "replace"),
-                "facility": FACILITIES[pri >> 3],
+                "facility": kind[1],
             }
             if procid != b"-":
                 msg["procid"] = procid.decode()
@@ -413,3 +421,87 @@ def _raw(text: str, peer: str, received: datetime) -> dict[str, Any]:
         "message": text,
         "syslog": "raw",
     }
+
+
+# A packet made of syslog messages: its id, how many messages, and its JSON body.
+Made = tuple[str, int, bytes]
+
+
+class Streams:
+    """Syslog streams (a TCP connection each, or the UDP port) made into packets: for each its
+    Framer and the messages gathered since its last packet. The distributor runs one in its own
+    process, or one in each parse process (`worker_*` below), a stream always in the same one.
+    Packet ids are `PREFIX-N`."""
+
+    def __init__(self, prefix: str, max_frame: int, per_packet: int = MESSAGES_PER_PACKET) -> None:
+        self.prefix = prefix
+        self.max_frame = max_frame
+        self.per_packet = per_packet
+        self.seq = 0
+        self.streams: dict[int, tuple[Framer, list[dict[str, Any]]]] = {}
+
+    def _stream(self, stream: int) -> tuple[Framer, list[dict[str, Any]]]:
+        found = self.streams.get(stream)
+        if found is None:
+            found = self.streams[stream] = (Framer(self.max_frame), [])
+        return found
+
+    def feed(
+        self, stream: int, data: bytes, peer: str, received: datetime
+    ) -> tuple[list[Made], int, int]:
+        """What `data` completes: full packets, frames skipped as oversize, and the messages
+        left gathering."""
+        framer, gathered = self._stream(stream)
+        before = framer.oversize
+        gathered += framer.messages(data, peer, received)
+        return self._made(gathered, whole=False), framer.oversize - before, len(gathered)
+
+    def gather(self, stream: int, messages: list[dict[str, Any]]) -> tuple[list[Made], int]:
+        """Messages read elsewhere (UDP datagrams): full packets, and how many are left."""
+        _, gathered = self._stream(stream)
+        gathered += messages
+        return self._made(gathered, whole=False), len(gathered)
+
+    def flush(self, stream: int) -> tuple[list[Made], int, int]:
+        """Everything gathered, as packets (the gathering time is up)."""
+        found = self.streams.get(stream)
+        return (self._made(found[1], whole=True) if found else []), 0, 0
+
+    def close(self, stream: int, peer: str, received: datetime) -> tuple[list[Made], int, int]:
+        """The stream ended: its last line, and all it gathered, as packets; then forget it."""
+        found = self.streams.pop(stream, None)
+        if found is None:
+            return [], 0, 0
+        framer, gathered = found
+        rest = framer.rest()
+        if rest is not None:
+            gathered.append(parse_message(rest, peer, received))
+        return self._made(gathered, whole=True), 0, 0
+
+    def _made(self, gathered: list[dict[str, Any]], whole: bool) -> list[Made]:
+        per = self.per_packet
+        cut = len(gathered) if whole else len(gathered) - len(gathered) % per
+        made: list[Made] = []
+        for start in range(0, cut, per):
+            self.seq += 1
+            pid = f"{self.prefix}-{self.seq}"
+            chunk = gathered[start : min(start + per, cut)]
+            body = orjson.dumps({"packetId": pid, "emitter": EMITTER, "messages": chunk})
+            made.append((pid, len(chunk), body))
+        del gathered[:cut]
+        return made
+
+
+# A parse process's streams (see Streams): set by `worker_init`, used by the calls below.
+_WORKER: Streams | None = None
+
+
+def worker_init(prefix: str, max_frame: int) -> None:
+    global _WORKER
+    _WORKER = Streams(prefix, max_frame)
+
+
+def worker_call(name: str, stream: int, *args: Any) -> tuple[list[Made], int, int]:
+    assert _WORKER is not None, "worker_init first"
+    result: tuple[list[Made], int, int] = getattr(_WORKER, name)(stream, *args)
+    return result

@@ -1,8 +1,13 @@
 """Syslog in: TCP (RFC 6587 framing) and UDP listeners that gather messages into packets.
 
 Messages are gathered per connection (UDP: per listener) into packets of up to
-MESSAGES_PER_PACKET messages or GATHER_SECONDS, then owned like any ingest request
+`core.syslog.MESSAGES_PER_PACKET` messages or GATHER_SECONDS, then owned like any ingest request
 (`Distributor.accept_now`: queued, and spooled when there is a spool).
+
+Reading syslog costs a few microseconds of Python a message, so TCP streams are framed, read
+and made into packet bodies by `workers` parse processes (`core.syslog.Streams`; by default one
+a core, four at most, none on one core), each connection always by the same one; the
+distributor only owns the packets they make. With `workers = 0` it reads them itself.
 
 Syslog has no acknowledgement, so each transport pushes back the one way it can:
 
@@ -20,14 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import secrets
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from logdist.config import SyslogConfig
-from logdist.core.packet import Packet, parse_packet
-from logdist.core.syslog import EMITTER, Framer, parse_message
+from logdist.core.packet import Packet
+from logdist.core.syslog import EMITTER, Made, Streams, parse_message, worker_call, worker_init
 from logdist.daemon import ListenError, describe_bind_error
 from logdist.distributor.service import Distributor
 from logdist.errors import LogdistError
@@ -35,7 +44,6 @@ from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
 
-MESSAGES_PER_PACKET = 500
 GATHER_SECONDS = 0.2
 # Seconds between tries of a connection whose packets were refused for a reason other than a
 # full queue (a spool that cannot be written), and between UDP drop reports.
@@ -43,36 +51,62 @@ RETRY_SECONDS = 1.0
 INPUT = "syslog"
 
 
-class Gathered:
-    """Messages of one connection (or of the UDP listener) on their way to becoming packets."""
+class Parser:
+    """Where TCP streams are read: `Streams` here, or in parse processes (a stream always in
+    the same one, so its frames stay in order). Calls answer futures, done at once here."""
 
-    def __init__(self, listener: SyslogListener) -> None:
+    def __init__(self, prefix: str, max_frame: int, workers: int) -> None:
+        self.prefix = prefix
+        self.max_frame = max_frame
+        self.here = Streams(prefix, max_frame) if workers == 0 else None
+        self.pools: list[ProcessPoolExecutor | None] = [None] * workers
+
+    def _pool(self, index: int) -> ProcessPoolExecutor:
+        pool = self.pools[index]
+        if pool is None:
+            # spawn: a fresh interpreter, not a fork of this one's event loop and sockets.
+            pool = self.pools[index] = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
+                initargs=(f"{self.prefix}-w{index}", self.max_frame),
+            )
+        return pool
+
+    async def start(self) -> None:
+        """Start the parse processes (a spawned interpreter takes a moment)."""
+        for index in range(len(self.pools)):
+            await asyncio.wrap_future(self._pool(index).submit(worker_call, "flush", -1))
+
+    def call(self, name: str, stream: int, *args: Any) -> asyncio.Future[Any]:
+        if self.here is not None:
+            future = asyncio.get_running_loop().create_future()
+            try:
+                future.set_result(getattr(self.here, name)(stream, *args))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, as a pool would
+                future.set_exception(exc)
+            return future
+        index = stream % len(self.pools)
+        try:
+            return asyncio.wrap_future(self._pool(index).submit(worker_call, name, stream, *args))
+        except BrokenProcessPool:
+            self.pools[index] = None  # the next stream gets a new one
+            raise
+
+    def close(self) -> None:
+        for pool in self.pools:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One sender's stream. Each read is handed to the parser with reading paused, and reading
+    resumes once the packets it made are owned: one read at a time, in order, per connection
+    (so the event loop is not held by one busy sender), and one read at most held."""
+
+    def __init__(self, listener: SyslogListener, stream: int) -> None:
         self.listener = listener
-        self.messages: list[dict[str, Any]] = []
-        self.timer: asyncio.TimerHandle | None = None
-
-    def add(self, messages: list[dict[str, Any]]) -> None:
-        self.messages.extend(messages)
-        if len(self.messages) >= MESSAGES_PER_PACKET:
-            self.flush()
-        elif self.timer is None and self.messages:
-            self.timer = asyncio.get_running_loop().call_later(GATHER_SECONDS, self.flush)
-
-    def take(self) -> list[Packet]:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        messages, self.messages = self.messages, []
-        return self.listener.packets(messages)
-
-    def flush(self) -> None:
-        raise NotImplementedError
-
-
-class TcpConnection(asyncio.Protocol, Gathered):
-    def __init__(self, listener: SyslogListener) -> None:
-        Gathered.__init__(self, listener)
-        self.framer = Framer(listener.cfg.max_message_bytes)
+        self.stream = stream
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         # Packets made and not yet owned, in order: while any is here, reading is stopped.
@@ -80,6 +114,8 @@ class TcpConnection(asyncio.Protocol, Gathered):
         self.syncing = False  # a packet is owned once the spool syncs: the next waits for it
         self.in_line = False  # in the listener's `waiting`
         self.closed = False
+        self.parsing = 0  # calls to the parser not answered yet
+        self.timer: asyncio.TimerHandle | None = None  # messages gathering in the parser
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -87,37 +123,56 @@ class TcpConnection(asyncio.Protocol, Gathered):
         self.peer = peer[0] if peer else ""
 
     def data_received(self, data: bytes) -> None:
-        framer = self.framer
-        oversize = framer.oversize
-        messages = framer.messages(data, self.peer, datetime.now(UTC))
-        if framer.oversize != oversize:
-            self.listener.too_large(framer.oversize - oversize)
-        if messages:
-            self.add(messages)
-        # One read a turn of the event loop: the loop would otherwise read a busy connection
-        # again and again (libuv up to 32 times) before probes and forwards get their turn.
-        if self.transport is not None and not self.closed and self.transport.is_reading():
-            self.transport.pause_reading()
-            asyncio.get_running_loop().call_soon(self.next_read)
-
-    def next_read(self) -> None:
-        if not self.held and not self.syncing:
-            self.resume()
-
-    def eof_received(self) -> bool | None:
-        rest = self.framer.rest()
-        if rest is not None:
-            self.messages.append(parse_message(rest, self.peer, datetime.now(UTC)))
-        return None  # close
+        self.pause()
+        self.parse("feed", data, self.peer, datetime.now(UTC))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # What was read is owned even when the sender has gone: its last line, and all
+        # gathered, are made packets.
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.listener.connections.discard(self)
-        self.flush()  # what was read is owned even when the sender has gone
+        self.parse("close", self.peer, datetime.now(UTC))
 
-    def flush(self) -> None:
-        self.held.extend(self.take())
+    def parse(self, name: str, *args: Any) -> None:
+        self.parsing += 1
+        self.listener.parsing += 1
+        try:
+            future = self.listener.parser.call(name, self.stream, *args)
+        except (BrokenProcessPool, RuntimeError) as exc:
+            self.failed(exc)
+            return
+        future.add_done_callback(self.parsed)
+
+    def gather_done(self) -> None:
+        self.timer = None
+        self.parse("flush")
+
+    def parsed(self, future: asyncio.Future[Any]) -> None:
+        self.parsing -= 1
+        self.listener.parsing -= 1
+        try:
+            made, oversize, gathering = future.result()
+        except (BrokenProcessPool, RuntimeError, asyncio.CancelledError) as exc:
+            self.failed(exc)
+            return
+        if oversize:
+            self.listener.too_large(oversize)
+        self.held.extend(Packet(id=pid, emitter=EMITTER, messages=n, body=body)
+                         for pid, n, body in made)  # fmt: skip
+        if gathering and self.timer is None and not self.closed:
+            self.timer = asyncio.get_running_loop().call_later(GATHER_SECONDS, self.gather_done)
         self.push()
+
+    def failed(self, exc: BaseException) -> None:
+        """The parse process died: what it held of this stream is gone, and without its
+        framing state the rest of the stream cannot be read; the sender must reconnect."""
+        event(log, "syslog_parser_failed", logging.ERROR, peer=self.peer,
+              error=type(exc).__name__)  # fmt: skip
+        if self.transport is not None:
+            self.transport.abort()
 
     def push(self) -> bool:
         """Own the held packets in order while they fit; stop reading at one that does not.
@@ -158,11 +213,19 @@ class TcpConnection(asyncio.Protocol, Gathered):
             self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self.transport is not None and not self.closed and not self.transport.is_reading():
-            self.transport.resume_reading()
+        t = self.transport
+        if t is not None and not self.closed and not self.parsing and not t.is_reading():
+            t.resume_reading()
 
 
-class UdpListener(asyncio.DatagramProtocol, Gathered):
+class UdpListener(asyncio.DatagramProtocol):
+    """Datagrams, one message each, gathered in this process (see Streams.gather)."""
+
+    def __init__(self, listener: SyslogListener) -> None:
+        self.listener = listener
+        self.streams = Streams(f"{listener.prefix}-udp", listener.cfg.max_message_bytes)
+        self.timer: asyncio.TimerHandle | None = None
+
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         frame = data.rstrip(b"\r\n\x00")
         if not frame.strip():
@@ -170,10 +233,22 @@ class UdpListener(asyncio.DatagramProtocol, Gathered):
         if len(frame) > self.listener.cfg.max_message_bytes:
             self.listener.too_large(1)
             return
-        self.add([parse_message(frame, str(addr[0]), datetime.now(UTC))])
+        made, gathering = self.streams.gather(
+            0, [parse_message(frame, str(addr[0]), datetime.now(UTC))]
+        )
+        self.own(made)
+        if gathering and self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(GATHER_SECONDS, self.flush)
 
     def flush(self) -> None:
-        for packet in self.take():
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None
+        self.own(self.streams.flush(0)[0])
+
+    def own(self, made: list[Made]) -> None:
+        for pid, n, body in made:
+            packet = Packet(id=pid, emitter=EMITTER, messages=n, body=body)
             try:
                 wait = self.listener.own([packet])
             except LogdistError as exc:
@@ -197,8 +272,12 @@ class SyslogListener:
     def __init__(self, distributor: Distributor, cfg: SyslogConfig) -> None:
         self.distributor = distributor
         self.cfg = cfg
-        self.boot = secrets.token_hex(6)  # packet ids: syslog-BOOT-N, unique across restarts
-        self.seq = 0
+        # Packet ids: syslog-BOOT-wN-SEQ (TCP, by parse process) or syslog-BOOT-udp-SEQ.
+        self.prefix = f"syslog-{secrets.token_hex(6)}"
+        workers = cfg.workers if cfg.workers is not None else default_workers()
+        self.parser = Parser(self.prefix, cfg.max_message_bytes, workers)
+        self.streams = 0  # connections so far: each one's stream number
+        self.parsing = 0  # parser calls not answered yet, all connections'
         self.connections: set[TcpConnection] = set()
         # Connections holding refused packets, oldest first.
         self.waiting: deque[TcpConnection] = deque()
@@ -215,6 +294,7 @@ class SyslogListener:
         loop = asyncio.get_running_loop()
         host = self.cfg.host
         if self.cfg.tcp is not None:
+            await self.parser.start()
             try:
                 self.tcp_server = await loop.create_server(
                     self._connection, host, self.cfg.tcp, reuse_address=True
@@ -233,27 +313,14 @@ class SyslogListener:
             self.udp_port = transport.get_extra_info("sockname")[1]
         if self.tcp_server is not None or self.udp is not None:
             self.ticker = loop.create_task(self._tick())
-            event(log, "syslog_listening", host=host, tcp=self.tcp_port, udp=self.udp_port)
+            event(log, "syslog_listening", host=host, tcp=self.tcp_port, udp=self.udp_port,
+                  parse_processes=len(self.parser.pools))  # fmt: skip
 
     def _connection(self) -> TcpConnection:
-        conn = TcpConnection(self)
+        self.streams += 1
+        conn = TcpConnection(self, self.streams)
         self.connections.add(conn)
         return conn
-
-    def packets(self, messages: list[dict[str, Any]]) -> list[Packet]:
-        out = []
-        for start in range(0, len(messages), MESSAGES_PER_PACKET):
-            self.seq += 1
-            out.append(
-                parse_packet(
-                    {
-                        "packetId": f"syslog-{self.boot}-{self.seq}",
-                        "emitter": EMITTER,
-                        "messages": messages[start : start + MESSAGES_PER_PACKET],
-                    }
-                )
-            )
-        return out
 
     def own(self, packets: list[Packet]) -> Any:
         """`Distributor.accept_now`, counted as syslog's when taken at once."""
@@ -303,7 +370,7 @@ class SyslogListener:
         return sum(n for code, n in rejected.items() if code != "payload_too_large")
 
     async def close(self) -> None:
-        """Stop listening; own what was gathered if it fits, and say what could not be."""
+        """Stop listening; own what was read if it fits, and say what could not be."""
         if self.ticker is not None:
             self.ticker.cancel()
         if self.tcp_server is not None:
@@ -311,18 +378,30 @@ class SyslogListener:
         if self.udp is not None:
             self.udp.close()
         for conn in list(self.connections):
-            conn.flush()
             if conn.transport is not None:
-                conn.transport.abort()
+                conn.transport.abort()  # its close is handed to the parser
         if self.udp_protocol is not None:
             self.udp_protocol.flush()
+        await asyncio.sleep(0)  # the aborted connections' close calls go to the parser
+        for _ in range(500):  # what the parser has in hand, 5 s at most
+            if not self.parsing:
+                break
+            await asyncio.sleep(0.01)
         self.room()
         lost = sum(p.messages for c in self.waiting for p in c.held)
         if lost:
             event(log, "syslog_lost_at_stop", logging.ERROR, messages=lost,
                   reason="the queue stayed full")  # fmt: skip
+        self.parser.close()
         if self.tcp_server is not None:
             await self.tcp_server.wait_closed()
+
+
+def default_workers() -> int:
+    """One parse process a core, four at most; none on one core (it would only take turns
+    with the distributor)."""
+    cores = os.cpu_count() or 1
+    return min(4, cores) if cores > 1 else 0
 
 
 def _cannot(kind: str, host: str, port: int, exc: OSError) -> ListenError:

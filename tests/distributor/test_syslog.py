@@ -20,6 +20,15 @@ from tests.distributor.conftest import Client, MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
 
 LOOPBACK = SyslogConfig(tcp=0, udp=0)
+
+
+@pytest.fixture(params=[0, 1], ids=["in-process", "parse-process"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """TCP streams read in the distributor, or in a parse process."""
+    n: int = request.param
+    return n
+
+
 LOGGER = shutil.which("logger")  # util-linux's; scripts/test installs it
 
 
@@ -36,10 +45,12 @@ async def logger(port: str, *args: str) -> None:
 
 
 async def test_logger_over_tcp_and_udp_in_both_formats(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+    aiohttp_server: Any, make_distributor: MakeDistributor, workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
-    client = await make_distributor({"a1": (url, 1)}, syslog=LOOPBACK)
+    client = await make_distributor(
+        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, udp=0, workers=workers)
+    )
     s = listener(client)
     assert s.tcp_port and s.udp_port
     tcp, udp = str(s.tcp_port), str(s.udp_port)
@@ -74,10 +85,12 @@ async def test_logger_over_tcp_and_udp_in_both_formats(
 
 
 async def test_messages_of_a_connection_travel_together(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+    aiohttp_server: Any, make_distributor: MakeDistributor, workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
-    client = await make_distributor({"a1": (url, 1)}, syslog=LOOPBACK)
+    client = await make_distributor(
+        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, udp=0, workers=workers)
+    )
     _, writer = await asyncio.open_connection("127.0.0.1", listener(client).tcp_port)
     writer.write(b"".join(b"<14>1 - h app - - - m%d\n" % i for i in range(1200)))
     await writer.drain()
@@ -105,11 +118,14 @@ def blast(port: int, total: int, sent: list[int], done: threading.Event) -> None
 
 
 async def test_a_full_queue_stops_tcp_reading_and_loses_nothing(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+    aiohttp_server: Any, make_distributor: MakeDistributor, workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server, status=503, healthy=False)
     client = await make_distributor(
-        {"a1": (url, 1)}, syslog=LOOPBACK, queue_capacity=2, queue_wait=0
+        {"a1": (url, 1)},
+        syslog=SyslogConfig(tcp=0, udp=0, workers=workers),
+        queue_capacity=2,
+        queue_wait=0,
     )
     s = listener(client)
     total = 300_000  # 30 MB: more than loopback's socket buffers hold
@@ -162,11 +178,11 @@ async def test_udp_while_full_is_dropped_counted_and_logged(
 
 
 async def test_an_oversize_message_is_skipped_and_counted(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+    aiohttp_server: Any, make_distributor: MakeDistributor, workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
     client = await make_distributor(
-        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, max_message_bytes=1000)
+        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, max_message_bytes=1000, workers=workers)
     )
     _, writer = await asyncio.open_connection("127.0.0.1", listener(client).tcp_port)
     big = b"<14>1 - h app - - - " + b"x" * 5000
