@@ -34,9 +34,10 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from logdist import syslog_worker
 from logdist.config import SyslogConfig
 from logdist.core.packet import Packet
-from logdist.core.syslog import EMITTER, Made, Streams, parse_message, worker_call, worker_init
+from logdist.core.syslog import EMITTER, Made, Streams, parse_message, worker_call
 from logdist.daemon import ListenError, describe_bind_error
 from logdist.distributor.service import Distributor
 from logdist.errors import LogdistError
@@ -68,8 +69,8 @@ class Parser:
             pool = self.pools[index] = ProcessPoolExecutor(
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker_init,
-                initargs=(f"{self.prefix}-w{index}", self.max_frame),
+                initializer=syslog_worker.start,
+                initargs=(f"{self.prefix}-w{index}", self.max_frame, os.getpid()),
             )
         return pool
 

@@ -71,3 +71,18 @@ def test_rsyslog_forwards_every_line_once_by_weight(procs: Procs, artifacts: Pat
         assert abs(shares[aid] - weight) <= 0.01, shares
     inputs = get(f"{p.url}/status")["counters"]["inputs"]["syslog"]
     assert inputs["received_messages"] == n and inputs["rejected"] == {}
+
+
+def test_parse_processes_do_not_outlive_a_killed_distributor(procs: Procs) -> None:
+    proc = procs.start("distributor", "distributor", "serve", "--port", "0",
+                       "--syslog-tcp", "0", "--syslog-workers", "2")  # fmt: skip
+    wait_for(lambda: "parse_processes=2" in proc.output(), 20, "two parse processes")
+    pid = proc.popen.pid
+    children = [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+    assert len(children) >= 2  # the parse processes (and multiprocessing's resource tracker)
+    proc.kill()
+    wait_for(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 10, "children gone")
