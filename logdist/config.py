@@ -74,17 +74,12 @@ class SyslogConfig:
     udp: int | None = None
     # A longer message is skipped and counted (rejected, reason too_large), never held.
     max_message_bytes: int = 64 << 10
-    # Processes that read TCP streams (0: the distributor itself); None: one a core, four at
-    # most, none on one core.
-    workers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("tcp", "udp"):
             port = getattr(self, name)
             if port is not None:
                 _port(f"syslog {name}", port)
-        if self.workers is not None:
-            _require(0 <= self.workers <= 64, f"syslog workers must be 0-64, got {self.workers}")
         _require(
             self.max_message_bytes >= 480,  # RFC 5424: every receiver takes 480 octets
             f"syslog max_message_bytes must be >= 480, got {self.max_message_bytes}",
@@ -202,6 +197,9 @@ class DistributorConfig:
     queue_wait: float = 1.0
     health: HealthConfig = field(default_factory=HealthConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    # Processes that read syslog streams and OTLP requests (0: the distributor itself);
+    # None: one a core, four at most, none on one core.
+    parse_workers: int | None = None
     # Bearer token for admin, control, metrics and WebSocket routes (None: open).
     admin_token: str | None = None
     # Bearer token for ingest and emitter registration (None: open).
@@ -272,6 +270,11 @@ class DistributorConfig:
         )
         _require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
         _require(self.queue_wait >= 0, f"queue_wait must be >= 0, got {self.queue_wait}")
+        if self.parse_workers is not None:
+            _require(
+                0 <= self.parse_workers <= 64,
+                f"parse_workers must be 0-64, got {self.parse_workers}",
+            )
         object.__setattr__(self, "allow_origins", tuple(map(check_origin, self.allow_origins)))
         object.__setattr__(
             self, "emitter_networks", tuple(map(check_network, self.emitter_networks))

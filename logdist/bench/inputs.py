@@ -1,9 +1,10 @@
 """Scenarios (g) and (h): the inputs other programs use, through logdist's distributor.
 
 (g) OTLP/HTTP: one ExportLogsServiceRequest of RECORDS records, built with the generated
-    classes of `opentelemetry-proto` and replayed by wrk to POST /v1/logs, a resource attribute
-    of fixed width rewritten each request so every request is new (the distributor derives
-    packet ids from a request's bytes, and analyzers count a repeated id once).
+    classes of `opentelemetry-proto` and replayed by wrk over OTLP_CONNECTIONS to POST
+    /v1/logs, a resource attribute of fixed width rewritten each request so every request is
+    new (the distributor derives packet ids from a request's bytes, and analyzers count a
+    repeated id once).
 (h) syslog: RFC 5424 messages, octet-counted (RFC 6587), written as fast as the distributor
     reads them over CONNECTIONS TCP connections by `python -m logdist.bench.inputs` (threads
     sending prebuilt buffers) for the run's seconds.
@@ -28,6 +29,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 RECORDS = 512
 CONNECTIONS = 8
+OTLP_CONNECTIONS = 16
 # The resource attribute rewritten each request: RUN (12) + thread (4) + counter (16).
 PLACEHOLDER = b"R" * 32
 

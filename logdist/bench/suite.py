@@ -15,7 +15,8 @@ weighted proxy. Scenarios:
      once its probe budget has seen them all up: its CPU idle, its /status, and scenario (a)
      through it in turn with (a) through a distributor holding the four
   f  scenarios (a) and (c) again with the durable spool on (fsync once a second)
-  g  OTLP/HTTP protobuf requests of 512 records on /v1/logs (wrk), taken in turn with (c)
+  g  OTLP/HTTP protobuf requests of 512 records on /v1/logs (wrk, 16 connections), taken in
+     turn with (c)
   h  syslog RFC 5424, octet-counted, over 8 TCP connections (logdist.bench.inputs)
 
 With --analyzers foreign the four analyzers are plain aiohttp services instead
@@ -129,8 +130,10 @@ def run(opts: Options) -> dict[str, Any]:
         return fe
 
     def otlp(fe: FrontEnd, seconds: float) -> Any:
+        # Fewer connections than (c): a request of 512 records is milliseconds of work, and a
+        # collector or SDK sends over a few.
         lua = inputs.otlp_lua(work, f"{time.time_ns()}")
-        return lambda: proxies.run_wrk(fe.port, seconds, opts.connections, lua)
+        return lambda: proxies.run_wrk(fe.port, seconds, inputs.OTLP_CONNECTIONS, lua)
 
     def interleaved(key: str, contenders: list[tuple[str, Callable[[], FrontEnd], Any]]) -> None:
         """Each contender's load in `opts.rounds` slices, taken in turn with the others' (A B C

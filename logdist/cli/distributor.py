@@ -200,14 +200,14 @@ def serve(
             metavar="PORT",
         ),
     ] = None,
-    syslog_workers: Annotated[
+    parse_workers: Annotated[
         int | None,
         typer.Option(
-            "--syslog-workers",
             metavar="N",
             show_default="one a core, at most 4; 0 on one core",
-            help="Processes that read syslog TCP streams (framing, parsing, packets), each"
-            " connection always in the same one; 0 reads them in the distributor itself.",
+            help="Processes that read syslog TCP streams and OTLP requests (the inputs that"
+            " cost Python work a message), so they use the other cores; 0 reads them in the"
+            " distributor itself.",
         ),
     ] = None,
     syslog_host: Annotated[
@@ -253,9 +253,7 @@ def serve(
             fall=fall,
             max_probes=health_max_probes,
         )
-        syslog = config.apply(
-            cfg.syslog, tcp=syslog_tcp, udp=syslog_udp, host=syslog_host, workers=syslog_workers
-        )
+        syslog = config.apply(cfg.syslog, tcp=syslog_tcp, udp=syslog_udp, host=syslog_host)
         refs = tuple(config.parse_analyzer_ref(a) for a in analyzer) if analyzer else None
         cfg = config.apply(
             cfg,
@@ -286,6 +284,7 @@ def serve(
             dead_letter_max_bytes=dead_letter_max_bytes,
             emitter_lease=emitter_lease,
             emitter_forget=emitter_forget,
+            parse_workers=parse_workers,
             allow_origins=tuple(allow_origin) if allow_origin else None,
             emitter_networks=tuple(emitter_networks) if emitter_networks else None,
         )

@@ -190,3 +190,10 @@ def messages(
 def otlp_packets(body: bytes, kind: str, peer: str, received: datetime) -> list[Packet]:
     """The packets of one export request (none when it holds no records)."""
     return packets_of(messages(decode(body, kind), peer, received), "otlp", EMITTER, body)
+
+
+def otlp_made(
+    body: bytes, kind: str, peer: str, received: datetime
+) -> list[tuple[str, int, bytes]]:
+    """`otlp_packets` as (id, messages, body) tuples: what a parse process hands back."""
+    return [(p.id, p.messages, p.body) for p in otlp_packets(body, kind, peer, received)]

@@ -17,7 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logdist.config import DistributorConfig
 from logdist.core.delivery import delivery_from, invalid, merge_headers
-from logdist.core.otlp import otlp_packets
+from logdist.core.otlp import EMITTER as OTLP_EMITTER
+from logdist.core.otlp import otlp_made
+from logdist.core.packet import Packet
 from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
 from logdist.core.records import records_packets
 from logdist.core.registry import AdminState
@@ -26,9 +28,10 @@ from logdist.daemon import LISTENER, Listener, ListenError
 from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
+from logdist.distributor.parsing import GONE, ParseProcesses, default_workers
 from logdist.distributor.service import Distributor
 from logdist.distributor.syslog import SyslogListener
-from logdist.errors import InvalidRequest, LogdistError, UnsupportedMediaType
+from logdist.errors import Backpressure, InvalidRequest, LogdistError, UnsupportedMediaType
 from logdist.http import (
     JSON,
     auth_middleware,
@@ -47,6 +50,7 @@ DISTRIBUTOR = web.AppKey("distributor", Distributor)
 BARE_MAX = PAGE_MAX
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 SYSLOG = web.AppKey("syslog", SyslogListener)
+PARSE = web.AppKey("parse", ParseProcesses)
 
 
 # -- ingest -------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ async def ingest_otlp(request: web.Request) -> web.Response:
                 f"Content-Type {ctype!r} is not OTLP; send {PROTOBUF} or {JSON}"
             )
         body = await read_body(request, d.cfg.max_batch_bytes)
-        packets = otlp_packets(body, kind, request.remote or "", datetime.now(UTC))
+        packets = await _otlp_packets(request.app[PARSE], body, kind, request.remote or "")
         if packets:
             wait = d.accept_now(packets)
             if wait is not None:
@@ -126,6 +130,18 @@ async def ingest_otlp(request: web.Request) -> web.Response:
         body = ExportLogsServiceResponse().SerializeToString()
         return web.Response(body=body, content_type=PROTOBUF)
     return web.Response(body=b"{}", content_type=JSON)
+
+
+async def _otlp_packets(procs: ParseProcesses, body: bytes, kind: str, peer: str) -> list[Packet]:
+    """The request's packets, made in a parse process when there are some (a record costs
+    several microseconds of Python). A process found gone is replaced, and the request is
+    answered 503 (retried by exporters) rather than lost or a 500."""
+    try:
+        made = await procs.call(None, otlp_made, body, kind, peer, datetime.now(UTC))
+    except GONE:
+        procs.close_broken()
+        raise Backpressure("the OTLP parse process restarted; retry", retry_after=1) from None
+    return [Packet(id=pid, emitter=OTLP_EMITTER, messages=n, body=b) for pid, n, b in made]
 
 
 def otlp_error(exc: LogdistError, kind: str) -> web.Response:
@@ -472,10 +488,12 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await syslog.start()
     except ListenError:
         await syslog.close()
+        app[PARSE].close()
         await d.stop()
         raise
     yield
     await syslog.close()  # what syslog gathered is owned before the queue drains
+    app[PARSE].close()
     await d.stop()
 
 
@@ -504,7 +522,9 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=cfg.max_batch_bytes)
     d = app[DISTRIBUTOR] = Distributor(cfg)
     front = Front(d)
-    app[SYSLOG] = SyslogListener(d, cfg.syslog)
+    workers = cfg.parse_workers if cfg.parse_workers is not None else default_workers()
+    procs = app[PARSE] = ParseProcesses(workers, "syslog", cfg.syslog.max_message_bytes)
+    app[SYSLOG] = SyslogListener(d, cfg.syslog, procs)
     app[LISTENER] = Listener(front.factory, front.close)
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)

@@ -5,9 +5,9 @@ Messages are gathered per connection (UDP: per listener) into packets of up to
 (`Distributor.accept_now`: queued, and spooled when there is a spool).
 
 Reading syslog costs a few microseconds of Python a message, so TCP streams are framed, read
-and made into packet bodies by `workers` parse processes (`core.syslog.Streams`; by default one
-a core, four at most, none on one core), each connection always by the same one; the
-distributor only owns the packets they make. With `workers = 0` it reads them itself.
+and made into packet bodies in the parse processes (`distributor.parsing`, running
+`core.syslog.Streams`), each connection always in the same one; the distributor only owns the
+packets they make. Without parse processes it reads them itself.
 
 Syslog has no acknowledgement, so each transport pushes back the one way it can:
 
@@ -25,20 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
 import secrets
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from logdist import syslog_worker
 from logdist.config import SyslogConfig
 from logdist.core.packet import Packet
 from logdist.core.syslog import EMITTER, Made, Streams, parse_message, worker_call
 from logdist.daemon import ListenError, describe_bind_error
+from logdist.distributor.parsing import GONE, ParseProcesses
 from logdist.distributor.service import Distributor
 from logdist.errors import LogdistError
 from logdist.log import event
@@ -53,51 +49,17 @@ INPUT = "syslog"
 
 
 class Parser:
-    """Where TCP streams are read: `Streams` here, or in parse processes (a stream always in
-    the same one, so its frames stay in order). Calls answer futures, done at once here."""
+    """Where TCP streams are read: `Streams` here, or in the parse processes (a stream always
+    in the same one, so its frames stay in order). Calls answer futures, done at once here."""
 
-    def __init__(self, prefix: str, max_frame: int, workers: int) -> None:
-        self.prefix = prefix
-        self.max_frame = max_frame
-        self.here = Streams(prefix, max_frame) if workers == 0 else None
-        self.pools: list[ProcessPoolExecutor | None] = [None] * workers
-
-    def _pool(self, index: int) -> ProcessPoolExecutor:
-        pool = self.pools[index]
-        if pool is None:
-            # spawn: a fresh interpreter, not a fork of this one's event loop and sockets.
-            pool = self.pools[index] = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=syslog_worker.start,
-                initargs=(f"{self.prefix}-w{index}", self.max_frame, os.getpid()),
-            )
-        return pool
-
-    async def start(self) -> None:
-        """Start the parse processes (a spawned interpreter takes a moment)."""
-        for index in range(len(self.pools)):
-            await asyncio.wrap_future(self._pool(index).submit(worker_call, "flush", -1))
+    def __init__(self, procs: ParseProcesses, prefix: str, max_frame: int) -> None:
+        self.procs = procs
+        self.here = Streams(prefix, max_frame) if not len(procs) else None
 
     def call(self, name: str, stream: int, *args: Any) -> asyncio.Future[Any]:
         if self.here is not None:
-            future = asyncio.get_running_loop().create_future()
-            try:
-                future.set_result(getattr(self.here, name)(stream, *args))
-            except Exception as exc:  # noqa: BLE001 - handed to the caller, as a pool would
-                future.set_exception(exc)
-            return future
-        index = stream % len(self.pools)
-        try:
-            return asyncio.wrap_future(self._pool(index).submit(worker_call, name, stream, *args))
-        except BrokenProcessPool:
-            self.pools[index] = None  # the next stream gets a new one
-            raise
-
-    def close(self) -> None:
-        for pool in self.pools:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            return self.procs.call(None, getattr(self.here, name), stream, *args)
+        return self.procs.call(stream, worker_call, name, stream, *args)
 
 
 class TcpConnection(asyncio.Protocol):
@@ -142,7 +104,7 @@ class TcpConnection(asyncio.Protocol):
         self.listener.parsing += 1
         try:
             future = self.listener.parser.call(name, self.stream, *args)
-        except (BrokenProcessPool, RuntimeError) as exc:
+        except GONE as exc:
             self.failed(exc)
             return
         future.add_done_callback(self.parsed)
@@ -156,7 +118,7 @@ class TcpConnection(asyncio.Protocol):
         self.listener.parsing -= 1
         try:
             made, oversize, gathering = future.result()
-        except (BrokenProcessPool, RuntimeError, asyncio.CancelledError) as exc:
+        except (*GONE, asyncio.CancelledError) as exc:
             self.failed(exc)
             return
         if oversize:
@@ -172,6 +134,7 @@ class TcpConnection(asyncio.Protocol):
         framing state the rest of the stream cannot be read; the sender must reconnect."""
         event(log, "syslog_parser_failed", logging.ERROR, peer=self.peer,
               error=type(exc).__name__)  # fmt: skip
+        self.listener.parser.procs.forget(self.stream)
         if self.transport is not None:
             self.transport.abort()
 
@@ -270,13 +233,12 @@ class UdpListener(asyncio.DatagramProtocol):
 class SyslogListener:
     """The syslog ports of one distributor."""
 
-    def __init__(self, distributor: Distributor, cfg: SyslogConfig) -> None:
+    def __init__(self, distributor: Distributor, cfg: SyslogConfig, procs: ParseProcesses) -> None:
         self.distributor = distributor
         self.cfg = cfg
         # Packet ids: syslog-BOOT-wN-SEQ (TCP, by parse process) or syslog-BOOT-udp-SEQ.
         self.prefix = f"syslog-{secrets.token_hex(6)}"
-        workers = cfg.workers if cfg.workers is not None else default_workers()
-        self.parser = Parser(self.prefix, cfg.max_message_bytes, workers)
+        self.parser = Parser(procs, self.prefix, cfg.max_message_bytes)
         self.streams = 0  # connections so far: each one's stream number
         self.parsing = 0  # parser calls not answered yet, all connections'
         self.connections: set[TcpConnection] = set()
@@ -295,7 +257,7 @@ class SyslogListener:
         loop = asyncio.get_running_loop()
         host = self.cfg.host
         if self.cfg.tcp is not None:
-            await self.parser.start()
+            await self.parser.procs.start()
             try:
                 self.tcp_server = await loop.create_server(
                     self._connection, host, self.cfg.tcp, reuse_address=True
@@ -315,7 +277,7 @@ class SyslogListener:
         if self.tcp_server is not None or self.udp is not None:
             self.ticker = loop.create_task(self._tick())
             event(log, "syslog_listening", host=host, tcp=self.tcp_port, udp=self.udp_port,
-                  parse_processes=len(self.parser.pools))  # fmt: skip
+                  parse_processes=len(self.parser.procs))  # fmt: skip
 
     def _connection(self) -> TcpConnection:
         self.streams += 1
@@ -393,16 +355,8 @@ class SyslogListener:
         if lost:
             event(log, "syslog_lost_at_stop", logging.ERROR, messages=lost,
                   reason="the queue stayed full")  # fmt: skip
-        self.parser.close()
         if self.tcp_server is not None:
             await self.tcp_server.wait_closed()
-
-
-def default_workers() -> int:
-    """One parse process a core, four at most; none on one core (it would only take turns
-    with the distributor)."""
-    cores = os.cpu_count() or 1
-    return min(4, cores) if cores > 1 else 0
 
 
 def _cannot(kind: str, host: str, port: int, exc: OSError) -> ListenError:

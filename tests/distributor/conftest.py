@@ -27,6 +27,8 @@ def make_distributor(aiohttp_client: Any) -> MakeDistributor:
         kwargs.setdefault("health", FAST_HEALTH)
         # Tests that leave packets undelivered should not wait 10 s for them at teardown.
         kwargs.setdefault("drain_timeout", 0.5)
+        # Inputs read here unless a test asks for parse processes (spawning them takes a second).
+        kwargs.setdefault("parse_workers", 0)
         cfg = DistributorConfig(analyzers=refs, **kwargs)
         client: Client = await aiohttp_client(FrontServer(make_app(cfg)))
         return client

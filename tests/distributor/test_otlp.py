@@ -174,11 +174,12 @@ async def test_refusals_are_the_specs_statuses_with_a_status_message(
 # The SDK's stdlib logging bridge is what most Python programs use; newer SDKs point to its
 # successor package but still ship it.
 @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
+@pytest.mark.parametrize("parse_workers", [0, 2], ids=["in-process", "parse-processes"])
 async def test_the_opentelemetry_sdk_exporter_delivers_every_record(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+    aiohttp_server: Any, make_distributor: MakeDistributor, parse_workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
-    client = await make_distributor({"a1": (url, 1)})
+    client = await make_distributor({"a1": (url, 1)}, parse_workers=parse_workers)
     endpoint = str(client.make_url("/v1/logs"))
 
     def export() -> None:

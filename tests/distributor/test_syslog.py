@@ -48,9 +48,7 @@ async def test_logger_over_tcp_and_udp_in_both_formats(
     aiohttp_server: Any, make_distributor: MakeDistributor, workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
-    client = await make_distributor(
-        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, udp=0, workers=workers)
-    )
+    client = await make_distributor({"a1": (url, 1)}, syslog=LOOPBACK, parse_workers=workers)
     s = listener(client)
     assert s.tcp_port and s.udp_port
     tcp, udp = str(s.tcp_port), str(s.udp_port)
@@ -88,9 +86,7 @@ async def test_messages_of_a_connection_travel_together(
     aiohttp_server: Any, make_distributor: MakeDistributor, workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
-    client = await make_distributor(
-        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, udp=0, workers=workers)
-    )
+    client = await make_distributor({"a1": (url, 1)}, syslog=LOOPBACK, parse_workers=workers)
     _, writer = await asyncio.open_connection("127.0.0.1", listener(client).tcp_port)
     writer.write(b"".join(b"<14>1 - h app - - - m%d\n" % i for i in range(1200)))
     await writer.drain()
@@ -123,7 +119,8 @@ async def test_a_full_queue_stops_tcp_reading_and_loses_nothing(
     fake, url = await start_analyzer(aiohttp_server, status=503, healthy=False)
     client = await make_distributor(
         {"a1": (url, 1)},
-        syslog=SyslogConfig(tcp=0, udp=0, workers=workers),
+        syslog=LOOPBACK,
+        parse_workers=workers,
         queue_capacity=2,
         queue_wait=0,
     )
@@ -182,7 +179,7 @@ async def test_an_oversize_message_is_skipped_and_counted(
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
     client = await make_distributor(
-        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, max_message_bytes=1000, workers=workers)
+        {"a1": (url, 1)}, syslog=SyslogConfig(tcp=0, max_message_bytes=1000), parse_workers=workers
     )
     _, writer = await asyncio.open_connection("127.0.0.1", listener(client).tcp_port)
     big = b"<14>1 - h app - - - " + b"x" * 5000

@@ -75,7 +75,7 @@ def test_rsyslog_forwards_every_line_once_by_weight(procs: Procs, artifacts: Pat
 
 def test_parse_processes_do_not_outlive_a_killed_distributor(procs: Procs) -> None:
     proc = procs.start("distributor", "distributor", "serve", "--port", "0",
-                       "--syslog-tcp", "0", "--syslog-workers", "2")  # fmt: skip
+                       "--syslog-tcp", "0", "--parse-workers", "2")  # fmt: skip
     wait_for(lambda: "parse_processes=2" in proc.output(), 20, "two parse processes")
     pid = proc.popen.pid
     children = [

@@ -1,5 +1,5 @@
-"""The start of a syslog parse process (see distributor.syslog.Parser). Kept apart from the
-distributor's package so that a spawned process imports only what it runs: `core.syslog`."""
+"""The start of a parse process (see distributor.parsing). Kept apart from the distributor's
+package so that a spawned process imports only what it runs: `core.syslog` and `core.otlp`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PR_SET_PDEATHSIG = 1
 
 
 def start(prefix: str, max_frame: int, parent: int) -> None:
-    """Die with the distributor, leave Ctrl-C to it, then read streams (`worker_init`)."""
+    """Die with the distributor, leave Ctrl-C to it, then read what it hands over."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
