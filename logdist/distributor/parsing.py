@@ -75,18 +75,13 @@ class ParseProcesses:
             self.pools[i] = None
             raise
 
-    def forget(self, index: int) -> None:
-        """Process `index` failed a call: start a new one at the next."""
-        pool = self.pools[index % len(self.pools)] if self.pools else None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-            self.pools[index % len(self.pools)] = None
-
     def close_broken(self) -> None:
-        """Replace, at their next call, the processes that are gone."""
+        """Replace, at their next call, the processes that are gone (a call to one failed
+        with one of GONE); those that work are left alone."""
         for i, pool in enumerate(self.pools):
             if pool is not None and getattr(pool, "_broken", False):
-                self.forget(i)
+                pool.shutdown(wait=False, cancel_futures=True)
+                self.pools[i] = None
 
     def close(self) -> None:
         for pool in self.pools:

@@ -105,6 +105,8 @@ class TcpConnection(asyncio.Protocol):
         try:
             future = self.listener.parser.call(name, self.stream, *args)
         except GONE as exc:
+            self.parsing -= 1
+            self.listener.parsing -= 1
             self.failed(exc)
             return
         future.add_done_callback(self.parsed)
@@ -134,7 +136,7 @@ class TcpConnection(asyncio.Protocol):
         framing state the rest of the stream cannot be read; the sender must reconnect."""
         event(log, "syslog_parser_failed", logging.ERROR, peer=self.peer,
               error=type(exc).__name__)  # fmt: skip
-        self.listener.parser.procs.forget(self.stream)
+        self.listener.parser.procs.close_broken()
         if self.transport is not None:
             self.transport.abort()
 

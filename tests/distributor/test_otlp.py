@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from typing import Any
 
 import orjson
@@ -23,6 +25,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource as SdkResource
 
+from logdist.distributor.app import PARSE
 from tests.distributor.conftest import MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
 
@@ -260,3 +263,25 @@ async def test_the_sdk_exporter_retries_503s_until_the_analyzers_return(
     got = sorted(m["message"] for p in fake.received for m in p["messages"])
     assert got == sorted(f"invoice {i}" for i in range(12))
     assert d.counters.input("otlp").messages == 12
+
+
+async def test_a_dead_parse_process_is_a_503_then_replaced(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    fake, url = await start_analyzer(aiohttp_server)
+    client = await make_distributor({"a1": (url, 1)}, parse_workers=1)
+    assert client.app is not None
+    resp = await client.post("/v1/logs", data=request(), headers=PROTOBUF)
+    assert resp.status == 200
+    pool = client.app[PARSE].pools[0]
+    assert pool is not None
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    # The request it would have read is refused as the spec's retryable 503, not lost or a 500.
+    resp = await client.post("/v1/logs", data=request(), headers=PROTOBUF)
+    assert resp.status == 503 and resp.headers["Retry-After"]
+    assert Status.FromString(await resp.read()).code == 14
+    resp = await client.post("/v1/logs", data=request(), headers=PROTOBUF)
+    assert resp.status == 200  # read by a new parse process
+    await eventually(lambda: fake.messages == 6, 10, "both requests' records")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
+import signal
 import socket
 import threading
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from logdist.config import SyslogConfig
-from logdist.distributor.app import SYSLOG
+from logdist.distributor.app import PARSE, SYSLOG
 from logdist.distributor.syslog import SyslogListener
 from tests.distributor.conftest import Client, MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
@@ -190,3 +192,30 @@ async def test_an_oversize_message_is_skipped_and_counted(
     rejected = service(client).counters.input("syslog").rejected
     assert rejected == {"payload_too_large": 1}
     writer.close()
+
+
+async def test_a_dead_parse_process_is_replaced_and_its_connection_closed(
+    aiohttp_server: Any, make_distributor: MakeDistributor, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = await start_analyzer(aiohttp_server)
+    client = await make_distributor({"a1": (url, 1)}, syslog=LOOPBACK, parse_workers=1)
+    assert client.app is not None
+    s = listener(client)
+    reader, writer = await asyncio.open_connection("127.0.0.1", s.tcp_port)
+    writer.write(b"<14>1 - h app - - - before\n")
+    await eventually(lambda: fake.messages == 1, what="the first message")
+    pool = client.app[PARSE].pools[0]
+    assert pool is not None
+    for pid in list(pool._processes):  # the parse process dies
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    writer.write(b"<14>1 - h app - - - lost with it\n")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the distributor closed it
+    assert "event=syslog_parser_failed" in caplog.text
+    # A new connection is read by a new parse process.
+    _, again = await asyncio.open_connection("127.0.0.1", s.tcp_port)
+    again.write(b"<14>1 - h app - - - after\n")
+    await eventually(lambda: fake.messages == 2, 10, "a message through a new process")
+    assert [m["message"] for p in fake.received for m in p["messages"]] == ["before", "after"]
+    writer.close()
+    again.close()
