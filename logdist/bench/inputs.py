@@ -27,24 +27,24 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from logdist.bench.proxies import LUA_THREADS
+
 RECORDS = 512
 CONNECTIONS = 8
 OTLP_CONNECTIONS = 16
 # The resource attribute rewritten each request: RUN (12) + thread (4) + counter (16).
 PLACEHOLDER = b"R" * 32
 
-OTLP_LUA = """
+OTLP_LUA = (
+    """
 local f = assert(io.open(BODY, "rb"))
 local body = f:read("*all")
 f:close()
 local head = body:sub(1, OFFSET)
 local tail = body:sub(OFFSET + 33)
-local counter = 0
-local threads = 0
-function setup(thread)
-  thread:set("tid", threads)
-  threads = threads + 1
-end
+"""
+    + LUA_THREADS
+    + """
 request = function()
   counter = counter + 1
   local mark = string.format("%-12s%04d%016d", RUN, tid, counter)
@@ -52,6 +52,7 @@ request = function()
     head .. mark .. tail)
 end
 """
+)
 
 
 def _kv(key: str, value: str | bytes) -> KeyValue:

@@ -24,14 +24,19 @@ from pathlib import Path
 from typing import Any
 
 WEIGHTS = {"a1": 4, "a2": 3, "a3": 2, "a4": 1}
-# wrk's request generator: PACKETS packets a request, each of MIN..MAX messages, unique ids.
-LUA = """
+# Each wrk thread gets its number (`tid`) and counts its requests (`counter`).
+LUA_THREADS = """
 local counter = 0
 local threads = 0
 function setup(thread)
   thread:set("tid", threads)
   threads = threads + 1
 end
+"""
+# wrk's request generator: PACKETS packets a request, each of MIN..MAX messages, unique ids.
+LUA = (
+    LUA_THREADS
+    + """
 function init(args)
   math.randomseed(tid * 7919 + 17)
 end
@@ -55,6 +60,7 @@ request = function()
   return wrk.format("POST", PATH, {["Content-Type"] = CTYPE}, table.concat(lines, "\\n"))
 end
 """
+)
 
 
 @dataclass(frozen=True)

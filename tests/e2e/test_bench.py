@@ -93,6 +93,10 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
         "e",
         "-s",
         "f",
+        "-s",
+        "g",
+        "-s",
+        "h",
         "--only",
         "logdist",
         "--connections",
@@ -114,8 +118,14 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
     assert {r["analyzers"] for r in data["rows"] if r["front_end"] == "picker"} == {10, 200}
     assert by[("f", "logdist+spool", "a", None)]["delivered_packets"] > 0
     assert by[("f", "logdist+spool", "c", None)]["delivered_packets"] > 0
+    # OTLP requests built with opentelemetry-proto, and syslog over 8 connections, delivered
+    # as records and messages the analyzers counted.
+    otlp, syslog = by[("g", "logdist", None, None)], by[("h", "logdist", None, None)]
+    assert otlp["delivered_messages"] >= 512 and otlp["records_per_request"] == 512
+    assert syslog["delivered_messages"] > 0 and syslog["load"]["sent_messages"] > 0
+    assert syslog["errors"] == 0
     names = {t["target"].split(" ")[0] for t in data["targets"]}
-    assert {"(b)", "(c)", "(e)", "(f)"} <= names
+    assert {"(b)", "(c)", "(e)", "(f)", "(g)", "(h)"} <= names
     assert any(t["target"].startswith("(e) idle CPU with 200") for t in data["targets"])
 
 
