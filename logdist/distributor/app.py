@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -523,7 +524,11 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     d = app[DISTRIBUTOR] = Distributor(cfg)
     front = Front(d)
     workers = cfg.parse_workers if cfg.parse_workers is not None else default_workers()
-    procs = app[PARSE] = ParseProcesses(workers, "syslog", cfg.syslog.max_message_bytes)
+    # Syslog packet ids are PREFIX-wN-SEQ (a parse process's), PREFIX-SEQ or PREFIX-udp-SEQ:
+    # a token of each start keeps them apart from an earlier run's, which analyzers may have
+    # seen (they drop an id they have seen as a duplicate).
+    prefix = f"syslog-{secrets.token_hex(6)}"
+    procs = app[PARSE] = ParseProcesses(workers, prefix, cfg.syslog.max_message_bytes)
     app[SYSLOG] = SyslogListener(d, cfg.syslog, procs)
     app[LISTENER] = Listener(front.factory, front.close)
     app[SOCKETS] = set()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -238,8 +237,7 @@ class SyslogListener:
     def __init__(self, distributor: Distributor, cfg: SyslogConfig, procs: ParseProcesses) -> None:
         self.distributor = distributor
         self.cfg = cfg
-        # Packet ids: syslog-BOOT-wN-SEQ (TCP, by parse process) or syslog-BOOT-udp-SEQ.
-        self.prefix = f"syslog-{secrets.token_hex(6)}"
+        self.prefix = procs.prefix  # syslog-TOKEN, new at each start
         self.parser = Parser(procs, self.prefix, cfg.max_message_bytes)
         self.streams = 0  # connections so far: each one's stream number
         self.parsing = 0  # parser calls not answered yet, all connections'

@@ -97,6 +97,11 @@ async def test_messages_of_a_connection_travel_together(
     assert sorted(len(p["messages"]) for p in fake.received) == [200, 500, 500]
     order = [m["message"] for p in fake.received for m in p["messages"]]
     assert order == [f"m{i}" for i in range(1200)]
+    # Ids carry a token of this start: a restarted distributor's cannot repeat an earlier
+    # run's, which an analyzer would drop as duplicates.
+    assert re.fullmatch(r"syslog-[0-9a-f]{12}", listener(client).prefix)
+    assert all(p["packetId"].startswith(listener(client).prefix + "-") for p in fake.received)
+    assert len({p["packetId"] for p in fake.received}) == 3
     writer.close()
 
 
