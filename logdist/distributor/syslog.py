@@ -13,9 +13,9 @@ Syslog has no acknowledgement, so each transport pushes back the one way it can:
 
 - TCP: a connection whose packets do not fit (queue, spool or dead letters full) stops being
   read, and keeps them until they fit; the sender's writes then block in TCP. A connection holds
-  at most what one read brought, so memory stays bounded. Nothing read is dropped, even when the
-  sender closes meanwhile; a distributor stopped while a connection waits loses what it held
-  (logged).
+  at most one read and the messages gathering into its next packet, so memory stays bounded.
+  Nothing read is dropped, even when the sender closes meanwhile; a distributor stopped while a
+  connection waits loses what it held (logged).
 - UDP: a datagram cannot be made to wait. What comes while the queue is full is dropped,
   counted (`logdist_rejected_total{input="syslog",reason="backpressure"}`) and logged once a
   second.
