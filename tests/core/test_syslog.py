@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdist.core.syslog import Framer, parse_message
+from logdist.core.packet import parse_packet
+from logdist.core.syslog import Framer, Streams, parse_message
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 STANDARD = ("ts", "level", "service", "host", "message")
@@ -222,3 +224,22 @@ def test_the_one_match_path_reads_every_frame_as_the_general_one(
     expected = [parse_message(f, "10.0.0.9", NOW) for p in pieces for f in general.feed(p)]
     assert [m for p in pieces for m in fast.messages(p, "10.0.0.9", NOW)] == expected
     assert (fast.buf, fast.oversize) == (general.buf, general.oversize)
+
+
+def test_streams_make_packets_of_500_then_what_gathered_then_the_last_line() -> None:
+    streams = Streams("syslog-abc", max_frame=1000)
+    data = b"".join(b"<14>1 - h app - - - m%d\n" % i for i in range(1200)) + b"<14>tail"
+    made, oversize, gathering = streams.feed(7, data, "10.0.0.9", NOW)
+    assert [n for _, n, _ in made] == [500, 500] and (oversize, gathering) == (0, 200)
+    flushed, _, _ = streams.flush(7)
+    assert [n for _, n, _ in flushed] == [200]
+    closed, _, _ = streams.close(7, "10.0.0.9", NOW)
+    assert [n for _, n, _ in closed] == [1] and 7 not in streams.streams
+    every = made + flushed + closed
+    assert [pid for pid, _, _ in every] == [f"syslog-abc-{i}" for i in range(1, 5)]
+    # Each body is a packet the distributor would accept, messages in the order sent.
+    packets = [parse_packet(orjson.loads(body)) for _, _, body in every]
+    assert [p.id for p in packets] == [pid for pid, _, _ in every]
+    texts = [m["message"] for _, _, body in every for m in orjson.loads(body)["messages"]]
+    assert texts == [f"m{i}" for i in range(1200)] + ["tail"]
+    assert all(orjson.loads(body)["emitter"] == "syslog" for _, _, body in every)
