@@ -102,7 +102,7 @@ def attributes(kvs: Any) -> dict[str, Any]:
 
 
 # Seconds since the epoch made RFC 3339 (without the fraction) lately: a request's records are
-# mostly of the same few seconds, and formatting a date is most of a record's cost.
+# mostly of the same few seconds, and formatting a date costs microseconds.
 _SECONDS: dict[int, str] = {}
 
 
