@@ -197,7 +197,7 @@ class DistributorConfig:
     queue_wait: float = 1.0
     health: HealthConfig = field(default_factory=HealthConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
-    # Processes that read syslog streams and OTLP requests (0: the distributor itself);
+    # Processes that read syslog streams, OTLP requests and JSON records (0: the distributor);
     # None: one a core, four at most, none on one core.
     parse_workers: int | None = None
     # Bearer token for admin, control, metrics and WebSocket routes (None: open).

@@ -205,9 +205,9 @@ def serve(
         typer.Option(
             metavar="N",
             show_default="one a core, at most 4; 0 on one core",
-            help="Processes that read syslog TCP streams and OTLP requests (the inputs that"
-            " cost Python work a message), so they use the other cores; 0 reads them in the"
-            " distributor itself.",
+            help="Processes that read syslog TCP streams, OTLP requests and JSON records (the"
+            " inputs that cost Python work a message), so they use the other cores; 0 reads"
+            " them in the distributor itself.",
         ),
     ] = None,
     syslog_host: Annotated[

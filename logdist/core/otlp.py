@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from logdist.core.packet import Packet
+from logdist.core.packet import Made, Packet
 from logdist.core.records import level_of, packets_of, rfc3339
 from logdist.errors import InvalidPacket, MalformedJSON
 
@@ -192,8 +192,6 @@ def otlp_packets(body: bytes, kind: str, peer: str, received: datetime) -> list[
     return packets_of(messages(decode(body, kind), peer, received), "otlp", EMITTER, body)
 
 
-def otlp_made(
-    body: bytes, kind: str, peer: str, received: datetime
-) -> list[tuple[str, int, bytes]]:
+def otlp_made(body: bytes, kind: str, peer: str, received: datetime) -> list[Made]:
     """`otlp_packets` as (id, messages, body) tuples: what a parse process hands back."""
     return [(p.id, p.messages, p.body) for p in otlp_packets(body, kind, peer, received)]

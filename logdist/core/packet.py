@@ -81,6 +81,10 @@ class Packet:
         ]
 
 
+# A packet as a parse process hands it back (see distributor.parsing): id, messages, body.
+Made = tuple[str, int, bytes]
+
+
 def packet_ids(packets: list[Packet]) -> list[str]:
     """Every packet id in `packets`, runs opened, in order."""
     if len(packets) == 1 and packets[0].ids is not None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from logdist.core.packet import Packet, parse_packet
+from logdist.core.packet import Made, Packet, parse_packet
 from logdist.errors import InvalidPacket, MalformedJSON
 
 RECORDS_PER_PACKET = 500
@@ -193,3 +193,8 @@ def packets_of(
         )
         for n, start in enumerate(range(0, len(messages), RECORDS_PER_PACKET))
     ]
+
+
+def records_made(body: bytes, received: datetime) -> list[Made]:
+    """`records_packets` as (id, messages, body) tuples: what a parse process hands back."""
+    return [(p.id, p.messages, p.body) for p in records_packets(body, received)]

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from logdist.core.packet import Made
 from logdist.core.records import rfc3339
 
 FACILITIES = (
@@ -421,10 +422,6 @@ def _raw(text: str, peer: str, received: datetime) -> dict[str, Any]:
         "message": text,
         "syslog": "raw",
     }
-
-
-# A packet made of syslog messages: its id, how many messages, and its JSON body.
-Made = tuple[str, int, bytes]
 
 
 class Streams:

@@ -20,9 +20,10 @@ from logdist.config import DistributorConfig
 from logdist.core.delivery import delivery_from, invalid, merge_headers
 from logdist.core.otlp import EMITTER as OTLP_EMITTER
 from logdist.core.otlp import otlp_made
-from logdist.core.packet import Packet
+from logdist.core.packet import Made, Packet
 from logdist.core.paging import PAGE_DEFAULT, PAGE_MAX
-from logdist.core.records import records_packets
+from logdist.core.records import EMITTER as RECORDS_EMITTER
+from logdist.core.records import records_made
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
 from logdist.daemon import LISTENER, Listener, ListenError
@@ -85,7 +86,8 @@ async def ingest_records(request: web.Request) -> web.Response:
     try:
         body_kind(request)  # JSON or NDJSON (either is read from the body itself), else 415
         body = await read_body(request, d.cfg.max_batch_bytes)
-        packets = records_packets(body, datetime.now(UTC))
+        procs = request.app[PARSE]
+        packets = await parsed(procs, RECORDS_EMITTER, records_made, body, datetime.now(UTC))
         wait = d.accept_now(packets)
         if wait is not None:
             await wait
@@ -118,7 +120,8 @@ async def ingest_otlp(request: web.Request) -> web.Response:
                 f"Content-Type {ctype!r} is not OTLP; send {PROTOBUF} or {JSON}"
             )
         body = await read_body(request, d.cfg.max_batch_bytes)
-        packets = await _otlp_packets(request.app[PARSE], body, kind, request.remote or "")
+        now, peer = datetime.now(UTC), request.remote or ""
+        packets = await parsed(request.app[PARSE], OTLP_EMITTER, otlp_made, body, kind, peer, now)
         if packets:
             wait = d.accept_now(packets)
             if wait is not None:
@@ -133,16 +136,18 @@ async def ingest_otlp(request: web.Request) -> web.Response:
     return web.Response(body=b"{}", content_type=JSON)
 
 
-async def _otlp_packets(procs: ParseProcesses, body: bytes, kind: str, peer: str) -> list[Packet]:
-    """The request's packets, made in a parse process when there are some (a record costs
-    several microseconds of Python). A process found gone is replaced, and the request is
-    answered 503 (retried by exporters) rather than lost or a 500."""
+async def parsed(
+    procs: ParseProcesses, emitter: str, make: Callable[..., list[Made]], *args: Any
+) -> list[Packet]:
+    """The packets `make(*args)` makes of a request, in a parse process when there are some
+    (a record costs several microseconds of Python). A process found gone is replaced, and the
+    request is answered 503 (which exporters and shippers retry) rather than lost or a 500."""
     try:
-        made = await procs.call(None, otlp_made, body, kind, peer, datetime.now(UTC))
+        made: list[Made] = await procs.call(None, make, *args)
     except GONE:
         procs.close_broken()
-        raise Backpressure("the OTLP parse process restarted; retry", retry_after=1) from None
-    return [Packet(id=pid, emitter=OTLP_EMITTER, messages=n, body=b) for pid, n, b in made]
+        raise Backpressure("a parse process restarted; retry", retry_after=1) from None
+    return [Packet(id=pid, emitter=emitter, messages=n, body=b) for pid, n, b in made]
 
 
 def otlp_error(exc: LogdistError, kind: str) -> web.Response:

@@ -1,10 +1,10 @@
 """Parse processes: where the distributor hands the inputs that cost Python work a message
-(syslog streams, OTLP requests) so that they use the machine's other cores.
+(syslog streams, OTLP requests, JSON records) so that they use the machine's other cores.
 
 `ParseProcesses(n)` holds n spawned processes (one a core by default, four at most, none on
 one core), each started by `logdist.parse_worker.start`; with n = 0 every call runs here, at
 once. A call names the process by index (a syslog stream always goes to the same one, so its
-frames stay in order) or takes the next in turn (an OTLP request).
+frames stay in order) or takes the next in turn (an OTLP or records request).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from logdist.config import SyslogConfig
-from logdist.core.packet import Packet
-from logdist.core.syslog import EMITTER, Made, Streams, parse_message, worker_call
+from logdist.core.packet import Made, Packet
+from logdist.core.syslog import EMITTER, Streams, parse_message, worker_call
 from logdist.daemon import ListenError, describe_bind_error
 from logdist.distributor.parsing import GONE, ParseProcesses
 from logdist.distributor.service import Distributor

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.distributor.conftest import MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
@@ -45,11 +46,14 @@ async def test_records_are_accepted_then_delivered_with_the_standard_fields(
     assert (await resp.json())["packetIds"] == answer["packetIds"]
 
 
+@pytest.mark.parametrize("parse_workers", [0, 2], ids=["in-process", "parse-processes"])
 async def test_ndjson_records_and_bad_bodies(
-    aiohttp_server: Any, make_distributor: MakeDistributor
+    aiohttp_server: Any, make_distributor: MakeDistributor, parse_workers: int
 ) -> None:
     fake, url = await start_analyzer(aiohttp_server)
-    client = await make_distributor({"a1": (url, 1)}, max_batch_bytes=4096)
+    client = await make_distributor(
+        {"a1": (url, 1)}, max_batch_bytes=4096, parse_workers=parse_workers
+    )
     ndjson = b'{"message":"a","timestamp":"2026-12-02T10:00:00Z"}\n{"message":"b"}\n'
     resp = await client.post(
         "/log-records", data=ndjson, headers={"Content-Type": "application/x-ndjson"}
