@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 START = "<!-- cli-reference:start -->"
@@ -38,15 +39,25 @@ def subcommands(text: str) -> list[str]:
 
 
 def render() -> str:
+    # Each help is a process of its own (about a second to start): a level of the command
+    # tree at a time, side by side, then printed depth first.
+    texts: dict[tuple[str, ...], str] = {}
+    level: list[tuple[str, ...]] = [()]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        while level:
+            found = list(pool.map(lambda path: help_text(list(path)), level))
+            texts.update(zip(level, found, strict=True))
+            level = [(*path, name) for path, text in zip(level, found, strict=True)
+                     for name in subcommands(text)]  # fmt: skip
     parts: list[str] = []
 
-    def walk(path: list[str]) -> None:
-        text = help_text(path)
+    def walk(path: tuple[str, ...]) -> None:
+        text = texts[path]
         parts.append(f"### `{' '.join(['logdist', *path])}`\n\n```\n{text}\n```\n")
         for name in subcommands(text):
-            walk([*path, name])
+            walk((*path, name))
 
-    walk([])
+    walk(())
     return "\n".join(parts)
 
 
