@@ -200,6 +200,15 @@ def serve(
             metavar="PORT",
         ),
     ] = None,
+    syslog_max_message_bytes: Annotated[
+        int | None,
+        opt(
+            S,
+            "max_message_bytes",
+            "A syslog message longer than this is skipped and counted (payload_too_large).",
+            "--syslog-max-message-bytes",
+        ),
+    ] = None,
     parse_workers: Annotated[
         int | None,
         typer.Option(
@@ -253,7 +262,13 @@ def serve(
             fall=fall,
             max_probes=health_max_probes,
         )
-        syslog = config.apply(cfg.syslog, tcp=syslog_tcp, udp=syslog_udp, host=syslog_host)
+        syslog = config.apply(
+            cfg.syslog,
+            tcp=syslog_tcp,
+            udp=syslog_udp,
+            host=syslog_host,
+            max_message_bytes=syslog_max_message_bytes,
+        )
         refs = tuple(config.parse_analyzer_ref(a) for a in analyzer) if analyzer else None
         cfg = config.apply(
             cfg,

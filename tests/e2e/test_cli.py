@@ -47,6 +47,9 @@ def test_help_explains_each_command(procs: Procs, args: tuple[str, ...], words: 
         (("distributor", "serve", "--analyzer", "a1=http://h:1/x@0"), "weight must be > 0"),
         (("distributor", "serve", "--queue-capacity", "0"), "queue_capacity must be >= 1"),
         (("distributor", "serve", "--config", "missing.toml"), "missing.toml: no such file"),
+        (("distributor", "serve", "--syslog-tcp", "70000"), "syslog tcp must be a port number"),
+        (("distributor", "serve", "--syslog-max-message-bytes", "10"), "must be >= 480, got 10"),
+        (("distributor", "serve", "--parse-workers", "99"), "parse_workers must be 0-64"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(
