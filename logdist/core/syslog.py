@@ -57,7 +57,6 @@ _HEADER_5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]+)((?:\s+[^\s=\]"]+="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]+)="((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r"\\([\"\\\]])")
-_TS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d+))?(?:Z|\+00:00)\Z")
 _TS_3164 = re.compile(r"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
 _TAG = re.compile(r"([^\s:\[\]]{1,64})(?:\[([^\]\s]{0,64})\])?: ?")
 MONTHS = {m: i for i, m in enumerate(
@@ -219,7 +218,7 @@ _SHAPE = "0000-00-00T00:00:00"
 
 def _utc_ms(stamp: str) -> str | None:
     """`_ts` for a stamp already in UTC (`Z` or `+00:00`), without a regular expression (this
-    is most messages' path); None for any other."""
+    is most messages' path and `_ts`'s first try); None for any other."""
     if stamp[-1:] == "Z":
         core = stamp[:-1]
     elif stamp[-6:] == "+00:00":
@@ -238,10 +237,9 @@ def _utc_ms(stamp: str) -> str | None:
 
 def _ts(text: str) -> str | None:
     """RFC 3339 UTC milliseconds for an RFC 3339 timestamp, else None."""
-    m = _TS_UTC.match(text)
-    if m is not None:  # already UTC: only the fraction changes
-        frac = (m.group(1) or "")[:3].ljust(3, "0")
-        return f"{text[:19]}.{frac}Z"
+    utc = _utc_ms(text)
+    if utc is not None:  # already UTC: only the fraction changes
+        return utc
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -64,10 +64,11 @@ class Counters:
         counters.packets += len(packets)
         counters.messages += sum(p.messages for p in packets)
 
-    def input_refused(self, name: str, code: str) -> None:
-        """Input `name` (not `packets`) had a request refused with `code`."""
-        self.rejected[code] += 1
-        self.input(name).rejected[code] += 1
+    def input_refused(self, name: str, code: str, count: int = 1) -> None:
+        """Input `name` (not `packets`) had `count` requests (syslog: messages) refused with
+        `code`."""
+        self.rejected[code] += count
+        self.input(name).rejected[code] += count
 
     def by_input(self) -> dict[str, InputCounters]:
         """Every input's counts: `packets` is what the others do not account for."""

@@ -296,16 +296,12 @@ class SyslogListener:
         self.distributor.counters.input_took(INPUT, packets)
 
     def too_large(self, count: int) -> None:
-        counters = self.distributor.counters
-        for _ in range(count):
-            counters.input_refused(INPUT, "payload_too_large")
+        self.distributor.counters.input_refused(INPUT, "payload_too_large", count)
         event(log, "syslog_too_large", logging.WARNING, messages=count,
               limit=self.cfg.max_message_bytes)  # fmt: skip
 
     def dropped(self, count: int, code: str) -> None:
-        counters = self.distributor.counters
-        counters.rejected[code] += count
-        counters.input(INPUT).rejected[code] += count
+        self.distributor.counters.input_refused(INPUT, code, count)
         self.unreported += count
 
     def room(self) -> None:
