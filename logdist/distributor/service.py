@@ -209,6 +209,8 @@ class Distributor:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self.dead_letters.close()
+        if self.state is not None:
+            self.state.close()
         c = self.counters
         # With a spool what is left is kept for the next start; without one it is lost.
         kept, lost = (left, 0) if self.spool is not None else (0, left)
@@ -243,9 +245,9 @@ class Distributor:
 
     # -- admin ----------------------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def _changed(self, aid: str) -> None:
         if self.state is not None:
-            self.state.save(self.registry)
+            self.state.record(self.registry, aid)
 
     def add_analyzer(
         self, aid: str, url: str, weight: float, delivery: Delivery | None = None
@@ -253,7 +255,7 @@ class Distributor:
         analyzer = self.registry.add(aid, url, weight, delivery or Delivery())
         self._sorted_analyzers = None
         self.health.watch(aid)
-        self._changed()
+        self._changed(aid)
         event(
             log,
             "analyzer_added",
@@ -269,7 +271,7 @@ class Distributor:
         """New delivery settings for `aid`, used from its next forward and probe."""
         analyzer = self.registry.set_delivery(aid, delivery)
         self.dispatcher.wake()
-        self._changed()
+        self._changed(aid)
         event(log, "analyzer_config", analyzer=aid, **_described(delivery))
         return analyzer
 
@@ -326,14 +328,14 @@ class Distributor:
         self._sorted_analyzers = None
         self.health.unwatch(aid)
         self.dispatcher.forget(aid)
-        self._changed()
+        self._changed(aid)
         event(log, "analyzer_removed", analyzer=aid, unsettled=left)
         return {"removed": aid, "drained": left == 0}
 
     def set_weight(self, aid: str, weight: float) -> Analyzer:
         analyzer = self.registry.set_weight(aid, weight)
         self.dispatcher.wake()
-        self._changed()
+        self._changed(aid)
         event(log, "analyzer_weight", analyzer=aid, weight=analyzer.weight)
         return analyzer
 
@@ -342,7 +344,7 @@ class Distributor:
         if state is not AdminState.ENABLED:
             self.dispatcher.evacuate(aid)
         self.dispatcher.wake()
-        self._changed()
+        self._changed(aid)
         event(log, "analyzer_state", analyzer=aid, state=state.value)
         return analyzer
 

@@ -14,6 +14,7 @@ import pytest
 
 from logdist.core.delivery import Delivery
 from logdist.core.registry import Health
+from logdist.distributor.state import StateStore
 from tests.distributor.conftest import Client, MakeDistributor, service
 from tests.distributor.test_forwarding import packets, send
 from tests.fakes import eventually, start_analyzer
@@ -183,11 +184,13 @@ async def test_runtime_config_changes_apply_to_the_next_forward_and_are_shown_ma
         json={"add_headers": {"X-Scope": "a"}, "remove_headers": ["authorization"]},
     )
     assert (await resp.json())["headers"] == {"X-Scope": "***"}
-    # Kept in state.json, in clear, readable by its owner only.
-    state = tmp_path / "state.json"
-    saved = orjson.loads(state.read_bytes())
-    assert saved["analyzers"][0]["delivery"]["headers"] == {"X-Scope": "a"}
-    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+    # Kept in the state journal, in clear, readable by its owner only.
+    journal = tmp_path / "state.journal"
+    last = orjson.loads(journal.read_bytes().splitlines()[-1])
+    assert last["analyzer"]["delivery"]["headers"] == {"X-Scope": "a"}
+    assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600
+    saved = StateStore(tmp_path).load()
+    assert saved is not None and dict(saved[0][0].delivery.headers) == {"X-Scope": "a"}
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from logdist.distributor.state import StateStore
 from tests.e2e.pipeline import Pipeline, elapsed
 from tests.e2e.procs import LOGDIST, Procs, clean_env, free_port, get, wait_for
 
@@ -271,8 +272,8 @@ def test_state_dir_restores_runtime_changes_after_a_restart(procs: Procs, tmp_pa
     ):
         assert ctl(p, *args).returncode == 0, args
     before = [(a["id"], a["url"], a["weight"], a["state"]) for a in p.registry()]
-    saved = json.loads((state / "state.json").read_text())
-    assert [a["id"] for a in saved["analyzers"]] == ["a1", "a2", "a4"]
+    saved = StateStore(state).load()
+    assert saved is not None and [ref.id for ref, _ in saved] == ["a1", "a2", "a4"]
     assert p.distributor is not None
     argv = p.distributor.argv[1:]
     assert p.distributor.stop() == 0
