@@ -37,6 +37,30 @@ def _positive(name: str, value: float) -> None:
     _require(math.isfinite(value) and value > 0, f"{name} must be > 0, got {value}")
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d|w)")
+_DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(name: str, text: str) -> float:
+    """Seconds for `90`, `30s`, `15m`, `2h`, `7d`, `1w`, `1h30m`."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_S[m.group(2)]
+        pos = m.end()
+    _require(
+        pos > 0 and pos == len(text),
+        f"{name} must be seconds or a duration such as 30s, 15m, 2h, 7d; got {text!r}",
+    )
+    return total
+
+
 def _checked_id(kind: str, value: str) -> None:
     try:
         check_id(kind, value)
@@ -299,9 +323,30 @@ class AnalyzerConfig:
     # and take this many seconds over each.
     fail_rate: float = 0.0
     delay: float = 0.0
+    # Keep every message acknowledged in a searchable store in this directory.
+    store: str | None = None
+    # Retention: the oldest segments are deleted past this total size / age (seconds).
+    store_max_bytes: int | None = None
+    store_max_age: float | None = None
+    # A new segment (file) is started this often (seconds).
+    store_segment: float = 3600.0
+    # full: a commit is fsynced before the 2xx; normal: it survives the process, not the host.
+    store_sync: str = "full"
 
     def __post_init__(self) -> None:
         _checked_id("analyzer", self.id)
+        _require(
+            self.store_sync in ("full", "normal"),
+            f"store_sync must be full or normal, got {self.store_sync!r}",
+        )
+        _positive("store_segment", self.store_segment)
+        if self.store_max_bytes is not None:
+            _require(
+                self.store_max_bytes >= 1 << 20,
+                f"store_max_bytes must be at least 1 MiB (1048576), got {self.store_max_bytes}",
+            )
+        if self.store_max_age is not None:
+            _positive("store_max_age", self.store_max_age)
         _port("port", self.port)
         _positive("weight", self.weight)
         _require(
@@ -384,6 +429,8 @@ def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if name.startswith("store_") and isinstance(value, str):
+            return parse_duration(name, value)
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

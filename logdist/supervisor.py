@@ -60,6 +60,13 @@ def analyzer_argv(cfg: AnalyzerConfig) -> list[str]:
         argv += ["--fail-rate", str(cfg.fail_rate)]
     if cfg.delay:
         argv += ["--delay", str(cfg.delay)]
+    if cfg.store:
+        argv += ["--store", cfg.store, "--store-segment", str(cfg.store_segment)]
+        argv += ["--store-sync", cfg.store_sync]
+        if cfg.store_max_bytes is not None:
+            argv += ["--store-max-bytes", str(cfg.store_max_bytes)]
+        if cfg.store_max_age is not None:
+            argv += ["--store-max-age", str(cfg.store_max_age)]
     return argv
 
 

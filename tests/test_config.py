@@ -111,6 +111,9 @@ rate = 0
         ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nhealth_url = 'h/x'", "health_url"),
         ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nhealth = 'on'", "active, passive"),
         ("[[analyzers]]\nid = 'a'\nurl = 'http://h:1/x'\nformt = 'json'", "known:.*format"),
+        ("[[analyzers]]\nid = 'a'\nstore = 's'\nstore_sync = 'maybe'", "store_sync must be"),
+        ("[[analyzers]]\nid = 'a'\nstore_max_age = 'a week'", "store_max_age must be sec"),
+        ("[[analyzers]]\nid = 'a'\nstore_max_bytes = 1000", "at least 1 MiB"),
     ],
 )
 def test_bad_config_is_one_error_naming_the_file_and_key(
@@ -260,6 +263,11 @@ output = "flaky.ndjson"
 dedupe_window = 50
 fail_rate = 0.25
 delay = 0.5
+store = "st/flaky"
+store_max_bytes = 1073741824
+store_max_age = "7d"
+store_segment = "10m"
+store_sync = "normal"
 """,
         )
     )
@@ -274,6 +282,11 @@ delay = 0.5
         "--max-body-bytes": str(64 << 20),
         "--fail-rate": "0.25",
         "--delay": "0.5",
+        "--store": "st/flaky",
+        "--store-segment": "600.0",
+        "--store-sync": "normal",
+        "--store-max-bytes": "1073741824",
+        "--store-max-age": "604800.0",
     }
 
 

@@ -1,4 +1,5 @@
-"""`logdist analyzer serve`: POST /ingest, GET /health, GET /stats."""
+"""`logdist analyzer serve`: POST /ingest, GET /health, GET /stats; with a store, GET /search,
+/histogram and /context."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from typing import IO, Any
 import orjson
 from aiohttp import web
 
+from logdist.analyzer.store import Item, Store, Written
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
 from logdist.core.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
+from logdist.core.search import Query, invalid, parse_query
 from logdist.daemon import LISTENER, Listener
-from logdist.front import Connection, FrontDoor, content_kind, response
+from logdist.errors import LogdistError, NotFound
+from logdist.front import Connection, FrontDoor, content_kind, error, response
 from logdist.http import NDJSON, body_kind, error_middleware, json_response, read_body
 from logdist.log import event
 
@@ -43,6 +47,7 @@ class AnalyzerState:
     injected_failures: int = 0
     emitters: dict[str, EmitterCount] = field(default_factory=dict)
     output: IO[bytes] | None = None
+    store: Store | None = None
 
     def take(self, packets: list[Packet]) -> list[Packet]:
         """Count `packets`, return the ones not seen before (duplicates are only counted)."""
@@ -106,6 +111,34 @@ class AnalyzerState:
         fresh = len(self.take(packets))
         return {"accepted": len(packets), "new": fresh, "duplicates": len(packets) - fresh}
 
+    def items(self, kind: str, body: bytes) -> list[Item]:
+        """The packets of one /ingest body, for the store (checked as `ingest` checks them)."""
+        self.requests += 1
+        read = read_lines(body, keep_lines=True) if kind == "ndjson" else None
+        if read is not None:
+            return list(zip(read.ids, read.emitters, read.lines(), strict=True))
+        if kind == "ndjson":
+            packets = parse_batch(body, ndjson=True)
+        elif body.lstrip()[:1] == b"[":
+            packets = parse_batch(body, ndjson=False)
+        else:
+            packets = [parse_one(body)]
+        return [(p.id, p.emitter, p.body) for p in packets]
+
+    def stored(self, items: list[Item], written: Written) -> dict[str, int]:
+        """Count what the store wrote of `items`; the fields of the answer."""
+        new = [items[i] for i in written.new]
+        for (pid, emitter, _), messages in zip(new, written.counts, strict=True):
+            self.window.add(pid)
+            self._count(emitter, 1, messages)
+        self.duplicates += len(items) - len(new)
+        self.packets += len(new)
+        self.messages += sum(written.counts)
+        if new and self.output is not None:
+            self.output.write(b"\n".join(line for _, _, line in new) + b"\n")
+            self.output.flush()
+        return {"accepted": len(items), "new": len(new), "duplicates": len(items) - len(new)}
+
     def _count(self, emitter: str | None, packets: int, messages: int) -> None:
         count = self.emitters.get(emitter or "-")
         if count is None:
@@ -126,7 +159,11 @@ async def ingest(request: web.Request) -> web.Response:
     if state.cfg.fail_rate and random.random() < state.cfg.fail_rate:
         state.injected_failures += 1
         return json_response({"error": "injected failure (--fail-rate)", "code": "injected"}, 500)
-    return json_response(state.ingest(kind, body))
+    if state.store is None:
+        return json_response(state.ingest(kind, body))
+    items = state.items(kind, body)
+    written = await state.store.submit(items)
+    return json_response(state.stored(items, written))
 
 
 class IngestDoor(FrontDoor):
@@ -138,8 +175,28 @@ class IngestDoor(FrontDoor):
         self.state = state
 
     def handle(self, conn: Connection, route: int, ctype: bytes | None, body: bytes) -> None:
-        answer = self.state.ingest(content_kind(ctype), body)
-        conn.answer(response(200, orjson.dumps(answer), close=conn.close_after))
+        state = self.state
+        if state.store is None:
+            answer = state.ingest(content_kind(ctype), body)
+            conn.answer(response(200, orjson.dumps(answer), close=conn.close_after))
+            return
+        items = state.items(content_kind(ctype), body)
+        # Answered once the store has committed them; the connection is not read meanwhile.
+        entry = conn.defer()
+        conn.hold()
+
+        def done(future: asyncio.Future[Written]) -> None:
+            conn.release()
+            exc = future.exception()
+            if isinstance(exc, LogdistError):
+                conn.fulfil(entry, error(exc, close=entry[2]))
+            elif exc is not None:
+                raise exc
+            else:
+                answer = state.stored(items, future.result())
+                conn.fulfil(entry, response(200, orjson.dumps(answer), close=entry[2]))
+
+        state.store.submit(items).add_done_callback(done)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -152,6 +209,7 @@ async def health(request: web.Request) -> web.Response:
             "pid": os.getpid(),
             "batch": True,
             "formats": ["application/json", NDJSON],
+            "store": state.store is not None,
         }
     )
 
@@ -170,6 +228,8 @@ async def stats(request: web.Request) -> web.Response:
             k: {"packets": v.packets, "messages": v.messages} for k, v in state.emitters.items()
         },
     }
+    if state.store is not None:
+        body["store"] = state.store.summary()
     if request.query.get("ids") in ("1", "true", "yes"):
         body["ids"] = list(state.window)
         body["ids_truncated"] = state.window.evicted > 0
@@ -209,6 +269,74 @@ async def output_file(app: web.Application) -> AsyncIterator[None]:
     )
 
 
+def _store(request: web.Request) -> Store:
+    store = request.app[STATE].store
+    if store is None:
+        raise NotFound("this analyzer keeps no store (start it with --store DIR)")
+    return store
+
+
+def _query(request: web.Request) -> Query:
+    return parse_query(request.query, int(time.time() * 1000))
+
+
+async def _read(request: web.Request, fn: Any, *args: Any) -> web.Response:
+    """Run a read of the store in a thread of its own: the event loop keeps serving."""
+    result = await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    return json_response(result)
+
+
+async def search(request: web.Request) -> web.Response:
+    store = _store(request)
+    return await _read(request, store.search, _query(request))
+
+
+async def histogram(request: web.Request) -> web.Response:
+    store = _store(request)
+    return await _read(request, store.histogram, _query(request))
+
+
+async def context(request: web.Request) -> web.Response:
+    store = _store(request)
+    q = request.query
+    unknown = sorted(set(q) - {"packetId", "index", "before", "after"})
+    if unknown:
+        raise invalid(unknown[0], "unknown parameter; known: packetId, index, before, after")
+    packet = q.get("packetId", "")
+    if not packet:
+        raise invalid("packetId", "required: the packetId of the message")
+    numbers = {}
+    for name, default in (("index", None), ("before", 20), ("after", 20)):
+        text = q.get(name)
+        if text is None and default is not None:
+            numbers[name] = default
+            continue
+        if text is None or not text.isdigit() or int(text) > 1000:
+            raise invalid(name, f"must be a whole number 0-1000, got {text!r}")
+        numbers[name] = int(text)
+    return await _read(
+        request, store.context, packet, numbers["index"], numbers["before"], numbers["after"]
+    )
+
+
+async def open_store(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    cfg = state.cfg
+    if cfg.store:
+        state.store = Store(
+            cfg.store,
+            cfg.id,
+            max_bytes=cfg.store_max_bytes,
+            max_age=cfg.store_max_age,
+            segment_seconds=cfg.store_segment,
+            sync=cfg.store_sync,
+        )
+        await asyncio.get_running_loop().run_in_executor(None, state.store.open)
+    yield
+    if state.store is not None:
+        await asyncio.get_running_loop().run_in_executor(None, state.store.close)
+
+
 def make_app(cfg: AnalyzerConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=cfg.max_body_bytes)
     state = app[STATE] = AnalyzerState(cfg, DedupeWindow(cfg.dedupe_window))
@@ -217,7 +345,11 @@ def make_app(cfg: AnalyzerConfig) -> web.Application:
         door = IngestDoor(state)
         app[LISTENER] = Listener(door.factory, door.close)
     app.cleanup_ctx.append(output_file)
+    app.cleanup_ctx.append(open_store)
     app.router.add_post("/ingest", ingest)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/search", search)
+    app.router.add_get("/histogram", histogram)
+    app.router.add_get("/context", context)
     return app

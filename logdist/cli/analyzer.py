@@ -11,9 +11,12 @@ from logdist import config
 from logdist.analyzer import make_app
 from logdist.cli.common import HostOption, LogLevelOption, config_errors, opt, run_daemon
 from logdist.config import AnalyzerConfig as C
+from logdist.config import parse_duration
 
 app = typer.Typer(
-    help="Analyzers: receive packets, dedupe by packetId, count them.", no_args_is_help=True
+    help="Analyzers: receive packets, dedupe by packetId, count them, and with --store keep "
+    "them searchable.",
+    no_args_is_help=True,
 )
 
 
@@ -42,9 +45,48 @@ def serve(
     delay: Annotated[
         float | None, opt(C, "delay", "Fault injection: seconds to take over each ingest.")
     ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep every message acknowledged in a searchable store (SQLite + FTS5) in this "
+            "directory; serves GET /search, /histogram and /context.",
+            show_default=False,
+        ),
+    ] = None,
+    store_max_bytes: Annotated[
+        int | None,
+        opt(C, "store_max_bytes", "Retention: delete the oldest segments past this many bytes."),
+    ] = None,
+    store_max_age: Annotated[
+        str | None,
+        typer.Option(
+            help="Retention: delete segments older than this (seconds, or 30m, 12h, 7d).",
+            show_default=False,
+        ),
+    ] = None,
+    store_segment: Annotated[
+        str | None,
+        typer.Option(
+            help="Start a new segment file this often (seconds, or 10m, 1h).  [default: 1h]",
+            show_default=False,
+        ),
+    ] = None,
+    store_sync: Annotated[
+        str | None,
+        opt(
+            C,
+            "store_sync",
+            "full: each commit is fsynced before the 2xx; normal: it survives a crash of the "
+            "process, not of the host.",
+        ),
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
-    """Serve POST /ingest (a packet, a JSON array or NDJSON), GET /health and GET /stats."""
+    """Serve POST /ingest (a packet, a JSON array or NDJSON), GET /health and GET /stats.
+
+    With --store every packet is written to the store before it is acknowledged (deduped by
+    packetId across restarts), and GET /search, /histogram and /context answer from it.
+    """
     with config_errors():
         cfg = config.apply(
             C(),
@@ -56,5 +98,14 @@ def serve(
             max_body_bytes=max_body_bytes,
             fail_rate=fail_rate,
             delay=delay,
+            store=str(store) if store else None,
+            store_max_bytes=store_max_bytes,
+            store_max_age=parse_duration("--store-max-age", store_max_age)
+            if store_max_age is not None
+            else None,
+            store_segment=parse_duration("--store-segment", store_segment)
+            if store_segment is not None
+            else None,
+            store_sync=store_sync,
         )
     run_daemon("analyzer", make_app, cfg, log_level)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from logdist import daemon
 from logdist.analyzer import make_app
 from logdist.config import AnalyzerConfig
+from logdist.http import NDJSON
 from tests.serving import FrontServer, read_response
 
 Client = TestClient[Any, Any]
@@ -40,10 +41,16 @@ def serve(request: pytest.FixtureRequest, aiohttp_client: Any) -> Serve:
     return start
 
 
-@pytest.fixture
-async def client(serve: Serve, tmp_path: Path) -> Client:
+@pytest.fixture(params=["counting", "storing"])
+async def client(serve: Serve, tmp_path: Path, request: pytest.FixtureRequest) -> Client:
+    """An analyzer that counts, or one that also keeps a store (--store): the same answers,
+    given only after the store committed."""
+    store = str(tmp_path / "store") if request.param == "storing" else None
     cfg = AnalyzerConfig(
-        output=str(tmp_path / "out.ndjson"), dedupe_window=1000, max_body_bytes=10_000
+        output=str(tmp_path / "out.ndjson"),
+        dedupe_window=1000,
+        max_body_bytes=10_000,
+        store=store,
     )
     return await serve(make_app(cfg))
 
@@ -250,3 +257,59 @@ async def test_a_gzipped_batch_is_read_as_the_same_packets(client: Client) -> No
     assert await resp.json() == {"accepted": 20, "new": 20, "duplicates": 0}
     stats = await (await client.get("/stats")).json()
     assert (stats["packets"], stats["messages"]) == (20, 40)
+
+
+async def test_a_storing_analyzer_answers_searches_of_what_it_acknowledged(
+    serve: Serve, tmp_path: Path
+) -> None:
+    client = await serve(make_app(AnalyzerConfig(store=str(tmp_path / "store"))))
+    body = b"\n".join(orjson.dumps(packet(f"p{i}", n=3)) for i in range(5)) + b"\n"
+    resp = await client.post("/ingest", data=body, headers={"Content-Type": NDJSON})
+    assert (await resp.json())["new"] == 5
+    health = await (await client.get("/health")).json()
+    assert health["store"] is True
+    page = await (await client.get("/search?q=2&limit=4")).json()
+    assert [(i["packetId"], i["index"]) for i in page["items"]] == [
+        ("p4", 2),
+        ("p3", 2),
+        ("p2", 2),
+        ("p1", 2),
+    ]
+    assert page["items"][0]["analyzer"] == "a1" and page["cursor"]
+    rest = await (await client.get(f"/search?q=2&limit=4&cursor={page['cursor']}")).json()
+    assert [i["packetId"] for i in rest["items"]] == ["p0"] and rest["cursor"] is None
+    hist = await (await client.get("/histogram")).json()
+    assert hist["total"] == 15 and hist["partial"] == []
+    context = await (await client.get("/context?packetId=p2&index=1&before=1&after=1")).json()
+    assert [i["message"] for i in context["items"]] == ["0", "1", "2"]
+    stats = await (await client.get("/stats")).json()
+    assert stats["store"]["stored_messages"] == 15 and stats["store"]["segments"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/search?level=LOUD", "level"),
+        ("/search?q=%22open", "q"),
+        ("/histogram?buckets=0", "buckets"),
+        ("/search?since=soon", "since"),
+        ("/context?packetId=p1", "index"),
+        ("/context?index=0", "packetId"),
+        ("/context?packetId=p1&index=0&around=3", "around"),
+    ],
+)
+async def test_bad_search_parameters_are_422_naming_them(
+    serve: Serve, tmp_path: Path, path: str, field: str
+) -> None:
+    client = await serve(make_app(AnalyzerConfig(store=str(tmp_path / "store"))))
+    resp = await client.get(path)
+    assert resp.status == 422
+    body = await resp.json()
+    assert body["detail"] == {"field": field} and field in body["error"]
+
+
+async def test_without_a_store_search_is_a_404_saying_so(serve: Serve) -> None:
+    client = await serve(make_app(AnalyzerConfig()))
+    assert (await (await client.get("/health")).json())["store"] is False
+    resp = await client.get("/search?q=x")
+    assert resp.status == 404 and "--store" in (await resp.json())["error"]
