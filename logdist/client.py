@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -216,6 +217,32 @@ class AdminClient:
         result: dict[str, Any] = await self._call("GET", f"/emitter/{_seg(eid)}/metrics")
         return result
 
+    # -- stored logs ----------------------------------------------------------------------
+
+    async def search(self, **params: str | None) -> dict[str, Any]:
+        """One page of stored messages (see GET /logs/search): `{"items", "cursor", "partial"}`."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        result: dict[str, Any] = await self._call("GET", f"/logs/search?{query}")
+        return result
+
+    async def search_all(self, limit: int | None, **params: str | None) -> AsyncIterator[Any]:
+        """Every stored message matching `params` (at most `limit`), page after page; a
+        page's `partial` (analyzers that did not answer) is yielded as a list before it."""
+        cursor: str | None = None
+        left = limit
+        while left is None or left > 0:
+            size = 1000 if left is None else min(left, 1000)
+            page = await self.search(**params, limit=str(size), cursor=cursor)
+            if page["partial"]:
+                yield page["partial"]
+            for item in page["items"]:
+                yield item
+            if left is not None:
+                left -= len(page["items"])
+            cursor = page["cursor"]
+            if cursor is None:
+                return
+
     # -- routed logs ----------------------------------------------------------------------
 
     async def logs(
@@ -225,8 +252,10 @@ class AdminClient:
         analyzer: str | None = None,
         emitter: str | None = None,
         level: str | None = None,
+        opened: asyncio.Event | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """The last `n` routed messages, then (with `follow`) each new one until closed."""
+        """The last `n` routed messages, then (with `follow`) each new one until closed;
+        `opened` is set once the stream is open (before its first message)."""
         params = {"n": str(n), "follow": "1" if follow else "0"}
         params.update(
             {k: v for k, v in (("analyzer", analyzer), ("emitter", emitter), ("level", level)) if v}
@@ -241,6 +270,8 @@ class AdminClient:
             raise Unreachable(
                 f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
             ) from None
+        if opened is not None:
+            opened.set()
         async with ws:
             async for msg in ws:
                 if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):

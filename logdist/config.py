@@ -214,6 +214,9 @@ class DistributorConfig:
     # Concurrent forwarding requests per analyzer.
     max_requests: int = 8
     forward_timeout: float = 5.0
+    # Seconds each analyzer has to answer a search (/logs/search …) before it is named in
+    # the answer's `partial`.
+    search_timeout: float = 5.0
     drain_timeout: float = 10.0
     retry_after: int = 1
     # Seconds an ingest request waits for room in a full queue before its 503 (0: answer at
@@ -284,6 +287,7 @@ class DistributorConfig:
         ):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("forward_timeout", self.forward_timeout)
+        _positive("search_timeout", self.search_timeout)
         _require(self.emitter_lease >= 3, f"emitter_lease must be >= 3, got {self.emitter_lease}")
         _require(
             self.emitter_forget >= 0, f"emitter_forget must be >= 0, got {self.emitter_forget}"

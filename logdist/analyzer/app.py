@@ -19,7 +19,7 @@ from logdist.analyzer.store import Item, Store, Written
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
 from logdist.core.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
-from logdist.core.search import Query, invalid, parse_query
+from logdist.core.search import Query, parse_context, parse_query
 from logdist.daemon import LISTENER, Listener
 from logdist.errors import LogdistError, NotFound
 from logdist.front import Connection, FrontDoor, content_kind, error, response
@@ -27,6 +27,9 @@ from logdist.http import NDJSON, body_kind, error_middleware, json_response, rea
 from logdist.log import event
 
 log = logging.getLogger("logdist.analyzer")
+INTERNAL = orjson.dumps(
+    {"error": "internal error; see the analyzer's log", "code": "internal_error"}
+)
 
 
 @dataclass
@@ -188,13 +191,19 @@ class IngestDoor(FrontDoor):
         def done(future: asyncio.Future[Written]) -> None:
             conn.release()
             exc = future.exception()
+            if exc is None:
+                try:
+                    answer = orjson.dumps(state.stored(items, future.result()))
+                except Exception as bug:  # noqa: BLE001 - the request is answered all the same
+                    event(log, "store_answer_failed", logging.ERROR, error=repr(bug))
+                    exc = bug
+                else:
+                    conn.fulfil(entry, response(200, answer, close=entry[2]))
+                    return
             if isinstance(exc, LogdistError):
                 conn.fulfil(entry, error(exc, close=entry[2]))
-            elif exc is not None:
-                raise exc
             else:
-                answer = state.stored(items, future.result())
-                conn.fulfil(entry, response(200, orjson.dumps(answer), close=entry[2]))
+                conn.fulfil(entry, response(500, INTERNAL, close=entry[2]))
 
         state.store.submit(items).add_done_callback(done)
 
@@ -298,25 +307,8 @@ async def histogram(request: web.Request) -> web.Response:
 
 async def context(request: web.Request) -> web.Response:
     store = _store(request)
-    q = request.query
-    unknown = sorted(set(q) - {"packetId", "index", "before", "after"})
-    if unknown:
-        raise invalid(unknown[0], "unknown parameter; known: packetId, index, before, after")
-    packet = q.get("packetId", "")
-    if not packet:
-        raise invalid("packetId", "required: the packetId of the message")
-    numbers = {}
-    for name, default in (("index", None), ("before", 20), ("after", 20)):
-        text = q.get(name)
-        if text is None and default is not None:
-            numbers[name] = default
-            continue
-        if text is None or not text.isdigit() or int(text) > 1000:
-            raise invalid(name, f"must be a whole number 0-1000, got {text!r}")
-        numbers[name] = int(text)
-    return await _read(
-        request, store.context, packet, numbers["index"], numbers["before"], numbers["after"]
-    )
+    packet, index, before, after = parse_context(request.query)
+    return await _read(request, store.context, packet, index, before, after)
 
 
 async def open_store(app: web.Application) -> AsyncIterator[None]:

@@ -21,7 +21,6 @@ a slow query never holds the writer or the event loop.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import os
@@ -48,11 +47,11 @@ from logdist.core.search import (
     bucket_plan,
     cursor_after,
     histogram_body,
-    invalid,
     iso,
     rows_of,
 )
 from logdist.errors import Backpressure, NotFound
+from logdist.fts import check_fts
 from logdist.log import event
 
 log = logging.getLogger("logdist.store")
@@ -72,7 +71,8 @@ CREATE TABLE IF NOT EXISTS logs(
 );
 CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
 CREATE INDEX IF NOT EXISTS logs_level ON logs(level, ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(message, content='logs', content_rowid='id');
+CREATE VIRTUAL TABLE IF NOT EXISTS fts
+    USING fts5(message, content='logs', content_rowid='id', columnsize=0);
 CREATE TABLE IF NOT EXISTS rollup(
     minute INTEGER NOT NULL,
     level INTEGER NOT NULL,
@@ -90,7 +90,7 @@ CREATE INDEX IF NOT EXISTS ids_seg ON ids(seg, row);
 """
 COLUMNS = "ts, level, packet, idx, emitter, service, host, message, fields"
 # Packets a group commit takes at most; the rest wait for the next.
-MAX_BATCH_PACKETS = 20_000
+MAX_BATCH_PACKETS = 2_000
 # Retention is looked at this often (seconds), and after every new segment.
 RETAIN_EVERY = 5.0
 # Packet ids looked up in one statement.
@@ -191,12 +191,16 @@ class Store:
         self._thread: threading.Thread | None = None
         self._retained = 0.0
         self._ts_cache: dict[str, int] = {}
+        self.held = 0  # messages in the store now
         self._lock = threading.Lock()  # guards `segments` for readers
+        # The first and last `ts` of each segment no longer written (for search's order).
+        self._spans: dict[str, tuple[int, int]] = {}
 
     # -- opening and closing --------------------------------------------------------------
 
-    def open(self) -> None:
-        """Open (or create) the store, repair what a crash left, start the writer."""
+    def open(self, writer: bool = True) -> None:
+        """Open (or create) the store, repair what a crash left, start the writer thread
+        (without `writer`, `write` stores in the caller's thread: bulk loads)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ids = self._connect(self.dir / "ids.db")
         self._ids.executescript(IDS_SCHEMA)
@@ -215,6 +219,7 @@ class Store:
             if orphans:
                 event(log, "store_orphan_ids_removed", logging.WARNING, count=orphans)
         self._retain()
+        self.held = self._held_rows()
         event(
             log,
             "store_opened",
@@ -224,8 +229,11 @@ class Store:
             max_bytes=self.max_bytes or "",
             max_age=self.max_age or "",
         )
-        self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
-        self._thread.start()
+        if writer:
+            self._thread = threading.Thread(
+                target=self._write_loop, name="store-writer", daemon=True
+            )
+            self._thread.start()
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -258,6 +266,12 @@ class Store:
 
         self._jobs.put(_Job(items, done))
         return future
+
+    def write(self, items: list[Item]) -> Written:
+        """Store `items` now, in this thread (a store opened without its writer)."""
+        assert self._thread is None, "a store with a writer thread takes `submit`"
+        (written,) = self._commit([_Job(items, lambda result: None)])
+        return written
 
     def _write_loop(self) -> None:
         while True:
@@ -320,7 +334,7 @@ class Store:
             )
         received_ms = int(now * 1000)
         first_row = row = self._next_row
-        rows: list[tuple[Any, ...]] = []
+        rows: list[Row] = []
         ids: list[tuple[str, str, int]] = []
         results: list[Written] = []
         for job in jobs:
@@ -336,7 +350,7 @@ class Store:
                     packet["emitter"] = emitter
                 made: list[Row] = rows_of(packet, received_ms, self._ts_cache)
                 ids.append((pid, name, row))
-                rows.extend((row + i, *r) for i, r in enumerate(made))
+                rows += made
                 row += len(made)
                 new.append(position)
                 counts.append(len(made))
@@ -351,17 +365,22 @@ class Store:
                 raise
             try:
                 seg.execute("BEGIN")
-                seg.executemany(
-                    f"INSERT INTO logs(id, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
+                # Row ids are the next ones in order (rows are never deleted from a segment):
+                # first_row … row - 1, as the ids say.
+                seg.executemany(f"INSERT INTO logs({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                (last,) = seg.execute("SELECT last_insert_rowid()").fetchone()
+                if last != row - 1:
+                    raise sqlite3.IntegrityError(f"rows numbered to {last}, expected {row - 1}")
+                # The index and the counts from the rows just written, in SQLite's own loops.
+                seg.execute(
+                    "INSERT INTO fts(rowid, message) SELECT id, message FROM logs WHERE id >= ?",
+                    (first_row,),
                 )
-                seg.executemany(
-                    "INSERT INTO fts(rowid, message) VALUES (?, ?)", [(r[0], r[8]) for r in rows]
-                )
-                per_minute = Counter((r[1] // MINUTE_MS, r[2]) for r in rows)
-                seg.executemany(
-                    "INSERT INTO rollup VALUES (?, ?, ?) "
-                    "ON CONFLICT(minute, level) DO UPDATE SET n = n + excluded.n",
-                    [(m, lv, n) for (m, lv), n in per_minute.items()],
+                seg.execute(
+                    "INSERT INTO rollup SELECT ts / 60000, level, count(*) FROM logs"
+                    " WHERE id >= ? GROUP BY 1, 2"
+                    " ON CONFLICT(minute, level) DO UPDATE SET n = n + excluded.n",
+                    (first_row,),
                 )
                 seg.execute("COMMIT")
             except BaseException:
@@ -375,6 +394,7 @@ class Store:
         self.stats.batches += 1
         self.stats.packets += stored
         self.stats.messages += len(rows)
+        self.held += len(rows)
         self.stats.duplicates += sum(len(j.items) for j in jobs) - stored
         return results
 
@@ -431,10 +451,12 @@ class Store:
         self._ids.execute("DELETE FROM ids WHERE seg = ?", (segment.name,))
         with self._lock:
             self.segments.remove(segment)
+        self._spans.pop(segment.name, None)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{segment.path}{suffix}").unlink(missing_ok=True)
         self.stats.removed_segments += 1
         self.stats.removed_messages += messages
+        self.held -= messages
         self.stats.removed_bytes += size
         event(
             log,
@@ -469,24 +491,50 @@ class Store:
         if query.analyzers and self.analyzer not in query.analyzers:
             return {"items": [], "cursor": None, "partial": []}
         check_fts(query.q)
-        found: list[dict[str, Any]] = []
-        pages: list[list[tuple[Any, ...]]] = []
-        for segment in reversed(self._readable()):
+        desc = not query.ascending
+        rows: list[tuple[Any, ...]] = []
+        # Segments whose times can hold the newest (oldest) matches first; stop once a page
+        # is full and no segment left can hold anything before its last row.
+        for segment, (low, high) in self._by_time(query, desc):
+            if len(rows) >= query.limit:
+                edge = rows[query.limit - 1][0]
+                if (high < edge) if desc else (low > edge):
+                    break
             with self._reader(segment) as conn:
                 if conn is None:
                     continue
                 for level in query.levels or (None,):
-                    pages.append(self._page(conn, query, level))
-        desc = not query.ascending
-        ordered = heapq.merge(*pages, key=lambda r: (r[0], r[2], r[3]), reverse=desc)
-        for row in ordered:
-            found.append(self._item(row))
-            if len(found) == query.limit:
-                break
-        cursor = None
-        if len(found) == query.limit:
-            cursor = cursor_after(found[-1])
+                    rows += self._page(conn, query, level)
+            rows.sort(key=lambda r: (r[0], r[2], r[3]), reverse=desc)
+            del rows[query.limit :]
+        found = [self._item(row) for row in rows]
+        cursor = cursor_after(found[-1]) if len(found) == query.limit else None
         return {"items": found, "cursor": cursor, "partial": []}
+
+    def _by_time(self, query: Query, desc: bool) -> list[tuple[Segment, tuple[int, int]]]:
+        """The segments that hold messages in the query's time range, with the first and last
+        `ts` each holds, newest (or oldest) first."""
+        spans = []
+        segments = self._readable()
+        for segment in segments:
+            span = self._spans.get(segment.name)
+            if span is None:
+                with self._reader(segment) as conn:
+                    if conn is None:
+                        continue
+                    low, high = _edge(conn, [], [], False), _edge(conn, [], [], True)
+                if low is None or high is None:
+                    continue
+                span = (low, high)
+                if segment is not segments[-1]:  # a segment written no more keeps its span
+                    self._spans[segment.name] = span
+            if query.since is not None and span[1] < query.since:
+                continue
+            if query.until is not None and span[0] >= query.until:
+                continue
+            spans.append((segment, span))
+        spans.sort(key=lambda s: s[1][1] if desc else s[1][0], reverse=desc)
+        return spans
 
     def _where(self, query: Query, level: int | None) -> tuple[list[str], list[Any]]:
         where: list[str] = []
@@ -552,10 +600,8 @@ class Store:
                     continue
                 for level in query.levels or (None,):
                     where, args = self._where(query, level)
-                    clause = f" WHERE {' AND '.join(where)}" if where else ""
-                    sql = f"SELECT min(ts), max(ts) FROM logs{clause}"
-                    a, b = conn.execute(sql, args).fetchone()
-                    if a is not None:
+                    a, b = _edge(conn, where, args, False), _edge(conn, where, args, True)
+                    if a is not None and b is not None:
                         low = a if low is None else min(low, a)
                         high = b if high is None else max(high, b)
         return None if low is None or high is None else (low, high)
@@ -622,9 +668,12 @@ class Store:
             return
         levels = query.levels
         marks = f" AND level IN ({','.join('?' * len(levels))})" if levels else ""
-        sql = "SELECT minute, level, n FROM rollup WHERE minute >= ? AND minute < ?" + marks
-        for minute, lv, n in conn.execute(sql, (first, last, *levels)):
-            counts[(minute * MINUTE_MS - start) // width, lv] += n
+        sql = (
+            "SELECT (minute * 60000 - ?) / ?, level, sum(n) FROM rollup"
+            f" WHERE minute >= ? AND minute < ?{marks} GROUP BY 1, 2"
+        )
+        for bucket, lv, n in conn.execute(sql, (start, width, first, last, *levels)):
+            counts[bucket, lv] += n
         edges = [(query.since, first * MINUTE_MS), (last * MINUTE_MS, query.until)]
         for since, until in edges:
             if since < until:
@@ -663,14 +712,24 @@ class Store:
             ).fetchone()
         return row
 
+    def _held_rows(self) -> int:
+        """Messages the store holds (rows are numbered from 1 in each segment)."""
+        total = 0
+        for segment in self._readable():
+            with self._reader(segment) as conn:
+                if conn is not None:
+                    total += conn.execute("SELECT coalesce(max(id), 0) FROM logs").fetchone()[0]
+        return total
+
     def summary(self) -> dict[str, Any]:
-        """For /stats and /health: segments, bytes, what was written and removed."""
+        """For /stats: segments, bytes, messages held, what was written and removed."""
         segments = self._readable()
         s = self.stats
         return {
             "path": str(self.dir),
             "segments": len(segments),
             "bytes": sum(seg.size() for seg in segments),
+            "messages": self.held,
             "stored_packets": s.packets,
             "stored_messages": s.messages,
             "duplicates": s.duplicates,
@@ -688,25 +747,15 @@ class Store:
         }
 
 
-_checker = threading.local()
-
-
-def check_fts(q: str | None) -> None:
-    """A 422 naming `q` when SQLite's FTS5 cannot read it (asked of an empty index, so that
-    an error from a segment's query is never the user's)."""
-    if q is None:
-        return
-    conn = getattr(_checker, "conn", None)
-    if conn is None:
-        conn = _checker.conn = sqlite3.connect(":memory:", check_same_thread=False)
-        conn.execute("CREATE VIRTUAL TABLE fts USING fts5(message)")
-    try:
-        conn.execute("SELECT rowid FROM fts WHERE fts MATCH ?", (q,)).fetchall()
-    except sqlite3.OperationalError as exc:
-        raise invalid(
-            "q",
-            f'not a full-text query ({exc}): use words, "a phrase", prefix*, AND, OR, NOT',
-        ) from None
+def _edge(conn: sqlite3.Connection, where: list[str], args: list[Any], last: bool) -> int | None:
+    """The first (or last) `ts` matching `where`: one step along an index. (`SELECT min(ts),
+    max(ts)` in one statement reads every row: SQLite's shortcut takes one of them alone.)"""
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    order = "DESC" if last else "ASC"
+    found = conn.execute(
+        f"SELECT ts FROM logs{clause} ORDER BY ts {order} LIMIT 1", args
+    ).fetchone()
+    return None if found is None else int(found[0])
 
 
 def _settle(future: asyncio.Future[Written], result: Written | BaseException) -> None:

@@ -139,12 +139,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def analyzer_stats(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
+        stats: dict[str, Any] = json.load(resp)
+    return stats
+
+
 def stats_total(ports: dict[str, int]) -> dict[str, tuple[int, int]]:
     """Per analyzer: packets received (duplicates included) and messages."""
     out = {}
     for aid, port in ports.items():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
-            s = json.load(resp)
+        s = analyzer_stats(port)
         out[aid] = (int(s["packets"]) + int(s["duplicates"]), int(s["messages"]))
     return out
 
@@ -476,11 +481,16 @@ def analyzer_argv(kind: str, aid: str, port: int) -> list[str]:
     ]
 
 
-def start_analyzers(kind: str = "logdist") -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
+def start_analyzers(
+    kind: str = "logdist", extra: Callable[[str], list[str]] | None = None
+) -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
+    """The four analyzers (with `extra(aid)` added to each one's arguments)."""
     ports = {aid: free_port() for aid in WEIGHTS}
     procs = [
         subprocess.Popen(
-            analyzer_argv(kind, aid, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            analyzer_argv(kind, aid, port) + (extra(aid) if extra else []),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for aid, port in ports.items()
     ]

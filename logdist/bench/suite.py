@@ -18,6 +18,11 @@ weighted proxy. Scenarios:
   g  OTLP/HTTP protobuf requests of 512 records on /v1/logs (wrk, 16 connections), taken in
      turn with (c)
   h  syslog RFC 5424, octet-counted, over 8 TCP connections (logdist.bench.inputs)
+  i  (c) again into four analyzers that keep a store (--store), taken in turn with (c) into
+     the four that do not, and afterwards every delivered message counted in the stores; then
+     --store-fill messages written into four stores and searched through a distributor:
+     the latency of a full-text + level + 24 h first page and of a whole-range histogram
+     (logdist.bench.store)
 
 With --analyzers foreign the four analyzers are plain aiohttp services instead
 (logdist.bench.foreign, parsing every body with orjson), declared `format = "ndjson"` to
@@ -45,14 +50,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logdist.bench import fleets, inputs, picker, proxies
+from logdist.bench import fleets, inputs, picker, proxies, store
 from logdist.bench.proxies import SCENARIOS, WEIGHTS, FrontEnd
 from logdist.config import HealthConfig
 
 HEALTH_MAX_PROBES = HealthConfig().max_probes
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
 ANALYZER_KINDS = ("logdist", "foreign")
 # What runs against foreign analyzers (d and e measure logdist's own), and by default.
 FOREIGN_SCENARIOS = ("a", "b", "c", "f")
@@ -69,6 +74,8 @@ class Options:
     fleets: int = 4
     fleet_batch: int = 100
     many: int = 10_000
+    # Messages written into four stores before scenario (i) times searches over them.
+    store_fill: int = 5_000_000
     json_path: Path = Path("bench-results/bench.json")
     # Slices each front end's load is cut into for (a), (b), (c) and (f), taken in turn.
     rounds: int = 3
@@ -138,7 +145,8 @@ def run(opts: Options) -> dict[str, Any]:
     def interleaved(key: str, contenders: list[tuple[str, Callable[[], FrontEnd], Any]]) -> None:
         """Each contender's load in `opts.rounds` slices, taken in turn with the others' (A B C
         A B C ...), so a slow spell of this shared machine weighs on all of them alike. A
-        contender of scenario (g) is given OTLP requests, the others scenario `key`'s."""
+        contender of scenario (g) is given OTLP requests, the others scenario `key`'s; one of
+        scenario (i) delivers to the storing analyzers."""
         fronts: list[FrontEnd] = []
         try:
             for _, start, _ in contenders:
@@ -148,14 +156,22 @@ def run(opts: Options) -> dict[str, Any]:
                 for (scenario, _, _), fe, slices in zip(contenders, fronts, parts, strict=True):
                     maker = otlp if scenario == "g" else functools.partial(wrk, key)
                     load = maker(fe, opts.seconds / opts.rounds)
-                    slices.append(proxies.measure(fe, ports, pids, load))
+                    pool = storing if scenario == "i" else (ports, pids)
+                    slices.append(proxies.measure(fe, *pool, load))
         finally:
             for fe in fronts:
                 fe.stop()
         for (scenario, _, extra), slices in zip(contenders, parts, strict=True):
             record(scenario, proxies.summarize(slices), **extra)
 
+    storing: tuple[dict[str, int], list[int]] = ({}, [])
+    storing_procs: list[Any] = []
     try:
+        if "i" in opts.scenarios:
+            sports, storing_procs = proxies.start_analyzers(
+                "logdist", lambda aid: ["--store", str(work / "stores" / aid)]
+            )
+            storing = (sports, [p.pid for p in storing_procs])
         for key in ("a", "b", "c"):
             contenders: list[tuple[str, Callable[[], FrontEnd], Any]] = []
             if key in opts.scenarios:
@@ -165,12 +181,59 @@ def run(opts: Options) -> dict[str, Any]:
                 ]
             if "f" in opts.scenarios and key in ("a", "c"):
                 contenders.append(("f", functools.partial(spooled, key), {"like": key}))
+            if "i" in opts.scenarios and key == "c":
+                into_stores = functools.partial(proxies.start_logdist, work, storing[0])
+                contenders.append(("i", into_stores, {"like": "c", "store": True}))
+                if "c" not in opts.scenarios:  # (i) is measured beside (c) without a store
+                    contenders.insert(
+                        0, ("c", functools.partial(starters["logdist"], work, ports), {})
+                    )
             if "g" in opts.scenarios and key == "c":
                 otlp_front = functools.partial(proxies.start_logdist, work, ports, fmt=opts.fmt)
                 contenders.append(("g", otlp_front, {"records_per_request": inputs.RECORDS}))
             if contenders:
                 interleaved(key, contenders)
                 shutil.rmtree(work / f"spool-{key}", ignore_errors=True)
+        if "i" in opts.scenarios:
+            counted = proxies.stats_total(storing[0])
+            held = sum(
+                proxies.analyzer_stats(port)["store"]["messages"] for port in storing[0].values()
+            )
+            row = next(r for r in rows if r["scenario"] == "i")
+            row["stored_messages"] = held
+            row["counted_messages"] = sum(m for _, m in counted.values())
+            proxies.stop(storing_procs)
+            shutil.rmtree(work / "stores", ignore_errors=True)
+            print(
+                f"  i stores hold {held:,} messages; the analyzers counted"
+                f" {row['counted_messages']:,}",
+                flush=True,
+            )
+            dirs = {aid: work / "search" / aid for aid in WEIGHTS}
+            filled = store.fill(dirs, opts.store_fill)
+            print(
+                f"  i filled {filled['messages']:,} messages in {filled['seconds']} s"
+                f" ({filled['bytes_per_million'] / 1e6:.0f} MB a million)",
+                flush=True,
+            )
+            fports, fprocs = proxies.start_analyzers(
+                "logdist", lambda aid: ["--store", str(dirs[aid])]
+            )
+            try:
+                fe = proxies.start_logdist(work, fports)
+                try:
+                    timed = store.latency(fe.port)
+                finally:
+                    fe.stop()
+            finally:
+                proxies.stop(fprocs)
+                shutil.rmtree(work / "search", ignore_errors=True)
+            rows.append({"scenario": "i", "front_end": "search", "fill": filled, **timed})
+            print(
+                f"  i search p95 {timed['search']['p95_ms']} ms, histogram p95"
+                f" {timed['histogram']['p95_ms']} ms",
+                flush=True,
+            )
         if "h" in opts.scenarios:
             syslog_port = proxies.free_port()
             fe = proxies.start_logdist(work, ports, "--syslog-tcp", str(syslog_port), fmt=opts.fmt)
@@ -224,6 +287,7 @@ def run(opts: Options) -> dict[str, Any]:
             )
     finally:
         proxies.stop(analyzers)
+        proxies.stop(storing_procs)
         shutil.rmtree(work, ignore_errors=True)
     return report(opts)
 
@@ -309,6 +373,19 @@ def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict
         add("(h) syslog messages/s, 8 TCP connections", ">= 150,000", rate, rate >= 150_000)
         err = lh["share_error_points"]
         add("(h) message-share error, points", "<= 1", err, err <= 1)
+    li = row(rows, "i", "logdist")
+    if li:
+        r = ratio(li, lc, "messages_per_s")
+        add("(i) (c) into stores / (c), messages/s", ">= 0.25", r, r is not None and r >= 0.25)
+        ok = li["stored_messages"] == li["counted_messages"]
+        add("(i) delivered messages found in the stores", "all", li["stored_messages"], ok)
+    search = row(rows, "i", "search")
+    if search:
+        n = f"{search['fill']['messages'] / 1e6:.1f} M"
+        p95 = search["search"]["p95_ms"]
+        add(f"(i) search p95 ms, text+level+24 h, {n} stored", "<= 200", p95, p95 <= 200)
+        p95 = search["histogram"]["p95_ms"]
+        add(f"(i) histogram p95 ms, whole range, {n}", "<= 500", p95, p95 <= 500)
     for key in ("a", "c"):
         spooled, plain = row(rows, "f", "logdist+spool", like=key), row(rows, key, "logdist")
         r = ratio(spooled, plain, "messages_per_s")
@@ -385,7 +462,7 @@ def print_table(result: dict[str, Any]) -> None:
     )
     print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))
     for r in result["rows"]:
-        if r["front_end"] == "picker":
+        if r["front_end"] in ("picker", "search"):
             continue
         cells = []
         for key, _, width in COLUMNS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from logdist import __version__
-from logdist.cli import analyzer, bench, ctl, distributor, emitter, tail, top, up
+from logdist.cli import analyzer, bench, ctl, distributor, emitter, logs, tail, top, up
 
 app = typer.Typer(
     name="logdist",
@@ -20,6 +20,7 @@ app.add_typer(emitter.app, name="emitter")
 app.command("up")(up.up)
 app.add_typer(ctl.app, name="ctl")
 app.add_typer(tail.app, name="tail")
+app.add_typer(logs.app, name="logs")
 app.command("top")(top.top)
 app.command("bench")(bench.bench)
 

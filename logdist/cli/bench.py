@@ -13,7 +13,8 @@ from logdist.cli.common import fail
 
 SCENARIOS = (
     "a 1-message packets; b 1-100 messages (share error); c NDJSON 100x10; "
-    "d 20,000 emitters as fleets; e many analyzers; f (a) and (c) with the spool on."
+    "d 20,000 emitters as fleets; e many analyzers; f (a) and (c) with the spool on; g OTLP;"
+    " h syslog; i (c) into analyzers with a store, and search latency."
 )
 
 
@@ -52,6 +53,10 @@ def bench(
         ),
     ] = 100,
     many: Annotated[int, typer.Option(help="Registered analyzers in scenario e.", min=11)] = 10_000,
+    store_fill: Annotated[
+        int,
+        typer.Option(help="Scenario i: messages written into the stores searched.", min=1000),
+    ] = 5_000_000,
     analyzers: Annotated[
         str,
         typer.Option(
@@ -92,6 +97,7 @@ def bench(
         fleets=fleets,
         fleet_batch=fleet_batch,
         many=many,
+        store_fill=store_fill,
         json_path=json_path,
         analyzers=analyzers,
     )

@@ -62,6 +62,14 @@ def serve(
         int | None,
         opt(C, "run_messages", "Messages of one bulk request routed together (share granularity)."),
     ] = None,
+    search_timeout: Annotated[
+        float | None,
+        opt(
+            C,
+            "search_timeout",
+            "Seconds each analyzer has to answer a search before it is named in `partial`.",
+        ),
+    ] = None,
     forward_timeout: Annotated[
         float | None, opt(C, "forward_timeout", "Seconds before a forward counts as failed.")
     ] = None,
@@ -281,6 +289,7 @@ def serve(
             forward_batch=forward_batch,
             run_messages=run_messages,
             forward_timeout=forward_timeout,
+            search_timeout=search_timeout,
             drain_timeout=drain_timeout,
             admin_token=admin_token,
             ingest_token=ingest_token,

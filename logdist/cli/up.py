@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def banner(
     emitters: list[str],
     state_dir: Path | None,
     syslog: SyslogConfig | None = None,
+    store_dir: Path | None = None,
 ) -> str:
     a = analyzers[-1] if analyzers else "a1"
     e = emitters[0].split("…")[0] if emitters else "e1"
@@ -60,6 +62,12 @@ def banner(
                 f"             try        logger --tcp --rfc5424 --octet-count"
                 f" -n {syslog.host} -P {syslog.tcp} hello"
             )
+    if store_dir is not None:
+        lines.append(
+            f"  search     {ld} logs search --level ERROR --since 1h"
+            f"    {ld} tail logs --since 10m -f"
+        )
+        lines.append(f"             (the analyzers store every message under {store_dir})")
     if url != DEFAULT_URL:
         lines.append(f"  (add --url {url}, or export LOGDIST_URL={url})")
     if state_dir is not None:
@@ -81,9 +89,19 @@ def up(
     spool_dir: Annotated[
         Path, typer.Option(help="The distributor's durable spool of accepted packets.")
     ] = Path(".logdist/spool"),
+    store_dir: Annotated[
+        Path,
+        typer.Option(
+            help="Where the analyzers it starts keep their searchable stores (one directory "
+            "each, unless an analyzer's own `store` says otherwise)."
+        ),
+    ] = Path(".logdist/store"),
     no_state: Annotated[
         bool,
-        typer.Option("--no-state", help="Keep no state or spool; start from the config alone."),
+        typer.Option(
+            "--no-state",
+            help="Keep no state, spool or stores; start from the config alone.",
+        ),
     ] = False,
 ) -> None:
     """Run a whole local topology (analyzers, distributor, emitters); Ctrl-C stops all.
@@ -94,11 +112,17 @@ def up(
     topo = topology(config_file)
     d = topo.distributor
     state, spool = (None, None) if no_state else (state_dir, spool_dir)
+    if not no_state:
+        stores = [
+            dataclasses.replace(a, store=a.store or str(store_dir / a.id)) for a in topo.analyzers
+        ]
+        topo = dataclasses.replace(topo, analyzers=tuple(stores))
     text = banner(
         f"http://{d.host}:{d.port}",
         [a.id for a in topo.analyzers],
         [e.id if not e.fleet else f"{e.id}-0…{e.id}-{e.fleet - 1}" for e in topo.emitters],
         state,
         d.syslog,
+        store_dir if any(a.store for a in topo.analyzers) else None,
     )
     raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state, spool)))

@@ -57,6 +57,8 @@ class Analyzer:
     stalled: bool = False
     # What its /health answer said (format `auto` batches only if it did).
     batch: bool = False
+    # Its /health answer said it keeps a store: searches ask it (and name it when it is down).
+    store: bool = False
     last_error: str | None = None
     changed_at: float = 0.0
     delivery: Delivery = DEFAULT_DELIVERY
@@ -88,6 +90,7 @@ class Analyzer:
             "health": self.health.value,
             "healthy": self.health is Health.UP,
             "batch": self.batches,
+            "store": self.store,
             **self.delivery.to_json(),
             "pending": self.pending,
             "drained": self.admin is AdminState.DRAINING and self.pending == 0,
@@ -216,11 +219,17 @@ class Registry:
         return analyzer
 
     def record_success(
-        self, aid: str, *, batch: bool | None = None, passive: bool = False
+        self,
+        aid: str,
+        *,
+        batch: bool | None = None,
+        store: bool | None = None,
+        passive: bool = False,
     ) -> HealthChange | None:
         """A probe (or, `passive`, a forward) to `aid` succeeded.
 
-        `batch` is what the probe's answer said the analyzer accepts.
+        `batch` is what the probe's answer said the analyzer accepts, `store` whether it
+        said it keeps a store.
         """
         analyzer = self._analyzers.get(aid)
         if analyzer is None:
@@ -233,6 +242,8 @@ class Registry:
             return None  # a probe that was under way when it turned passive
         if batch is not None:
             analyzer.batch = batch
+        if store is not None:
+            analyzer.store = store
         analyzer.failures = 0
         analyzer.successes += 1
         if analyzer.health is Health.UP:

@@ -50,7 +50,11 @@ def expand(routed_at: float, analyzer: str, packet: Packet, flt: LogFilter) -> l
             "routed_at": routed_at,
         }
         messages = obj.get("messages", [])
-        out += [{**m, **meta} for m in messages if isinstance(m, dict) and flt.wants_message(m)]
+        out += [
+            {**m, **meta, "index": i}
+            for i, m in enumerate(messages)
+            if isinstance(m, dict) and flt.wants_message(m)
+        ]
     return out
 
 

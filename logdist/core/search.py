@@ -27,6 +27,13 @@ LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 LEVEL_NUMBER = {name: i for i, name in enumerate(LEVELS)}
 # Any spelling a message may use, lower-cased, to its stored level.
 _LEVEL_OF = {**{k: LEVEL_NUMBER[v] for k, v in LEVEL_NAMES.items()}}
+# Levels as messages usually spell them, looked up before anything is normalised.
+_EXACT_LEVEL = {
+    **{name: n for name, n in LEVEL_NUMBER.items()},
+    **{k: n for k, n in _LEVEL_OF.items()},
+    **{k.capitalize(): n for k, n in _LEVEL_OF.items()},
+    **{k.upper(): n for k, n in _LEVEL_OF.items()},
+}
 STANDARD = frozenset({"ts", "level", "service", "host", "message"})
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -89,37 +96,52 @@ def ts_ms(value: Any, cache: dict[str, int]) -> int | None:
 def rows_of(packet: dict[str, Any], received_ms: int, cache: dict[str, int]) -> list[Row]:
     """The rows of one packet's messages: (ts, level, packetId, index, emitter, service, host,
     message, fields JSON). A `ts` or `level` that cannot be read is kept in fields as
-    `ts_raw` / `level_raw`, with the receive time / INFO in their place."""
+    `ts_raw` / `level_raw`, with the receive time / INFO in their place.
+
+    Written for the usual message (a few standard fields, a level spelled as logdist spells
+    it, a timestamp seen before): a store spends a few microseconds here per message.
+    """
     pid = packet["packetId"]
     emitter = packet.get("emitter")
-    emitter = emitter if isinstance(emitter, str) else None
+    emitter = emitter if type(emitter) is str else None
     rows: list[Row] = []
+    append = rows.append
+    standard = STANDARD
+    levels = _EXACT_LEVEL
     for index, m in enumerate(packet["messages"]):
-        if not isinstance(m, dict):  # checked at ingest; a stored packet is never refused
+        if type(m) is not dict:  # checked at ingest; a stored packet is never refused
             m = {"message": m}
-        extra = None if m.keys() <= STANDARD else {k: v for k, v in m.items() if k not in STANDARD}
-        ts = ts_ms(m.get("ts"), cache)
+        extra = None if m.keys() <= standard else {k: v for k, v in m.items() if k not in standard}
+        stamp = m.get("ts")
+        ts = cache.get(stamp) if type(stamp) is str else None
         if ts is None:
-            ts = received_ms
-            if m.get("ts") is not None:
+            ts = ts_ms(stamp, cache)
+            if ts is None:
+                ts = received_ms
+                if stamp is not None:
+                    extra = extra or {}
+                    extra["ts_raw"] = stamp
+        spelled = m.get("level")
+        level = levels.get(spelled) if type(spelled) is str else None
+        if level is None:
+            level, raw = level_number(spelled)
+            if raw is not None:
                 extra = extra or {}
-                extra["ts_raw"] = m["ts"]
-        level, raw = level_number(m.get("level"))
-        if raw is not None:
-            extra = extra or {}
-            extra["level_raw"] = raw
+                extra["level_raw"] = raw
         text = m.get("message")
-        if not isinstance(text, str):
+        if type(text) is not str:
             text = "" if text is None else orjson.dumps(text).decode()
-        rows.append(
+        service = m.get("service")
+        host = m.get("host")
+        append(
             (
                 ts,
                 level,
                 pid,
                 index,
                 emitter,
-                _text(m.get("service")),
-                _text(m.get("host")),
+                service if service is None or type(service) is str else _text(service),
+                host if host is None or type(host) is str else _text(host),
                 text,
                 orjson.dumps(extra).decode() if extra else None,
             )
@@ -282,6 +304,23 @@ def parse_query(params: Mapping[str, str], now_ms: int) -> Query:
     )
 
 
+def parse_context(params: Mapping[str, str]) -> tuple[str, int, int, int]:
+    """(packetId, index, before, after) of a context request; a bad one is a 422 naming it."""
+    known = {"packetId", "index", "before", "after", "token"}
+    for name in params:
+        if name not in known:
+            raise invalid(name, "unknown parameter; known: packetId, index, before, after")
+    packet = params.get("packetId", "")
+    if not packet:
+        raise invalid("packetId", "required: the packetId of the message")
+    if params.get("index") is None:
+        raise invalid("index", "required: the message's index in its packet")
+    index = _int(params, "index", 0, 0, 1_000_000)
+    before = _int(params, "before", 20, 0, MAX_LIMIT)
+    after = _int(params, "after", 20, 0, MAX_LIMIT)
+    return packet, index, before, after
+
+
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     text = params.get(name)
     if text is None or text == "":
@@ -385,4 +424,4 @@ def histogram_body(
         {"start": iso(start + b * width), "end": iso(start + (b + 1) * width), "counts": row}
         for b, row in enumerate(by_bucket)
     ]
-    return {"buckets": out, "total": sum(counts.values())}
+    return {"since": iso(since), "until": iso(until), "buckets": out, "total": sum(counts.values())}

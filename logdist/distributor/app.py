@@ -26,11 +26,14 @@ from logdist.core.records import EMITTER as RECORDS_EMITTER
 from logdist.core.records import records_made
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
+from logdist.core.search import parse_context
 from logdist.daemon import LISTENER, Listener, ListenError
 from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.parsing import GONE, ParseProcesses, default_workers
+from logdist.distributor.search import PoolSearch
+from logdist.distributor.search import parse as parse_search
 from logdist.distributor.service import Distributor
 from logdist.distributor.syslog import SyslogListener
 from logdist.errors import Backpressure, InvalidRequest, LogdistError, UnsupportedMediaType
@@ -425,6 +428,27 @@ async def recent_logs(request: web.Request) -> web.Response:
     return json_response(request.app[DISTRIBUTOR].logs.ring.recent(n, flt))
 
 
+def _pool(request: web.Request) -> PoolSearch:
+    d = request.app[DISTRIBUTOR]
+    return PoolSearch(d.registry, d.session, d.cfg.search_timeout)
+
+
+async def search_logs(request: web.Request) -> web.Response:
+    """Stored messages from every analyzer with a store, newest first, paged by `cursor`."""
+    return json_response(await _pool(request).search(parse_search(request.query)))
+
+
+async def histogram_logs(request: web.Request) -> web.Response:
+    """Stored messages per time bucket and level, summed over the analyzers' stores."""
+    return json_response(await _pool(request).histogram(parse_search(request.query)))
+
+
+async def context_logs(request: web.Request) -> web.Response:
+    """The messages around one stored message, from the same emitter, in time order."""
+    packet, index, before, after = parse_context(request.query)
+    return json_response(await _pool(request).context(packet, index, before, after))
+
+
 async def _stream(
     request: web.Request, produce: Callable[[web.WebSocketResponse], Awaitable[None]]
 ) -> web.WebSocketResponse:
@@ -563,6 +587,9 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     r.add_get("/health", health)
     r.add_get("/metrics", prometheus)
     r.add_get("/logs", recent_logs)
+    r.add_get("/logs/search", search_logs)
+    r.add_get("/logs/histogram", histogram_logs)
+    r.add_get("/logs/context", context_logs)
     r.add_get("/ws/logs", ws_logs)
     r.add_get("/ws/metrics", ws_metrics)
     return app

@@ -179,7 +179,7 @@ class HealthChecker:
         if delivery.passive:
             return
         url = delivery.health_url or health_url(analyzer.url)
-        batch = False
+        batch = store = False
         reason: str | None = None
         try:
             answer = await self._client.get(
@@ -191,21 +191,24 @@ class HealthChecker:
             if answer.status != 200:
                 reason = f"health HTTP {answer.status}"
             else:
-                batch = _says_batch(answer.body)
+                batch, store = _says(answer.body)
         if aid not in self.registry or self.registry.get(aid).delivery.passive:
             return
         if reason is None:
-            change = self.registry.record_success(aid, batch=batch)
+            change = self.registry.record_success(aid, batch=batch, store=store)
         else:
             change = self.registry.record_failure(aid, reason)
         if change is not None:
             self.on_change(change)
 
 
-def _says_batch(body: bytes) -> bool:
-    """A logdist analyzer's health answer says `"batch": true`; anything else gets single POSTs."""
+def _says(body: bytes) -> tuple[bool, bool]:
+    """Whether a health answer says `"batch": true` (a logdist analyzer: anything else gets
+    single POSTs) and `"store": true` (it keeps a searchable store)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and data.get("batch") is True
+        return False, False
+    if not isinstance(data, dict):
+        return False, False
+    return data.get("batch") is True, data.get("store") is True

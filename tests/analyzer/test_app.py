@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from logdist import daemon
 from logdist.analyzer import make_app
+from logdist.analyzer.app import STATE
 from logdist.config import AnalyzerConfig
 from logdist.http import NDJSON
 from tests.serving import FrontServer, read_response
@@ -313,3 +314,25 @@ async def test_without_a_store_search_is_a_404_saying_so(serve: Serve) -> None:
     assert (await (await client.get("/health")).json())["store"] is False
     resp = await client.get("/search?q=x")
     assert resp.status == 404 and "--store" in (await resp.json())["error"]
+
+
+async def test_a_store_that_cannot_write_acknowledges_nothing(serve: Serve, tmp_path: Path) -> None:
+    app = make_app(AnalyzerConfig(store=str(tmp_path / "store")))
+    client = await serve(app)
+    ok = await client.post("/ingest", json=packet("p0"))
+    assert (await ok.json())["new"] == 1
+    store = app[STATE].store
+    assert store is not None and store._seg is not None
+    store._seg.execute("PRAGMA query_only = ON")  # the segment refuses writes, as a full disk
+    refused = await client.post("/ingest", json=packet("p1", n=3))
+    assert refused.status == 503 and refused.headers["Retry-After"]
+    body = await refused.json()
+    assert body["code"] == "store_failure" and "readonly" in body["error"]
+    stats = await (await client.get("/stats")).json()
+    assert stats["packets"] == 1 and stats["store"]["failures"] == 1
+    store._seg.execute("PRAGMA query_only = OFF")
+    # Sent again, it is stored: its id was taken back when its rows were not written.
+    again = await client.post("/ingest", json=packet("p1", n=3))
+    assert await again.json() == {"accepted": 1, "new": 1, "duplicates": 0}
+    found = await (await client.get("/search")).json()
+    assert [i["packetId"] for i in found["items"]] == ["p1", "p1", "p1", "p0"]

@@ -97,12 +97,16 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
         "g",
         "-s",
         "h",
+        "-s",
+        "i",
         "--only",
         "logdist",
         "--connections",
         "4",
         "--many",
         "200",
+        "--store-fill",
+        "20000",
         "--rounds",
         "1",
     )
@@ -124,8 +128,17 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
     assert otlp["delivered_messages"] >= 512 and otlp["records_per_request"] == 512
     assert syslog["delivered_messages"] > 0 and syslog["load"]["sent_messages"] > 0
     assert syslog["errors"] == 0
+    # (c) into storing analyzers: every message delivered is in a store; then searches over
+    # the filled stores answered, none partial.
+    stored = by[("i", "logdist", "c", None)]
+    assert stored["delivered_messages"] > 0
+    assert stored["stored_messages"] == stored["counted_messages"] >= stored["delivered_messages"]
+    search = by[("i", "search", None, None)]
+    assert search["fill"]["messages"] >= 20_000 and search["partial"] == 0
+    assert search["histogram"]["total"] == search["fill"]["messages"]
+    assert search["search"]["mean_found"] > 0
     names = {t["target"].split(" ")[0] for t in data["targets"]}
-    assert {"(b)", "(c)", "(e)", "(f)", "(g)", "(h)"} <= names
+    assert {"(b)", "(c)", "(e)", "(f)", "(g)", "(h)", "(i)"} <= names
     assert any(t["target"].startswith("(e) idle CPU with 200") for t in data["targets"])
 
 

@@ -50,6 +50,10 @@ def test_help_explains_each_command(procs: Procs, args: tuple[str, ...], words: 
         (("distributor", "serve", "--syslog-tcp", "70000"), "syslog tcp must be a port number"),
         (("distributor", "serve", "--syslog-max-message-bytes", "10"), "must be >= 480, got 10"),
         (("distributor", "serve", "--parse-workers", "99"), "parse_workers must be 0-64"),
+        (("distributor", "serve", "--search-timeout", "0"), "search_timeout must be > 0"),
+        (("analyzer", "serve", "--store", "s", "--store-sync", "off"), "store_sync must be"),
+        (("analyzer", "serve", "--store", "s", "--store-max-age", "soon"), "store-max-age must"),
+        (("analyzer", "serve", "--store", "s", "--store-max-bytes", "5"), "at least 1 MiB"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(
@@ -161,7 +165,9 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
     from logdist.supervisor import analyzer_argv, emitter_argv
 
     # Every setting of a topology's analyzers and emitters reaches the child as a flag...
-    analyzer = AnalyzerConfig(output="x", fail_rate=0.1, delay=0.1)
+    analyzer = AnalyzerConfig(
+        output="x", fail_rate=0.1, delay=0.1, store="s", store_max_bytes=1 << 20, store_max_age=60
+    )
     emitter = EmitterConfig()
     cases: list[tuple[object, list[str], set[str]]] = [
         (analyzer, analyzer_argv(analyzer), {"weight"}),  # the weight is the distributor's
@@ -174,3 +180,13 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
         # ...and the command knows each one.
         help_text = procs.run(*argv[3:5], "--help", env={"COLUMNS": "200"}).stdout
         assert all(flag in help_text for flag in flags), flags
+
+
+def test_logs_search_and_tail_since_say_what_is_wrong(procs: Procs) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = procs.run("logs", "search", "disk", "--url", nobody)
+    assert unreachable.returncode == 3 and "cannot reach the distributor" in unreachable.stderr
+    bad = procs.run("tail", "logs", "--since", "soon", "--url", nobody)
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+    few = procs.run("logs", "search", "-n", "0", "--url", nobody)
+    assert few.returncode == 2 and "must be >= 1" in few.stderr

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.pipeline import Pipeline
 from tests.e2e.procs import Procs, free_port, get, wait_for
+from tests.e2e.test_store import storing_pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -193,3 +197,63 @@ def test_the_dashboard_pages_and_finds_among_twenty_thousand_emitters(
     )
     expect(row.locator("td").nth(4)).to_have_text("paused", timeout=5000)
     assert get(f"{fleets['blue'].url}/e/blue-1235/metrics")["paused"] is False
+
+
+def test_the_search_view_finds_stored_messages_and_opens_their_context(
+    procs: Procs, page: Page, tmp_path: Path
+) -> None:
+    d = storing_pipeline(procs, tmp_path / "s")
+    levels = ["INFO", "WARN", "ERROR"]
+    lines = []
+    for i in range(150):
+        now = time.gmtime(time.time() - 600 + i)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", now)
+        message = {"ts": stamp, "level": levels[i % 3], "service": "shop", "message": f"cart {i}"}
+        if i == 40:
+            message["message"] = "payment gateway timeout"
+        packet = {"packetId": f"p{i:03d}", "emitter": "web", "messages": [message]}
+        lines.append(json.dumps(packet))
+    req = urllib.request.Request(
+        f"{d.url}/log-packets",
+        data="\n".join(lines).encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert urllib.request.urlopen(req, timeout=10).status == 202
+    wait_for(lambda: get(f"{d.url}/logs/histogram")["total"] == 150, 20, "all stored")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(d.url + "/#search")
+
+    # The last hour: 150 messages, newest first, a page of 100 then "load more".
+    expect(page.locator("#search-summary")).to_contain_text("150 stored messages in range")
+    expect(page.locator("#results tr.hit")).to_have_count(100)
+    expect(page.locator("#results tr.hit").first).to_contain_text("cart 149")
+    expect(page.locator("#histogram-legend")).to_contain_text("ERROR 50")
+    page.locator("#load-more").click()
+    expect(page.locator("#results tr.hit")).to_have_count(150)
+    expect(page.locator("#results tr.hit").last).to_contain_text("cart 0")
+    expect(page.locator("#load-more")).to_be_hidden()
+
+    # A word and a level chip: the one message.
+    page.fill("#search-q", "gateway")
+    page.locator('#levels input[value="WARN"]').check()
+    page.locator('#search-form button[type="submit"]').click()
+    expect(page.locator("#results tr.hit")).to_have_count(1)
+    expect(page.locator("#search-summary")).to_contain_text("1 stored messages in range")
+    # Its row opens all its fields and the same emitter's messages around it.
+    page.locator("#results tr.hit").first.click()
+    expect(page.locator("#results tr.detail pre")).to_contain_text('"packetId": "p040"')
+    context = page.locator("#results tr.detail .context li")
+    expect(context).to_have_count(21)
+    expect(page.locator("#results tr.detail .context li.anchor")).to_contain_text("gateway")
+
+    # Errors only.
+    page.fill("#search-q", "")
+    page.locator('#levels input[value="WARN"]').uncheck()
+    page.locator('#levels input[value="ERROR"]').check()
+    page.locator('#search-form button[type="submit"]').click()
+    expect(page.locator("#results tr.hit")).to_have_count(50)
+    # A click on a histogram bar zooms to its time range.
+    page.locator("#histogram").click(position={"x": 5, "y": 60})
+    expect(page.locator("#search-range")).to_have_value("custom")
+    assert errors == []
