@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from logdist.cli.common import topology
+from logdist.cli.common import config_errors, topology
 from logdist.client import DEFAULT_URL
 from logdist.config import DEFAULT_CONFIG, SyslogConfig
 from logdist.supervisor import run_topology
@@ -96,6 +96,13 @@ def up(
             "each, unless an analyzer's own `store` says otherwise)."
         ),
     ] = Path(".logdist/store"),
+    store_max_bytes: Annotated[
+        int,
+        typer.Option(
+            help="Retention for those stores, each, unless its `store_max_bytes` is set: the "
+            "oldest segments go past this size (1 GiB)."
+        ),
+    ] = 1 << 30,
     no_state: Annotated[
         bool,
         typer.Option(
@@ -113,9 +120,15 @@ def up(
     d = topo.distributor
     state, spool = (None, None) if no_state else (state_dir, spool_dir)
     if not no_state:
-        stores = [
-            dataclasses.replace(a, store=a.store or str(store_dir / a.id)) for a in topo.analyzers
-        ]
+        with config_errors():  # --store-max-bytes is checked as the TOML key is
+            stores = [
+                dataclasses.replace(
+                    a,
+                    store=a.store or str(store_dir / a.id),
+                    store_max_bytes=a.store_max_bytes or store_max_bytes,
+                )
+                for a in topo.analyzers
+            ]
         topo = dataclasses.replace(topo, analyzers=tuple(stores))
     text = banner(
         f"http://{d.host}:{d.port}",

@@ -66,16 +66,27 @@ class PoolSearch:
         known = {a.id: a for a in self.analyzers}
         for aid in query.analyzers:
             if aid not in known:
-                raise invalid(
-                    "analyzer", f"unknown analyzer {aid!r}; known: {', '.join(sorted(known))}"
-                )
+                ids = sorted(known)
+                listed = ", ".join(ids[:20]) + (f" … ({len(ids)} in all)" if len(ids) > 20 else "")
+                raise invalid("analyzer", f"unknown analyzer {aid!r}; known: {listed}")
         chosen = [known[aid] for aid in query.analyzers] if query.analyzers else self.analyzers
         return [a for a in chosen if a.store]
 
+    def storeless(self, query: Query) -> list[dict[str, str]]:
+        """Analyzers named in the query that keep no store: said in `partial`."""
+        known = {a.id: a for a in self.analyzers}
+        return [
+            {"analyzer": aid, "error": "keeps no store (its health does not say store: true)"}
+            for aid in query.analyzers
+            if not known[aid].store
+        ]
+
     async def ask(self, analyzers: list[Analyzer], route: str, params: dict[str, str]) -> Answered:
-        """GET `route` of every analyzer in `analyzers` at once, within the deadline."""
+        """GET `route` of every analyzer in `analyzers` at once, within the deadline; an
+        answer without the route's list (`items`, or `buckets`) is named in `partial`."""
         answered = Answered()
         query = urlencode(params)
+        needs = "buckets" if route == "histogram" else "items"
 
         async def one(a: Analyzer) -> None:
             url = f"{store_url(a.url, route)}?{query}"
@@ -88,7 +99,13 @@ class PoolSearch:
                             {"analyzer": a.id, "error": f"HTTP {resp.status}: {_said(body)}"}
                         )
                         return
-                    answered.bodies[a.id] = orjson.loads(body)
+                    data = orjson.loads(body)
+                    if not isinstance(data, dict) or not isinstance(data.get(needs), list):
+                        answered.partial.append(
+                            {"analyzer": a.id, "error": f"its answer has no {needs!r} list"}
+                        )
+                        return
+                    answered.bodies[a.id] = data
             except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
                 answered.partial.append({"analyzer": a.id, "error": _described(exc)})
 
@@ -116,7 +133,8 @@ class PoolSearch:
         # A store's full page holds `limit` distinct messages, so the merged page is full
         # whenever any store may have more; a short one had all there is.
         cursor = cursor_after(items[-1]) if len(items) == query.limit else None
-        return {"items": items, "cursor": cursor, "partial": answered.partial}
+        partial = sorted(answered.partial + self.storeless(query), key=lambda p: p["analyzer"])
+        return {"items": items, "cursor": cursor, "partial": partial}
 
     async def histogram(self, query: Query) -> dict[str, Any]:
         targets = self.targets(query)
@@ -126,9 +144,17 @@ class PoolSearch:
             probe = await self.ask(targets, "histogram", replace(query, buckets=1).params())
             partial = probe.partial
             # Each store says the range it counted (its buckets are rounded wider).
-            starts = [b["since"] for b in probe.bodies.values() if b["buckets"]]
-            ends = [b["until"] for b in probe.bodies.values() if b["buckets"]]
+            ranges = [
+                b
+                for b in probe.bodies.values()
+                if b["buckets"]
+                and ts_ms(b.get("since"), {}) is not None
+                and ts_ms(b.get("until"), {}) is not None
+            ]
+            starts = [str(b["since"]) for b in ranges]
+            ends = [str(b["until"]) for b in ranges]
             if not starts:
+                partial += self.storeless(query)
                 return {"buckets": [], "total": 0, "partial": partial}
             since = query.since if query.since is not None else _ms(min(starts))
             until = query.until if query.until is not None else _ms(max(ends))
@@ -140,10 +166,14 @@ class PoolSearch:
         for body in answered.bodies.values():
             for number, bucket in enumerate(body["buckets"]):
                 for level, n in bucket["counts"].items():
+                    if level not in LEVEL_NUMBER or not isinstance(n, int):
+                        continue  # not a store's answer; nothing to add up
                     key = (number, LEVEL_NUMBER[level])
                     counts[key] = counts.get(key, 0) + n
         out = histogram_body(query.since, query.until, query.buckets, counts)
-        out["partial"] = sorted(partial + answered.partial, key=lambda p: p["analyzer"])
+        out["partial"] = sorted(
+            partial + answered.partial + self.storeless(query), key=lambda p: p["analyzer"]
+        )
         return out
 
     async def context(self, packet: str, index: int, before: int, after: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from logdist.analyzer import make_app as analyzer_app
 from logdist.analyzer.app import STATE
 from logdist.config import AnalyzerConfig
 from tests.distributor.conftest import Client, MakeDistributor, all_up
+from tests.fakes import start_analyzer
 from tests.serving import FrontServer
 
 LEVELS = ["INFO", "WARN", "ERROR"]
@@ -205,3 +206,22 @@ async def test_context_shows_one_emitters_messages_around_one_from_every_store(
     assert {i["analyzer"] for i in body["items"]} == {"a1", "a2"}  # both stores held some
     missing = await client.get("/logs/context?packetId=nope&index=0")
     assert missing.status == 404
+
+
+async def test_an_analyzer_named_that_keeps_no_store_is_said_in_partial(
+    aiohttp_client: Any, aiohttp_server: Any, make_distributor: MakeDistributor, tmp_path: Path
+) -> None:
+    url, _ = await storing(aiohttp_client, tmp_path, "a1")
+    _, plain = await start_analyzer(aiohttp_server)  # answers /health without "store"
+    client = await make_distributor({"a1": (url, 1.0), "plain": (plain, 1.0)})
+    for _ in range(200):
+        if await all_up(client):
+            break
+        await asyncio.sleep(0.02)
+    for route in ("search", "histogram"):
+        body = await (await client.get(f"/logs/{route}?analyzer=a1,plain")).json()
+        assert body["partial"] == [
+            {"analyzer": "plain", "error": "keeps no store (its health does not say store: true)"}
+        ]
+    # Not named, it is not asked and not said: only analyzers known to store are searched.
+    assert (await (await client.get("/logs/search")).json())["partial"] == []

@@ -190,3 +190,11 @@ def test_logs_search_and_tail_since_say_what_is_wrong(procs: Procs) -> None:
     assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
     few = procs.run("logs", "search", "-n", "0", "--url", nobody)
     assert few.returncode == 2 and "must be >= 1" in few.stderr
+
+
+def test_up_checks_its_store_retention_before_starting(procs: Procs, tmp_path: Path) -> None:
+    config = tmp_path / "one.toml"
+    config.write_text(f'[[analyzers]]\nid = "a1"\nport = {free_port()}\n')
+    result = procs.run("up", str(config), "--store-max-bytes", "5")
+    assert result.returncode == 2 and "at least 1 MiB" in result.stderr
+    assert "Traceback" not in result.stderr
