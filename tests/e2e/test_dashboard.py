@@ -223,6 +223,7 @@ def test_the_search_view_finds_stored_messages_and_opens_their_context(
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(d.url + "/#search")
+    expect(page.locator("#live-view")).to_be_hidden()
 
     # The last hour: 150 messages, newest first, a page of 100 then "load more".
     expect(page.locator("#search-summary")).to_contain_text("150 stored messages in range")
@@ -256,4 +257,8 @@ def test_the_search_view_finds_stored_messages_and_opens_their_context(
     # A click on a histogram bar zooms to its time range.
     page.locator("#histogram").click(position={"x": 5, "y": 60})
     expect(page.locator("#search-range")).to_have_value("custom")
+    # The Live tab brings the live view back.
+    page.locator("#tab-live").click()
+    expect(page.locator("#search-view")).to_be_hidden()
+    expect(page.locator("#live-view")).to_be_visible()
     assert errors == []
