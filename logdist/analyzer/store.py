@@ -218,7 +218,7 @@ class Store:
             ).rowcount
             if orphans:
                 event(log, "store_orphan_ids_removed", logging.WARNING, count=orphans)
-        self._retain()
+        self._retain_logged()
         self.held = self._held_rows()
         event(
             log,
@@ -307,12 +307,8 @@ class Store:
             return
         for job, result in zip(jobs, results, strict=True):
             job.done(result)
-        now = self.clock()
-        if now - self._retained >= RETAIN_EVERY:
-            try:
-                self._retain()
-            except (OSError, sqlite3.Error) as exc:
-                event(log, "store_retention_failed", logging.ERROR, error=exc)
+        if self.clock() - self._retained >= RETAIN_EVERY:
+            self._retain_logged()
 
     def _commit(self, jobs: list[_Job]) -> list[Written]:
         assert self._ids is not None
@@ -418,9 +414,16 @@ class Store:
         with self._lock:
             self.segments.append(Segment(name, path, now))
         event(log, "store_segment_started", segment=name)
-        self._retain()
+        self._retain_logged()
 
     # -- retention --------------------------------------------------------------------------
+
+    def _retain_logged(self) -> None:
+        """Retention that never fails a write: what it could not remove is tried again."""
+        try:
+            self._retain()
+        except (OSError, sqlite3.Error) as exc:
+            event(log, "store_retention_failed", logging.ERROR, error=exc)
 
     def _retain(self) -> None:
         self._retained = self.clock()

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call
-from logdist.cli.tail import LEVEL_STYLE, PipeConsole, quiet_broken_pipe
+from logdist.cli.tail import LEVEL_STYLE, PipeConsole, quiet_broken_pipe, warn_partial
 from logdist.client import AdminClient
 
 app = typer.Typer(
@@ -27,14 +27,6 @@ SinceOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def warn_partial(console: Console, partial: list[dict[str, str]]) -> None:
-    for p in partial:
-        console.print(
-            Text.assemble(("partial: ", "bold yellow"), f"{p['analyzer']} did not answer: ")
-            + Text(p["error"])
-        )
 
 
 @app.command()
@@ -99,9 +91,10 @@ def search(
             table.add_column(column, no_wrap=True)
         table.add_column("message", ratio=1, overflow="fold")
         found = 0
+        warned: set[str] = set()
         async for entry in client.search_all(n, **params):
             if isinstance(entry, list):
-                warn_partial(err, entry)
+                warn_partial(err, entry, warned)
                 continue
             found += 1
             if as_json:

@@ -134,6 +134,17 @@ def logs(
         raise typer.Exit(130) from None
 
 
+def warn_partial(console: Console, partial: list[dict[str, str]], warned: set[str]) -> None:
+    """Name on stderr each analyzer that did not answer a search, once."""
+    for p in partial:
+        if p["analyzer"] not in warned:
+            warned.add(p["analyzer"])
+            console.print(
+                Text.assemble(("partial: ", "bold yellow"), f"{p['analyzer']} did not answer: ")
+                + Text(p["error"])
+            )
+
+
 # Stored messages remembered at the seam between history and live (the newest printed).
 SEAM = 100_000
 
@@ -180,12 +191,12 @@ async def history_then_live(
             opening.cancel()
             reader.result()
     printed = DedupeWindow(SEAM)
+    warned: set[str] = set()
     err = Console(stderr=True, highlight=False)
     try:
         async for item in client.search_all(None, since=str(start), order="asc", **filters):
             if isinstance(item, list):
-                for p in item:
-                    err.print(f"partial: {p['analyzer']} did not answer: {p['error']}")
+                warn_partial(err, item, warned)
                 continue
             printed.add(f"{item['packetId']}\x00{item['index']}")
             show(item)
