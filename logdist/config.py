@@ -111,6 +111,38 @@ class SyslogConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Cluster mode: the NATS servers whose JetStream holds the shared queue (none: off)."""
+
+    servers: tuple[str, ...] = ()
+    stream: str = "LOGDIST"
+    # Servers each stream message is kept on (JetStream's replicas: 1, 3 or 5).
+    replicas: int = 3
+    # Seconds a fetched message may go unacknowledged before the stream gives it to another
+    # replica (held messages are kept alive while they are worked on).
+    ack_wait: float = 30.0
+    # Stream messages a replica holds fetched and unacknowledged at most.
+    max_in_flight: int = 1024
+    # The stream's size: past it, publishing is refused (503) until messages are delivered.
+    max_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        for url in self.servers:
+            _require(
+                url.startswith("nats://") and len(url) > len("nats://"),
+                f"cluster servers must be nats://HOST:PORT URLs, got {url!r}",
+            )
+        _require(
+            bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.stream)),
+            f"cluster stream must be letters, digits, _ or -, got {self.stream!r}",
+        )
+        _require(1 <= self.replicas <= 5, f"cluster replicas must be 1-5, got {self.replicas}")
+        _positive("cluster ack_wait", self.ack_wait)
+        _require(self.max_in_flight >= 1, "cluster max_in_flight must be >= 1")
+        _require(self.max_bytes >= 1 << 20, "cluster max_bytes must be at least 1 MiB")
+
+
+@dataclass(frozen=True)
 class AnalyzerRef:
     """An analyzer as the distributor sees it: where to send, its weight, and how."""
 
@@ -224,6 +256,9 @@ class DistributorConfig:
     queue_wait: float = 1.0
     health: HealthConfig = field(default_factory=HealthConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    # This distributor's name among the cluster's replicas.
+    id: str = "d1"
     # Processes that read syslog streams, OTLP requests and JSON records (0: the distributor);
     # None: one a core, four at most, none on one core.
     parse_workers: int | None = None
@@ -307,6 +342,13 @@ class DistributorConfig:
         object.__setattr__(
             self, "emitter_networks", tuple(map(check_network, self.emitter_networks))
         )
+        _checked_id("distributor", self.id)
+        if self.cluster.servers:
+            _require(
+                not self.spool_dir and not self.state_dir,
+                "cluster mode keeps accepted packets in JetStream: leave spool_dir and"
+                " state_dir unset",
+            )
         ids = [a.id for a in self.analyzers]
         dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         _require(not dupes, f"analyzer ids must be unique, repeated: {', '.join(dupes)}")
@@ -441,7 +483,7 @@ def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
-    elif hint is HealthConfig or hint is SyslogConfig:
+    elif hint is HealthConfig or hint is SyslogConfig or hint is ClusterConfig:
         if isinstance(value, dict):
             return _build(hint, value, f"{where}.{name}")
     elif name == "messages":

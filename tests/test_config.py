@@ -114,6 +114,16 @@ rate = 0
         ("[[analyzers]]\nid = 'a'\nstore = 's'\nstore_sync = 'maybe'", "store_sync must be"),
         ("[[analyzers]]\nid = 'a'\nstore_max_age = 'a week'", "store_max_age must be sec"),
         ("[[analyzers]]\nid = 'a'\nstore_max_bytes = 1000", "at least 1 MiB"),
+        ("[distributor.cluster]\nservers = ['http://h:4222']", "nats://HOST:PORT"),
+        (
+            "[distributor.cluster]\nservers = ['nats://h:4222']\nreplicas = 9",
+            "replicas must be 1-5",
+        ),
+        (
+            "[distributor]\nspool_dir = 's'\n[distributor.cluster]\nservers = ['nats://h:1']",
+            "leave spool_dir",
+        ),
+        ("[distributor]\nid = 'no spaces'", "distributor id"),
     ],
 )
 def test_bad_config_is_one_error_naming_the_file_and_key(
@@ -318,3 +328,15 @@ def test_the_fleet_topology_describes_two_fleets() -> None:
     assert topo.distributor.emitter_lease == 60.0
     with pytest.raises(ConfigError, match="fleet must be 0-1000000"):
         EmitterConfig(fleet=-1)
+
+
+def test_the_cluster_table(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[distributor]\nid = 'd2'\n[distributor.cluster]\n"
+        "servers = ['nats://127.0.0.1:4222', 'nats://127.0.0.1:4223']\n"
+        "replicas = 3\nack_wait = 10\nstream = 'LOGS'\n",
+    )
+    d = load_topology(path).distributor
+    assert d.id == "d2" and d.cluster.servers == ("nats://127.0.0.1:4222", "nats://127.0.0.1:4223")
+    assert (d.cluster.replicas, d.cluster.ack_wait, d.cluster.stream) == (3, 10.0, "LOGS")

@@ -17,6 +17,7 @@ from logdist.cli.common import (
     run_daemon,
     topology,
 )
+from logdist.config import ClusterConfig as ClusterC
 from logdist.config import DistributorConfig as C
 from logdist.config import HealthConfig as H
 from logdist.config import SyslogConfig as S
@@ -257,6 +258,38 @@ def serve(
             " registered from, e.g. 10.0.0.0/8; repeatable. Others get 422.",
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL[,URL...]",
+            show_default=False,
+            help="Cluster mode: share the queue with other distributors on these NATS servers'"
+            " JetStream (nats://HOST:PORT, comma-separated). Accepted packets are answered 202"
+            " once the stream holds them; no spool.",
+        ),
+    ] = None,
+    replica_id: Annotated[
+        str | None,
+        typer.Option("--id", show_default="d1", help="This distributor's name among the replicas."),
+    ] = None,
+    ack_wait: Annotated[
+        float | None,
+        opt(
+            ClusterC,
+            "ack_wait",
+            "Cluster mode: seconds before a message this replica fetched and did not"
+            " acknowledge goes to another replica.",
+        ),
+    ] = None,
+    cluster_replicas: Annotated[
+        int | None,
+        opt(
+            ClusterC,
+            "replicas",
+            "Cluster mode: NATS servers each stream message is kept on (1, 3 or 5; 1 for a"
+            " single server).",
+        ),
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
     """Accept packets on POST /log-packet and /log-packets and forward them by weight."""
@@ -276,6 +309,10 @@ def serve(
             udp=syslog_udp,
             host=syslog_host,
             max_message_bytes=syslog_max_message_bytes,
+        )
+        servers = tuple(u.strip() for u in cluster.split(",") if u.strip()) if cluster else None
+        clustered = config.apply(
+            cfg.cluster, servers=servers, ack_wait=ack_wait, replicas=cluster_replicas
         )
         refs = tuple(config.parse_analyzer_ref(a) for a in analyzer) if analyzer else None
         cfg = config.apply(
@@ -312,5 +349,7 @@ def serve(
             allow_origins=tuple(allow_origin) if allow_origin else None,
             emitter_networks=tuple(emitter_networks) if emitter_networks else None,
         )
-        cfg = dataclasses.replace(cfg, health=health, syslog=syslog)
+        cfg = dataclasses.replace(
+            cfg, health=health, syslog=syslog, cluster=clustered, id=replica_id or cfg.id
+        )
     run_daemon("distributor", make_app, cfg, log_level)

@@ -17,6 +17,7 @@ from logdist.core import paging
 from logdist.core.delivery import Delivery
 from logdist.core.packet import Packet, total
 from logdist.core.registry import AdminState, Analyzer, Health, Registry
+from logdist.distributor.cluster import Cluster
 from logdist.distributor.counters import Counters
 from logdist.distributor.deadletters import DeadLetterStore
 from logdist.distributor.dispatcher import Dispatcher
@@ -83,6 +84,10 @@ class Distributor:
             None
         )
         self._session: aiohttp.ClientSession | None = None
+        self.cluster: Cluster | None = None
+        if cfg.cluster.servers:
+            self.cluster = Cluster(cfg.cluster, cfg.id, self._room, self._fetched, cfg.retry_after)
+            self.dispatcher.on_room.append(self.cluster.room)
         self.spool: Spool | None = None
         if cfg.spool_dir:
             self.spool = Spool(
@@ -101,8 +106,12 @@ class Distributor:
         done at once unless the spool must sync before the 202.
 
         Returns what to await before answering in that case (the packets are queued once the
-        sync is done), else None (they are queued already).
+        sync is done), else None (they are queued already). In cluster mode the packets go
+        to the JetStream stream (whose size is the room), and what to await is its
+        acknowledgement; this replica, or another, fetches them from there.
         """
+        if self.cluster is not None:
+            return self._published(packets)
         self.dispatcher.check_room(total(packets))
         if self.dead_letters.full:
             raise self._dead_letters_full()
@@ -119,6 +128,28 @@ class Distributor:
             self.emitters.saw(packets)
             return None
         return self._synced(packets)
+
+    def _published(self, packets: list[Packet]) -> Awaitable[None]:
+        assert self.cluster is not None
+        if self.dead_letters.full:
+            raise self._dead_letters_full()
+        sent = self.cluster.publish(packets)
+
+        async def published() -> None:
+            await sent
+            count = total(packets)
+            self.counters.received_packets += count
+            self.counters.received_messages += sum(p.messages for p in packets)
+            self.emitters.saw(packets)
+
+        return published()
+
+    def _fetched(self, packets: list[Packet]) -> None:
+        """Packets this replica fetched from the stream: route them (counted where accepted)."""
+        self.dispatcher.enqueue(packets, replayed=True)
+
+    def _room(self) -> int:
+        return self.cfg.queue_capacity - self.dispatcher.queued
 
     async def _synced(self, packets: list[Packet]) -> None:
         assert self.spool is not None
@@ -157,6 +188,8 @@ class Distributor:
             return False
         if self.spool is not None:
             self.spool.ack([packet])
+        if self.cluster is not None:
+            self.cluster.settled([packet])
         last = letter.refusals[-1]
         event(
             log,
@@ -174,6 +207,8 @@ class Distributor:
     def _delivered(self, aid: str, packets: list[Packet], latency: float) -> None:
         if self.spool is not None:
             self.spool.ack(packets)
+        if self.cluster is not None:
+            self.cluster.settled(packets)
         self.logs.routed(aid, packets)
         self.metrics.observe_forward(aid, latency, len(self.registry))
 
@@ -189,6 +224,8 @@ class Distributor:
         )
         self.dispatcher.start()
         self.health.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         if self.spool is not None:
             self.spool.start()
         if self.dead_letters.path is not None and self.cfg.fsync == "interval":
@@ -197,7 +234,13 @@ class Distributor:
         event(log, "started", analyzers=len(self.registry), queue_capacity=self.cfg.queue_capacity)
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop_fetching()
         left = await self.dispatcher.drain(self.cfg.drain_timeout)
+        if self.cluster is not None:
+            # What was fetched and not delivered goes back to the stream for the others.
+            await self.cluster.close()
+            left = 0
         await self.health.stop()
         await self.dispatcher.stop()
         if self._session is not None:
@@ -462,6 +505,7 @@ class Distributor:
             "emitter_summary": self.emitters.summary(),
             "counters": self.counters.to_json(),
             "spool": self.spool.to_json() if self.spool is not None else None,
+            "cluster": self.cluster.summary() if self.cluster is not None else None,
             "dead_letters": self.dead_letters.to_json(),
             "control_plane": {"seconds": self.control.to_json()},
         }

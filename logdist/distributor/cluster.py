@@ -1,0 +1,307 @@
+"""Cluster mode: distributors that share one queue on NATS JetStream (`--cluster URL,...`).
+
+Accept = replicated: a request's packets (a run, or each packet) are published to the
+JetStream stream, one message each, with a message id made from their packet ids so that a
+request sent again is deduplicated by the stream, and the 202 waits for JetStream's publish
+acknowledgement — the packets are then on a quorum of servers. A full stream (`max_bytes`,
+discard new), a lost quorum or no server at all is a 503 with Retry-After.
+
+Route = pull what you can send: every replica fetches from one durable pull consumer on the
+work-queue stream only as many messages as its queue has room for, routes them with its own
+picker, and acknowledges a stream message once every packet in it has an analyzer's 2xx
+(or was set aside as a dead letter). A replica that dies leaves what it had fetched to be
+redelivered to the others after the ack wait; messages held long are kept alive with
+in-progress signals. Analyzers dedupe by packet id, so a redelivery is not a double count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StreamConfig,
+)
+
+from logdist.config import ClusterConfig
+from logdist.core.packet import Packet, decode_json, parse_batch, parse_packet, total
+from logdist.errors import Backpressure, LogdistError
+from logdist.log import event
+
+log = logging.getLogger("logdist.cluster")
+
+SUBJECT = "logdist.packets"
+CONSUMER = "routers"
+# Messages asked for in one fetch at most, and how long a fetch waits for some.
+FETCH = 256
+FETCH_WAIT = 0.5
+# Seconds to publish one message before the request is answered 503.
+PUBLISH_TIMEOUT = 5.0
+
+
+def message_id(packet: Packet) -> str:
+    """The stream's dedupe key for a packet, or for a run (the same request sent again makes
+    the same run)."""
+    if packet.ids is None:
+        return packet.id
+    return f"{packet.ids[0]}..{packet.ids[-1]}#{len(packet.ids)}"
+
+
+def packets_of(payload: bytes) -> list[Packet]:
+    """A stream message's packets: a run's lines, or one packet's JSON."""
+    if b"\n" in payload:
+        return parse_batch(payload, ndjson=True, run=1 << 30)
+    return [parse_packet(decode_json(payload), payload)]
+
+
+@dataclass
+class _Held:
+    """A fetched stream message and how many of its packets are not settled yet."""
+
+    msg: Any
+    left: int
+    since: float
+
+
+class Cluster:
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        replica: str,
+        room: Callable[[], int],
+        enqueue: Callable[[list[Packet]], None],
+        retry_after: float,
+    ) -> None:
+        self.cfg = cfg
+        self.replica = replica
+        self._room = room
+        self._enqueue = enqueue
+        self.retry_after = retry_after
+        self._nc: Any = None
+        self._js: Any = None
+        self._held: dict[str, _Held] = {}  # packet id -> its stream message
+        self._messages = 0  # stream messages fetched and not acknowledged
+        self._task: asyncio.Task[None] | None = None
+        self._room_event = asyncio.Event()
+        self.fetched = 0
+        self.acked = 0
+        self.publish_failures = 0
+        self.ready = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._connect()
+                psub = await self._js.pull_subscribe(
+                    SUBJECT,
+                    durable=CONSUMER,
+                    stream=self.cfg.stream,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        ack_wait=self.cfg.ack_wait,
+                        max_ack_pending=-1,
+                    ),
+                )
+                break
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                if self._nc is not None:
+                    await self._nc.close()
+                    self._nc = self._js = None
+                event(log, "cluster_not_ready", logging.WARNING, error=_said(exc), retry=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.ready = True
+        event(
+            log,
+            "cluster_joined",
+            replica=self.replica,
+            servers=",".join(self.cfg.servers),
+            stream=self.cfg.stream,
+        )
+        await asyncio.gather(self._feed(psub), self._keep_alive())
+
+    async def _connect(self) -> None:
+        self._nc = await nats.connect(
+            list(self.cfg.servers),
+            name=f"logdist-{self.replica}",
+            connect_timeout=2,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        self._js = self._nc.jetstream()
+        stream = StreamConfig(
+            name=self.cfg.stream,
+            subjects=[SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            discard=DiscardPolicy.NEW,
+            max_bytes=self.cfg.max_bytes,
+            num_replicas=self.cfg.replicas,
+            duplicate_window=120.0,
+        )
+        try:
+            await self._js.add_stream(stream)
+        except nats.js.errors.BadRequestError:
+            await self._js.update_stream(stream)  # made by another replica, or changed
+
+    def stop_fetching(self) -> None:
+        """Fetch nothing more (the distributor is stopping; what it holds drains)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def close(self) -> None:
+        """Stop fetching; what was fetched and not settled goes back to the stream now."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for held in {id(h): h for h in self._held.values()}.values():
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await held.msg.nak()
+        self._held.clear()
+        if self._nc is not None:
+            await self._nc.close()
+
+    # -- accepting ----------------------------------------------------------------------
+
+    def publish(self, packets: list[Packet]) -> Awaitable[None]:
+        """What to await before the 202: every message's publish acknowledgement."""
+        if self._js is None or not self.ready:
+            raise Backpressure(
+                "the cluster's NATS servers are not reachable yet; retry later",
+                retry_after=self.retry_after,
+            )
+        return self._publish(packets)
+
+    async def _publish(self, packets: list[Packet]) -> None:
+        js = self._js
+        try:
+            await asyncio.gather(
+                *(
+                    js.publish(
+                        SUBJECT,
+                        p.body,
+                        timeout=PUBLISH_TIMEOUT,
+                        stream=self.cfg.stream,
+                        headers={"Nats-Msg-Id": message_id(p)},
+                    )
+                    for p in packets
+                )
+            )
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            self.publish_failures += 1
+            raise Backpressure(
+                f"the cluster did not take the packets ({_said(exc)}); retry later",
+                retry_after=self.retry_after,
+            ) from None
+
+    # -- routing ------------------------------------------------------------------------
+
+    def room(self) -> None:
+        """The local queue has room again (the dispatcher says so)."""
+        self._room_event.set()
+
+    async def _feed(self, psub: Any) -> None:
+        while True:
+            room = min(self._room(), self.cfg.max_in_flight - self._messages)
+            if room <= 0:
+                self._room_event.clear()
+                await self._room_event.wait()
+                continue
+            try:
+                msgs = await psub.fetch(min(room, FETCH), timeout=FETCH_WAIT)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                event(log, "cluster_fetch_failed", logging.WARNING, error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            now = time.monotonic()
+            for msg in msgs:
+                self._take(msg, now)
+
+    def _take(self, msg: Any, now: float) -> None:
+        try:
+            packets = packets_of(msg.data)
+        except LogdistError as exc:  # not a packet: nothing will ever route it
+            event(log, "cluster_message_unreadable", logging.ERROR, error=exc.message)
+            asyncio.ensure_future(msg.term())
+            return
+        held = _Held(msg, total(packets), now)
+        for p in packets:
+            for pid in p.ids or [p.id]:
+                self._held[pid] = held
+        self._messages += 1
+        self.fetched += 1
+        self._enqueue(packets)
+
+    def settled(self, packets: list[Packet]) -> None:
+        """`packets` were delivered (or set aside): acknowledge the stream messages that have
+        nothing left unsettled."""
+        for p in packets:
+            for pid in p.ids or [p.id]:
+                held = self._held.pop(pid, None)
+                if held is None:
+                    continue
+                held.left -= 1
+                if held.left == 0:
+                    self._messages -= 1
+                    self.acked += 1
+                    asyncio.ensure_future(_ack(held.msg))
+                    self._room_event.set()
+
+    async def _keep_alive(self) -> None:
+        """Tell JetStream that messages held long are still being worked on."""
+        while True:
+            await asyncio.sleep(max(0.5, self.cfg.ack_wait / 3))
+            old = time.monotonic() - self.cfg.ack_wait / 3
+            for held in {id(h): h for h in self._held.values()}.values():
+                if held.since < old:
+                    held.since = time.monotonic()
+                    with contextlib.suppress(nats.errors.Error, OSError):
+                        await held.msg.in_progress()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "servers": list(self.cfg.servers),
+            "stream": self.cfg.stream,
+            "ready": self.ready,
+            "in_flight": self._messages,
+            "fetched": self.fetched,
+            "acked": self.acked,
+            "publish_failures": self.publish_failures,
+        }
+
+
+async def _ack(msg: Any) -> None:
+    try:
+        await msg.ack()
+    except (nats.errors.Error, OSError) as exc:
+        # Redelivered after the ack wait; analyzers drop it as a duplicate.
+        event(log, "cluster_ack_failed", logging.WARNING, error=repr(exc))
+
+
+def _said(exc: BaseException) -> str:
+    description = getattr(exc, "description", None)
+    if isinstance(description, str) and description:
+        return description  # JetStream's own words ("replicas > 1 not supported ...")
+    text = str(exc) or type(exc).__name__
+    return text.removeprefix("nats: ")

@@ -1,0 +1,183 @@
+"""Cluster mode with a real nats-server (Debian's, started by the test on its own port and data
+dir) and real distributor processes sharing one JetStream stream."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.procs import Proc, Procs, free_port, get, wait_for
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def nats(procs: Procs, port: int, store: Path) -> Proc:
+    assert Path(NATS_SERVER).exists(), "Debian's nats-server is needed: scripts/setup installs it"
+    server = procs.spawn(
+        "nats",
+        [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        None,
+    )
+    wait_for(lambda: _listening(port), 10, "nats-server to listen")
+    return server
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def replica(procs: Procs, rid: str, servers: str, analyzers: dict[str, str], *extra: str) -> Proc:
+    d = procs.start(
+        rid,
+        "distributor",
+        "serve",
+        "--port",
+        "0",
+        "--id",
+        rid,
+        "--cluster",
+        servers,
+        "--cluster-replicas",
+        "1",
+        *(f"--analyzer={aid}={url}" for aid, url in analyzers.items()),
+        *extra,
+    )
+    wait_for(lambda: get(f"{d.url}/status")["cluster"]["ready"], 20, f"{rid} in the cluster")
+    return d
+
+
+def send(url: str, pid: str) -> tuple[int, dict[str, str]]:
+    body = {"packetId": pid, "emitter": "e1", "messages": [{"message": pid}]}
+    req = urllib.request.Request(
+        f"{url}/log-packet",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
+def delivered(outputs: dict[str, Path]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for aid, path in outputs.items():
+        lines = path.read_bytes().splitlines() if path.exists() else []
+        out[aid] = [json.loads(line)["packetId"] for line in lines if line]
+    return out
+
+
+@pytest.fixture
+def pool(procs: Procs, tmp_path: Path) -> tuple[dict[str, str], dict[str, Path]]:
+    """Two analyzers, weights 3:1, each appending what it takes to a file."""
+    urls, outputs = {}, {}
+    for aid, weight in (("a1", 3), ("a2", 1)):
+        outputs[aid] = tmp_path / f"{aid}.ndjson"
+        a = procs.start(aid, "analyzer", "serve", "--id", aid, "--port", "0", "--output",
+                        str(outputs[aid]))  # fmt: skip
+        urls[aid] = f"{a.url}/ingest@{weight}"
+    return urls, outputs
+
+
+def test_two_replicas_share_one_stream_and_deliver_everything_once_by_weight(
+    procs: Procs, tmp_path: Path, pool: tuple[dict[str, str], dict[str, Path]]
+) -> None:
+    port = free_port()
+    nats(procs, port, tmp_path / "js")
+    servers = f"nats://127.0.0.1:{port}"
+    urls, outputs = pool
+    d1 = replica(procs, "d1", servers, urls)
+    d2 = replica(procs, "d2", servers, urls)
+    accepted: list[str] = []
+
+    def sender(url: str, prefix: str) -> None:
+        for i in range(600):
+            status, _ = send(url, f"{prefix}-{i}")
+            assert status == 202
+            accepted.append(f"{prefix}-{i}")
+
+    threads = [threading.Thread(target=sender, args=(d.url, d.name)) for d in (d1, d2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(accepted) == 1200
+
+    def all_in() -> bool:
+        return sum(len(v) for v in delivered(outputs).values()) >= 1200
+
+    wait_for(all_in, 30, "every accepted packet delivered", 0.2)
+    got = delivered(outputs)
+    every = got["a1"] + got["a2"]
+    assert sorted(every) == sorted(accepted)  # lost 0, none twice
+    share = len(got["a1"]) / len(every)
+    assert abs(share - 0.75) <= 0.01, share
+    # Both replicas routed some: one queue, shared.
+    fetched = [get(f"{d.url}/status")["cluster"]["fetched"] for d in (d1, d2)]
+    assert all(n > 0 for n in fetched), fetched
+    assert sum(fetched) == sum(get(f"{d.url}/status")["cluster"]["acked"] for d in (d1, d2))
+
+
+def test_without_its_nats_server_a_replica_answers_503_and_comes_back(
+    procs: Procs, tmp_path: Path, pool: tuple[dict[str, str], dict[str, Path]]
+) -> None:
+    port = free_port()
+    server = nats(procs, port, tmp_path / "js")
+    urls, outputs = pool
+    d1 = replica(procs, "d1", f"nats://127.0.0.1:{port}", urls)
+    assert send(d1.url, "before")[0] == 202
+    server.kill()
+    status, headers = send(d1.url, "while-down")
+    assert status == 503 and int(headers["Retry-After"]) >= 1
+    nats(procs, port, tmp_path / "js")  # the same data dir: the stream is still there
+
+    def accepted_again() -> bool:
+        return send(d1.url, f"after-{time.monotonic_ns()}")[0] == 202
+
+    wait_for(accepted_again, 30, "accepting again", 0.5)
+    wait_for(lambda: {"before"} <= set(sum(delivered(outputs).values(), [])), 20, "delivered", 0.2)
+
+
+def test_a_replica_killed_with_packets_in_hand_leaves_them_to_the_other(
+    procs: Procs, tmp_path: Path
+) -> None:
+    port = free_port()
+    nats(procs, port, tmp_path / "js")
+    servers = f"nats://127.0.0.1:{port}"
+    output = tmp_path / "slow.ndjson"
+    slow = procs.start(
+        "slow",
+        "analyzer",
+        "serve",
+        "--id",
+        "slow",
+        "--port",
+        "0",
+        "--output",
+        str(output),
+        "--delay",
+        "0.3",
+    )
+    analyzers = {"slow": f"{slow.url}/ingest@1"}
+    d1 = replica(procs, "d1", servers, analyzers, "--ack-wait", "2")
+    for i in range(200):
+        assert send(d1.url, f"p{i}")[0] == 202
+    wait_for(lambda: get(f"{d1.url}/status")["cluster"]["in_flight"] > 0, 10, "d1 holding some")
+    d1.kill()  # SIGKILL: what it fetched and had not acknowledged is redelivered
+    d2 = replica(procs, "d2", servers, analyzers, "--ack-wait", "2")
+
+    def all_delivered() -> bool:
+        return {f"p{i}" for i in range(200)} <= set(delivered({"slow": output})["slow"])
+
+    wait_for(all_delivered, 60, "every accepted packet delivered by d2", 0.5)
+    assert get(f"{d2.url}/status")["cluster"]["fetched"] > 0
