@@ -19,6 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from logdist.core.checks import check_id, check_network, check_origin, check_url
 from logdist.core.delivery import KEYS as DELIVERY_KEYS
 from logdist.core.delivery import Delivery, delivery_from, parse_header_line
+from logdist.core.search import duration_ms
 from logdist.errors import ConfigError, InvalidRequest
 
 DEFAULT_CONFIG = Path("configs/demo.toml")
@@ -37,10 +38,6 @@ def _positive(name: str, value: float) -> None:
     _require(math.isfinite(value) and value > 0, f"{name} must be > 0, got {value}")
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d|w)")
-_DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_duration(name: str, text: str) -> float:
     """Seconds for `90`, `30s`, `15m`, `2h`, `7d`, `1w`, `1h30m`."""
     text = text.strip()
@@ -48,17 +45,13 @@ def parse_duration(name: str, text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_S[m.group(2)]
-        pos = m.end()
+    ms = duration_ms(text)
     _require(
-        pos > 0 and pos == len(text),
+        ms is not None,
         f"{name} must be seconds or a duration such as 30s, 15m, 2h, 7d; got {text!r}",
     )
-    return total
+    assert ms is not None
+    return ms / 1000
 
 
 def _checked_id(kind: str, value: str) -> None:

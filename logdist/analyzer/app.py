@@ -104,12 +104,7 @@ class AnalyzerState:
             new = self.take_lines(read)
             count = len(read.ids)
             return {"accepted": count, "new": new, "duplicates": count - new}
-        if kind == "ndjson":
-            packets = parse_batch(body, ndjson=True)
-        elif body.lstrip()[:1] == b"[":
-            packets = parse_batch(body, ndjson=False)
-        else:
-            packets = [parse_one(body)]
+        packets = _packets(kind, body)
         self.requests += 1
         fresh = len(self.take(packets))
         return {"accepted": len(packets), "new": fresh, "duplicates": len(packets) - fresh}
@@ -120,13 +115,7 @@ class AnalyzerState:
         read = read_lines(body, keep_lines=True) if kind == "ndjson" else None
         if read is not None:
             return list(zip(read.ids, read.emitters, read.lines(), strict=True))
-        if kind == "ndjson":
-            packets = parse_batch(body, ndjson=True)
-        elif body.lstrip()[:1] == b"[":
-            packets = parse_batch(body, ndjson=False)
-        else:
-            packets = [parse_one(body)]
-        return [(p.id, p.emitter, p.body) for p in packets]
+        return [(p.id, p.emitter, p.body) for p in _packets(kind, body)]
 
     def stored(self, items: list[Item], written: Written) -> dict[str, int]:
         """Count what the store wrote of `items`; the fields of the answer."""
@@ -148,6 +137,15 @@ class AnalyzerState:
             count = self.emitters[emitter or "-"] = EmitterCount()
         count.packets += packets
         count.messages += messages
+
+
+def _packets(kind: str, body: bytes) -> list[Packet]:
+    """A body read line by line or whole (a batch not read the fast way, or one packet)."""
+    if kind == "ndjson":
+        return parse_batch(body, ndjson=True)
+    if body.lstrip()[:1] == b"[":
+        return parse_batch(body, ndjson=False)
+    return [parse_one(body)]
 
 
 STATE = web.AppKey("analyzer_state", AnalyzerState)

@@ -573,7 +573,7 @@ class Store:
         order = "ASC" if query.ascending else "DESC"
         sql = (
             f"SELECT {COLUMNS} FROM logs"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + _clause(where)
             + f" ORDER BY ts {order}, packet {order}, idx {order} LIMIT ?"
         )
         return conn.execute(sql, (*args, query.limit)).fetchall()
@@ -647,9 +647,7 @@ class Store:
         for level in query.levels or (None,):
             where, args = self._where(query, level)
             sql = (
-                "SELECT (ts - ?) / ?, level, count(*) FROM logs"
-                + (f" WHERE {' AND '.join(where)}" if where else "")
-                + " GROUP BY 1, 2"
+                "SELECT (ts - ?) / ?, level, count(*) FROM logs" + _clause(where) + " GROUP BY 1, 2"
             )
             for bucket, lv, n in conn.execute(sql, (start, width, *args)):
                 counts[bucket, lv] += n
@@ -750,14 +748,16 @@ class Store:
         }
 
 
+def _clause(where: list[str]) -> str:
+    return f" WHERE {' AND '.join(where)}" if where else ""
+
+
 def _edge(conn: sqlite3.Connection, where: list[str], args: list[Any], last: bool) -> int | None:
     """The first (or last) `ts` matching `where`: one step along an index. (`SELECT min(ts),
     max(ts)` in one statement reads every row: SQLite's shortcut takes one of them alone.)"""
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
     order = "DESC" if last else "ASC"
-    found = conn.execute(
-        f"SELECT ts FROM logs{clause} ORDER BY ts {order} LIMIT 1", args
-    ).fetchone()
+    sql = f"SELECT ts FROM logs{_clause(where)} ORDER BY ts {order} LIMIT 1"
+    found = conn.execute(sql, args).fetchone()
     return None if found is None else int(found[0])
 
 

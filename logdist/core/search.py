@@ -212,6 +212,18 @@ def invalid(name: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"{name}: {message}", {"field": name})
 
 
+def duration_ms(text: str) -> int | None:
+    """Milliseconds for a duration (`500ms`, `30s`, `15m`, `2h`, `7d`, `1w`, `1h30m`), or None
+    when `text` is not one."""
+    pos, total = 0, 0.0
+    for m in _RELATIVE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_MS[m.group(2)]
+        pos = m.end()
+    return int(total) if pos and pos == len(text) else None
+
+
 def parse_time(name: str, text: str, now_ms: int) -> int:
     """RFC 3339, epoch milliseconds, or a duration back from now (`15m`, `2h`, `7d`, `1h30m`)."""
     text = text.strip()
@@ -220,14 +232,9 @@ def parse_time(name: str, text: str, now_ms: int) -> int:
         if value > MAX_TS:
             raise invalid(name, f"{text} is past the year 9999 (epoch milliseconds expected)")
         return value
-    pos, total = 0, 0.0
-    for m in _RELATIVE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_MS[m.group(2)]
-        pos = m.end()
-    if pos and pos == len(text):
-        return max(0, now_ms - int(total))
+    back = duration_ms(text)
+    if back is not None:
+        return max(0, now_ms - back)
     ms = ts_ms(text, {})
     if ms is None:
         raise invalid(

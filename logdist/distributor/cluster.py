@@ -172,7 +172,7 @@ class Cluster:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for held in {id(h): h for h in self._held.values()}.values():
+        for held in self._held_messages():
             with contextlib.suppress(nats.errors.Error, OSError):
                 await held.msg.nak()
         self._held.clear()
@@ -272,11 +272,15 @@ class Cluster:
         while True:
             await asyncio.sleep(max(0.5, self.cfg.ack_wait / 3))
             old = time.monotonic() - self.cfg.ack_wait / 3
-            for held in {id(h): h for h in self._held.values()}.values():
+            for held in self._held_messages():
                 if held.since < old:
                     held.since = time.monotonic()
                     with contextlib.suppress(nats.errors.Error, OSError):
                         await held.msg.in_progress()
+
+    def _held_messages(self) -> list[_Held]:
+        """Each fetched, unacknowledged message once (`_held` maps every packet to its own)."""
+        return list({id(h): h for h in self._held.values()}.values())
 
     def summary(self) -> dict[str, Any]:
         return {
