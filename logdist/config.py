@@ -405,7 +405,9 @@ class AnalyzerConfig:
 @dataclass(frozen=True)
 class EmitterConfig:
     id: str = "e1"
-    distributor: str = "http://127.0.0.1:8000"
+    # One distributor's base URL, or several (a cluster's replicas): requests are spread over
+    # them and a failing one is stepped around.
+    distributor: tuple[str, ...] = ("http://127.0.0.1:8000",)
     # Packets per second; 0 generates nothing (the buffer still drains).
     rate: float = 10.0
     messages: tuple[int, int] = (1, 1)
@@ -433,10 +435,14 @@ class EmitterConfig:
 
     def __post_init__(self) -> None:
         _checked_id("emitter", self.id)
-        try:
-            check_url(self.distributor)
-        except InvalidRequest as exc:
-            raise ConfigError(f"distributor: {exc.message}") from None
+        if isinstance(self.distributor, str):
+            object.__setattr__(self, "distributor", (self.distributor,))
+        _require(bool(self.distributor), "distributor: at least one URL is needed")
+        for url in self.distributor:
+            try:
+                check_url(url)
+            except InvalidRequest as exc:
+                raise ConfigError(f"distributor: {exc.message}") from None
         _require(math.isfinite(self.rate) and self.rate >= 0, f"rate must be >= 0, got {self.rate}")
         object.__setattr__(self, "messages", parse_messages(self.messages))
         _port("port", self.port)

@@ -32,7 +32,7 @@ def test_demo_config_describes_three_weighted_analyzers_and_three_emitters() -> 
     ]
     assert [a.port for a in topo.analyzers] == [9001, 9002, 9003]
     assert len(topo.emitters) == 3
-    assert {e.distributor for e in topo.emitters} == {"http://127.0.0.1:8000"}
+    assert {e.distributor for e in topo.emitters} == {("http://127.0.0.1:8000",)}
     assert len({(e.rate, e.messages) for e in topo.emitters}) == 3
     # Syslog in on loopback (it has no token), TCP and UDP.
     assert (d.syslog.host, d.syslog.tcp, d.syslog.udp) == ("127.0.0.1", 5514, 5514)
@@ -85,7 +85,7 @@ rate = 0
     assert topo.distributor.health == HealthConfig(interval=0.25, fall=1)
     assert topo.distributor.queue_capacity == 50
     assert topo.emitters[0].messages == (2, 4)
-    assert topo.emitters[0].distributor == "http://127.0.0.1:8100"
+    assert topo.emitters[0].distributor == ("http://127.0.0.1:8100",)
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ def test_cli_flags_override_only_what_was_given() -> None:
     with pytest.raises(ConfigError, match="queue_capacity must be >= 1"):
         apply(cfg, queue_capacity=0)
     with pytest.raises(ConfigError, match="distributor"):
-        dataclasses.replace(EmitterConfig(), distributor="localhost:8000")
+        dataclasses.replace(EmitterConfig(), distributor=("localhost:8000",))
 
 
 def test_up_passes_every_analyzer_setting_of_the_topology_to_its_child(tmp_path: Path) -> None:

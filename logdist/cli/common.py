@@ -31,6 +31,8 @@ LogLevelOption = Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNI
 def default(cls: type[Any], name: str) -> str:
     """The default of config field `name`, for --help: defaults are declared once, in config.py."""
     value = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
     if isinstance(value, tuple) and len(value) == 2:
         return f"{value[0]}" if value[0] == value[1] else f"{value[0]}-{value[1]}"
     return f"{value:g}" if isinstance(value, float) else str(value)

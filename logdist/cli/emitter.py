@@ -20,7 +20,16 @@ app = typer.Typer(
 def start(
     id: Annotated[str | None, opt(C, "id", "Emitter id.", "--id")] = None,
     distributor: Annotated[
-        str | None, opt(C, "distributor", "Distributor base URL.", metavar="URL")
+        list[str] | None,
+        opt(
+            C,
+            "distributor",
+            "Distributor base URL; repeat it for a cluster's replicas: requests are spread"
+            " over them, and one that refuses connections, times out or answers 5xx is"
+            " stepped around until its backoff has passed (nothing lost, the buffer's order"
+            " kept).",
+            metavar="URL",
+        ),
     ] = None,
     rate: Annotated[
         float | None, opt(C, "rate", "Packets per second (0 = generate nothing).")
@@ -93,7 +102,7 @@ def start(
         cfg = config.apply(
             C(),
             id=id,
-            distributor=distributor,
+            distributor=tuple(distributor) if distributor else None,
             rate=rate,
             messages=messages,
             port=port,

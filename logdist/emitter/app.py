@@ -23,7 +23,8 @@ import orjson
 from aiohttp import web
 
 from logdist.config import EmitterConfig
-from logdist.core.backoff import Backoff, parse_retry_after
+from logdist.core.backoff import parse_retry_after
+from logdist.core.failover import Failover
 from logdist.core.ratelimit import TokenBucket
 from logdist.daemon import BOUND, BoundAddress
 from logdist.emitter.generator import Outgoing, PacketFactory
@@ -85,7 +86,8 @@ class Emitter:
         self.last_error: str | None = None
         self.failures = 0
         self._stopping = False
-        self._backoff = Backoff(base=0.05, cap=5.0)
+        rng = rand or random.Random()
+        self.targets = Failover(cfg.distributor, now=now, rand=rng.random)
         self._changed = asyncio.Event()
         # Set when pause, resume or rate changes what the distributor should see.
         self._report = asyncio.Event()
@@ -96,7 +98,7 @@ class Emitter:
         self._work = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._ingest_url = cfg.distributor.rstrip("/") + "/log-packet"
+        self._ingest_urls = [url.rstrip("/") + "/log-packet" for url in cfg.distributor]
 
     @property
     def buffered(self) -> int:
@@ -219,22 +221,28 @@ class Emitter:
                 await self._work.wait()
             packet = self.buffer.popleft()
             self.in_flight += 1
+            target = self.targets.pick()
             try:
-                outcome, retry_after = await self._post(packet)
+                outcome, retry_after = await self._post(packet, target)
             finally:
                 self.in_flight -= 1
             if outcome is Outcome.DELIVERED:
+                self.targets.succeeded(target)
                 if self.record_delivery(packet):
                     self._report.set()
                 self._changed.set()
             elif outcome is Outcome.REJECTED:
                 self._changed.set()
             else:
+                # Back to the front, so the buffer keeps its order; the next attempt goes to
+                # another distributor at once if one is up, else waits out the backoff.
                 self.buffer.appendleft(packet)
                 self.retries += 1
                 self.failures += 1
                 self._work.set()
-                await asyncio.sleep(self._backoff.delay(self.failures, random.random, retry_after))
+                wait = self.targets.failed(target, retry_after)
+                if wait > 0:
+                    await asyncio.sleep(wait)
 
     def record_delivery(self, packet: Outgoing) -> bool:
         """The distributor took `packet`; True when it is the first since contact was lost
@@ -260,11 +268,11 @@ class Emitter:
             reason=reason,
         )
 
-    async def _post(self, packet: Outgoing) -> tuple[Outcome, float | None]:
+    async def _post(self, packet: Outgoing, target: int) -> tuple[Outcome, float | None]:
         assert self._session is not None
         try:
             async with self._session.post(
-                self._ingest_url,
+                self._ingest_urls[target],
                 data=packet.body,
                 headers={"Content-Type": JSON},
                 timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
@@ -291,20 +299,24 @@ class Emitter:
         distributor has heard of us, try again every second."""
         assert self._session is not None
         url = await bound.wait()
-        target = self.cfg.distributor.rstrip("/") + "/emitters/register"
         renew: float | None = None
         sent_mark = -1
         while True:
             if needs_renewal(self.registered, self._report.is_set(), self.sent_packets, sent_mark):
                 self._report.clear()
-                ok, answered = await self._register_once(target, url)
+                ok, answered, where = False, None, self.targets.urls[0]
+                for i in self.targets.order():
+                    where = self.targets.urls[i]
+                    ok, answered = await self._register_once(where, url)
+                    if ok:
+                        break
                 renew = answered or renew
                 if ok != self.registered:
                     event(
                         log,
                         "registered" if ok else "unregistered",
                         emitter=self.cfg.id,
-                        distributor=self.cfg.distributor,
+                        distributor=where,
                     )
                 self.registered = ok
             sent_mark = self.sent_packets
@@ -316,12 +328,13 @@ class Emitter:
                 async with asyncio.timeout(wait):
                     await self._report.wait()
 
-    async def _register_once(self, target: str, url: str) -> tuple[bool, float | None]:
-        """POST the registration; whether it was taken, and the renewal interval asked."""
+    async def _register_once(self, base: str, url: str) -> tuple[bool, float | None]:
+        """POST the registration to distributor `base`; whether it was taken, and the
+        renewal interval asked."""
         assert self._session is not None
         try:
             async with self._session.post(
-                target,
+                base.rstrip("/") + "/emitters/register",
                 json={"id": self.cfg.id, "url": url, "metrics": self.metrics()},
                 timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
             ) as resp:
@@ -378,7 +391,8 @@ def add_control_routes(router: web.UrlDispatcher, prefix: str, find: Find) -> No
         return json_response(emitter.metrics())
 
     async def metrics(request: web.Request) -> web.Response:
-        return json_response(find(request).metrics())
+        emitter = find(request)
+        return json_response({**emitter.metrics(), "distributors": emitter.targets.describe()})
 
     async def sent(request: web.Request) -> web.Response:
         """Packets the distributor acknowledged; `?ids=1` lists their ids (the last

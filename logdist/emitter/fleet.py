@@ -34,6 +34,7 @@ from aiohttp import web
 
 from logdist.config import EmitterConfig
 from logdist.core.backoff import Backoff
+from logdist.core.failover import Failover
 from logdist.core.latency import LatencyHistogram
 from logdist.daemon import BoundAddress
 from logdist.emitter.app import (
@@ -98,9 +99,10 @@ class Fleet:
         self._backoff = Backoff(base=0.05, cap=5.0)
         self._poster = Forwarder()
         auth = (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else ()
-        base = cfg.distributor.rstrip("/")
-        self._target = target(base + "/log-packet", auth)
-        self._batch_target = target(base + "/log-packets", auth)
+        bases = [url.rstrip("/") for url in cfg.distributor]
+        self._targets = [target(base + "/log-packet", auth) for base in bases]
+        self._batch_targets = [target(base + "/log-packets", auth) for base in bases]
+        self.failover = Failover(bases, now=time.monotonic, rand=random.random)
         self._batch = max(1, cfg.fleet_batch)
         # From a packet's generation to the distributor's 2xx, for every delivered packet.
         self.latency = LatencyHistogram()
@@ -225,13 +227,16 @@ class Fleet:
     async def _send(self, batch: list[tuple[Member, Outgoing]], alone: bool = False) -> None:
         timeout = self.cfg.timeout
         self.requests += 1
+        to = self.failover.pick()
         try:
             if self._batch > 1 and not alone:
                 body = b"\n".join(packet.body for _, packet in batch)
-                answer = await self._poster.post(self._batch_target, body, NDJSON_FIELDS, timeout)
+                answer = await self._poster.post(
+                    self._batch_targets[to], body, NDJSON_FIELDS, timeout
+                )
             else:
                 answer = await self._poster.post(
-                    self._target, batch[0][1].body, JSON_FIELDS, timeout
+                    self._targets[to], batch[0][1].body, JSON_FIELDS, timeout
                 )
         except ForwardError as exc:
             status, retry_after, reason = 0, None, str(exc)
@@ -243,6 +248,7 @@ class Fleet:
                 m.emitter.in_flight -= 1
             self._sending -= 1
         if 200 <= status < 300:
+            self.failover.succeeded(to)
             self._delivered(batch)
         elif status in REJECTING and len(batch) > 1:
             # Taken whole or refused whole: find the bad packet by sending each alone.
@@ -254,7 +260,7 @@ class Fleet:
             m, packet = batch[0]
             m.emitter.record_rejection(packet, status, reason)
         else:
-            self._failed(batch, status, retry_after, reason)
+            self._failed(batch, status, retry_after, reason, self.failover.failed(to, retry_after))
         for m, _ in batch:
             self._ready_up(m)
         self._pump()
@@ -273,9 +279,11 @@ class Fleet:
         status: int,
         retry_after: float | None,
         reason: str,
+        wait: float,
     ) -> None:
         """Not taken: every packet goes back to the front of its member's buffer, in order,
-        and the member backs off."""
+        and the member backs off — unless another distributor is up (`wait` is 0): then it
+        is sent there at once."""
         loop = asyncio.get_running_loop()
         for m, packet in reversed(batch):
             m.emitter.buffer.appendleft(packet)
@@ -286,7 +294,7 @@ class Fleet:
             e.last_error = f"HTTP {status}: {reason}" if status else reason
             if not status:
                 e.lost_contact = True
-            delay = self._backoff.delay(e.failures, random.random, retry_after)
+            delay = self._backoff.delay(e.failures, random.random, retry_after) if wait else 0.0
             m.hold_until = loop.time() + delay
             loop.call_later(delay, self._release, m)
 
@@ -295,17 +303,20 @@ class Fleet:
     async def _register_one(self, m: Member) -> None:
         assert self._session is not None
         e = m.emitter
-        url = self.cfg.distributor.rstrip("/") + "/emitters/register"
-        try:
-            async with self._session.post(
-                url,
-                json={"id": e.cfg.id, "url": m.url, "metrics": e.metrics()},
-                timeout=aiohttp.ClientTimeout(total=e.cfg.timeout),
-            ) as resp:
-                raw = await resp.read()
-                ok = resp.status == 200
-        except (TimeoutError, aiohttp.ClientError):
-            ok, raw = False, b""
+        ok, raw = False, b""
+        for i in self.failover.order():
+            try:
+                async with self._session.post(
+                    self.failover.urls[i] + "/emitters/register",
+                    json={"id": e.cfg.id, "url": m.url, "metrics": e.metrics()},
+                    timeout=aiohttp.ClientTimeout(total=e.cfg.timeout),
+                ) as resp:
+                    raw = await resp.read()
+                    ok = resp.status == 200
+            except (TimeoutError, aiohttp.ClientError):
+                ok, raw = False, b""
+            if ok:
+                break
         now = time.monotonic()
         if ok:
             m.renew_every = renew_from(raw) or m.renew_every

@@ -51,6 +51,8 @@ class FakeDistributor:
     async def ingest_many(self, request: web.Request) -> web.Response:
         assert request.content_type == "application/x-ndjson"
         self.requests += 1
+        if self.status != 202:
+            return web.json_response({"error": "no", "code": "x"}, status=self.status)
         packets = [orjson.loads(line) for line in (await request.read()).splitlines()]
         if any(p["emitter"] == self.refuse_emitter for p in packets):
             return web.json_response({"error": "bad packet", "code": "invalid"}, status=422)
@@ -75,11 +77,22 @@ class FakeDistributor:
 
 
 async def serve(
-    aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    fake: FakeDistributor,
+    *more: FakeDistributor | str,
+    **kwargs: Any,
 ) -> tuple[Client, web.Application]:
-    """An emitter daemon's app (one emitter, or a fleet with `fleet=N`) sending to `fake`."""
-    server: TestServer = await aiohttp_server(fake.app())
-    cfg = EmitterConfig(distributor=str(server.make_url("")).rstrip("/"), **kwargs)
+    """An emitter daemon's app (one emitter, or a fleet with `fleet=N`) sending to `fake`
+    (and to `more` distributors: fakes, or URLs nothing answers at)."""
+    urls = []
+    for f in (fake, *more):
+        if isinstance(f, str):
+            urls.append(f)
+        else:
+            server: TestServer = await aiohttp_server(f.app())
+            urls.append(str(server.make_url("")).rstrip("/"))
+    cfg = EmitterConfig(distributor=tuple(urls), **kwargs)
     app = make_app(cfg)
     client: Client = await aiohttp_client(app)
     bound = app[BOUND]
@@ -89,9 +102,13 @@ async def serve(
 
 
 async def start(
-    aiohttp_server: Any, aiohttp_client: Any, fake: FakeDistributor, **kwargs: Any
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    fake: FakeDistributor,
+    *more: FakeDistributor | str,
+    **kwargs: Any,
 ) -> tuple[Client, Emitter]:
-    client, app = await serve(aiohttp_server, aiohttp_client, fake, **kwargs)
+    client, app = await serve(aiohttp_server, aiohttp_client, fake, *more, **kwargs)
     return client, app[EMITTER]
 
 
@@ -255,3 +272,53 @@ async def test_a_change_of_state_is_reported_at_once_not_at_the_next_renewal(
     await client.post("/rate", json={"rps": 7})
     await eventually(lambda: len(fake.registrations) == 3, what="a renewal on rate")
     assert fake.registrations[2]["metrics"]["rps"] == 7
+
+
+async def test_requests_are_spread_over_every_distributor_given(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    one, two = FakeDistributor(), FakeDistributor()
+    client, emitter = await start(aiohttp_server, aiohttp_client, one, two, rate=400)
+    await eventually(lambda: len(one.ids) >= 40 and len(two.ids) >= 40, what="both used")
+    assert not set(one.ids) & set(two.ids)
+    body = await (await client.get("/metrics")).json()
+    assert [d["up"] for d in body["distributors"]] == [True, True]
+
+
+@pytest.mark.parametrize("failure", ["503", "refused"])
+async def test_a_failing_distributor_is_stepped_around_without_loss_or_reordering(
+    aiohttp_server: Any, aiohttp_client: Any, unused_tcp_port: int, failure: str
+) -> None:
+    """One of two distributors answers 503 (or nothing listens at it): every packet reaches
+    the other, once, in the order generated (one request at a time, so order is visible)."""
+    good = FakeDistributor()
+    bad: FakeDistributor | str = (
+        FakeDistributor(status=503) if failure == "503" else f"http://127.0.0.1:{unused_tcp_port}"
+    )
+    client, emitter = await start(
+        aiohttp_server, aiohttp_client, bad, good, rate=500, concurrency=1
+    )
+    await eventually(lambda: len(good.ids) >= 300, what="packets through the good one")
+    await client.post("/rate", json={"rps": 0})  # generate no more; the buffer drains
+    await eventually(lambda: emitter.buffered == 0, what="buffer drained")
+    assert len(good.ids) == len(set(good.ids)) == emitter.sent_packets == emitter.generated
+    # "Sample log message SEQ.I from e1": generated SEQ 1, 2, 3 … arrived 1, 2, 3 …
+    seqs = [int(p["messages"][0]["message"].split()[3].split(".")[0]) for p in good.packets]
+    assert seqs == list(range(1, emitter.generated + 1))
+    body = await (await client.get("/metrics")).json()
+    assert body["distributors"][0]["failures"] >= 1 and body["distributors"][1]["up"]
+
+
+async def test_a_fleet_steps_around_a_failing_distributor(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    good, bad = FakeDistributor(), FakeDistributor(status=503)
+    client, app = await serve(
+        aiohttp_server, aiohttp_client, bad, good, rate=50, fleet=20, fleet_batch=5
+    )
+    await eventually(lambda: len(good.ids) >= 300, what="packets through the good one")
+    assert len(good.ids) == len(set(good.ids))
+    assert bad.requests >= 1  # it was tried, and the packets it refused went to the other
+    assert not bad.packets
+    members = {p["emitter"] for p in good.packets}
+    assert len(members) == 20  # every member's packets got through
