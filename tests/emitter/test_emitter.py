@@ -79,7 +79,7 @@ class FakeDistributor:
 async def serve(
     aiohttp_server: Any,
     aiohttp_client: Any,
-    fake: FakeDistributor,
+    fake: FakeDistributor | str,
     *more: FakeDistributor | str,
     **kwargs: Any,
 ) -> tuple[Client, web.Application]:
@@ -104,7 +104,7 @@ async def serve(
 async def start(
     aiohttp_server: Any,
     aiohttp_client: Any,
-    fake: FakeDistributor,
+    fake: FakeDistributor | str,
     *more: FakeDistributor | str,
     **kwargs: Any,
 ) -> tuple[Client, Emitter]:
