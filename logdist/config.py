@@ -458,12 +458,51 @@ class EmitterConfig:
 
 
 @dataclass(frozen=True)
+class LocalCluster:
+    """A topology's `[cluster]` table: `logdist up` runs the distributor as `distributors`
+    replicas (ports `port`, `port`+1, … of [distributor]; ids d1, d2, …) sharing a queue on
+    `nats_servers` NATS servers it starts, clustered on loopback (client ports from
+    `nats_port`, route ports from `routes_port`) — unless [distributor.cluster] names servers
+    of its own, when it starts none."""
+
+    distributors: int = 3
+    nats_servers: int = 3
+    nats_port: int = 4222
+    routes_port: int = 6222
+    # The largest message the NATS servers take (a packet of up to max_body_bytes, or a run).
+    max_payload: int = 8 << 20
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.distributors <= 9, f"distributors must be 1-9, got {self.distributors}")
+        _require(
+            self.nats_servers in (1, 3, 5),
+            f"nats_servers must be 1, 3 or 5 (a JetStream quorum), got {self.nats_servers}",
+        )
+        _port("nats_port", self.nats_port)
+        _port("routes_port", self.routes_port)
+        _require(
+            1 << 20 <= self.max_payload <= 64 << 20,
+            f"max_payload must be 1 MiB-64 MiB, got {self.max_payload}",
+        )
+
+    def nats_urls(self) -> tuple[str, ...]:
+        return tuple(f"nats://127.0.0.1:{self.nats_port + i}" for i in range(self.nats_servers))
+
+
+@dataclass(frozen=True)
 class Topology:
-    """A whole local pipeline: the distributor, the analyzers to start, the emitters to start."""
+    """A whole local pipeline: the distributor, the analyzers to start, the emitters to start
+    (and, with `cluster`, the distributor's replicas and the NATS servers under them)."""
 
     distributor: DistributorConfig = field(default_factory=DistributorConfig)
     analyzers: tuple[AnalyzerConfig, ...] = ()
     emitters: tuple[EmitterConfig, ...] = ()
+    cluster: LocalCluster | None = None
+
+    def replica_urls(self) -> tuple[str, ...]:
+        d = self.distributor
+        count = self.cluster.distributors if self.cluster is not None else 1
+        return tuple(f"http://{d.host}:{d.port + k}" for k in range(count))
 
 
 def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
@@ -482,7 +521,7 @@ def _convert(where: str, name: str, hint: Any, value: Any) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
-    elif hint is HealthConfig or hint is SyslogConfig or hint is ClusterConfig:
+    elif hint in (HealthConfig, SyslogConfig, ClusterConfig):
         if isinstance(value, dict):
             return _build(hint, value, f"{where}.{name}")
     elif name == "messages":
@@ -538,11 +577,11 @@ def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig |
 
 
 def topology_from_dict(data: dict[str, Any], where: str) -> Topology:
-    unknown = sorted(set(data) - {"distributor", "analyzers", "emitters"})
+    unknown = sorted(set(data) - {"distributor", "analyzers", "emitters", "cluster"})
     _require(
         not unknown,
         f"{where}: unknown section(s) {', '.join(unknown)};"
-        " known: distributor, analyzers, emitters",
+        " known: distributor, analyzers, emitters, cluster",
     )
     local: list[AnalyzerConfig] = []
     refs: list[AnalyzerRef] = []
@@ -557,13 +596,28 @@ def topology_from_dict(data: dict[str, Any], where: str) -> Topology:
         DistributorConfig, dist_table, f"{where}: [distributor]", skip=("analyzers",)
     )
     distributor = dataclasses.replace(distributor, analyzers=tuple(refs))
-    # Emitters send to this topology's distributor unless told otherwise.
-    here = f"http://{distributor.host}:{distributor.port}"
+    cluster = None
+    if "cluster" in data:
+        _require(isinstance(data["cluster"], dict), f"{where}: [cluster] must be a table")
+        cluster = _build(LocalCluster, data["cluster"], f"{where}: [cluster]")
+        _require(
+            bool(distributor.cluster.servers)
+            or distributor.cluster.replicas <= cluster.nats_servers,
+            f"{where}: [distributor.cluster] replicas ({distributor.cluster.replicas}) cannot"
+            f" exceed [cluster] nats_servers ({cluster.nats_servers})",
+        )
+        _require(
+            distributor.port != 0 and distributor.port + cluster.distributors - 1 <= 65535,
+            f"{where}: a cluster's replicas need a fixed [distributor] port",
+        )
+    topo = Topology(distributor, tuple(local), (), cluster)
+    # Emitters send to this topology's distributor (every replica) unless told otherwise.
+    here = list(topo.replica_urls())
     emitters = tuple(
         _build(EmitterConfig, {"distributor": here, **t}, f"{where}: emitters[{i}]")
         for i, t in enumerate(_tables(data, "emitters", where))
     )
-    return Topology(distributor, tuple(local), emitters)
+    return dataclasses.replace(topo, emitters=emitters)
 
 
 def _tables(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:

@@ -20,8 +20,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logdist import natsd
 from logdist.config import AnalyzerConfig, EmitterConfig, Topology
-from logdist.daemon import PARENT_ENV
+from logdist.daemon import PARENT_ENV, die_with_parent
 from logdist.ports import Holder, holders
 
 STOP_TIMEOUT = 15.0
@@ -32,6 +33,9 @@ class Child:
     name: str
     argv: list[str]
     proc: asyncio.subprocess.Process | None = None
+    # Not a logdist daemon (a NATS server): Linux is asked, in the child, to SIGTERM it when
+    # `up` dies, since it cannot watch LOGDIST_PARENT_PID itself.
+    foreign: bool = False
     relay: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -108,17 +112,41 @@ def emitter_argv(cfg: EmitterConfig) -> list[str]:
 
 
 def children(
-    topology: Topology, config_path: Path, state_dir: Path | None, spool_dir: Path | None = None
-) -> tuple[list[Child], Child, list[Child]]:
+    topology: Topology,
+    config_path: Path,
+    state_dir: Path | None,
+    spool_dir: Path | None = None,
+    nats_dir: Path | None = None,
+) -> tuple[list[Child], list[Child], list[Child], list[Child]]:
+    """The NATS servers, analyzers, distributors and emitters to start, in that order."""
     analyzers = [Child(a.id, analyzer_argv(a)) for a in topology.analyzers]
     argv = _logdist("distributor", "serve", "--config", str(config_path))
-    if state_dir is not None:
-        argv += ["--state-dir", str(state_dir)]
-    if spool_dir is not None:
-        argv += ["--spool-dir", str(spool_dir)]
-    distributor = Child("distributor", argv)
     emitters = [Child(e.id, emitter_argv(e)) for e in topology.emitters]
-    return analyzers, distributor, emitters
+    cluster = topology.cluster
+    if cluster is None:
+        if state_dir is not None:
+            argv += ["--state-dir", str(state_dir)]
+        if spool_dir is not None:
+            argv += ["--spool-dir", str(spool_dir)]
+        return [], analyzers, [Child("distributor", argv)], emitters
+    # A cluster: JetStream keeps the queue and the control plane (no spool, no state dir).
+    nats: list[Child] = []
+    servers = topology.distributor.cluster.servers
+    if not servers:
+        assert nats_dir is not None
+        nats = [
+            Child(name, cmd, foreign=True) for name, cmd in natsd.write_configs(cluster, nats_dir)
+        ]
+        servers = cluster.nats_urls()
+    replicas = []
+    for k, url in enumerate(topology.replica_urls(), 1):
+        extra = ["--id", f"d{k}", "--port", url.rsplit(":", 1)[1], "--cluster", ",".join(servers)]
+        syslog = topology.distributor.syslog
+        for flag, port in (("--syslog-tcp", syslog.tcp), ("--syslog-udp", syslog.udp)):
+            if port:  # each replica takes syslog on its own ports: d1's, d1's + 1, …
+                extra += [flag, str(port + k - 1)]
+        replicas.append(Child(f"d{k}", argv + extra))
+    return nats, analyzers, replicas, emitters
 
 
 async def _listening(host: str, port: int, timeout: float) -> bool:
@@ -162,6 +190,7 @@ async def _start(child: Child, width: int) -> None:
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
         env={**os.environ, PARENT_ENV: str(os.getpid())},
+        preexec_fn=die_with_parent if child.foreign else None,
     )
     child.relay = asyncio.get_running_loop().create_task(_relay(child, width))
 
@@ -187,24 +216,20 @@ async def _stop(group: list[Child]) -> None:
                 await child.relay
 
 
-async def _watch(child: Child, stop: asyncio.Event, essential: bool, died: list[str]) -> None:
-    assert child.proc is not None
-    code = await child.proc.wait()
-    if stop.is_set():
-        return
-    what = "stopping the rest" if essential else "the rest keep running"
-    say(f"logdist up: {child.name} exited with code {code}; {what}")
-    if essential:
-        died.append(child.name)
-        stop.set()
-
-
 def endpoints(topology: Topology) -> list[tuple[str, str, int]]:
     """(daemon, host, port) of every fixed port the topology's daemons listen on."""
     ends = [(a.id, a.host, a.port) for a in topology.analyzers]
     d = topology.distributor
-    ends.append(("distributor", d.host, d.port))
-    if d.syslog.tcp:
+    if topology.cluster is None:
+        ends.append(("distributor", d.host, d.port))
+    else:
+        for k in range(topology.cluster.distributors):
+            ends.append((f"d{k + 1}", d.host, d.port + k))
+            if d.syslog.tcp:
+                ends.append((f"d{k + 1} syslog", d.syslog.host, d.syslog.tcp + k))
+        if not d.cluster.servers:
+            ends += [(name, "127.0.0.1", port) for name, port in natsd.ports(topology.cluster)]
+    if d.syslog.tcp and topology.cluster is None:
         ends.append(("distributor syslog", d.syslog.host, d.syslog.tcp))
     ends += [(e.id, e.host, e.port) for e in topology.emitters]
     return [end for end in ends if end[2] != 0]
@@ -232,15 +257,20 @@ async def run_topology(
     banner: str,
     state_dir: Path | None = None,
     spool_dir: Path | None = None,
+    nats_dir: Path | None = None,
 ) -> int:
     """Start every daemon of `topology`, print `banner`, wait for a signal, stop them all.
 
-    Analyzers first, then the distributor, and the emitters once it listens. An analyzer or
-    emitter that dies is reported and the rest keep running (failover is something to
-    watch); if the distributor dies, everything stops and the exit code is 1.
+    NATS servers first (a cluster's), then analyzers, then the distributor (or its
+    replicas), and the emitters once it listens. An analyzer, emitter, NATS server or one of
+    several replicas that dies is reported and the rest keep running (failover is something
+    to watch); if the distributor dies — every replica of a cluster — everything stops and
+    the exit code is 1.
     """
-    analyzers, distributor, emitters = children(topology, config_path, state_dir, spool_dir)
-    everyone = [*analyzers, distributor, *emitters]
+    nats, analyzers, distributors, emitters = children(
+        topology, config_path, state_dir, spool_dir, nats_dir
+    )
+    everyone = [*nats, *analyzers, *distributors, *emitters]
     width = max(len(c.name) for c in everyone)
     stop = asyncio.Event()
     died: list[str] = []
@@ -252,29 +282,57 @@ async def run_topology(
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     watchers: list[asyncio.Task[None]] = []
+    gone: list[str] = []
+
+    async def watch(child: Child) -> None:
+        assert child.proc is not None
+        code = await child.proc.wait()
+        if stop.is_set():
+            return
+        essential = child in distributors
+        if essential:
+            gone.append(child.name)
+            essential = len(gone) == len(distributors)
+        what = "stopping the rest" if essential else "the rest keep running"
+        say(f"logdist up: {child.name} exited with code {code}; {what}")
+        if essential:
+            died.append(child.name)
+            stop.set()
 
     async def launch(group: list[Child]) -> None:
         for child in group:
             await _start(child, width)
-            watchers.append(loop.create_task(_watch(child, stop, child is distributor, died)))
+            watchers.append(loop.create_task(watch(child)))
+
+    async def listening(what: str, ends: list[tuple[str, int]]) -> bool:
+        for host, port in ends:
+            if not await _listening(host, port, 20.0) and not stop.is_set():
+                say(f"logdist up: {what} is not listening on {host}:{port}")
+                died.append(what)
+                stop.set()
+        return not stop.is_set()
 
     try:
-        await launch([*analyzers, distributor])
-        d = topology.distributor
-        if not await _listening(d.host, d.port, 20.0) and not stop.is_set():
-            say(f"logdist up: the distributor is not listening on {d.host}:{d.port}")
-            died.append("distributor")
-            stop.set()
+        await launch(nats)
+        cluster = topology.cluster
+        if nats and cluster is not None:
+            ports = [("127.0.0.1", cluster.nats_port + i) for i in range(len(nats))]
+            await listening("a NATS server", ports)
         if not stop.is_set():
-            await launch(emitters)
-            with contextlib.suppress(OSError, ValueError):
-                print(banner, flush=True)
-            await stop.wait()
+            await launch([*analyzers, *distributors])
+            d = topology.distributor
+            ends = [(d.host, int(u.rsplit(":", 1)[1])) for u in topology.replica_urls()]
+            if await listening("the distributor", ends):
+                await launch(emitters)
+                with contextlib.suppress(OSError, ValueError):
+                    print(banner, flush=True)
+                await stop.wait()
     finally:
         stop.set()
         await _stop(emitters)
-        await _stop([distributor])
+        await _stop(distributors)
         await _stop(analyzers)
+        await _stop(nats)
         for task in watchers:
             task.cancel()
     return 1 if died else 0

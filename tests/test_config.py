@@ -124,6 +124,12 @@ rate = 0
             "leave spool_dir",
         ),
         ("[distributor]\nid = 'no spaces'", "distributor id"),
+        ("[cluster]\nnats_servers = 2", "1, 3 or 5"),
+        ("[cluster]\ndistributors = 0", "distributors must be 1-9"),
+        ("[cluster]\nnats_servers = 1\n[distributor.cluster]\nreplicas = 3", "cannot exceed"),
+        ("[cluster]\n[distributor]\nport = 0", "fixed \\[distributor\\] port"),
+        ("[[emitters]]\ndistributor = ['http://h:1', 'h:2']", "distributor: .*http"),
+        ("[[emitters]]\ndistributor = []", "at least one URL"),
     ],
 )
 def test_bad_config_is_one_error_naming_the_file_and_key(
@@ -340,3 +346,18 @@ def test_the_cluster_table(tmp_path: Path) -> None:
     d = load_topology(path).distributor
     assert d.id == "d2" and d.cluster.servers == ("nats://127.0.0.1:4222", "nats://127.0.0.1:4223")
     assert (d.cluster.replicas, d.cluster.ack_wait, d.cluster.stream) == (3, 10.0, "LOGS")
+
+
+def test_a_cluster_topology_gives_its_emitters_every_replica(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[cluster]\ndistributors = 2\n[distributor]\nport = 8100\n"
+        "[[emitters]]\nid = 'e1'\n"
+        "[[emitters]]\nid = 'e2'\ndistributor = 'http://10.0.0.1:8000'\n",
+    )
+    topo = load_topology(path)
+    assert topo.cluster is not None and topo.cluster.nats_servers == 3
+    assert topo.cluster.nats_urls()[2] == "nats://127.0.0.1:4224"
+    assert topo.replica_urls() == ("http://127.0.0.1:8100", "http://127.0.0.1:8101")
+    assert topo.emitters[0].distributor == topo.replica_urls()
+    assert topo.emitters[1].distributor == ("http://10.0.0.1:8000",)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +35,8 @@ def banner(
     state_dir: Path | None,
     syslog: SyslogConfig | None = None,
     store_dir: Path | None = None,
+    replicas: tuple[str, ...] = (),
+    nats: str | None = None,
 ) -> str:
     a = analyzers[-1] if analyzers else "a1"
     e = emitters[0].split("…")[0] if emitters else "e1"
@@ -44,11 +48,16 @@ def banner(
         (f"{ld} tail logs -f", f"{ld} tail logs --level ERROR"),
     ]
     width = max(len(left) for left, _ in pairs) + 4
+    what = f"distributor {url}"
+    if len(replicas) > 1:
+        what = f"distributor replicas {', '.join(replicas)}"
     lines = [
-        f"logdist is up: distributor {url}, analyzers {', '.join(analyzers) or '-'},"
+        f"logdist is up: {what}, analyzers {', '.join(analyzers) or '-'},"
         f" emitters {', '.join(emitters) or '-'}",
         f"  dashboard  {url}/",
     ]
+    if nats is not None:
+        lines.append(f"  cluster    {nats}; ctl works against any replica")
     for i, (left, right) in enumerate(pairs):
         lines.append(f"  {'try' if i == 0 else '':<9}  {left:<{width}}{right}")
     lines.append(f"  logs in    OTLP/HTTP  {url}/v1/logs")
@@ -103,11 +112,18 @@ def up(
             "oldest segments go past this size (1 GiB)."
         ),
     ] = 1 << 30,
+    nats_dir: Annotated[
+        Path,
+        typer.Option(
+            help="With a [cluster] table: the NATS servers' configs and JetStream data (the"
+            " shared queue and the control bucket), one directory each."
+        ),
+    ] = Path(".logdist/nats"),
     no_state: Annotated[
         bool,
         typer.Option(
             "--no-state",
-            help="Keep no state, spool or stores; start from the config alone.",
+            help="Keep no state, spool, stores or JetStream data; start from the config alone.",
         ),
     ] = False,
 ) -> None:
@@ -118,7 +134,12 @@ def up(
     """
     topo = topology(config_file)
     d = topo.distributor
-    state, spool = (None, None) if no_state else (state_dir, spool_dir)
+    state, spool = (None, None) if no_state or topo.cluster else (state_dir, spool_dir)
+    nats = None
+    if topo.cluster is not None:
+        servers = d.cluster.servers or topo.cluster.nats_urls()
+        started = "" if d.cluster.servers else f" started here, data in {nats_dir}"
+        nats = f"NATS JetStream {', '.join(servers)}{started}"
     if not no_state:
         with config_errors():  # --store-max-bytes is checked as the TOML key is
             stores = [
@@ -137,5 +158,14 @@ def up(
         state,
         d.syslog,
         store_dir if any(a.store for a in topo.analyzers) else None,
+        topo.replica_urls(),
+        nats,
     )
-    raise typer.Exit(asyncio.run(run_topology(topo, config_file, text, state, spool)))
+    if topo.cluster is None or d.cluster.servers:
+        code = asyncio.run(run_topology(topo, config_file, text, state, spool))
+    else:
+        with config_errors(), contextlib.ExitStack() as stack:
+            if no_state:
+                nats_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nats-")))
+            code = asyncio.run(run_topology(topo, config_file, text, nats_dir=nats_dir))
+    raise typer.Exit(code)

@@ -29,7 +29,7 @@ from logdist.core.routed import LogFilter
 from logdist.core.search import parse_context
 from logdist.daemon import LISTENER, Listener, ListenError
 from logdist.distributor.dashboard import add_dashboard
-from logdist.distributor.emitters import relay
+from logdist.distributor.emitters import EmitterDirectory, EmitterInfo, relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
 from logdist.distributor.parsing import GONE, ParseProcesses, default_workers
 from logdist.distributor.search import PoolSearch
@@ -204,7 +204,7 @@ async def add_analyzer(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
     aid, url = require(body, "id"), require(body, "url")
-    analyzer = d.add_analyzer(aid, url, body.get("weight", 1.0), delivery_from(body))
+    analyzer = await d.admin_add(aid, url, body.get("weight", 1.0), delivery_from(body))
     return json_response(d.analyzer_json(analyzer.id), status=201)
 
 
@@ -242,14 +242,14 @@ async def set_analyzer_config(request: web.Request) -> web.Response:
         changes: dict[str, str | None] = {n: None for n in remove}
         changes.update(add)
         values["headers"] = merge_headers(tuple(base.items()), changes)
-    d.set_delivery(analyzer.id, delivery_from(values, analyzer.delivery))
+    await d.admin_delivery(analyzer.id, delivery_from(values, analyzer.delivery))
     return json_response(d.analyzer_json(analyzer.id))
 
 
 async def remove_analyzer(request: web.Request) -> web.Response:
     """Drain, then remove: what the analyzer holds is finished before it goes."""
     d = request.app[DISTRIBUTOR]
-    return json_response(await d.remove_analyzer(request.match_info["aid"]))
+    return json_response(await d.admin_remove(request.match_info["aid"]))
 
 
 async def set_analyzer_state(request: web.Request) -> web.Response:
@@ -260,7 +260,7 @@ async def set_analyzer_state(request: web.Request) -> web.Response:
         "disable": AdminState.DISABLED,
         "drain": AdminState.DRAINING,
     }[request.match_info["action"]]
-    d.set_state(aid, state)
+    await d.admin_state(aid, state)
     return json_response(d.analyzer_json(aid))
 
 
@@ -269,7 +269,7 @@ async def set_analyzer_weight(request: web.Request) -> web.Response:
     aid = request.match_info["aid"]
     d.registry.get(aid)
     body = await read_json_object(request)
-    d.set_weight(aid, require(body, "weight"))
+    await d.admin_weight(aid, require(body, "weight"))
     return json_response(d.analyzer_json(aid))
 
 
@@ -325,14 +325,21 @@ async def register_emitter(request: web.Request) -> web.Response:
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
     emitters = d.emitters
+    eid, url = require(body, "id"), require(body, "url")
+    if d.cluster is not None:  # kept in the control bucket; every replica learns it
+        info = await d.admin_register(eid, url, body.get("metrics"), request.remote)
+        return registered(info, emitters)
     with d.control.timed("registration"):
-        info = emitters.register(
-            require(body, "id"), require(body, "url"), body.get("metrics"), request.remote
+        return registered(
+            emitters.register(eid, url, body.get("metrics"), request.remote), emitters
         )
-        # The emitter renews within `renew` seconds (jittered), or sooner when its state changes.
-        return json_response(
-            {"id": info.id, "url": info.url, "lease": emitters.lease, "renew": emitters.renew_every}
-        )
+
+
+def registered(info: EmitterInfo, emitters: EmitterDirectory) -> web.Response:
+    # The emitter renews within `renew` seconds (jittered), or sooner when its state changes.
+    return json_response(
+        {"id": info.id, "url": info.url, "lease": emitters.lease, "renew": emitters.renew_every}
+    )
 
 
 def _limit(request: web.Request, default: int) -> int:

@@ -37,6 +37,7 @@ from nats.js.api import (
 
 from logdist.config import ClusterConfig
 from logdist.core.packet import Packet, decode_json, parse_batch, parse_packet, total
+from logdist.distributor.control import ControlPlane, Row, Watcher
 from logdist.errors import Backpressure, LogdistError
 from logdist.log import event
 
@@ -49,6 +50,8 @@ FETCH = 256
 FETCH_WAIT = 0.5
 # Seconds to publish one message before the request is answered 503.
 PUBLISH_TIMEOUT = 5.0
+# Seconds between readings of the stream's and the consumer's figures.
+OBSERVE = 2.0
 
 
 def message_id(packet: Packet) -> str:
@@ -83,9 +86,18 @@ class Cluster:
         room: Callable[[], int],
         enqueue: Callable[[list[Packet]], None],
         retry_after: float,
+        url: str = "",
     ) -> None:
         self.cfg = cfg
         self.replica = replica
+        self.url = url
+        self.control = ControlPlane(f"{cfg.stream}_CONTROL", cfg.replicas, replica, retry_after)
+        # Set by the distributor before start: its config's analyzers (put in the bucket by
+        # the first replica) and what to do with the bucket's entries.
+        self.seed: list[Row] = []
+        self.watcher: Watcher | None = None
+        # The stream's and the consumer's figures, read every OBSERVE seconds.
+        self.stream_state: dict[str, Any] = {}
         self._room = room
         self._enqueue = enqueue
         self.retry_after = retry_after
@@ -110,6 +122,8 @@ class Cluster:
         while True:
             try:
                 await self._connect()
+                assert self.watcher is not None
+                watch = await self.control.open(self._js, self.seed, self.watcher)
                 psub = await self._js.pull_subscribe(
                     SUBJECT,
                     durable=CONSUMER,
@@ -136,7 +150,40 @@ class Cluster:
             servers=",".join(self.cfg.servers),
             stream=self.cfg.stream,
         )
-        await asyncio.gather(self._feed(psub), self._keep_alive())
+        await asyncio.gather(
+            self._feed(psub),
+            self._keep_alive(),
+            self.control.follow(watch),
+            self.control.heartbeat(self._heartbeat),
+            self._observe(),
+        )
+
+    def _heartbeat(self) -> Row:
+        return {
+            "url": self.url,
+            "in_flight": self._messages,
+            "fetched": self.fetched,
+            "acked": self.acked,
+        }
+
+    async def _observe(self) -> None:
+        """Read the stream's depth and the consumer's pending and redelivered counts."""
+        while True:
+            try:
+                stream = await self._js.stream_info(self.cfg.stream)
+                consumer = await self._js.consumer_info(self.cfg.stream, CONSUMER)
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                self.stream_state = {"error": _said(exc)}
+            else:
+                self.stream_state = {
+                    "messages": stream.state.messages,
+                    "bytes": stream.state.bytes,
+                    "max_bytes": self.cfg.max_bytes,
+                    "consumer_pending": consumer.num_pending,
+                    "consumer_ack_pending": consumer.num_ack_pending,
+                    "redelivered": consumer.num_redelivered,
+                }
+            await asyncio.sleep(OBSERVE)
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
@@ -292,6 +339,16 @@ class Cluster:
             "fetched": self.fetched,
             "acked": self.acked,
             "publish_failures": self.publish_failures,
+            "stream_state": self.stream_state,
+            "replicas": self.control.replicas_json(),
+            "control": {
+                "bucket": self.control.bucket,
+                "loaded": self.control.loaded,
+                "revision": self.control.revision,
+                "applied": self.control.applied,
+                "writes": self.control.writes,
+                "conflicts": self.control.conflicts,
+            },
         }
 
 

@@ -14,21 +14,31 @@ import aiohttp
 
 from logdist.config import DistributorConfig
 from logdist.core import paging
+from logdist.core.checks import check_id, check_url, control_url
 from logdist.core.delivery import Delivery
 from logdist.core.packet import Packet, total
+from logdist.core.picker import check_weight
 from logdist.core.registry import AdminState, Analyzer, Health, Registry
 from logdist.distributor.cluster import Cluster
+from logdist.distributor.control import Row, Watcher
 from logdist.distributor.counters import Counters
 from logdist.distributor.deadletters import DeadLetterStore
 from logdist.distributor.dispatcher import Dispatcher
-from logdist.distributor.emitters import EmitterDirectory
+from logdist.distributor.emitters import EmitterDirectory, EmitterInfo
 from logdist.distributor.health import HealthChecker
 from logdist.distributor.logs import LogHub
 from logdist.distributor.meter import ControlMeter
 from logdist.distributor.metrics import Metrics
 from logdist.distributor.spool import Spool
-from logdist.distributor.state import StateStore
-from logdist.errors import Backpressure, DeadLettersFull, InvalidRequest, SpoolFailure
+from logdist.distributor.state import StateStore, analyzer_of, analyzer_row
+from logdist.errors import (
+    AnalyzerExists,
+    Backpressure,
+    DeadLettersFull,
+    InvalidRequest,
+    SpoolFailure,
+    UnknownAnalyzer,
+)
 from logdist.log import event
 
 log = logging.getLogger("logdist.distributor")
@@ -51,7 +61,9 @@ class Distributor:
         )
         self.state = StateStore(cfg.state_dir) if cfg.state_dir else None
         saved = self.state.load() if self.state else None
-        if saved is None:
+        if cfg.cluster.servers:
+            pass  # the control bucket says which analyzers there are (Cluster.start)
+        elif saved is None:
             for ref in cfg.analyzers:
                 self.registry.add(ref.id, ref.url, ref.weight, ref.delivery)
         else:
@@ -85,8 +97,20 @@ class Distributor:
         )
         self._session: aiohttp.ClientSession | None = None
         self.cluster: Cluster | None = None
+        self._removing: dict[str, asyncio.Task[dict[str, Any]]] = {}
         if cfg.cluster.servers:
-            self.cluster = Cluster(cfg.cluster, cfg.id, self._room, self._fetched, cfg.retry_after)
+            self.cluster = Cluster(
+                cfg.cluster,
+                cfg.id,
+                self._room,
+                self._fetched,
+                cfg.retry_after,
+                url=f"http://{cfg.host}:{cfg.port}",
+            )
+            self.cluster.seed = [analyzer_row(ref) for ref in cfg.analyzers]
+            self.cluster.watcher = Watcher(
+                self._apply_analyzer, self._apply_removal, self._apply_emitter
+            )
             self.dispatcher.on_room.append(self.cluster.room)
         self.spool: Spool | None = None
         if cfg.spool_dir:
@@ -287,6 +311,116 @@ class Distributor:
                 event(log, "dead_letter_sync_failed", logging.ERROR, error=exc)
 
     # -- admin ----------------------------------------------------------------------------
+    #
+    # The HTTP admin calls come through the async methods below. Without a cluster they
+    # change this distributor at once (and its state directory); in cluster mode they write
+    # the control bucket, and every replica — this one too — applies the change from its
+    # watch (`_apply_*`), with the same synchronous methods.
+
+    async def admin_add(
+        self, aid: str, url: str, weight: float, delivery: Delivery | None = None
+    ) -> Analyzer:
+        delivery = delivery or Delivery()
+        if self.cluster is None:
+            return self.add_analyzer(aid, url, weight, delivery)
+        check_id("analyzer", aid)
+        check_url(url)
+        w = check_weight(weight)
+
+        def add(row: Row | None) -> Row:
+            if row is not None:
+                raise AnalyzerExists(f"analyzer {aid!r} already exists", row.get("url"))
+            return {
+                "id": aid,
+                "url": url,
+                "weight": w,
+                "state": AdminState.ENABLED.value,
+                "delivery": delivery.to_state(),
+            }
+
+        await self.cluster.control.change_analyzer(aid, add)
+        return self.registry.get(aid)
+
+    async def admin_weight(self, aid: str, weight: float) -> Analyzer:
+        if self.cluster is None:
+            return self.set_weight(aid, weight)
+        w = check_weight(weight)
+        await self.cluster.control.change_analyzer(aid, self._changing(aid, weight=w))
+        return self.registry.get(aid)
+
+    async def admin_state(self, aid: str, state: AdminState) -> Analyzer:
+        if self.cluster is None:
+            return self.set_state(aid, state)
+        await self.cluster.control.change_analyzer(aid, self._changing(aid, state=state.value))
+        return self.registry.get(aid)
+
+    async def admin_delivery(self, aid: str, delivery: Delivery) -> Analyzer:
+        if self.cluster is None:
+            return self.set_delivery(aid, delivery)
+        change = self._changing(aid, delivery=delivery.to_state())
+        await self.cluster.control.change_analyzer(aid, change)
+        return self.registry.get(aid)
+
+    async def admin_remove(self, aid: str) -> dict[str, Any]:
+        if self.cluster is None:
+            return await self.remove_analyzer(aid)
+
+        def remove(row: Row | None) -> None:
+            if row is None:
+                raise UnknownAnalyzer(f"no analyzer {aid!r}")
+
+        await self.cluster.control.change_analyzer(aid, remove)
+        removing = self._removing.get(aid)
+        if removing is not None:
+            return await asyncio.shield(removing)
+        return {"removed": aid, "drained": aid not in self.registry}
+
+    def _changing(self, aid: str, **values: Any) -> Callable[[Row | None], Row]:
+        def change(row: Row | None) -> Row:
+            if row is None:
+                raise UnknownAnalyzer(f"no analyzer {aid!r}", {"known": self._analyzer_ids()})
+            return {**row, **values}
+
+        return change
+
+    def _apply_analyzer(self, row: Row) -> None:
+        """An analyzer's row from the control bucket: add it, or bring it to what it says."""
+        ref, admin = analyzer_of(row)
+        if ref.id not in self.registry:
+            self.add_analyzer(ref.id, ref.url, ref.weight, ref.delivery)
+            if admin is not AdminState.ENABLED:
+                self.set_state(ref.id, admin)
+            return
+        analyzer = self.registry.get(ref.id)
+        if analyzer.weight != ref.weight:
+            self.set_weight(ref.id, ref.weight)
+        if analyzer.delivery != ref.delivery:
+            self.set_delivery(ref.id, ref.delivery)
+        if analyzer.admin is not admin:
+            self.set_state(ref.id, admin)
+
+    def _apply_removal(self, aid: str) -> None:
+        if aid not in self.registry or aid in self._removing:
+            return
+        task = asyncio.get_running_loop().create_task(self.remove_analyzer(aid))
+        self._removing[aid] = task
+        task.add_done_callback(lambda _: self._removing.pop(aid, None))
+
+    def _apply_emitter(self, row: Row) -> None:
+        self.emitters.register(row["id"], row["url"], row.get("metrics"), row.get("peer"))
+
+    async def admin_register(
+        self, eid: object, url: object, metrics: object, peer: str | None
+    ) -> EmitterInfo:
+        """An emitter registers (or renews its lease); in cluster mode every replica learns
+        it from the control bucket."""
+        if self.cluster is None:
+            return self.emitters.register(eid, url, metrics, peer)
+        eid = check_id("emitter", eid)
+        url = control_url(url, peer, self.emitters.networks).rstrip("/")
+        row = {"id": eid, "url": url, "metrics": metrics, "peer": peer}
+        await self.cluster.control.put_emitter(row)
+        return EmitterInfo(eid, url, self._now(), self._now())
 
     def _changed(self, aid: str) -> None:
         if self.state is not None:

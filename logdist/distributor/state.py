@@ -34,14 +34,25 @@ VERSION = 2
 MIN_FOLD = 256
 
 
-def _row(a: Analyzer) -> dict[str, Any]:
+def analyzer_row(a: Analyzer | AnalyzerRef, state: AdminState | None = None) -> dict[str, Any]:
+    """An analyzer as the state directory (and cluster mode's control bucket) keeps it."""
+    admin = a.admin if isinstance(a, Analyzer) else (state or AdminState.ENABLED)
     return {
         "id": a.id,
         "url": a.url,
         "weight": a.weight,
-        "state": a.admin.value,
+        "state": admin.value,
         "delivery": a.delivery.to_state(),
     }
+
+
+def analyzer_of(row: dict[str, Any]) -> tuple[AnalyzerRef, AdminState]:
+    """A kept row back as the analyzer's settings and admin state (InvalidRequest, KeyError,
+    TypeError or ValueError when it is not one)."""
+    ref = AnalyzerRef(
+        row["id"], row["url"], float(row["weight"]), delivery_from(row.get("delivery", {}))
+    )
+    return ref, AdminState(row["state"])
 
 
 class StateStore:
@@ -78,15 +89,7 @@ class StateStore:
         if rows is None:
             return None
         try:
-            return [
-                (
-                    AnalyzerRef(
-                        a["id"], a["url"], float(a["weight"]), delivery_from(a.get("delivery", {}))
-                    ),
-                    AdminState(a["state"]),
-                )
-                for a in rows.values()
-            ]
+            return [analyzer_of(a) for a in rows.values()]
         except InvalidRequest as exc:
             raise ConfigError(f"{self.dir}: {exc.message}; fix or move the files away") from None
         except (KeyError, TypeError, ValueError) as exc:
@@ -130,7 +133,9 @@ class StateStore:
         if self._lines >= max(MIN_FOLD, self._rows):
             self.save(registry)
             return
-        change = {"analyzer": _row(registry.get(aid))} if aid in registry else {"removed": aid}
+        change = (
+            {"analyzer": analyzer_row(registry.get(aid))} if aid in registry else {"removed": aid}
+        )
         if self._fd is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             created = not self.journal.exists()
@@ -143,7 +148,7 @@ class StateStore:
 
     def save(self, registry: Registry) -> None:
         """A new snapshot of every analyzer; the journal is emptied after it."""
-        rows = [_row(a) for a in registry]
+        rows = [analyzer_row(a) for a in registry]
         data = {"version": VERSION, "analyzers": rows}
         self.dir.mkdir(parents=True, exist_ok=True)
         # The headers in it are secrets: replace_file makes it 0600.

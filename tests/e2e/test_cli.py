@@ -198,3 +198,64 @@ def test_up_checks_its_store_retention_before_starting(procs: Procs, tmp_path: P
     result = procs.run("up", str(config), "--store-max-bytes", "5")
     assert result.returncode == 2 and "at least 1 MiB" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_runs_a_cluster_and_a_change_through_one_replica_reaches_the_others(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """configs/cluster.toml on free ports: three nats-servers, three replicas, analyzers and
+    emitters; SIGTERM stops every one of them, the NATS servers too."""
+    from tests.e2e.cluster import consecutive_free
+
+    text = (Path(__file__).parents[2] / "configs" / "cluster.toml").read_text()
+    ports = {
+        "port = 8000": f"port = {consecutive_free(3)}",
+        "nats_port = 4222": f"nats_port = {consecutive_free(3)}",
+        "routes_port = 6222": f"routes_port = {consecutive_free(3)}",
+        **{f"port = 900{i}": f"port = {free_port()}" for i in (1, 2, 3)},
+    }
+    for old, new in ports.items():
+        assert old in text
+        text = text.replace(old, new)
+    config = tmp_path / "cluster.toml"
+    config.write_text(text)
+    up = procs.start("up", "up", str(config), listening=False)
+    first = int(ports["port = 8000"].split()[-1])
+    urls = [f"http://127.0.0.1:{first + k}" for k in range(3)]
+
+    def every_replica_routes() -> bool:
+        try:
+            return all(get(f"{u}/status")["cluster"]["acked"] > 0 for u in urls)
+        except OSError:
+            return False
+
+    wait_for(every_replica_routes, 60, "each replica routing from the shared stream", 0.3)
+    changed = procs.run("ctl", "weight", "a3", "2", "--url", urls[1])
+    assert changed.returncode == 0, changed.stderr
+    wait_for(
+        lambda: {a["id"]: a["weight"] for a in get(f"{urls[0]}/registry")}["a3"] == 2,
+        10,
+        "d1 to apply the weight d2 took",
+    )
+    status = get(f"{urls[2]}/status")["cluster"]
+    assert [r["id"] for r in status["replicas"]] == ["d1", "d2", "d3"]
+    assert "logdist is up: distributor replicas" in up.output()
+    nats_conf = str(tmp_path / ".logdist" / "nats")
+    assert _cmdlines_with(nats_conf), "the NATS servers run under .logdist/nats"
+    assert up.stop(timeout=60) == 0
+    assert not _cmdlines_with(nats_conf) and not _cmdlines_with(str(config))
+    assert "Traceback" not in up.output()
+
+
+def _cmdlines_with(text: str) -> list[int]:
+    """Pids of processes whose command line mentions `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found

@@ -1,12 +1,10 @@
-"""Cluster mode with a real nats-server (Debian's, started by the test on its own port and data
-dir) and real distributor processes sharing one JetStream stream."""
+"""Cluster mode with one real nats-server (Debian's, started by the test on its own port and
+data dir) and real distributor processes sharing one JetStream stream. The chaos scenarios
+with three clustered servers are in tests/chaos/test_cluster.py."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,45 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import cluster
+from tests.e2e.cluster import nats
 from tests.e2e.procs import Proc, Procs, free_port, get, wait_for
-
-NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
-
-
-def nats(procs: Procs, port: int, store: Path) -> Proc:
-    assert Path(NATS_SERVER).exists(), "Debian's nats-server is needed: scripts/setup installs it"
-    server = procs.spawn(
-        "nats",
-        [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
-        None,
-    )
-    wait_for(lambda: _listening(port), 10, "nats-server to listen")
-    return server
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def replica(procs: Procs, rid: str, servers: str, analyzers: dict[str, str], *extra: str) -> Proc:
-    d = procs.start(
-        rid,
-        "distributor",
-        "serve",
-        "--port",
-        "0",
-        "--id",
-        rid,
-        "--cluster",
-        servers,
-        "--cluster-replicas",
-        "1",
-        *(f"--analyzer={aid}={url}" for aid, url in analyzers.items()),
-        *extra,
-    )
-    wait_for(lambda: get(f"{d.url}/status")["cluster"]["ready"], 20, f"{rid} in the cluster")
-    return d
+    return cluster.replica(procs, rid, servers, analyzers, *extra)
 
 
 def send(url: str, pid: str) -> tuple[int, dict[str, str]]:
@@ -87,45 +53,6 @@ def pool(procs: Procs, tmp_path: Path) -> tuple[dict[str, str], dict[str, Path]]
                         str(outputs[aid]))  # fmt: skip
         urls[aid] = f"{a.url}/ingest@{weight}"
     return urls, outputs
-
-
-def test_two_replicas_share_one_stream_and_deliver_everything_once_by_weight(
-    procs: Procs, tmp_path: Path, pool: tuple[dict[str, str], dict[str, Path]]
-) -> None:
-    port = free_port()
-    nats(procs, port, tmp_path / "js")
-    servers = f"nats://127.0.0.1:{port}"
-    urls, outputs = pool
-    d1 = replica(procs, "d1", servers, urls)
-    d2 = replica(procs, "d2", servers, urls)
-    accepted: list[str] = []
-
-    def sender(url: str, prefix: str) -> None:
-        for i in range(600):
-            status, _ = send(url, f"{prefix}-{i}")
-            assert status == 202
-            accepted.append(f"{prefix}-{i}")
-
-    threads = [threading.Thread(target=sender, args=(d.url, d.name)) for d in (d1, d2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert len(accepted) == 1200
-
-    def all_in() -> bool:
-        return sum(len(v) for v in delivered(outputs).values()) >= 1200
-
-    wait_for(all_in, 30, "every accepted packet delivered", 0.2)
-    got = delivered(outputs)
-    every = got["a1"] + got["a2"]
-    assert sorted(every) == sorted(accepted)  # lost 0, none twice
-    share = len(got["a1"]) / len(every)
-    assert abs(share - 0.75) <= 0.01, share
-    # Both replicas routed some: one queue, shared.
-    fetched = [get(f"{d.url}/status")["cluster"]["fetched"] for d in (d1, d2)]
-    assert all(n > 0 for n in fetched), fetched
-    assert sum(fetched) == sum(get(f"{d.url}/status")["cluster"]["acked"] for d in (d1, d2))
 
 
 def test_without_its_nats_server_a_replica_answers_503_and_comes_back(
