@@ -18,7 +18,13 @@ from rich.live import Live
 from rich.text import Text
 
 from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption
-from logdist.cli.views import analyzers_table, analyzers_title, emitters_view, queue_line
+from logdist.cli.views import (
+    analyzers_table,
+    analyzers_title,
+    cluster_view,
+    emitters_view,
+    queue_line,
+)
 from logdist.client import AdminClient, ClientFailure
 
 RECENT = 10.0  # seconds behind "actual (recent)"
@@ -58,6 +64,7 @@ def frame(url: str, status: dict[str, Any] | None, rates: Rates, error: str | No
     parts: list[Any] = [head, queue_line(status, total)]
     if error:
         parts.append(Text(error, style="red"))
+    parts += cluster_view(status)
     parts += [
         analyzers_table(
             status["analyzers"],

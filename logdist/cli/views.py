@@ -185,8 +185,58 @@ def emitters_view(status: dict[str, Any]) -> Table | Text:
     return emitter_summary_line(summary)
 
 
+def cluster_view(status: dict[str, Any]) -> list[Any]:
+    """Cluster mode: the shared stream and consumer on one line, the replicas in a table
+    (nothing without a cluster)."""
+    c = status.get("cluster")
+    if not c:
+        return []
+    st = c.get("stream_state") or {}
+    parts: list[tuple[str, str]] = [
+        ("cluster ", "dim"),
+        (c["stream"], "bold"),
+        ("  as ", "dim"),
+        (c["replica"], "bold"),
+    ]
+    if not c["ready"]:
+        parts.append(("  not ready: waiting for the NATS servers", "bold red"))
+    if "error" in st:
+        parts.append((f"  stream: {st['error']}", "bold red"))
+    elif st:
+        parts += [
+            ("  stream ", "dim"),
+            (f"{st['messages']} msgs", "bold"),
+            (f" {st['bytes'] / 1e6:.1f}/{st['max_bytes'] / 1e6:.0f} MB", "bold"),
+            ("  unfetched ", "dim"),
+            (str(st["consumer_pending"]), "bold"),
+            ("  in flight ", "dim"),
+            (str(st["consumer_ack_pending"]), "bold"),
+            ("  redelivered ", "dim"),
+            (str(st["redelivered"]), "bold yellow" if st["redelivered"] else "bold"),
+        ]
+    table = Table(title="replicas", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("id", "url", "state", "seen", "in flight", "fetched", "acked"):
+        table.add_column(
+            name, justify="right" if name in ("in flight", "fetched", "acked") else "left"
+        )
+    for r in c.get("replicas", []):
+        table.add_row(
+            r["id"] + (" (this)" if r["id"] == c["replica"] else ""),
+            r.get("url", ""),
+            Text("up", style="green") if r["up"] else Text("gone", style="bold red"),
+            f"{r['last_seen']:.0f}s ago",
+            str(r.get("in_flight", 0)),
+            str(r.get("fetched", 0)),
+            str(r.get("acked", 0)),
+        )
+    return [Text.assemble(*parts), table]
+
+
 def status_view(status: dict[str, Any]) -> Group:
     title = analyzers_title(status.get("analyzer_summary"))
     return Group(
-        queue_line(status), analyzers_table(status["analyzers"], title=title), emitters_view(status)
+        queue_line(status),
+        *cluster_view(status),
+        analyzers_table(status["analyzers"], title=title),
+        emitters_view(status),
     )

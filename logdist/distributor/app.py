@@ -27,7 +27,7 @@ from logdist.core.records import records_made
 from logdist.core.registry import AdminState
 from logdist.core.routed import LogFilter
 from logdist.core.search import parse_context
-from logdist.daemon import LISTENER, Listener, ListenError
+from logdist.daemon import BOUND, LISTENER, BoundAddress, Listener, ListenError
 from logdist.distributor.dashboard import add_dashboard
 from logdist.distributor.emitters import EmitterDirectory, EmitterInfo, relay
 from logdist.distributor.front import MANY, ONE, Front, accepted, take
@@ -558,6 +558,9 @@ def make_app(cfg: DistributorConfig) -> web.Application:
         )
     app = web.Application(middlewares=middlewares, client_max_size=cfg.max_batch_bytes)
     d = app[DISTRIBUTOR] = Distributor(cfg)
+    bound = app[BOUND] = BoundAddress()
+    if d.cluster is not None:  # its heartbeat says where it listens, once it does (port 0)
+        d.cluster.where = lambda: bound.url or f"http://{cfg.host}:{cfg.port}"
     front = Front(d)
     workers = cfg.parse_workers if cfg.parse_workers is not None else default_workers()
     # Syslog packet ids are PREFIX-wN-SEQ (a parse process's), PREFIX-SEQ or PREFIX-udp-SEQ:

@@ -90,7 +90,9 @@ class Cluster:
     ) -> None:
         self.cfg = cfg
         self.replica = replica
-        self.url = url
+        # Where this replica listens (its heartbeat says so); the app sets it to the bound
+        # address.
+        self.where: Callable[[], str] = lambda: url
         self.control = ControlPlane(f"{cfg.stream}_CONTROL", cfg.replicas, replica, retry_after)
         # Set by the distributor before start: its config's analyzers (put in the bucket by
         # the first replica) and what to do with the bucket's entries.
@@ -160,7 +162,7 @@ class Cluster:
 
     def _heartbeat(self) -> Row:
         return {
-            "url": self.url,
+            "url": self.where(),
             "in_flight": self._messages,
             "fetched": self.fetched,
             "acked": self.acked,

@@ -128,6 +128,58 @@ class DistributorCollector(Collector):
             weight.add_metric([a.id], a.weight)
             pending.add_metric([a.id], a.pending)
         yield from (up, enabled, weight, pending)
+        if d.cluster is not None:
+            yield from cluster_metrics(d.cluster.summary())
+
+
+def cluster_metrics(c: dict[str, Any]) -> Iterator[Metric]:
+    """Cluster mode: this replica's part, the shared stream and consumer, the replicas seen."""
+    yield GaugeMetricFamily(
+        "logdist_cluster_ready", "1 if this replica is in the cluster.", 1.0 if c["ready"] else 0.0
+    )
+    yield GaugeMetricFamily(
+        "logdist_cluster_in_flight",
+        "Stream messages this replica fetched and has not acknowledged.",
+        c["in_flight"],
+    )
+    yield CounterMetricFamily(
+        "logdist_cluster_fetched", "Stream messages this replica fetched.", c["fetched"]
+    )
+    yield CounterMetricFamily(
+        "logdist_cluster_acked", "Stream messages this replica acknowledged.", c["acked"]
+    )
+    yield CounterMetricFamily(
+        "logdist_cluster_publish_failures",
+        "Requests answered 503 because the stream did not take their packets.",
+        c["publish_failures"],
+    )
+    state = c["stream_state"]
+    for name, key, text in (
+        ("logdist_cluster_stream_messages", "messages", "Messages in the stream (not yet acked)."),
+        ("logdist_cluster_stream_bytes", "bytes", "Bytes in the stream."),
+        ("logdist_cluster_consumer_pending", "consumer_pending", "Messages no replica fetched."),
+        (
+            "logdist_cluster_consumer_ack_pending",
+            "consumer_ack_pending",
+            "Messages fetched and not acknowledged, all replicas.",
+        ),
+    ):
+        if key in state:
+            yield GaugeMetricFamily(name, text, state[key])
+    if "redelivered" in state:
+        yield GaugeMetricFamily(
+            "logdist_cluster_redelivered",
+            "Messages fetched and now out for another try (JetStream's count, now).",
+            state["redelivered"],
+        )
+    up = GaugeMetricFamily(
+        "logdist_cluster_replica_up",
+        "1 if the replica's heartbeat is recent.",
+        labels=["replica"],
+    )
+    for r in c["replicas"]:
+        up.add_metric([r["id"]], 1.0 if r["up"] else 0.0)
+    yield up
 
 
 # Analyzers that each get a forward-latency histogram of their own; past it, one for the pool.

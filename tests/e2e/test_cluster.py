@@ -5,6 +5,7 @@ with three clustered servers are in tests/chaos/test_cluster.py."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -108,3 +109,42 @@ def test_a_replica_killed_with_packets_in_hand_leaves_them_to_the_other(
 
     wait_for(all_delivered, 60, "every accepted packet delivered by d2", 0.5)
     assert get(f"{d2.url}/status")["cluster"]["fetched"] > 0
+
+
+def test_the_cluster_shows_in_status_metrics_ctl_status_and_top(
+    procs: Procs, tmp_path: Path
+) -> None:
+    port = free_port()
+    nats(procs, port, tmp_path / "js")
+    servers = f"nats://127.0.0.1:{port}"
+    output = tmp_path / "a1.ndjson"
+    a1 = procs.start(
+        "a1", "analyzer", "serve", "--id", "a1", "--port", "0", "--output", str(output)
+    )
+    d1 = replica(procs, "d1", servers, {"a1": f"{a1.url}/ingest"})
+    d2 = replica(procs, "d2", servers, {"a1": f"{a1.url}/ingest"})
+    for i in range(20):
+        assert send(d2.url, f"p{i}")[0] == 202
+
+    def both_seen() -> bool:
+        c = get(f"{d1.url}/status")["cluster"]
+        return [r["id"] for r in c["replicas"]] == ["d1", "d2"] and "messages" in c["stream_state"]
+
+    wait_for(both_seen, 10, "d1 to see both replicas and the stream", 0.2)
+    c = get(f"{d1.url}/status")["cluster"]
+    assert c["replicas"][1]["url"] == d2.url and all(r["up"] for r in c["replicas"])
+    assert c["control"]["loaded"] and c["control"]["revision"] > 0
+    with urllib.request.urlopen(f"{d1.url}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    assert 'logdist_cluster_replica_up{replica="d2"} 1.0' in metrics
+    assert "logdist_cluster_stream_messages" in metrics
+    assert "logdist_cluster_consumer_pending" in metrics
+    for args in (("ctl", "status"), ("top", "--once", "--interval", "0.2")):
+        out = procs.run(*args, "--url", d1.url, env={"COLUMNS": "160"})
+        assert out.returncode == 0, out.stderr
+        assert "cluster LOGDIST  as d1" in out.stdout and "redelivered" in out.stdout
+        assert re.search(r"d2\s+http://127\.0\.0\.1:\d+\s+up", out.stdout), out.stdout
+    d2.kill()
+    wait_for(lambda: not get(f"{d1.url}/status")["cluster"]["replicas"][1]["up"], 15, "d2 gone")
+    out = procs.run("ctl", "status", "--url", d1.url, env={"COLUMNS": "160"})
+    assert re.search(r"d2\s+http://127\.0\.0\.1:\d+\s+gone", out.stdout), out.stdout

@@ -262,3 +262,35 @@ def test_the_search_view_finds_stored_messages_and_opens_their_context(
     expect(page.locator("#search-view")).to_be_hidden()
     expect(page.locator("#live-view")).to_be_visible()
     assert errors == []
+
+
+def test_the_dashboard_shows_the_cluster_and_a_change_made_there_reaches_every_replica(
+    procs: Procs, page: Page, tmp_path: Path, artifacts: Path
+) -> None:
+    from tests.e2e.cluster import Pool, nats, replica
+
+    port = free_port()
+    nats(procs, port, tmp_path / "js")
+    servers = f"nats://127.0.0.1:{port}"
+    pool = Pool(procs, {"a1": 1.0, "a2": 1.0})
+    d1 = replica(procs, "d1", servers, pool.urls)
+    d2 = replica(procs, "d2", servers, pool.urls)
+    page.goto(d1.url + "/")
+    expect(page.locator("#cluster")).to_be_visible(timeout=10_000)
+    expect(page.locator("#cluster-summary")).to_contain_text("served by d1")
+    expect(page.locator("#replica-table tbody tr")).to_have_count(2, timeout=10_000)
+    expect(page.locator('#replica-table tr[data-id="d2"] td').nth(2)).to_have_text("up")
+    # A weight set on d1's page is written to the control bucket; d2 applies it too.
+    row = page.locator('#analyzers tr[data-id="a2"]')
+    row.locator("input.weight").fill("4")
+    row.locator("button", has_text="set").click()
+    wait_for(
+        lambda: {a["id"]: a["weight"] for a in get(f"{d2.url}/registry")}["a2"] == 4,
+        10,
+        "d2 to apply the weight set on d1's page",
+    )
+    page.screenshot(path=str(artifacts / "dashboard-cluster.png"), full_page=True)
+    d2.kill()
+    expect(page.locator('#replica-table tr[data-id="d2"] td').nth(2)).to_have_text(
+        "gone", timeout=15_000
+    )

@@ -153,6 +153,38 @@ function describeDelivery(a) {
   ].join("\n");
 }
 
+function renderCluster(c) {
+  const card = $("#cluster");
+  card.hidden = !c;
+  if (!c) return;
+  const st = c.stream_state || {};
+  let line = `stream ${c.stream} · this page is served by ${c.replica}`;
+  if (!c.ready) line += " · NOT READY: waiting for the NATS servers";
+  if (st.error) line += ` · stream: ${st.error}`;
+  else if (st.messages !== undefined) {
+    line += ` · ${st.messages} msgs, ${(st.bytes / 1e6).toFixed(1)} of ${(st.max_bytes / 1e6).toFixed(0)} MB` +
+      ` · unfetched ${st.consumer_pending} · in flight ${st.consumer_ack_pending}` +
+      ` · redelivered ${st.redelivered}`;
+  }
+  $("#cluster-summary").textContent = line;
+  const tbody = $("#replica-table tbody");
+  for (const r of c.replicas) {
+    const row = keyedRow(tbody, r.id, (row) => {
+      for (let i = 0; i < 7; i++) row.appendChild(document.createElement("td"));
+    });
+    const cells = row.cells;
+    cells[0].textContent = r.id === c.replica ? `${r.id} (this)` : r.id;
+    cells[1].textContent = r.url || "";
+    cells[2].textContent = r.up ? "up" : "gone";
+    cells[2].className = r.up ? "up" : "down";
+    cells[3].textContent = `${Math.round(r.last_seen)}s ago`;
+    cells[4].textContent = r.in_flight; cells[4].className = "num";
+    cells[5].textContent = r.fetched; cells[5].className = "num";
+    cells[6].textContent = r.acked; cells[6].className = "num";
+  }
+  prune(tbody, new Set(c.replicas.map((r) => r.id)));
+}
+
 async function renderDeadLetters(store) {
   const card = $("#dead-letters");
   card.hidden = !store || (store.count === 0 && store.total === 0);
@@ -326,6 +358,7 @@ async function refresh() {
   $("#analyzer-summary").textContent = as && as.shown !== "all"
     ? `${as.total} · ${as.health.up} up · ${as.health.down} down · ${as.health.unknown} unknown` +
       ` · shown: ${as.shown}` : "";
+  renderCluster(status.cluster);
   renderEmitterSummary(status.emitter_summary);
   await loadEmitters();
   await renderDeadLetters(status.dead_letters);
