@@ -38,7 +38,7 @@ from nats.js.api import (
 from logdist.config import ClusterConfig
 from logdist.core.packet import Packet, decode_json, parse_batch, parse_packet, total
 from logdist.distributor.control import ControlPlane, Row, Watcher
-from logdist.errors import Backpressure, LogdistError
+from logdist.errors import Backpressure, LogdistError, PayloadTooLarge
 from logdist.log import event
 
 log = logging.getLogger("logdist.cluster")
@@ -50,6 +50,8 @@ FETCH = 256
 FETCH_WAIT = 0.5
 # Seconds to publish one message before the request is answered 503.
 PUBLISH_TIMEOUT = 5.0
+# Bytes of a message's headers (its Nats-Msg-Id) kept free below the servers' max_payload.
+HEADROOM = 1024
 # Seconds between readings of the stream's and the consumer's figures.
 OBSERVE = 2.0
 
@@ -237,7 +239,27 @@ class Cluster:
                 "the cluster's NATS servers are not reachable yet; retry later",
                 retry_after=self.retry_after,
             )
-        return self._publish(packets)
+        return self._publish(self._fitting(packets))
+
+    def _fitting(self, packets: list[Packet]) -> list[Packet]:
+        """`packets` as messages the servers take: a run larger than their max_payload goes
+        as its packets one by one; a packet larger than that alone is refused (413)."""
+        limit = int(self._nc.max_payload) - HEADROOM
+        if all(len(p.body) <= limit for p in packets):
+            return packets
+        out: list[Packet] = []
+        for p in packets:
+            if len(p.body) > limit and p.ids is not None:
+                out.extend(parse_batch(p.body, ndjson=True))
+            else:
+                out.append(p)
+        for p in out:
+            if len(p.body) > limit:
+                raise PayloadTooLarge(
+                    f"packet {p.id} is {len(p.body)} bytes; the cluster's NATS servers take"
+                    f" messages of up to {limit} (raise their max_payload)"
+                )
+        return out
 
     async def _publish(self, packets: list[Packet]) -> None:
         js = self._js

@@ -212,8 +212,9 @@ class Distributor:
             return False
         if self.spool is not None:
             self.spool.ack([packet])
-        if self.cluster is not None:
-            self.cluster.settled([packet])
+        # In cluster mode its stream message stays unacknowledged (kept alive) until the
+        # dead letter is replayed and delivered, or purged: if this replica dies, another
+        # gets the packet again rather than losing it with this one's memory.
         last = letter.refusals[-1]
         event(
             log,
@@ -479,6 +480,8 @@ class Distributor:
 
     def purge_dead_letters(self, ids: list[str] | None) -> dict[str, Any]:
         letters = self.dead_letters.select(ids)
+        if self.cluster is not None:
+            self.cluster.settled(self.dead_letters.packets(letters))
         self.dead_letters.remove(letters)
         event(
             log,

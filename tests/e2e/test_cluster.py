@@ -148,3 +148,80 @@ def test_the_cluster_shows_in_status_metrics_ctl_status_and_top(
     wait_for(lambda: not get(f"{d1.url}/status")["cluster"]["replicas"][1]["up"], 15, "d2 gone")
     out = procs.run("ctl", "status", "--url", d1.url, env={"COLUMNS": "160"})
     assert re.search(r"d2\s+http://127\.0\.0\.1:\d+\s+gone", out.stdout), out.stdout
+
+
+def test_a_dead_letter_stays_in_the_stream_until_purged_so_a_dead_replica_loses_none(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """Dead letters are kept in a replica's memory in cluster mode; their stream messages
+    stay unacknowledged (kept alive) until replayed or purged, so a replica that dies
+    holding some leaves them to another, which dead-letters them again."""
+    from tests.e2e.test_foreign import packets, start_foreign
+    from tests.e2e.test_foreign import send as send_batch
+
+    port = free_port()
+    nats(procs, port, tmp_path / "js")
+    servers = f"nats://127.0.0.1:{port}"
+    r1 = start_foreign(procs, "r1", "--refuse", "poison")
+    analyzers = {"r1": f"{r1.url}/ingest@1;format=ndjson"}
+    d1 = replica(procs, "d1", servers, analyzers, "--ack-wait", "2")
+    sent = packets(50, "q", poison={7, 30})
+    send_batch(d1.url, sent)
+
+    def letters(d: Proc) -> list[str]:
+        return sorted(x["id"] for x in get(f"{d.url}/dead-letters")["letters"])
+
+    wait_for(lambda: letters(d1) == ["q30", "q7"], 20, "two dead letters on d1")
+    stream = get(f"{d1.url}/status")["cluster"]
+    assert stream["in_flight"] >= 1  # held, not acknowledged
+    d1.kill()
+    d2 = replica(procs, "d2", servers, analyzers, "--ack-wait", "2")
+    wait_for(lambda: letters(d2) == ["q30", "q7"], 30, "d2 got them again")
+    purged = procs.run("ctl", "dead-letters", "purge", "--url", d2.url)
+    assert purged.returncode == 0, purged.stderr
+
+    def stream_empty() -> bool:
+        state = get(f"{d2.url}/status")["cluster"]["stream_state"]
+        return bool(state.get("messages") == 0)
+
+    wait_for(stream_empty, 20, "the purged dead letters acknowledged", 0.3)
+
+
+def test_runs_larger_than_the_servers_take_go_packet_by_packet(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """A nats-server taking messages of up to 64 KB: a 300 KB batch is published packet by
+    packet (all delivered); one packet larger than 64 KB alone is a 413 that says so."""
+    port = free_port()
+    conf = tmp_path / "small.conf"
+    store = tmp_path / "js"
+    conf.write_text(
+        f'port: {port}\nhost: 127.0.0.1\nmax_payload: 65536\njetstream {{ store_dir: "{store}" }}\n'
+    )
+    procs.spawn("nats", [cluster.NATS_SERVER, "-c", str(conf)], None)
+    wait_for(lambda: cluster.listening(port), 10, "nats-server to listen")
+    pool = cluster.Pool(procs, {"a1": 1.0})
+    d1 = replica(procs, "d1", f"nats://127.0.0.1:{port}", pool.urls)
+    filler = "x" * 1000
+    body = b"\n".join(
+        json.dumps(
+            {"packetId": f"p{i}", "emitter": "e1", "messages": [{"message": filler}]}
+        ).encode()
+        for i in range(300)
+    )
+    req = urllib.request.Request(
+        f"{d1.url}/log-packets", data=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        assert resp.status == 202
+    cluster.account(pool, [f"p{i}" for i in range(300)])
+    big = {"packetId": "big", "emitter": "e1", "messages": [{"message": "y" * 100_000}]}
+    req = urllib.request.Request(
+        f"{d1.url}/log-packet",
+        data=json.dumps(big).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=20)
+    assert info.value.code == 413
+    assert "max_payload" in json.loads(info.value.read())["error"]
