@@ -8,6 +8,7 @@ actually arrived), not at the front end.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,10 @@ class FrontEnd:
     name: str
     port: int
     procs: list[subprocess.Popen[bytes]]
+    # Several entry points (a cluster's replicas): the load is spread over all of them.
+    ports: list[int] = field(default_factory=list)
+    # Its processes by part ("replicas", "nats"), each part's CPU measured on its own.
+    parts: dict[str, list[int]] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
         pids = [p.pid for p in self.procs]
@@ -321,6 +326,21 @@ backend analyzers
     return FrontEnd("haproxy", port, [proc])
 
 
+def run_wrk_spread(ports: list[int], seconds: float, connections: int, lua: Path) -> dict[str, Any]:
+    """wrk against each of `ports` at once, the connections shared out: one result."""
+    with concurrent.futures.ThreadPoolExecutor(len(ports)) as pool:
+        share = max(1, connections // len(ports))
+        results = list(pool.map(lambda p: run_wrk(p, seconds, share, lua), ports))
+    return {
+        "requests": sum(r["requests"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "non_2xx": sum(r["non_2xx"] for r in results),
+        "socket_errors": "; ".join(r["socket_errors"] for r in results if r["socket_errors"]),
+        "p50_ms": max(r["p50_ms"] for r in results),
+        "p99_ms": max(r["p99_ms"] for r in results),
+    }
+
+
 def run_wrk(port: int, seconds: float, connections: int, lua: Path) -> dict[str, Any]:
     threads = min(2, connections)
     out = subprocess.run(
@@ -398,6 +418,7 @@ def measure(
     analyzers_before = cpu_seconds(analyzer_pids)
     load_before = children_cpu()
     busy_before, all_before = machine_busy()
+    parts_before = {name: cpu_seconds(pids) for name, pids in front.parts.items()}
     started = time.monotonic()
     result = load()
     # Count what arrived until the front end has nothing left in flight (logdist acks first).
@@ -421,6 +442,7 @@ def measure(
         "busy": busy_after - busy_before,
         "ticks": all_after - all_before,
         "load": result,
+        "cpu_parts": {n: cpu_seconds(pids) - parts_before[n] for n, pids in front.parts.items()},
     }
 
 
@@ -444,6 +466,9 @@ def summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
         seconds = float(sum(s[key] for s in slices))
         return round(100 * seconds / elapsed, 1)
 
+    def cpu_part(name: str) -> float:
+        return round(100 * float(sum(s["cpu_parts"][name] for s in slices)) / elapsed, 1)
+
     return {
         "front_end": slices[0]["front_end"],
         "packets_per_s": round(packets / elapsed, 1),
@@ -463,6 +488,18 @@ def summarize(slices: list[dict[str, Any]]) -> dict[str, Any]:
         "share_error_points": round(100 * share_error, 2),
         "shares": {a: round(messages[a] / total, 4) if total else 0.0 for a in messages},
         "rounds": len(slices),
+        # Each part's CPU (% of a core) and microseconds of it a delivered message.
+        **(
+            {
+                "cpu_parts": {n: cpu_part(n) for n in slices[0]["cpu_parts"]},
+                "cpu_us_per_message": {
+                    n: round(1e6 * sum(s["cpu_parts"][n] for s in slices) / max(1, total), 2)
+                    for n in slices[0]["cpu_parts"]
+                },
+            }
+            if slices[0].get("cpu_parts")
+            else {}
+        ),
         "load": {k: v for k, v in loads[0].items() if k not in ("requests", "errors")}
         if len(loads) == 1
         else [{k: v for k, v in load.items() if k not in ("requests", "errors")} for load in loads],

@@ -18,6 +18,10 @@ weighted proxy. Scenarios:
   g  OTLP/HTTP protobuf requests of 512 records on /v1/logs (wrk, 16 connections), taken in
      turn with (c)
   h  syslog RFC 5424, octet-counted, over 8 TCP connections (logdist.bench.inputs)
+  j  (a) and (c) through logdist's cluster mode — three nats-servers clustered on loopback
+     (every stream message on all three) and two distributor replicas, the load spread over
+     both (logdist.bench.cluster) — taken in turn with one distributor with its spool (f);
+     the replicas' and the NATS servers' CPU measured apart
   i  (c) again into four analyzers that keep a store (--store), taken in turn with (c) into
      the four that do not, and afterwards every delivered message counted in the stores; then
      --store-fill messages written into four stores and searched through a distributor:
@@ -50,14 +54,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logdist.bench import fleets, inputs, picker, proxies, store
+from logdist.bench import cluster, fleets, inputs, picker, proxies, store
 from logdist.bench.proxies import SCENARIOS, WEIGHTS, FrontEnd
 from logdist.config import HealthConfig
 
 HEALTH_MAX_PROBES = HealthConfig().max_probes
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 ANALYZER_KINDS = ("logdist", "foreign")
 # What runs against foreign analyzers (d and e measure logdist's own), and by default.
 FOREIGN_SCENARIOS = ("a", "b", "c", "f")
@@ -90,8 +94,10 @@ class Options:
 
 def missing_tools(opts: Options) -> list[str]:
     needed = []
-    if {"a", "b", "c", "e", "f", "g"} & set(opts.scenarios):
+    if {"a", "b", "c", "e", "f", "g", "j"} & set(opts.scenarios):
         needed.append("wrk")
+    if "j" in opts.scenarios and not shutil.which("nats-server", path="/usr/sbin:/usr/bin"):
+        needed.append("nats-server")
     needed += [name for name in ("nginx", "haproxy") if name in opts.front_ends]
     return [tool for tool in needed if not shutil.which(tool)]
 
@@ -128,6 +134,8 @@ def run(opts: Options) -> dict[str, Any]:
         # Fresh packet ids every time: the analyzers count a repeated id once.
         lua = work / f"{fe.name}-{key}.lua"
         lua.write_text(SCENARIOS[key].lua(f"{fe.name}-{key}-{time.time_ns()}"))
+        if fe.ports:  # a cluster: spread over its replicas
+            return lambda: proxies.run_wrk_spread(fe.ports, seconds, opts.connections, lua)
         return lambda: proxies.run_wrk(fe.port, seconds, opts.connections, lua)
 
     def spooled(key: str) -> FrontEnd:
@@ -179,8 +187,11 @@ def run(opts: Options) -> dict[str, Any]:
                     (key, functools.partial(starters[name], work, ports), {})
                     for name in opts.front_ends
                 ]
-            if "f" in opts.scenarios and key in ("a", "c"):
+            if {"f", "j"} & set(opts.scenarios) and key in ("a", "c"):
                 contenders.append(("f", functools.partial(spooled, key), {"like": key}))
+            if "j" in opts.scenarios and key in ("a", "c"):
+                clustered = functools.partial(cluster.start_cluster, work, ports, fmt=opts.fmt)
+                contenders.append(("j", clustered, {"like": key}))
             if "i" in opts.scenarios and key == "c":
                 into_stores = functools.partial(proxies.start_logdist, work, storing[0])
                 contenders.append(("i", into_stores, {"like": "c", "store": True}))
@@ -386,6 +397,13 @@ def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict
         add(f"(i) search p95 ms, text+level+24 h, {n} stored", "<= 200", p95, p95 <= 200)
         p95 = search["histogram"]["p95_ms"]
         add(f"(i) histogram p95 ms, whole range, {n}", "<= 500", p95, p95 <= 500)
+    for key in ("a", "c"):
+        spooled = row(rows, "f", "logdist+spool", like=key)
+        clustered = row(rows, "j", "logdist cluster", like=key)
+        r = ratio(clustered, spooled, "messages_per_s")
+        if r is not None:
+            goal, met = (">= 0.5", r >= 0.5) if key == "c" else ("report", None)
+            add(f"(j) cluster / one distributor with its spool, ({key})", goal, r, met)
     for key in ("a", "c"):
         spooled, plain = row(rows, "f", "logdist+spool", like=key), row(rows, key, "logdist")
         r = ratio(spooled, plain, "messages_per_s")

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,18 +52,30 @@ FETCH = 256
 FETCH_WAIT = 0.5
 # Seconds to publish one message before the request is answered 503.
 PUBLISH_TIMEOUT = 5.0
+# Messages at least this large are stored deflated (zlib level 1), said by the ENCODING
+# header.
+COMPRESS_AT = 1024
+ENCODING = "Logdist-Encoding"
+# Stream messages being published at once; packets arriving meanwhile are grouped (one at
+# a time groups the most: 6,449 requests/s of one packet, 16 packets a message, against
+# 5,362 and 10 with two).
+PUBLISHING = 1
 # Bytes of a message's headers (its Nats-Msg-Id) kept free below the servers' max_payload.
 HEADROOM = 1024
 # Seconds between readings of the stream's and the consumer's figures.
 OBSERVE = 2.0
 
 
-def message_id(packet: Packet) -> str:
-    """The stream's dedupe key for a packet, or for a run (the same request sent again makes
-    the same run)."""
-    if packet.ids is None:
-        return packet.id
-    return f"{packet.ids[0]}..{packet.ids[-1]}#{len(packet.ids)}"
+def message_id(first: Packet, last: Packet, packets: int) -> str:
+    """The stream's dedupe key for a message of `packets` packets, `first`'s first to
+    `last`'s last: one packet's id, or the first and last packet ids and how many (the same
+    request sent again, published alone, makes the same key; grouped with other requests'
+    packets it may not, and the analyzers drop the repeat by packet id)."""
+    if packets == 1:
+        return first.id
+    head = first.ids[0] if first.ids else first.id
+    tail = last.ids[-1] if last.ids else last.id
+    return f"{head}..{tail}#{packets}"
 
 
 def packets_of(payload: bytes) -> list[Packet]:
@@ -69,6 +83,14 @@ def packets_of(payload: bytes) -> list[Packet]:
     if b"\n" in payload:
         return parse_batch(payload, ndjson=True, run=1 << 30)
     return [parse_packet(decode_json(payload), payload)]
+
+
+@dataclass
+class _Waiter:
+    """A request waiting for its packets' publish acknowledgements."""
+
+    left: int
+    done: asyncio.Future[None]
 
 
 @dataclass
@@ -113,6 +135,13 @@ class Cluster:
         self._room_event = asyncio.Event()
         self.fetched = 0
         self.acked = 0
+        self.published = 0  # stream messages
+        # Bytes of the packets published, and of the stream messages that carried them.
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._waiting: deque[tuple[Packet, _Waiter]] = deque()
+        self._publishing = 0
+        self._sending: set[asyncio.Task[None]] = set()
         self.publish_failures = 0
         self.ready = False
 
@@ -261,27 +290,70 @@ class Cluster:
                 )
         return out
 
-    async def _publish(self, packets: list[Packet]) -> None:
-        js = self._js
+    def _publish(self, packets: list[Packet]) -> Awaitable[None]:
+        """Group publishing: at most PUBLISHING stream messages are in flight; packets of the
+        requests that arrive meanwhile wait and go together as one message (their lines
+        joined, up to the servers' max_payload), as a database groups commits. Under load a
+        message holds many requests' packets — a JetStream publish, its replication and
+        its acknowledgement each cost the same for one packet as for hundreds — and alone
+        a request is published at once."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(len(packets), done)
+        self._waiting.extend((p, waiter) for p in packets)
+        self._kick()
+        return done
+
+    def _kick(self) -> None:
+        limit = int(self._nc.max_payload) - HEADROOM
+        while self._waiting and self._publishing < PUBLISHING:
+            batch: list[tuple[Packet, _Waiter]] = []
+            size = 0
+            while self._waiting and size + len(self._waiting[0][0].body) + 1 <= limit:
+                item = self._waiting.popleft()
+                batch.append(item)
+                size += len(item[0].body) + 1
+            if not batch:  # cannot happen: _fitting keeps every packet under the limit
+                batch.append(self._waiting.popleft())
+            self._publishing += 1
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[Packet, _Waiter]]) -> None:
+        packets = [p for p, _ in batch]
+        body = packets[0].body if len(packets) == 1 else b"\n".join(p.body for p in packets)
+        headers = {
+            "Nats-Msg-Id": message_id(packets[0], packets[-1], sum(p.count for p in packets))
+        }
+        self.bytes_in += len(body)
+        if len(body) >= COMPRESS_AT:
+            # Log lines shrink several times: fewer bytes for every server to write and send
+            # to the others, at a fraction of the CPU that saves them.
+            body = zlib.compress(body, 1)
+            headers[ENCODING] = "deflate"
+        self.bytes_out += len(body)
         try:
-            await asyncio.gather(
-                *(
-                    js.publish(
-                        SUBJECT,
-                        p.body,
-                        timeout=PUBLISH_TIMEOUT,
-                        stream=self.cfg.stream,
-                        headers={"Nats-Msg-Id": message_id(p)},
-                    )
-                    for p in packets
-                )
+            await self._js.publish(
+                SUBJECT, body, timeout=PUBLISH_TIMEOUT, stream=self.cfg.stream, headers=headers
             )
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             self.publish_failures += 1
-            raise Backpressure(
+            failure = Backpressure(
                 f"the cluster did not take the packets ({_said(exc)}); retry later",
                 retry_after=self.retry_after,
-            ) from None
+            )
+            for _, waiter in batch:
+                if not waiter.done.done():
+                    waiter.done.set_exception(failure)
+        else:
+            self.published += 1
+            for _, waiter in batch:
+                waiter.left -= 1
+                if waiter.left == 0 and not waiter.done.done():
+                    waiter.done.set_result(None)
+        finally:
+            self._publishing -= 1
+            self._kick()
 
     # -- routing ------------------------------------------------------------------------
 
@@ -310,7 +382,14 @@ class Cluster:
 
     def _take(self, msg: Any, now: float) -> None:
         try:
-            packets = packets_of(msg.data)
+            data = msg.data
+            if msg.headers and msg.headers.get(ENCODING) == "deflate":
+                data = zlib.decompress(data)
+            packets = packets_of(data)
+        except zlib.error as exc:
+            event(log, "cluster_message_unreadable", logging.ERROR, error=f"deflate: {exc}")
+            asyncio.ensure_future(msg.term())
+            return
         except LogdistError as exc:  # not a packet: nothing will ever route it
             event(log, "cluster_message_unreadable", logging.ERROR, error=exc.message)
             asyncio.ensure_future(msg.term())
@@ -363,6 +442,9 @@ class Cluster:
             "fetched": self.fetched,
             "acked": self.acked,
             "publish_failures": self.publish_failures,
+            "published": self.published,
+            "published_bytes": self.bytes_in,
+            "stored_bytes": self.bytes_out,
             "stream_state": self.stream_state,
             "replicas": self.control.replicas_json(),
             "control": {

@@ -142,6 +142,23 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
     assert any(t["target"].startswith("(e) idle CPU with 200") for t in data["targets"])
 
 
+def test_the_cluster_beside_one_distributor_with_its_spool(tmp_path: Path) -> None:
+    _, data = bench(
+        tmp_path, "--seconds", "1", "-s", "j", "--only", "logdist", "--connections", "4",
+        "--rounds", "1",
+    )  # fmt: skip
+    by = {(r["scenario"], r["front_end"], r.get("like")): r for r in data["rows"]}
+    for key in ("a", "c"):
+        clustered = by[("j", "logdist cluster", key)]
+        assert clustered["delivered_messages"] > 0 and clustered["errors"] == 0
+        # The replicas' and the three NATS servers' CPU, apart, a message.
+        assert set(clustered["cpu_us_per_message"]) == {"replicas", "nats"}
+        assert clustered["cpu_parts"]["nats"] > 0
+        assert by[("f", "logdist+spool", key)]["delivered_messages"] > 0
+    targets = [t for t in data["targets"] if t["target"].startswith("(j)")]
+    assert len(targets) == 2 and targets[1]["goal"] == ">= 0.5"
+
+
 def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "logdist", "bench", "-s", "z"],

@@ -215,6 +215,9 @@ def test_runs_larger_than_the_servers_take_go_packet_by_packet(
     with urllib.request.urlopen(req, timeout=20) as resp:
         assert resp.status == 202
     cluster.account(pool, [f"p{i}" for i in range(300)])
+    c = get(f"{d1.url}/status")["cluster"]
+    assert c["published"] >= 5  # 300 KB in messages of at most 64 KB
+    assert c["stored_bytes"] < c["published_bytes"] / 4  # log lines stored deflated
     big = {"packetId": "big", "emitter": "e1", "messages": [{"message": "y" * 100_000}]}
     req = urllib.request.Request(
         f"{d1.url}/log-packet",

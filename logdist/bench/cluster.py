@@ -1,0 +1,84 @@
+"""Scenario (j): logdist's cluster mode as a front end — three nats-servers clustered on
+loopback (JetStream, every stream message on all three, as `logdist up configs/cluster.toml`
+runs them) and two distributor replicas, the load spread over both — measured beside one
+distributor with its spool. The CPU of the replicas and of the NATS servers is measured
+apart, for the per-message costs the README's scaling model uses."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from logdist import natsd
+from logdist.bench.proxies import FrontEnd, free_port, start_logdist, wait_port
+from logdist.config import LocalCluster
+
+REPLICAS = 2
+SERVERS = 3
+
+
+def _free_run(count: int) -> int:
+    """A first port such that it and the next `count - 1` are free now."""
+    for _ in range(100):
+        first = free_port()
+        if first + count < 65535 and all(_free(first + k) for k in range(count)):
+            return first
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def start_cluster(work: Path, ports: dict[str, int], fmt: str | None = None) -> FrontEnd:
+    spec = LocalCluster(
+        distributors=REPLICAS,
+        nats_servers=SERVERS,
+        nats_port=_free_run(SERVERS),
+        routes_port=_free_run(SERVERS),
+    )
+    base = work / f"nats-{time.time_ns()}"
+    nats = [
+        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _, argv in natsd.write_configs(spec, base)
+    ]
+    for i in range(SERVERS):
+        wait_port(spec.nats_port + i)
+    servers = ",".join(spec.nats_urls())
+    replicas = []
+    try:
+        for k in range(1, REPLICAS + 1):
+            fe = start_logdist(
+                work, ports, "--cluster", servers, "--id", f"d{k}", "--cluster-replicas",
+                str(SERVERS), fmt=fmt,
+            )  # fmt: skip
+            replicas.append(fe)
+        for fe in replicas:
+            _wait_ready(fe.port)
+    except BaseException:
+        for proc in [p for fe in replicas for p in fe.procs] + nats:
+            proc.kill()
+        raise
+    procs = [p for fe in replicas for p in fe.procs]
+    return FrontEnd(
+        "logdist cluster",
+        replicas[0].port,
+        procs + nats,
+        ports=[fe.port for fe in replicas],
+        parts={"replicas": [p.pid for p in procs], "nats": [p.pid for p in nats]},
+    )
+
+
+def _wait_ready(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as resp:
+            if json.load(resp)["cluster"]["ready"]:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"replica on {port} did not join the cluster in {timeout:g} s")
