@@ -70,7 +70,13 @@ def start_cluster(work: Path, ports: dict[str, int], fmt: str | None = None) -> 
         replicas[0].port,
         procs + nats,
         ports=[fe.port for fe in replicas],
-        parts={"replicas": [p.pid for p in procs], "nats": [p.pid for p in nats]},
+        parts={
+            "replicas": [p.pid for p in procs],
+            "nats": [p.pid for p in nats],
+            # Each server apart: the busiest is the stream's leader, which every message
+            # passes through (the ceiling of one stream).
+            **{f"nats n{i + 1}": [p.pid] for i, p in enumerate(nats)},
+        },
     )
 
 
