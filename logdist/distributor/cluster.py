@@ -256,6 +256,7 @@ class Cluster:
             with contextlib.suppress(nats.errors.Error, OSError):
                 await held.msg.nak()
         self._held.clear()
+        await self.control.leave()
         if self._nc is not None:
             await self._nc.close()
 

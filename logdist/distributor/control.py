@@ -134,8 +134,11 @@ class ControlPlane:
                     self._watcher.analyzer(orjson.loads(entry.value))
             elif kind == "emitter" and not deleted:
                 self._watcher.emitter(orjson.loads(entry.value))
-            elif kind == "replica" and not deleted:
-                self.peers[ident] = orjson.loads(entry.value)
+            elif kind == "replica":
+                if deleted:  # stopped cleanly: no longer listed
+                    self.peers.pop(ident, None)
+                else:
+                    self.peers[ident] = orjson.loads(entry.value)
         except (LogdistError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             event(log, "control_entry_unusable", logging.ERROR, key=entry.key, error=repr(exc))
         self.applied += 1
@@ -239,6 +242,15 @@ class ControlPlane:
                 except (nats.errors.Error, TimeoutError, OSError) as exc:
                     event(log, "heartbeat_failed", logging.WARNING, error=repr(exc))
             await asyncio.sleep(HEARTBEAT)
+
+    async def leave(self) -> None:
+        """A clean stop: take this replica's heartbeat out, so the others stop listing it (one
+        that dies is listed as gone)."""
+        if self._kv is None:
+            return
+        with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+            async with asyncio.timeout(1.0):
+                await self._kv.delete(key_of("replica", self.replica))
 
     def replicas_json(self) -> list[Row]:
         now = time.time()

@@ -41,13 +41,20 @@ def record(report: dict[str, Any], accepted: list[str], pool: Pool, counts: Coun
 
 
 def start(
-    procs: Procs, tmp_path: Path, weights: dict[str, float], ports: list[int] | None = None
+    procs: Procs,
+    tmp_path: Path,
+    weights: dict[str, float],
+    ports: list[int] | None = None,
+    d1_first_only: bool = False,
 ) -> tuple[NatsCluster, Pool, list[Any]]:
+    """Three servers, the pool, two replicas (d1 given only the first server's URL if said,
+    else all three)."""
     cluster = NatsCluster(procs, tmp_path / "nats")
     pool = Pool(procs, weights)
     ports = ports or [0, 0]
+    servers = [cluster.spec.nats_urls()[0] if d1_first_only else cluster.urls, cluster.urls]
     replicas = [
-        replica(procs, f"d{k + 1}", cluster.urls, pool.urls, "--ack-wait", "2",
+        replica(procs, f"d{k + 1}", servers[k], pool.urls, "--ack-wait", "2",
                 port=port, replicas=3)
         for k, port in enumerate(ports)
     ]  # fmt: skip
@@ -72,7 +79,8 @@ def test_a_replica_sigkilled_mid_run_leaves_its_packets_to_the_other(
 def test_one_of_three_nats_servers_sigkilled_and_restarted(
     procs: Procs, tmp_path: Path, report: dict[str, Any]
 ) -> None:
-    cluster, pool, (d1, d2) = start(procs, tmp_path, WEIGHTS)
+    # d1 is given n1 alone: it learns the others from n1 and must move to them.
+    cluster, pool, (d1, d2) = start(procs, tmp_path, WEIGHTS, d1_first_only=True)
     e = emitter(procs, "e1", [d1.url, d2.url], RATE)
     wait_for(lambda: get(f"{e.url}/sent")["packets"] > 300, 30, "packets flowing")
     cluster.servers[0].kill()
@@ -83,6 +91,13 @@ def test_one_of_three_nats_servers_sigkilled_and_restarted(
     counts = account(pool, accepted)
     record(report, accepted, pool, counts)
     assert_shares(counts, WEIGHTS)
+    # d1's watch of the control bucket survived the move: a change through d2 reaches it.
+    post(f"{d2.url}/analyzer/a2/weight", {"weight": 2})
+
+    def on_d1() -> bool:
+        return bool({a["id"]: a["weight"] for a in get(f"{d1.url}/registry")}["a2"] == 2)
+
+    wait_for(on_d1, 10, "d1 to apply a change made through d2")
 
 
 def test_a_weight_change_and_an_analyzer_added_through_replica_2_reach_replica_1(

@@ -144,6 +144,11 @@ def test_the_cluster_shows_in_status_metrics_ctl_status_and_top(
         assert out.returncode == 0, out.stderr
         assert "cluster LOGDIST  as d1" in out.stdout and "redelivered" in out.stdout
         assert re.search(r"d2\s+http://127\.0\.0\.1:\d+\s+up", out.stdout), out.stdout
+    # A replica stopped cleanly leaves the table; one that dies is listed as gone.
+    d3 = replica(procs, "d3", servers, {"a1": f"{a1.url}/ingest"})
+    wait_for(lambda: len(get(f"{d1.url}/status")["cluster"]["replicas"]) == 3, 10, "d3 seen")
+    assert d3.stop() == 0
+    wait_for(lambda: len(get(f"{d1.url}/status")["cluster"]["replicas"]) == 2, 10, "d3 left")
     d2.kill()
     wait_for(lambda: not get(f"{d1.url}/status")["cluster"]["replicas"][1]["up"], 15, "d2 gone")
     out = procs.run("ctl", "status", "--url", d1.url, env={"COLUMNS": "160"})
