@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from logdist import natsd
-from logdist.bench.proxies import FrontEnd, free_port, start_logdist, wait_port
+from logdist.bench.proxies import FrontEnd, PortTaken, free_port, start_logdist, wait_port
 from logdist.config import LocalCluster
 
 REPLICAS = 2
@@ -36,19 +36,30 @@ def _free(port: int) -> bool:
 
 
 def start_cluster(work: Path, ports: dict[str, int], fmt: str | None = None) -> FrontEnd:
-    spec = LocalCluster(
-        distributors=REPLICAS,
-        nats_servers=SERVERS,
-        nats_port=_free_run(SERVERS),
-        routes_port=_free_run(SERVERS),
-    )
-    base = work / f"nats-{time.time_ns()}"
-    nats = [
-        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _, argv in natsd.write_configs(spec, base)
-    ]
-    for i in range(SERVERS):
-        wait_port(spec.nats_port + i)
+    for attempt in range(3):
+        first = _free_run(2 * SERVERS)  # one run for both: two runs picked apart could overlap
+        spec = LocalCluster(
+            distributors=REPLICAS,
+            nats_servers=SERVERS,
+            nats_port=first,
+            routes_port=first + SERVERS,
+        )
+        base = work / f"nats-{time.time_ns()}"
+        nats = [
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _, argv in natsd.write_configs(spec, base)
+        ]
+        try:
+            for i, proc in enumerate(nats):
+                wait_port(spec.nats_port + i, proc=proc)
+            break
+        except PortTaken:  # a port of the run was taken meanwhile: another run
+            for proc in nats:
+                proc.kill()
+                proc.wait()
+            if attempt == 2:
+                raise
+            print(f"  (a port of {first}-{first + 2 * SERVERS - 1} was taken: another run)")
     servers = ",".join(spec.nats_urls())
     replicas = []
     try:

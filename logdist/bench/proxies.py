@@ -116,13 +116,21 @@ def free_port() -> int:
         return port
 
 
-def wait_port(port: int, timeout: float = 15.0) -> None:
+class PortTaken(RuntimeError):
+    """The process meant to listen on a port exited before it did."""
+
+
+def wait_port(
+    port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
         except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise PortTaken(f"the process for 127.0.0.1:{port} exited") from None
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
@@ -203,25 +211,35 @@ def start_logdist(
             for ref in refs
         )
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "logdist",
-            "distributor",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "WARNING",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
+    for attempt in range(3):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "logdist",
+                "distributor",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_port(port, proc=proc)
+            break
+        except PortTaken:
+            # The free port was taken meanwhile (another process's outgoing connection can
+            # be given it, as NATS servers' routes are): another one.
+            if attempt == 2:
+                raise
+            print(f"  (port {port} was taken before the distributor bound it: another)")
+            port = free_port()
     wait_healthy(port, len(refs), healthy_within)
     return FrontEnd("logdist", port, [proc])
 

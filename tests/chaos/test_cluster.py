@@ -27,7 +27,7 @@ from tests.e2e.procs import Procs, free_port, get, post, wait_for
 pytestmark = pytest.mark.chaos
 
 WEIGHTS = {"a1": 3.0, "a2": 1.0}
-RATE = 300  # packets a second, one message each
+RATE = 500  # packets a second, one message each
 
 
 def record(report: dict[str, Any], accepted: list[str], pool: Pool, counts: Counter[str]) -> None:

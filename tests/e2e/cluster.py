@@ -56,11 +56,12 @@ class NatsCluster:
     servers: list[Proc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        first = consecutive_free(2 * self.size)  # one run: two could overlap
         self.spec = LocalCluster(
             distributors=1,
             nats_servers=self.size,
-            nats_port=consecutive_free(self.size),
-            routes_port=consecutive_free(self.size),
+            nats_port=first,
+            routes_port=first + self.size,
         )
         self.base.mkdir(parents=True, exist_ok=True)
         for i in range(self.size):

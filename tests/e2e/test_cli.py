@@ -208,11 +208,12 @@ def test_up_runs_a_cluster_and_a_change_through_one_replica_reaches_the_others(
     from tests.e2e.cluster import consecutive_free
 
     text = (Path(__file__).parents[2] / "configs" / "cluster.toml").read_text()
+    first = consecutive_free(12)  # one run for every fixed port: runs picked apart may overlap
     ports = {
-        "port = 8000": f"port = {consecutive_free(3)}",
-        "nats_port = 4222": f"nats_port = {consecutive_free(3)}",
-        "routes_port = 6222": f"routes_port = {consecutive_free(3)}",
-        **{f"port = 900{i}": f"port = {free_port()}" for i in (1, 2, 3)},
+        "port = 8000": f"port = {first}",
+        "nats_port = 4222": f"nats_port = {first + 3}",
+        "routes_port = 6222": f"routes_port = {first + 6}",
+        **{f"port = 900{i}": f"port = {first + 8 + i}" for i in (1, 2, 3)},
     }
     for old, new in ports.items():
         assert old in text
