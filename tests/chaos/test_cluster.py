@@ -22,7 +22,7 @@ from tests.e2e.cluster import (
     emitter,
     replica,
 )
-from tests.e2e.procs import Procs, free_port, get, post, wait_for
+from tests.e2e.procs import Procs, get, post, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -139,9 +139,9 @@ def _all_up(url: str) -> bool:
 def test_every_replica_sigkilled_and_restarted_delivers_everything_accepted(
     procs: Procs, tmp_path: Path, report: dict[str, Any]
 ) -> None:
-    ports = [free_port(), free_port()]
-    cluster, pool, replicas = start(procs, tmp_path, WEIGHTS, ports)
+    cluster, pool, replicas = start(procs, tmp_path, WEIGHTS)
     urls = [d.url for d in replicas]
+    ports = [d.port for d in replicas]  # where they come back: the emitter knows these
     e = emitter(procs, "e1", urls, RATE)
     wait_for(lambda: get(f"{e.url}/sent")["packets"] > 600, 30, "packets flowing")
     for d in replicas:
