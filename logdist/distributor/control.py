@@ -4,8 +4,8 @@ key-value bucket (`<stream>_CONTROL`), replicated like the stream.
 Keys: `analyzer.<id>` (the analyzer's row: url, weight, admin state, delivery settings; the
 same row `--state-dir` keeps), `emitter.<id>` (a registration: control URL, metrics, the
 address it came from), `replica.<id>` (a replica's heartbeat: URL, in flight, fetched,
-acknowledged, time), and `meta.seeded` (the first replica to create it put its config's
-analyzers in the bucket; later ones take the bucket's).
+acknowledged, time), and `meta.seeded` (set once the first replica put its config's analyzers
+in the bucket; later ones take the bucket's).
 
 An admin call on any replica reads the analyzer's entry, computes the new row and writes it
 with compare-and-set on the entry's revision (trying again when another replica wrote
@@ -91,8 +91,8 @@ class ControlPlane:
 
     async def open(self, js: Any, seed: list[Row], watcher: Watcher) -> Any:
         """Open (or create) the bucket, put `seed` in it if no replica did yet, and start
-        watching: returns once every entry already there is applied; the watch goes on in
-        the returned task's coroutine (the caller runs it)."""
+        watching: returns the watch once every entry already there is applied (the caller
+        goes on with `follow`)."""
         from nats.js.api import KeyValueConfig
 
         config = KeyValueConfig(bucket=self.bucket, history=1, replicas=self.replicas)
@@ -102,13 +102,16 @@ class ControlPlane:
             self._kv = await js.key_value(self.bucket)
         self._watcher = watcher
         try:
-            await self._kv.create("meta.seeded", orjson.dumps({"by": self.replica}))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            pass  # another replica seeded it: the bucket is the state
-        else:
+            await self._kv.get("meta.seeded")
+        except nats.js.errors.KeyNotFoundError:
+            # The first replica: its config's analyzers go in (each only if absent, as
+            # another replica starting now may do the same), then the mark — so a replica
+            # that dies halfway leaves the next to finish.
             for row in seed:
                 with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
                     await self._kv.create(key_of("analyzer", row["id"]), orjson.dumps(row))
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                await self._kv.create("meta.seeded", orjson.dumps({"by": self.replica}))
             event(log, "control_seeded", replica=self.replica, analyzers=len(seed))
         watch = await self._kv.watchall()
         while (entry := await watch.updates(timeout=30)) is not None:
