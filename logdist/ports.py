@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +84,20 @@ def holder_of(port: int, proc: Path = Path("/proc")) -> Holder | None:
 def holders(endpoints: list[tuple[str, str, int]]) -> list[tuple[str, int, Holder | None]]:
     """Of (name, host, port), those whose port is taken, with what holds it where known."""
     return [(name, port, holder_of(port)) for name, host, port in endpoints if in_use(host, port)]
+
+
+def free_run(count: int, rand: random.Random | None = None) -> int:
+    """A first port such that it and the next `count - 1` can be listened on now, below the
+    kernel's ephemeral range (ip_local_port_range): ports a run of daemons will bind one by
+    one, which no other process's outgoing connection can be given meanwhile, as a port
+    picked from that range can (NATS servers make many such connections)."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rand = rand or random.Random()
+    top = max(2048, low) - count
+    for _ in range(200):
+        first = rand.randrange(1024, top)
+        if not any(in_use("127.0.0.1", first + k) for k in range(count)):
+            return first
+    raise OSError(errno.EADDRINUSE, f"no {count} consecutive free ports below {low}")

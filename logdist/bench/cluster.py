@@ -7,37 +7,23 @@ apart, for the per-message costs the README's scaling model uses."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from logdist import natsd
-from logdist.bench.proxies import FrontEnd, PortTaken, free_port, start_logdist, wait_port
+from logdist.bench.proxies import FrontEnd, PortTaken, start_logdist, wait_port
 from logdist.config import LocalCluster
+from logdist.ports import free_run
 
 REPLICAS = 2
 SERVERS = 3
 
 
-def _free_run(count: int) -> int:
-    """A first port such that it and the next `count - 1` are free now."""
-    for _ in range(100):
-        first = free_port()
-        if first + count < 65535 and all(_free(first + k) for k in range(count)):
-            return first
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
 def start_cluster(work: Path, ports: dict[str, int], fmt: str | None = None) -> FrontEnd:
     for attempt in range(3):
-        first = _free_run(2 * SERVERS)  # one run for both: two runs picked apart could overlap
+        first = free_run(2 * SERVERS)  # one run for both: two runs picked apart could overlap
         spec = LocalCluster(
             distributors=REPLICAS,
             nats_servers=SERVERS,

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from logdist import config
-from logdist.analyzer import make_app
 from logdist.cli.common import HostOption, LogLevelOption, config_errors, opt, run_daemon
 from logdist.config import AnalyzerConfig as C
 from logdist.config import parse_duration
@@ -108,4 +107,6 @@ def serve(
             else None,
             store_sync=store_sync,
         )
+    from logdist.analyzer import make_app  # here, not at the top: `logdist --help` stays quick
+
     run_daemon("analyzer", make_app, cfg, log_level)

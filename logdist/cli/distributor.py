@@ -21,7 +21,6 @@ from logdist.config import ClusterConfig as ClusterC
 from logdist.config import DistributorConfig as C
 from logdist.config import HealthConfig as H
 from logdist.config import SyslogConfig as S
-from logdist.distributor import make_app
 
 app = typer.Typer(
     help="The distributor: accepts packets and routes them to analyzers by weight.",
@@ -352,4 +351,6 @@ def serve(
         cfg = dataclasses.replace(
             cfg, health=health, syslog=syslog, cluster=clustered, id=replica_id or cfg.id
         )
+    from logdist.distributor import make_app  # here, not at the top: `logdist --help` stays quick
+
     run_daemon("distributor", make_app, cfg, log_level)

@@ -9,7 +9,6 @@ import typer
 from logdist import config
 from logdist.cli.common import HostOption, LogLevelOption, config_errors, opt, run_daemon
 from logdist.config import EmitterConfig as C
-from logdist.emitter import make_app
 
 app = typer.Typer(
     help="Emitters: generate log packets and deliver them to the distributor.", no_args_is_help=True
@@ -118,4 +117,6 @@ def start(
             fleet_batch=fleet_batch,
             token=token,
         )
+    from logdist.emitter import make_app  # here, not at the top: `logdist --help` stays quick
+
     run_daemon("emitter", make_app, cfg, log_level)

@@ -50,6 +50,8 @@ CONSUMER = "routers"
 # Messages asked for in one fetch at most, and how long a fetch waits for some.
 FETCH = 256
 FETCH_WAIT = 0.5
+# Seconds a JetStream API call may take.
+JS_TIMEOUT = 2.0
 # Seconds to publish one message before the request is answered 503.
 PUBLISH_TIMEOUT = 5.0
 # Messages at least this large are stored deflated (zlib level 1), said by the ENCODING
@@ -227,7 +229,10 @@ class Cluster:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
         )
-        self._js = self._nc.jetstream()
+        # JetStream API calls (stream and bucket set-up, the control bucket's reads and
+        # writes) give up after JS_TIMEOUT: a cluster still electing its leader is asked
+        # again sooner, and an admin call is answered 503 rather than hang.
+        self._js = self._nc.jetstream(timeout=JS_TIMEOUT)
         stream = StreamConfig(
             name=self.cfg.stream,
             subjects=[SUBJECT],

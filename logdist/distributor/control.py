@@ -36,10 +36,13 @@ log = logging.getLogger("logdist.cluster")
 # Compare-and-set attempts before an admin call gives up (409) when replicas keep racing.
 CAS_TRIES = 10
 # Seconds an admin call waits for its own replica's watch to apply what it wrote.
-APPLY_WAIT = 5.0
+APPLY_WAIT = 2.0
 # Seconds between a replica's heartbeats; a replica not heard from for REPLICA_GONE is gone.
 HEARTBEAT = 1.0
 REPLICA_GONE = 5.0
+# Seconds without this replica's own heartbeat coming back through the watch before the
+# watch is made again.
+WATCH_STALE = 4.0
 
 # JetStream's "wrong last sequence" error codes: the compare-and-set lost a race.
 WRONG_LAST = (10071, 10164)
@@ -82,6 +85,9 @@ class ControlPlane:
         self.peers: dict[str, Row] = {}  # replica id -> its latest heartbeat
         self.applied = 0
         self.revision = 0  # the latest the watch applied
+        self._own_key = key_of("replica", replica)
+        self._heard_self = 0.0  # when the watch last brought this replica's heartbeat
+        self._beat_ok = 0.0  # when a heartbeat was last written
         self._deleted: set[str] = set()  # keys whose latest entry is a deletion
         self.writes = 0
         self.conflicts = 0
@@ -120,10 +126,32 @@ class ControlPlane:
         return watch
 
     async def follow(self, watch: Any) -> None:
-        """Apply every change the watch sees, as long as the replica runs."""
-        async for entry in watch:
-            if entry is not None:
+        """Apply every change the watch sees, as long as the replica runs.
+
+        The watch is a JetStream consumer on one server; when that server dies the client
+        is meant to notice and make a new one, but may not. This replica's own heartbeat,
+        written every HEARTBEAT seconds, is the canary: if the watch has not brought it back
+        for WATCH_STALE seconds while the writes succeed, the watch is made again (it then
+        replays every current entry, which changes nothing already applied)."""
+        self._heard_self = time.monotonic()
+        while True:
+            try:
+                entry = await watch.updates(timeout=HEARTBEAT)
+            except nats.errors.TimeoutError:
+                entry = None
+            if entry is not None and hasattr(entry, "key"):  # not the stopped watch's end
                 self._apply(entry)
+                continue
+            now = time.monotonic()
+            if now - self._heard_self > WATCH_STALE and now - self._beat_ok < HEARTBEAT * 2:
+                event(log, "control_watch_renewed", logging.WARNING, replica=self.replica)
+                self._heard_self = now
+                with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                    await watch.stop()
+                try:
+                    watch = await self._kv.watchall()
+                except (nats.errors.Error, TimeoutError, OSError) as exc:
+                    event(log, "control_watch_failed", logging.WARNING, error=repr(exc))
 
     def _apply(self, entry: Any) -> None:
         assert self._watcher is not None
@@ -145,6 +173,8 @@ class ControlPlane:
         except (LogdistError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             event(log, "control_entry_unusable", logging.ERROR, key=entry.key, error=repr(exc))
         self.applied += 1
+        if entry.key == self._own_key:
+            self._heard_self = time.monotonic()
         self.revision = max(self.revision, entry.revision or 0)
         if deleted:
             self._deleted.add(entry.key)
@@ -199,10 +229,21 @@ class ControlPlane:
             else:
                 check = _at_least(written)
                 done = self.revision >= written
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(APPLY_WAIT):
-                    if not done:
-                        await self._expect(check)
+            if not done:
+                future = self._expect(check)
+                try:
+                    async with asyncio.timeout(APPLY_WAIT):
+                        await future
+                except TimeoutError:
+                    self._waiters = [w for w in self._waiters if w[1] is not future]
+                    # The watch is late (it is being made again): apply what was written
+                    # now, through the same code; the watch applies it again, to no effect.
+                    event(log, "control_applied_ahead", logging.WARNING, key=key)
+                    assert self._watcher is not None
+                    if new is None:
+                        self._watcher.analyzer_removed(aid)
+                    else:
+                        self._watcher.analyzer(new)
             return
         raise Conflict(
             f"analyzer {aid!r} kept changing on other replicas; try again",
@@ -242,6 +283,7 @@ class ControlPlane:
                         key_of("replica", self.replica),
                         orjson.dumps({**row(), "id": self.replica, "at": time.time()}),
                     )
+                    self._beat_ok = time.monotonic()
                 except (nats.errors.Error, TimeoutError, OSError) as exc:
                     event(log, "heartbeat_failed", logging.WARNING, error=repr(exc))
             await asyncio.sleep(HEARTBEAT)

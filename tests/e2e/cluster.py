@@ -14,7 +14,8 @@ from pathlib import Path
 
 from logdist.config import LocalCluster
 from logdist.natsd import server_config
-from tests.e2e.procs import Proc, Procs, free_port, get, post, wait_for
+from logdist.ports import free_run
+from tests.e2e.procs import Proc, Procs, get, post, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -37,12 +38,8 @@ def nats(procs: Procs, port: int, store: Path) -> Proc:
 
 
 def consecutive_free(count: int) -> int:
-    """A first port such that it and the next `count - 1` are free now."""
-    for _ in range(100):
-        first = free_port()
-        if first + count < 65535 and all(not listening(first + k) for k in range(count)):
-            return first
-    raise AssertionError("no run of free ports")
+    """Ports that no outgoing connection can take meanwhile (logdist.ports.free_run)."""
+    return free_run(count)
 
 
 @dataclass
