@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from logdist.bench import suite
 from logdist.cli.common import fail
 
 SCENARIOS = (
     "a 1-message packets; b 1-100 messages (share error); c NDJSON 100x10; "
     "d 20,000 emitters as fleets; e many analyzers; f (a) and (c) with the spool on; g OTLP;"
-    " h syslog; i (c) into analyzers with a store, and search latency."
+    " h syslog; i (c) into analyzers with a store, and search latency; j (a) and (c) through"
+    " a cluster (3 NATS servers, 2 replicas) beside (f)."
 )
 
 
@@ -76,6 +76,8 @@ def bench(
     Needs wrk, nginx and haproxy on PATH (scripts/bench installs them from Debian). Prints one
     table and the performance targets; writes the figures as JSON.
     """
+    from logdist.bench import suite  # here: `logdist --help` need not load the bench
+
     if analyzers not in suite.ANALYZER_KINDS:
         raise fail(f"--analyzers must be logdist or foreign, got {analyzers!r}", 2)
     foreign = analyzers == "foreign"

@@ -7,14 +7,16 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from aiohttp import web
 
-from logdist import daemon, log
+from logdist import log
 from logdist.config import Topology, load_topology
 from logdist.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 ConfigOption = Annotated[
     Path | None,
@@ -63,6 +65,8 @@ def topology(path: Path | None) -> Topology:
 
 
 def run_daemon(name: str, make_app: Callable[[Any], web.Application], cfg: Any, level: str) -> None:
+    from logdist import daemon  # aiohttp: loaded by the daemons, not by every command
+
     """Serve `make_app(cfg)` until a signal.
 
     A state or spool that cannot be used is exit code 2, a port that cannot be bound 1.
