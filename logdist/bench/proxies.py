@@ -344,11 +344,19 @@ backend analyzers
     return FrontEnd("haproxy", port, [proc])
 
 
-def run_wrk_spread(ports: list[int], seconds: float, connections: int, lua: Path) -> dict[str, Any]:
-    """wrk against each of `ports` at once, the connections shared out: one result."""
+def run_wrk_spread(
+    ports: list[int], seconds: float, connections: int, luas: list[Path]
+) -> dict[str, Any]:
+    """wrk against each of `ports` at once, each with its own script (packet ids must not
+    repeat across them: the analyzers would drop the repeats), the connections shared out:
+    one result."""
+    share = max(1, connections // len(ports))
+
+    def one(i: int) -> dict[str, Any]:
+        return run_wrk(ports[i], seconds, share, luas[i])
+
     with concurrent.futures.ThreadPoolExecutor(len(ports)) as pool:
-        share = max(1, connections // len(ports))
-        results = list(pool.map(lambda p: run_wrk(p, seconds, share, lua), ports))
+        results = list(pool.map(one, range(len(ports))))
     return {
         "requests": sum(r["requests"] for r in results),
         "errors": sum(r["errors"] for r in results),

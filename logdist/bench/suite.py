@@ -134,8 +134,12 @@ def run(opts: Options) -> dict[str, Any]:
         # Fresh packet ids every time: the analyzers count a repeated id once.
         lua = work / f"{fe.name}-{key}.lua"
         lua.write_text(SCENARIOS[key].lua(f"{fe.name}-{key}-{time.time_ns()}"))
-        if fe.ports:  # a cluster: spread over its replicas
-            return lambda: proxies.run_wrk_spread(fe.ports, seconds, opts.connections, lua)
+        if fe.ports:  # a cluster: one wrk a replica, each with ids of its own
+            luas = []
+            for i in range(len(fe.ports)):
+                luas.append(work / f"{fe.name}-{key}-{i}.lua")
+                luas[-1].write_text(SCENARIOS[key].lua(f"{fe.name}-{key}-{i}-{time.time_ns()}"))
+            return lambda: proxies.run_wrk_spread(fe.ports, seconds, opts.connections, luas)
         return lambda: proxies.run_wrk(fe.port, seconds, opts.connections, lua)
 
     def spooled(key: str) -> FrontEnd:

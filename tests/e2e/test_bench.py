@@ -156,6 +156,10 @@ def test_the_cluster_beside_one_distributor_with_its_spool(tmp_path: Path) -> No
         assert set(clustered["cpu_us_per_message"]) == parts
         assert clustered["cpu_parts"]["nats"] > 0
         assert by[("f", "logdist+spool", key)]["delivered_messages"] > 0
+    # One message a packet in (a): a packet the analyzers saw twice (ids repeated across the
+    # two wrk processes, say) would count as a packet and not as a message.
+    a = by[("j", "logdist cluster", "a")]
+    assert a["delivered_packets"] == a["delivered_messages"]
     targets = [t for t in data["targets"] if t["target"].startswith("(j)")]
     assert len(targets) == 2 and targets[1]["goal"] == ">= 0.5"
 
