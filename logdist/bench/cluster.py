@@ -67,6 +67,7 @@ def start_cluster(work: Path, ports: dict[str, int], fmt: str | None = None) -> 
         replicas[0].port,
         procs + nats,
         ports=[fe.port for fe in replicas],
+        groups=[procs, nats],
         parts={
             "replicas": [p.pid for p in procs],
             "nats": [p.pid for p in nats],

@@ -172,6 +172,8 @@ class FrontEnd:
     ports: list[int] = field(default_factory=list)
     # Its processes by part ("replicas", "nats"), each part's CPU measured on its own.
     parts: dict[str, list[int]] = field(default_factory=dict)
+    # Stopped group by group, in this order (a cluster: its replicas, then its servers).
+    groups: list[list[subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def pids(self) -> list[int]:
         pids = [p.pid for p in self.procs]
@@ -184,7 +186,8 @@ class FrontEnd:
         return pids
 
     def stop(self) -> None:
-        stop(self.procs)
+        for group in self.groups or [self.procs]:
+            stop(group)
 
 
 def start_logdist(

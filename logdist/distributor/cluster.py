@@ -263,7 +263,10 @@ class Cluster:
         self._held.clear()
         await self.control.leave()
         if self._nc is not None:
-            await self._nc.close()
+            # With the servers gone the client would keep trying to flush: bounded.
+            with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
+                async with asyncio.timeout(2.0):
+                    await self._nc.close()
 
     # -- accepting ----------------------------------------------------------------------
 
