@@ -138,7 +138,8 @@ def up(
     nats = None
     if topo.cluster is not None:
         servers = d.cluster.servers or topo.cluster.nats_urls()
-        started = "" if d.cluster.servers else f" started here, data in {nats_dir}"
+        where = "a temporary directory (--no-state)" if no_state else str(nats_dir)
+        started = "" if d.cluster.servers else f" started here, data in {where}"
         nats = f"NATS JetStream {', '.join(servers)}{started}"
     if not no_state:
         with config_errors():  # --store-max-bytes is checked as the TOML key is

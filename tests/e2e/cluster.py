@@ -37,6 +37,13 @@ def nats(procs: Procs, port: int, store: Path) -> Proc:
     return server
 
 
+def one_server(procs: Procs, store: Path) -> str:
+    """One nats-server with JetStream on a port of its own, its data in `store`: its URL."""
+    port = free_run(1)
+    nats(procs, port, store)
+    return f"nats://127.0.0.1:{port}"
+
+
 def consecutive_free(count: int) -> int:
     """Ports that no outgoing connection can take meanwhile (logdist.ports.free_run)."""
     return free_run(count)

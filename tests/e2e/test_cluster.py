@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import cluster
-from tests.e2e.cluster import nats
-from tests.e2e.procs import Proc, Procs, free_port, get, wait_for
+from tests.e2e.cluster import consecutive_free, nats
+from tests.e2e.procs import Proc, Procs, get, wait_for
 
 
 def replica(procs: Procs, rid: str, servers: str, analyzers: dict[str, str], *extra: str) -> Proc:
@@ -59,7 +59,7 @@ def pool(procs: Procs, tmp_path: Path) -> tuple[dict[str, str], dict[str, Path]]
 def test_without_its_nats_server_a_replica_answers_503_and_comes_back(
     procs: Procs, tmp_path: Path, pool: tuple[dict[str, str], dict[str, Path]]
 ) -> None:
-    port = free_port()
+    port = consecutive_free(1)
     server = nats(procs, port, tmp_path / "js")
     urls, outputs = pool
     d1 = replica(procs, "d1", f"nats://127.0.0.1:{port}", urls)
@@ -79,9 +79,7 @@ def test_without_its_nats_server_a_replica_answers_503_and_comes_back(
 def test_a_replica_killed_with_packets_in_hand_leaves_them_to_the_other(
     procs: Procs, tmp_path: Path
 ) -> None:
-    port = free_port()
-    nats(procs, port, tmp_path / "js")
-    servers = f"nats://127.0.0.1:{port}"
+    servers = cluster.one_server(procs, tmp_path / "js")
     output = tmp_path / "slow.ndjson"
     slow = procs.start(
         "slow",
@@ -114,9 +112,7 @@ def test_a_replica_killed_with_packets_in_hand_leaves_them_to_the_other(
 def test_the_cluster_shows_in_status_metrics_ctl_status_and_top(
     procs: Procs, tmp_path: Path
 ) -> None:
-    port = free_port()
-    nats(procs, port, tmp_path / "js")
-    servers = f"nats://127.0.0.1:{port}"
+    servers = cluster.one_server(procs, tmp_path / "js")
     output = tmp_path / "a1.ndjson"
     a1 = procs.start(
         "a1", "analyzer", "serve", "--id", "a1", "--port", "0", "--output", str(output)
@@ -164,9 +160,7 @@ def test_a_dead_letter_stays_in_the_stream_until_purged_so_a_dead_replica_loses_
     from tests.e2e.test_foreign import packets, start_foreign
     from tests.e2e.test_foreign import send as send_batch
 
-    port = free_port()
-    nats(procs, port, tmp_path / "js")
-    servers = f"nats://127.0.0.1:{port}"
+    servers = cluster.one_server(procs, tmp_path / "js")
     r1 = start_foreign(procs, "r1", "--refuse", "poison")
     analyzers = {"r1": f"{r1.url}/ingest@1;format=ndjson"}
     d1 = replica(procs, "d1", servers, analyzers, "--ack-wait", "2")
@@ -197,7 +191,7 @@ def test_runs_larger_than_the_servers_take_go_packet_by_packet(
 ) -> None:
     """A nats-server taking messages of up to 64 KB: a 300 KB batch is published packet by
     packet (all delivered); one packet larger than 64 KB alone is a 413 that says so."""
-    port = free_port()
+    port = consecutive_free(1)
     conf = tmp_path / "small.conf"
     store = tmp_path / "js"
     conf.write_text(

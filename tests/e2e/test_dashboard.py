@@ -267,11 +267,9 @@ def test_the_search_view_finds_stored_messages_and_opens_their_context(
 def test_the_dashboard_shows_the_cluster_and_a_change_made_there_reaches_every_replica(
     procs: Procs, page: Page, tmp_path: Path, artifacts: Path
 ) -> None:
-    from tests.e2e.cluster import Pool, nats, replica
+    from tests.e2e.cluster import Pool, one_server, replica
 
-    port = free_port()
-    nats(procs, port, tmp_path / "js")
-    servers = f"nats://127.0.0.1:{port}"
+    servers = one_server(procs, tmp_path / "js")
     pool = Pool(procs, {"a1": 1.0, "a2": 1.0})
     d1 = replica(procs, "d1", servers, pool.urls)
     d2 = replica(procs, "d2", servers, pool.urls)
