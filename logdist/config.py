@@ -480,6 +480,12 @@ class LocalCluster:
         )
         _port("nats_port", self.nats_port)
         _port("routes_port", self.routes_port)
+        n = self.nats_servers
+        _require(
+            self.nats_port + n <= self.routes_port or self.routes_port + n <= self.nats_port,
+            f"nats_port {self.nats_port} and routes_port {self.routes_port} must be {n} or more"
+            " apart (each server takes the next port of both)",
+        )
         _require(
             1 << 20 <= self.max_payload <= 64 << 20,
             f"max_payload must be 1 MiB-64 MiB, got {self.max_payload}",

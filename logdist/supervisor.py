@@ -317,7 +317,7 @@ async def run_topology(
         cluster = topology.cluster
         if nats and cluster is not None:
             ports = [("127.0.0.1", cluster.nats_port + i) for i in range(len(nats))]
-            await listening("a NATS server", ports)
+            await listening(f"a NATS server (its log: {nats_dir}/nN.log)", ports)
         if not stop.is_set():
             await launch([*analyzers, *distributors])
             d = topology.distributor

@@ -126,6 +126,7 @@ rate = 0
         ("[distributor]\nid = 'no spaces'", "distributor id"),
         ("[cluster]\nnats_servers = 2", "1, 3 or 5"),
         ("[cluster]\ndistributors = 0", "distributors must be 1-9"),
+        ("[cluster]\nnats_port = 4222\nroutes_port = 4224", "must be 3 or more apart"),
         ("[cluster]\nnats_servers = 1\n[distributor.cluster]\nreplicas = 3", "cannot exceed"),
         ("[cluster]\n[distributor]\nport = 0", "fixed \\[distributor\\] port"),
         ("[[emitters]]\ndistributor = ['http://h:1', 'h:2']", "distributor: .*http"),

@@ -150,7 +150,7 @@ def cluster_metrics(c: dict[str, Any]) -> Iterator[Metric]:
     )
     yield CounterMetricFamily(
         "logdist_cluster_publish_failures",
-        "Requests answered 503 because the stream did not take their packets.",
+        "Stream messages the servers did not take (each one's requests answered 503).",
         c["publish_failures"],
     )
     state = c["stream_state"]
