@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from logdist.ports import free_run
 from tests.e2e.cluster import (
     NatsCluster,
     Pool,
     account,
     assert_shares,
-    consecutive_free,
     drain,
     emitter,
     replica,
@@ -149,7 +149,7 @@ def test_every_replica_sigkilled_and_restarted_delivers_everything_accepted(
     procs: Procs, tmp_path: Path, report: dict[str, Any]
 ) -> None:
     # Below the ephemeral range: no outgoing connection takes them while they are down.
-    first = consecutive_free(2)
+    first = free_run(2)
     ports = [first, first + 1]
     cluster, pool, replicas = start(procs, tmp_path, WEIGHTS, ports)
     urls = [d.url for d in replicas]

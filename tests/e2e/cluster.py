@@ -44,11 +44,6 @@ def one_server(procs: Procs, store: Path) -> str:
     return f"nats://127.0.0.1:{port}"
 
 
-def consecutive_free(count: int) -> int:
-    """Ports that no outgoing connection can take meanwhile (logdist.ports.free_run)."""
-    return free_run(count)
-
-
 @dataclass
 class NatsCluster:
     """Three nats-servers clustered on loopback, configured as `logdist up` configures its
@@ -60,7 +55,7 @@ class NatsCluster:
     servers: list[Proc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        first = consecutive_free(2 * self.size)  # one run: two could overlap
+        first = free_run(2 * self.size)  # one run: two could overlap
         self.spec = LocalCluster(
             distributors=1,
             nats_servers=self.size,

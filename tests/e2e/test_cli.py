@@ -205,10 +205,10 @@ def test_up_runs_a_cluster_and_a_change_through_one_replica_reaches_the_others(
 ) -> None:
     """configs/cluster.toml on free ports: three nats-servers, three replicas, analyzers and
     emitters; SIGTERM stops every one of them, the NATS servers too."""
-    from tests.e2e.cluster import consecutive_free
+    from logdist.ports import free_run
 
     text = (Path(__file__).parents[2] / "configs" / "cluster.toml").read_text()
-    first = consecutive_free(12)  # one run for every fixed port: runs picked apart may overlap
+    first = free_run(12)  # one run for every fixed port: runs picked apart may overlap
     ports = {
         "port = 8000": f"port = {first}",
         "nats_port = 4222": f"nats_port = {first + 3}",

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from logdist.ports import free_run
 from tests.e2e import cluster
-from tests.e2e.cluster import consecutive_free, nats
+from tests.e2e.cluster import Pool, nats, replica
 from tests.e2e.procs import Proc, Procs, get, wait_for
-
-
-def replica(procs: Procs, rid: str, servers: str, analyzers: dict[str, str], *extra: str) -> Proc:
-    return cluster.replica(procs, rid, servers, analyzers, *extra)
 
 
 def send(url: str, pid: str) -> tuple[int, dict[str, str]]:
@@ -36,33 +33,13 @@ def send(url: str, pid: str) -> tuple[int, dict[str, str]]:
         return exc.code, dict(exc.headers)
 
 
-def delivered(outputs: dict[str, Path]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for aid, path in outputs.items():
-        lines = path.read_bytes().splitlines() if path.exists() else []
-        out[aid] = [json.loads(line)["packetId"] for line in lines if line]
-    return out
-
-
-@pytest.fixture
-def pool(procs: Procs, tmp_path: Path) -> tuple[dict[str, str], dict[str, Path]]:
-    """Two analyzers, weights 3:1, each appending what it takes to a file."""
-    urls, outputs = {}, {}
-    for aid, weight in (("a1", 3), ("a2", 1)):
-        outputs[aid] = tmp_path / f"{aid}.ndjson"
-        a = procs.start(aid, "analyzer", "serve", "--id", aid, "--port", "0", "--output",
-                        str(outputs[aid]))  # fmt: skip
-        urls[aid] = f"{a.url}/ingest@{weight}"
-    return urls, outputs
-
-
 def test_without_its_nats_server_a_replica_answers_503_and_comes_back(
-    procs: Procs, tmp_path: Path, pool: tuple[dict[str, str], dict[str, Path]]
+    procs: Procs, tmp_path: Path
 ) -> None:
-    port = consecutive_free(1)
+    port = free_run(1)
     server = nats(procs, port, tmp_path / "js")
-    urls, outputs = pool
-    d1 = replica(procs, "d1", f"nats://127.0.0.1:{port}", urls)
+    pool = Pool(procs, {"a1": 3, "a2": 1})
+    d1 = replica(procs, "d1", f"nats://127.0.0.1:{port}", pool.urls)
     assert send(d1.url, "before")[0] == 202
     server.kill()
     status, headers = send(d1.url, "while-down")
@@ -73,28 +50,16 @@ def test_without_its_nats_server_a_replica_answers_503_and_comes_back(
         return send(d1.url, f"after-{time.monotonic_ns()}")[0] == 202
 
     wait_for(accepted_again, 30, "accepting again", 0.5)
-    wait_for(lambda: {"before"} <= set(sum(delivered(outputs).values(), [])), 20, "delivered", 0.2)
+    wait_for(lambda: {"before"} <= set(sum(pool.delivered().values(), [])), 20, "delivered", 0.2)
 
 
 def test_a_replica_killed_with_packets_in_hand_leaves_them_to_the_other(
     procs: Procs, tmp_path: Path
 ) -> None:
     servers = cluster.one_server(procs, tmp_path / "js")
-    output = tmp_path / "slow.ndjson"
-    slow = procs.start(
-        "slow",
-        "analyzer",
-        "serve",
-        "--id",
-        "slow",
-        "--port",
-        "0",
-        "--output",
-        str(output),
-        "--delay",
-        "0.3",
-    )
-    analyzers = {"slow": f"{slow.url}/ingest@1"}
+    pool = Pool(procs, {})
+    pool.start("slow", "--delay", "0.3")
+    analyzers = pool.urls
     d1 = replica(procs, "d1", servers, analyzers, "--ack-wait", "2")
     for i in range(200):
         assert send(d1.url, f"p{i}")[0] == 202
@@ -103,7 +68,7 @@ def test_a_replica_killed_with_packets_in_hand_leaves_them_to_the_other(
     d2 = replica(procs, "d2", servers, analyzers, "--ack-wait", "2")
 
     def all_delivered() -> bool:
-        return {f"p{i}" for i in range(200)} <= set(delivered({"slow": output})["slow"])
+        return {f"p{i}" for i in range(200)} <= set(pool.delivered()["slow"])
 
     wait_for(all_delivered, 60, "every accepted packet delivered by d2", 0.5)
     assert get(f"{d2.url}/status")["cluster"]["fetched"] > 0
@@ -113,12 +78,9 @@ def test_the_cluster_shows_in_status_metrics_ctl_status_and_top(
     procs: Procs, tmp_path: Path
 ) -> None:
     servers = cluster.one_server(procs, tmp_path / "js")
-    output = tmp_path / "a1.ndjson"
-    a1 = procs.start(
-        "a1", "analyzer", "serve", "--id", "a1", "--port", "0", "--output", str(output)
-    )
-    d1 = replica(procs, "d1", servers, {"a1": f"{a1.url}/ingest"})
-    d2 = replica(procs, "d2", servers, {"a1": f"{a1.url}/ingest"})
+    pool = Pool(procs, {"a1": 1})
+    d1 = replica(procs, "d1", servers, pool.urls)
+    d2 = replica(procs, "d2", servers, pool.urls)
     for i in range(20):
         assert send(d2.url, f"p{i}")[0] == 202
 
@@ -141,7 +103,7 @@ def test_the_cluster_shows_in_status_metrics_ctl_status_and_top(
         assert "cluster LOGDIST  as d1" in out.stdout and "redelivered" in out.stdout
         assert re.search(r"d2\s+http://127\.0\.0\.1:\d+\s+up", out.stdout), out.stdout
     # A replica stopped cleanly leaves the table; one that dies is listed as gone.
-    d3 = replica(procs, "d3", servers, {"a1": f"{a1.url}/ingest"})
+    d3 = replica(procs, "d3", servers, pool.urls)
     wait_for(lambda: len(get(f"{d1.url}/status")["cluster"]["replicas"]) == 3, 10, "d3 seen")
     assert d3.stop() == 0
     wait_for(lambda: len(get(f"{d1.url}/status")["cluster"]["replicas"]) == 2, 10, "d3 left")
@@ -191,7 +153,7 @@ def test_runs_larger_than_the_servers_take_go_packet_by_packet(
 ) -> None:
     """A nats-server taking messages of up to 64 KB: a 300 KB batch is published packet by
     packet (all delivered); one packet larger than 64 KB alone is a 413 that says so."""
-    port = consecutive_free(1)
+    port = free_run(1)
     conf = tmp_path / "small.conf"
     store = tmp_path / "js"
     conf.write_text(
@@ -199,7 +161,7 @@ def test_runs_larger_than_the_servers_take_go_packet_by_packet(
     )
     procs.spawn("nats", [cluster.NATS_SERVER, "-c", str(conf)], None)
     wait_for(lambda: cluster.listening(port), 10, "nats-server to listen")
-    pool = cluster.Pool(procs, {"a1": 1.0})
+    pool = Pool(procs, {"a1": 1.0})
     d1 = replica(procs, "d1", f"nats://127.0.0.1:{port}", pool.urls)
     filler = "x" * 1000
     body = b"\n".join(
