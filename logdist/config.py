@@ -19,8 +19,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from logdist.core.checks import check_id, check_network, check_origin, check_url
 from logdist.core.delivery import KEYS as DELIVERY_KEYS
 from logdist.core.delivery import Delivery, delivery_from, parse_header_line
-from logdist.core.search import duration_ms
 from logdist.errors import ConfigError, InvalidRequest
+from logdist.search.query import duration_ms
 
 DEFAULT_CONFIG = Path("configs/demo.toml")
 

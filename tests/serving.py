@@ -8,18 +8,18 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from logdist import daemon
+from logdist.net import server
 
 
 class FrontServer(TestServer):
     """The app served as `logdist … serve` serves it: through its front door, if it has one."""
 
-    _listening: daemon.Listening | None = None
+    _listening: server.Listening | None = None
 
     async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
         if self.runner:
             return
-        self._listening = await daemon.listen(self.app, "127.0.0.1", 0)
+        self._listening = await server.listen(self.app, "127.0.0.1", 0)
         self.runner = self._listening.runner
         root = URL(self._listening.url)
         self.host, self.port, self.scheme = str(root.host), root.port, "http"

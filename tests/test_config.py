@@ -267,7 +267,7 @@ def test_cli_flags_override_only_what_was_given() -> None:
 
 
 def test_up_passes_every_analyzer_setting_of_the_topology_to_its_child(tmp_path: Path) -> None:
-    from logdist.supervisor import analyzer_argv
+    from logdist.local.supervisor import analyzer_argv
 
     topo = load_topology(
         write(

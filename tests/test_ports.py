@@ -3,8 +3,8 @@ from __future__ import annotations
 import os
 import socket
 
-from logdist.ports import Holder, command_of, holders, in_use
-from logdist.supervisor import busy_message
+from logdist.local.ports import Holder, command_of, holders, in_use
+from logdist.local.supervisor import busy_message
 
 
 def test_a_listening_port_is_found_with_the_process_holding_it() -> None:

@@ -24,3 +24,23 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
         "scripts/demo",
         "scripts/test",
     ]
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    readme = reference.README.read_text()
+    block = readme.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    listed = {line.split()[0] for line in block.splitlines() if line.startswith("logdist/")}
+    package = reference.ROOT / "logdist"
+    tree = {
+        f"{path.parent.relative_to(reference.ROOT).as_posix()}/"
+        for path in package.rglob("__init__.py")
+        if path.parent != package
+    } | {
+        f"logdist/{path.name}"
+        for path in package.glob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    }
+    assert listed == tree, (
+        f"README's Layout lists {sorted(listed - tree)} that are not in the tree"
+        f" and leaves out {sorted(tree - listed)}"
+    )

@@ -18,13 +18,13 @@ from aiohttp import web
 from logdist.analyzer.store import Item, Store, Written
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
-from logdist.core.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
-from logdist.core.search import Query, parse_context, parse_query
-from logdist.daemon import LISTENER, Listener
 from logdist.errors import LogdistError, NotFound
-from logdist.front import Connection, FrontDoor, content_kind, error, response
-from logdist.http import NDJSON, body_kind, error_middleware, json_response, read_body
-from logdist.log import event
+from logdist.events import event
+from logdist.formats.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
+from logdist.net.fastpath import Connection, FrontDoor, content_kind, error, response
+from logdist.net.server import LISTENER, Listener
+from logdist.net.web import NDJSON, body_kind, error_middleware, json_response, read_body
+from logdist.search.query import Query, parse_context, parse_query
 
 log = logging.getLogger("logdist.analyzer")
 INTERNAL = orjson.dumps(
@@ -168,8 +168,9 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 class IngestDoor(FrontDoor):
-    """POST /ingest on the lean path (see `logdist.front`): the distributor's megabyte batches
-    skip aiohttp's request machinery and chunked body reads; other routes stay aiohttp's."""
+    """POST /ingest on the lean path (see `logdist.net.fastpath`): the distributor's megabyte
+    batches skip aiohttp's request machinery and chunked body reads; other routes stay
+    aiohttp's."""
 
     def __init__(self, state: AnalyzerState) -> None:
         super().__init__({b"/ingest": 1}, {1: state.cfg.max_body_bytes})

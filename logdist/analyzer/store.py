@@ -38,7 +38,10 @@ from typing import Any
 
 import orjson
 
-from logdist.core.search import (
+from logdist.errors import Backpressure, NotFound
+from logdist.events import event
+from logdist.search.fts import check_fts
+from logdist.search.query import (
     LEVELS,
     MINUTE_MS,
     Key,
@@ -50,9 +53,6 @@ from logdist.core.search import (
     iso,
     rows_of,
 )
-from logdist.errors import Backpressure, NotFound
-from logdist.fts import check_fts
-from logdist.log import event
 
 log = logging.getLogger("logdist.store")
 

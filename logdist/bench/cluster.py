@@ -12,10 +12,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from logdist import natsd
 from logdist.bench.proxies import FrontEnd, PortTaken, start_logdist, wait_port
 from logdist.config import LocalCluster
-from logdist.ports import free_run
+from logdist.local import natsd
+from logdist.local.ports import free_run
 
 REPLICAS = 2
 SERVERS = 3

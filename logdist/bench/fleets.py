@@ -12,7 +12,7 @@ would; nginx and HAProxy have no registration, so for them the bench's config an
 3. meanwhile, against logdist, watch its views as one dashboard would: `GET /status` and one
    `/ws/metrics` subscription, each once a second, keeping the largest of each; and read the
    distributor's control-plane meter (registrations, leases, views: see
-   logdist.distributor.meter) and its process CPU at both ends of the window;
+   logdist.distributor.observe.meter) and its process CPU at both ends of the window;
 4. stop the fleets (they drain what they hold).
 """
 

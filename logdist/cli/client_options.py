@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
-from logdist.client import DEFAULT_URL, AdminClient, ClientFailure
+from logdist.admin_client import DEFAULT_URL, AdminClient, ClientFailure
 
 T = TypeVar("T")
 

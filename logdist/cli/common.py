@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from logdist import log
+from logdist import events
 from logdist.config import Topology, load_topology
 from logdist.errors import ConfigError
 
@@ -65,18 +65,18 @@ def topology(path: Path | None) -> Topology:
 
 
 def run_daemon(name: str, make_app: Callable[[Any], web.Application], cfg: Any, level: str) -> None:
-    from logdist import daemon  # aiohttp: loaded by the daemons, not by every command
+    from logdist.net import server  # aiohttp: loaded by the daemons, not by every command
 
     """Serve `make_app(cfg)` until a signal.
 
     A state or spool that cannot be used is exit code 2, a port that cannot be bound 1.
     """
-    log.setup(level)
+    events.setup(level)
     with config_errors():
         app = make_app(cfg)
     try:
-        daemon.run(daemon.serve(app, cfg.host, cfg.port, name))
-    except daemon.ListenError as exc:
+        server.run(server.serve(app, cfg.host, cfg.port, name))
+    except server.ListenError as exc:
         raise fail(f"{name}: {exc.message}", 1) from None
     except KeyboardInterrupt:
         sys.exit(130)

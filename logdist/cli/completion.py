@@ -6,7 +6,7 @@ import json
 import os
 import urllib.request
 
-from logdist.client import DEFAULT_URL
+from logdist.admin_client import DEFAULT_URL
 
 
 def _ids(path: str, key: str | None = None) -> list[str]:

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
+from logdist.admin_client import AdminClient
 from logdist.cli import deadletters
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call, print_json
 from logdist.cli.common import fail
 from logdist.cli.completion import complete_analyzer, complete_emitter
 from logdist.cli.views import analyzers_table, console, emitters_table, status_view
-from logdist.client import AdminClient
 from logdist.core.delivery import (
     COMPRESSIONS,
     FORMATS,

@@ -351,6 +351,8 @@ def serve(
         cfg = dataclasses.replace(
             cfg, health=health, syslog=syslog, cluster=clustered, id=replica_id or cfg.id
         )
-    from logdist.distributor import make_app  # here, not at the top: `logdist --help` stays quick
+    from logdist.distributor.web.app import (
+        make_app,
+    )  # here, not at the top: `logdist --help` stays quick
 
     run_daemon("distributor", make_app, cfg, log_level)

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from logdist.admin_client import AdminClient
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call
 from logdist.cli.tail import LEVEL_STYLE, PipeConsole, quiet_broken_pipe, warn_partial
-from logdist.client import AdminClient
 
 app = typer.Typer(
     help="Search the messages the analyzers stored (analyzers started with --store).",

@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from logdist.admin_client import AdminClient
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call
-from logdist.client import AdminClient
 from logdist.core.dedupe import DedupeWindow
-from logdist.core.search import parse_time, ts_ms
 from logdist.errors import InvalidRequest
+from logdist.search.query import parse_time, ts_ms
 
 app = typer.Typer(help="Follow what the distributor routes.", no_args_is_help=True)
 

@@ -17,6 +17,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from logdist.admin_client import AdminClient, ClientFailure
 from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption
 from logdist.cli.views import (
     analyzers_table,
@@ -25,7 +26,6 @@ from logdist.cli.views import (
     emitters_view,
     queue_line,
 )
-from logdist.client import AdminClient, ClientFailure
 
 RECENT = 10.0  # seconds behind "actual (recent)"
 

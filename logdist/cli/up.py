@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
+from logdist.admin_client import DEFAULT_URL
 from logdist.cli.common import config_errors, topology
-from logdist.client import DEFAULT_URL
 from logdist.config import DEFAULT_CONFIG, SyslogConfig
-from logdist.supervisor import run_topology
+from logdist.local.supervisor import run_topology
 
 
 def command_name() -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from logdist.core.packet import Packet
+from logdist.formats.packet import Packet
 
 
 @dataclass(frozen=True)

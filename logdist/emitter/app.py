@@ -26,10 +26,11 @@ from logdist.config import EmitterConfig
 from logdist.core.backoff import parse_retry_after
 from logdist.core.failover import Failover
 from logdist.core.ratelimit import TokenBucket
-from logdist.daemon import BOUND, BoundAddress
 from logdist.emitter.generator import Outgoing, PacketFactory
 from logdist.errors import InvalidRequest
-from logdist.http import (
+from logdist.events import event
+from logdist.net.server import BOUND, BoundAddress
+from logdist.net.web import (
     JSON,
     describe_error,
     error_middleware,
@@ -38,7 +39,6 @@ from logdist.http import (
     read_json_object,
     require,
 )
-from logdist.log import event
 
 log = logging.getLogger("logdist.emitter")
 

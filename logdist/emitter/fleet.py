@@ -4,7 +4,7 @@ Each member is an `Emitter` with its own id (`PREFIX-0` … `PREFIX-N-1`), rate,
 state and counters, registered with the distributor as N separate emitters would be (its own
 id, its own control URL `BASE/e/ID`, its own lease). What they share is the machinery, so that
 tens of thousands fit in a few processes: one timer heap generates every member's packets on
-its schedule, a pool of senders posts them over kept-alive connections (logdist.httpclient),
+its schedule, a pool of senders posts them over kept-alive connections (logdist.net.pool),
 and one registrar keeps every lease.
 
 By default each packet is its own `POST /log-packet`, exactly as N separate emitters would
@@ -36,7 +36,6 @@ from logdist.config import EmitterConfig
 from logdist.core.backoff import Backoff
 from logdist.core.failover import Failover
 from logdist.core.latency import LatencyHistogram
-from logdist.daemon import BoundAddress
 from logdist.emitter.app import (
     REJECTING,
     Emitter,
@@ -47,9 +46,10 @@ from logdist.emitter.app import (
 )
 from logdist.emitter.generator import Outgoing
 from logdist.errors import UnknownEmitter
-from logdist.http import JSON, NDJSON, json_response
-from logdist.httpclient import Forwarder, ForwardError, framing, target
-from logdist.log import event
+from logdist.events import event
+from logdist.net.pool import Forwarder, ForwardError, framing, target
+from logdist.net.server import BoundAddress
+from logdist.net.web import JSON, NDJSON, json_response
 
 log = logging.getLogger("logdist.emitter")
 

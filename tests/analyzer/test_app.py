@@ -10,11 +10,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from logdist import daemon
 from logdist.analyzer import make_app
 from logdist.analyzer.app import STATE
 from logdist.config import AnalyzerConfig
-from logdist.http import NDJSON
+from logdist.net import server
+from logdist.net.web import NDJSON
 from tests.serving import FrontServer, read_response
 
 Client = TestClient[Any, Any]
@@ -197,7 +197,7 @@ async def test_injected_failures_and_delays_are_served(serve: Serve) -> None:
     assert (stats["packets"], stats["injected_failures"]) == (0, 1)
 
 
-def port(listening: daemon.Listening) -> int:
+def port(listening: server.Listening) -> int:
     return int(listening.url.rsplit(":", 1)[1])
 
 
@@ -205,7 +205,7 @@ async def test_a_keep_alive_connection_takes_batches_then_other_routes() -> None
     # What the distributor's forwarding pool does: batches back to back on one connection,
     # through the front door; a GET after them is handed to aiohttp on the same socket.
     app = make_app(AnalyzerConfig(max_body_bytes=10_000))
-    listening = await daemon.listen(app, "127.0.0.1", 0)
+    listening = await server.listen(app, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port(listening))
     try:
         for start in (0, 3):
@@ -232,7 +232,7 @@ async def test_a_keep_alive_connection_takes_batches_then_other_routes() -> None
 
 async def test_an_oversized_batch_is_refused_before_its_body() -> None:
     app = make_app(AnalyzerConfig(max_body_bytes=1000))
-    listening = await daemon.listen(app, "127.0.0.1", 0)
+    listening = await server.listen(app, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port(listening))
     try:
         writer.write(b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from logdist.analyzer.store import Item, Store
-from logdist.core.search import LEVELS, Query, decode_cursor, parse_query
 from logdist.errors import InvalidRequest, NotFound
+from logdist.search.query import LEVELS, Query, decode_cursor, parse_query
 
 T0 = 1_796_205_600_000  # 2026-12-02T10:00:00Z
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from logdist.ports import free_run
+from logdist.local.ports import free_run
 from tests.e2e.cluster import (
     NatsCluster,
     Pool,

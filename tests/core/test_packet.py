@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logdist.core.packet import (
+from logdist.errors import InvalidPacket, MalformedJSON
+from logdist.formats.packet import (
     frame_ndjson,
     one_a_line,
     packet_ids,
@@ -17,7 +18,6 @@ from logdist.core.packet import (
     read_lines,
     total,
 )
-from logdist.errors import InvalidPacket, MalformedJSON
 
 MSG = {"ts": "2026-01-01T00:00:00Z", "level": "INFO", "service": "s", "host": "h", "message": "m"}
 

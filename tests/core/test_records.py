@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdist.core.records import RECORDS_PER_PACKET, message_of, parse_records, records_packets
 from logdist.errors import InvalidPacket, LogdistError, MalformedJSON
+from logdist.formats.records import RECORDS_PER_PACKET, message_of, parse_records, records_packets
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 

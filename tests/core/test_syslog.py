@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdist.core.packet import parse_packet
-from logdist.core.syslog import Framer, Streams, parse_message
+from logdist.formats.packet import parse_packet
+from logdist.formats.syslog import Framer, Streams, parse_message
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 STANDARD = ("ts", "level", "service", "host", "message")

@@ -7,9 +7,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from logdist.config import AnalyzerRef, DistributorConfig, HealthConfig
-from logdist.distributor import make_app
-from logdist.distributor.app import DISTRIBUTOR
-from logdist.distributor.service import Distributor
+from logdist.distributor.node import Distributor
+from logdist.distributor.web.app import DISTRIBUTOR, make_app
 from tests.serving import FrontServer
 
 Client = TestClient[Any, Any]

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from logdist.config import AnalyzerRef, DistributorConfig
-from logdist.core.packet import Packet
-from logdist.distributor.service import Distributor
-from logdist.httpclient import Answer, Target
+from logdist.distributor.node import Distributor
+from logdist.formats.packet import Packet
+from logdist.net.pool import Answer, Target
 
 
 class HeldForwarder:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from logdist.core.packet import Packet
-from logdist.distributor.emitters import EmitterDirectory
+from logdist.distributor.control.emitters import EmitterDirectory
 from logdist.errors import InvalidRequest, UnknownEmitter
+from logdist.formats.packet import Packet
 from tests.clock import FakeClock
 from tests.distributor.conftest import MakeDistributor, service
 

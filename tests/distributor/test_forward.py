@@ -9,7 +9,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from logdist.httpclient import (
+from logdist.net.pool import (
     MAX_PER_HOST,
     Answer,
     Forwarder,

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from logdist.core.packet import RUN_MESSAGES
+from logdist.formats.packet import RUN_MESSAGES
 from tests.distributor.conftest import MakeDistributor, all_up, service
 from tests.fakes import eventually, start_analyzer
 

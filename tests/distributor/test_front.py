@@ -11,14 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from logdist import daemon
 from logdist.config import DistributorConfig
-from logdist.daemon import LISTENER, Listener
-from logdist.distributor import make_app
-from logdist.distributor.app import DISTRIBUTOR
-from logdist.distributor.front import Front
-from logdist.distributor.service import Distributor
-from logdist.front import Connection, FrontDoor, response
+from logdist.distributor.inputs.packets import Front
+from logdist.distributor.node import Distributor
+from logdist.distributor.web.app import DISTRIBUTOR, make_app
+from logdist.net import server
+from logdist.net.fastpath import Connection, FrontDoor, response
+from logdist.net.server import LISTENER, Listener
 from tests.serving import read_response
 
 PACKET = b'{"messages":[{"message":"hi"}],"packetId":"%s"}'
@@ -33,7 +32,7 @@ def post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
 class Door:
     """A distributor served through its front door on 127.0.0.1, and raw connections to it."""
 
-    def __init__(self, listening: daemon.Listening, app: web.Application, front: Front) -> None:
+    def __init__(self, listening: server.Listening, app: web.Application, front: Front) -> None:
         self.listening = listening
         self.distributor: Distributor = app[DISTRIBUTOR]
         self.front = front
@@ -57,7 +56,7 @@ async def door(request: pytest.FixtureRequest) -> AsyncIterator[Door]:
     app = make_app(DistributorConfig(drain_timeout=0.1, **kwargs))
     front = Front(app[DISTRIBUTOR], **timeouts)
     app[LISTENER] = Listener(front.factory, front.close)
-    listening = await daemon.listen(app, "127.0.0.1", 0)
+    listening = await server.listen(app, "127.0.0.1", 0)
     door = Door(listening, app, front)
     yield door
     door.close()
@@ -218,7 +217,7 @@ async def test_ingest_token_is_required_on_the_front_door(door: Door) -> None:
 
 async def test_fsync_always_answers_after_the_sync_in_order(tmp_path: Any) -> None:
     app = make_app(DistributorConfig(drain_timeout=0.1, spool_dir=str(tmp_path), fsync="always"))
-    listening = await daemon.listen(app, "127.0.0.1", 0)
+    listening = await server.listen(app, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", int(listening.url.split(":")[2]))
     try:
         writer.write(b"".join(post("/log-packet", PACKET % str(i).encode()) for i in range(20)))
@@ -322,7 +321,7 @@ async def test_a_bug_in_a_lean_handler_is_a_json_500_and_the_connection_serves_o
     app = web.Application()
     broken = Broken({b"/x": 1}, {1: 1000})
     app[LISTENER] = Listener(broken.factory, broken.close)
-    listening = await daemon.listen(app, "127.0.0.1", 0)
+    listening = await server.listen(app, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", int(listening.url.split(":")[-1]))
     try:
         writer.write(post("/x", b"{}"))

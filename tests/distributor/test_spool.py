@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from logdist.core.packet import Packet, parse_batch, parse_one
-from logdist.distributor.spool import Spool
+from logdist.distributor.storage.spool import Spool
 from logdist.errors import Backpressure, ConfigError
+from logdist.formats.packet import Packet, parse_batch, parse_one
 
 
 def packets(n: int, start: int = 0) -> list[Packet]:
@@ -84,7 +84,7 @@ async def test_ingest_answers_503_when_the_spool_is_full_and_nothing_is_lost(
     aiohttp_client: object, tmp_path: Path
 ) -> None:
     from logdist.config import DistributorConfig
-    from logdist.distributor import make_app
+    from logdist.distributor.web.app import make_app
     from tests.distributor.conftest import FAST_HEALTH
 
     cfg = DistributorConfig(
@@ -185,7 +185,7 @@ async def test_a_record_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path
 async def test_interval_syncs_closed_segments_at_the_tick_unless_acknowledged_by_then(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logdist.distributor import spool as spool_module
+    from logdist.distributor.storage import spool as spool_module
 
     synced: list[str] = []
     real = spool_module._sync_paths
@@ -304,7 +304,7 @@ async def test_a_settled_open_segment_is_released_by_the_write_that_finds_the_di
 async def test_the_directory_is_synced_after_a_segment_is_created_or_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logdist.distributor import spool as spool_module
+    from logdist.distributor.storage import spool as spool_module
 
     synced: list[Path] = []
     real = spool_module._sync_dir

@@ -10,7 +10,7 @@ import pytest
 
 from logdist.core.delivery import Delivery
 from logdist.core.registry import AdminState, Registry
-from logdist.distributor.state import MIN_FOLD, StateStore
+from logdist.distributor.storage.state import MIN_FOLD, StateStore
 from logdist.errors import ConfigError
 
 

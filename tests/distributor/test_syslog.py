@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from logdist.config import SyslogConfig
-from logdist.distributor.app import PARSE, SYSLOG
-from logdist.distributor.syslog import SyslogListener
+from logdist.distributor.inputs.syslog import SyslogListener
+from logdist.distributor.web.app import PARSE, SYSLOG
 from tests.distributor.conftest import Client, MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
 

@@ -6,7 +6,7 @@ from typing import Any, cast
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from logdist.distributor.metrics import LATENCY_EACH, Metrics
+from logdist.distributor.observe.metrics import LATENCY_EACH, Metrics
 from tests.distributor.conftest import MakeDistributor, service
 from tests.fakes import eventually, start_analyzer
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logdist.config import LocalCluster
-from logdist.natsd import server_config
-from logdist.ports import free_run
+from logdist.local.natsd import server_config
+from logdist.local.ports import free_run
 from tests.e2e.procs import Proc, Procs, get, post, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -47,7 +47,7 @@ def one_server(procs: Procs, store: Path) -> str:
 @dataclass
 class NatsCluster:
     """Three nats-servers clustered on loopback, configured as `logdist up` configures its
-    own (logdist.natsd), each restartable on its own ports and data dir."""
+    own (logdist.local.natsd), each restartable on its own ports and data dir."""
 
     procs: Procs
     base: Path

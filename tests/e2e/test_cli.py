@@ -162,7 +162,7 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
     import dataclasses
 
     from logdist.config import AnalyzerConfig, EmitterConfig
-    from logdist.supervisor import analyzer_argv, emitter_argv
+    from logdist.local.supervisor import analyzer_argv, emitter_argv
 
     # Every setting of a topology's analyzers and emitters reaches the child as a flag...
     analyzer = AnalyzerConfig(
@@ -205,7 +205,7 @@ def test_up_runs_a_cluster_and_a_change_through_one_replica_reaches_the_others(
 ) -> None:
     """configs/cluster.toml on free ports: three nats-servers, three replicas, analyzers and
     emitters; SIGTERM stops every one of them, the NATS servers too."""
-    from logdist.ports import free_run
+    from logdist.local.ports import free_run
 
     text = (Path(__file__).parents[2] / "configs" / "cluster.toml").read_text()
     first = free_run(12)  # one run for every fixed port: runs picked apart may overlap

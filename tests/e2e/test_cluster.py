@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from logdist.ports import free_run
+from logdist.local.ports import free_run
 from tests.e2e import cluster
 from tests.e2e.cluster import Pool, nats, replica
 from tests.e2e.procs import Proc, Procs, get, wait_for

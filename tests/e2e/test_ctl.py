@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from logdist.distributor.state import StateStore
+from logdist.distributor.storage.state import StateStore
 from tests.e2e.pipeline import Pipeline, elapsed
 from tests.e2e.procs import LOGDIST, Procs, clean_env, free_port, get, wait_for
 

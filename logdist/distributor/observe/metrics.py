@@ -1,0 +1,211 @@
+"""`GET /metrics` in Prometheus exposition format.
+
+Counters are kept as plain integers on the hot path and read by a collector at scrape time,
+so a packet costs no metric locks; only the forward latency is a real histogram, observed
+once per forwarding request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from logdist.core.registry import Health
+from logdist.distributor.observe.meter import SECTIONS
+
+if TYPE_CHECKING:
+    from logdist.distributor.node import Distributor
+
+
+class DistributorCollector(Collector):
+    def __init__(self, distributor: Distributor) -> None:
+        self.d = distributor
+
+    def collect(self) -> Iterator[Metric]:
+        d = self.d
+        c = d.counters
+        inputs = c.by_input()
+        received_p = CounterMetricFamily(
+            "logdist_received_packets", "Packets accepted, by input.", labels=["input"]
+        )
+        received_m = CounterMetricFamily(
+            "logdist_received_messages", "Messages accepted, by input.", labels=["input"]
+        )
+        for name, counts in inputs.items():
+            received_p.add_metric([name], counts.packets)
+            received_m.add_metric([name], counts.messages)
+        yield from (received_p, received_m)
+        yield CounterMetricFamily(
+            "logdist_retries",
+            "Packets handed back for another try after a failed forward.",
+            c.retries,
+        )
+        control = CounterMetricFamily(
+            "logdist_control_plane_seconds",
+            "CPU seconds spent on registrations, leases and views, by section (and `tally`:"
+            " counting accepted packets by emitter, part of ingest).",
+            labels=["section"],
+        )
+        for section in (*SECTIONS, "tally"):
+            control.add_metric([section], getattr(d.control, section))
+        yield control
+        rejected = CounterMetricFamily(
+            "logdist_rejected",
+            "Ingest requests refused, by input and reason.",
+            labels=["input", "reason"],
+        )
+        for name, counts in inputs.items():
+            for reason, count in sorted(counts.rejected.items()):
+                rejected.add_metric([name, reason], count)
+        yield rejected
+        delivered_p = CounterMetricFamily(
+            "logdist_delivered_packets", "Packets acknowledged by an analyzer.", labels=["analyzer"]
+        )
+        delivered_m = CounterMetricFamily(
+            "logdist_delivered_messages",
+            "Messages acknowledged by an analyzer.",
+            labels=["analyzer"],
+        )
+        failures = CounterMetricFamily(
+            "logdist_forward_failures", "Failed forwarding requests.", labels=["analyzer"]
+        )
+        for aid, stats in sorted(c.analyzers.items()):
+            delivered_p.add_metric([aid], stats.packets)
+            delivered_m.add_metric([aid], stats.messages)
+            failures.add_metric([aid], stats.failures)
+        yield from (delivered_p, delivered_m, failures)
+        refused = CounterMetricFamily(
+            "logdist_refused_packets",
+            "Packets an analyzer refused (a 4xx other than 408/429), by analyzer and status.",
+            labels=["analyzer", "status"],
+        )
+        for (aid, code), count in sorted(c.refused.items()):
+            refused.add_metric([aid, str(code)], count)
+        dead = CounterMetricFamily(
+            "logdist_dead_letters",
+            "Packets kept as dead letters, by the analyzer and status of their last refusal.",
+            labels=["analyzer", "status"],
+        )
+        for (aid, code), count in sorted(c.dead_letters.items()):
+            dead.add_metric([aid, str(code)], count)
+        yield from (refused, dead)
+        store = d.dead_letters
+        yield GaugeMetricFamily(
+            "logdist_dead_letters_kept", "Dead letters kept now.", len(store.letters)
+        )
+        yield GaugeMetricFamily(
+            "logdist_dead_letters_bytes", "Bytes of the dead letters kept now.", store.bytes
+        )
+        q = d.dispatcher
+        yield GaugeMetricFamily("logdist_queue_depth", "Packets waiting for an analyzer.", q.queued)
+        yield GaugeMetricFamily(
+            "logdist_queue_capacity", "Queue capacity in packets.", d.cfg.queue_capacity
+        )
+        yield GaugeMetricFamily(
+            "logdist_unacked_packets", "Packets accepted and not yet acknowledged.", q.unacked
+        )
+        up = GaugeMetricFamily(
+            "logdist_analyzer_up", "1 if the analyzer is healthy.", labels=["analyzer"]
+        )
+        enabled = GaugeMetricFamily(
+            "logdist_analyzer_enabled", "1 if the analyzer is admin-enabled.", labels=["analyzer"]
+        )
+        weight = GaugeMetricFamily(
+            "logdist_analyzer_weight", "Configured weight.", labels=["analyzer"]
+        )
+        pending = GaugeMetricFamily(
+            "logdist_analyzer_pending",
+            "Packets assigned, not yet acknowledged.",
+            labels=["analyzer"],
+        )
+        for a in d.registry:
+            up.add_metric([a.id], 1.0 if a.health is Health.UP else 0.0)
+            enabled.add_metric([a.id], 1.0 if a.admin.value == "enabled" else 0.0)
+            weight.add_metric([a.id], a.weight)
+            pending.add_metric([a.id], a.pending)
+        yield from (up, enabled, weight, pending)
+        if d.cluster is not None:
+            yield from cluster_metrics(d.cluster.summary())
+
+
+def cluster_metrics(c: dict[str, Any]) -> Iterator[Metric]:
+    """Cluster mode: this replica's part, the shared stream and consumer, the replicas seen."""
+    yield GaugeMetricFamily(
+        "logdist_cluster_ready", "1 if this replica is in the cluster.", 1.0 if c["ready"] else 0.0
+    )
+    yield GaugeMetricFamily(
+        "logdist_cluster_in_flight",
+        "Stream messages this replica fetched and has not acknowledged.",
+        c["in_flight"],
+    )
+    yield CounterMetricFamily(
+        "logdist_cluster_fetched", "Stream messages this replica fetched.", c["fetched"]
+    )
+    yield CounterMetricFamily(
+        "logdist_cluster_acked", "Stream messages this replica acknowledged.", c["acked"]
+    )
+    yield CounterMetricFamily(
+        "logdist_cluster_publish_failures",
+        "Stream messages the servers did not take (each one's requests answered 503).",
+        c["publish_failures"],
+    )
+    state = c["stream_state"]
+    for name, key, text in (
+        ("logdist_cluster_stream_messages", "messages", "Messages in the stream (not yet acked)."),
+        ("logdist_cluster_stream_bytes", "bytes", "Bytes in the stream."),
+        ("logdist_cluster_consumer_pending", "consumer_pending", "Messages no replica fetched."),
+        (
+            "logdist_cluster_consumer_ack_pending",
+            "consumer_ack_pending",
+            "Messages fetched and not acknowledged, all replicas.",
+        ),
+    ):
+        if key in state:
+            yield GaugeMetricFamily(name, text, state[key])
+    if "redelivered" in state:
+        yield GaugeMetricFamily(
+            "logdist_cluster_redelivered",
+            "Messages fetched and now out for another try (JetStream's count, now).",
+            state["redelivered"],
+        )
+    up = GaugeMetricFamily(
+        "logdist_cluster_replica_up",
+        "1 if the replica's heartbeat is recent.",
+        labels=["replica"],
+    )
+    for r in c["replicas"]:
+        up.add_metric([r["id"]], 1.0 if r["up"] else 0.0)
+    yield up
+
+
+# Analyzers that each get a forward-latency histogram of their own; past it, one for the pool.
+LATENCY_EACH = 100
+POOL = "_pool"
+
+
+class Metrics:
+    def __init__(self, distributor: Distributor) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(DistributorCollector(distributor))
+        self.forward_latency = Histogram(
+            "logdist_forward_latency_seconds",
+            "Time from sending a forwarding request to its answer.",
+            ["analyzer"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self._latency: dict[str, Any] = {}
+
+    def observe_forward(self, aid: str, seconds: float, analyzers: int) -> None:
+        """A forward's latency, under its analyzer while the pool has at most LATENCY_EACH;
+        past that under `analyzer="_pool"` (fifteen series an analyzer, for thousands, would
+        make every scrape megabytes)."""
+        label = aid if analyzers <= LATENCY_EACH else POOL
+        child = self._latency.get(label)
+        if child is None:
+            child = self._latency[label] = self.forward_latency.labels(label)
+        child.observe(seconds)

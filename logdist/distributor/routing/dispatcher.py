@@ -1,0 +1,537 @@
+"""From the queue to the analyzers: late binding, per-analyzer outboxes, batching, retries.
+
+A packet waits in one bounded FIFO queue until some analyzer has room; only then is it
+assigned (late binding), so nothing queued waits on a dead analyzer. Each analyzer has an
+outbox of packets assigned to it and up to `max_requests` sender tasks draining it, so a slow
+analyzer holds only its own outbox, and once that is full the picker passes it over. A packet
+leaves the distributor only when an analyzer answers 2xx, or as a dead letter.
+
+An answer is one of three things (`core.delivery.outcome`). 2xx: delivered. A failure (no
+answer, 5xx, 408, 429): what was sent goes back to the head of the queue, marked so that
+another analyzer is preferred, and counts against the analyzer's health. A refusal (any other
+4xx): the analyzer is fine but will not take this data; a batch is split in halves, again and
+again, to find the packets it refuses, and the rest is delivered. A refused packet goes to
+another analyzer that has not refused it; one refused by `max_refusals` analyzers (or by every
+eligible one, if fewer) becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from logdist.config import DistributorConfig
+from logdist.core.backoff import Backoff
+from logdist.core.delivery import DELIVERED, REFUSED, Delivery, outcome
+from logdist.core.registry import Analyzer, Health, HealthChange, Registry
+from logdist.distributor.observe.counters import Counters
+from logdist.errors import Backpressure, PayloadTooLarge
+from logdist.events import event
+from logdist.formats.packet import Packet, Refusal, total
+from logdist.net.pool import Answer, Forwarder, ForwardError, Target, framing, target
+from logdist.net.web import JSON, NDJSON
+
+log = logging.getLogger("logdist.distributor")
+
+# Bytes per forwarded batch, beside the packet count limit.
+BATCH_BYTES = 4 << 20
+# Tries a packet gets at once; after that each retry waits out a backoff.
+FREE_RETRIES = 3
+# Packets routed per turn before the dispatcher lets other tasks run.
+ROUTE_SLICE = 4096
+# Bodies bigger than this are gzipped in a thread (zlib lets go of the GIL), smaller ones at once.
+GZIP_INLINE = 64 << 10
+# Seconds an analyzer that answered 429 without a usable Retry-After is left alone; the cap.
+HOLD_DEFAULT = 1.0
+HOLD_CAP = 60.0
+
+
+@dataclass(eq=False)
+class Outbox:
+    analyzer: Analyzer
+    packets: deque[Packet] = field(default_factory=deque)
+    senders: int = 0
+    # Senders about to take from `packets` (spawned, or back from a forward): while one is,
+    # packets routed meanwhile join its batch instead of starting another sender.
+    idle: int = 0
+    # Where forwards go, made from `delivery` (remade when the analyzer's settings change).
+    target: Target | None = None
+    delivery: Delivery | None = None
+
+
+def ndjson_pieces(batch: list[Packet]) -> list[bytes]:
+    """A batch's NDJSON body as pieces to write back to back: no copy of the packets."""
+    pieces: list[bytes] = []
+    for packet in batch:
+        pieces += (packet.body, b"\n")
+    return pieces
+
+
+def json_array(batch: list[Packet]) -> bytes:
+    """A batch as one JSON array (a run's lines are its packets, one a line)."""
+    return b"[%s]" % b",".join(
+        [p.body if p.count == 1 else p.body.replace(b"\n", b",") for p in batch]
+    )
+
+
+def gzip_pieces(pieces: list[bytes]) -> bytes:
+    # Level 1, as nginx's gzip_comp_level defaults to: most of the saving for a fraction of
+    # the CPU of the higher levels.
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return b"".join([z.compress(p) for p in pieces] + [z.flush()])
+
+
+@functools.cache
+def fields_for(content_type: str, gzip: bool) -> bytes:
+    return framing(content_type, "gzip" if gzip else None)
+
+
+def opened(batch: list[Packet]) -> list[Packet]:
+    """The packets of `batch` one by one, runs opened."""
+    if len(batch) == 1 and batch[0].count == 1:
+        return batch
+    return [part for p in batch for part in p.parts()]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        cfg: DistributorConfig,
+        registry: Registry,
+        counters: Counters,
+        now: Callable[[], float] = time.monotonic,
+        on_delivered: Callable[[str, list[Packet], float], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.counters = counters
+        # Told of every acknowledged batch: analyzer id, packets, seconds the request took.
+        self.on_delivered = on_delivered
+        # Keeps a packet refused too often as a dead letter; False if it could not (it is
+        # then kept in the queue and tried again later).
+        self.on_dead_letter: Callable[[Packet], bool] | None = None
+        self.queue: deque[Packet] = deque()
+        # Packets in `queue` (a run counts what it holds).
+        self.queued = 0
+        # Accepted and not yet acknowledged by an analyzer: the packets this daemon owns.
+        self.unacked = 0
+        self.backing_off = 0
+        self._now = now
+        self._boxes: dict[str, Outbox] = {}
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._forwarder = Forwarder()
+        self._backoff = Backoff(base=0.1, cap=2.0)
+        # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
+        self._holds: dict[str, asyncio.TimerHandle] = {}
+        # Told when the queue has room again (the front door's waiting requests, syslog's
+        # paused connections), in this order.
+        self.on_room: list[Callable[[], None]] = []
+        # The full analyzer whose turn it was: routing waits for its room (see Registry).
+        self._waiting_for: Analyzer | None = None
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def check_room(self, count: int) -> None:
+        """Refuse `count` more packets with backpressure when the queue cannot hold them."""
+        capacity = self.cfg.queue_capacity
+        if count > capacity:
+            raise PayloadTooLarge(
+                f"a batch of {count} packets exceeds the queue capacity of {capacity}",
+                {"capacity": capacity},
+            )
+        if self.queued + count > capacity:
+            raise self.queue_full()
+
+    def queue_full(self) -> Backpressure:
+        capacity = self.cfg.queue_capacity
+        return Backpressure(
+            f"queue full ({self.queued} of {capacity} packets); keep the packets and retry",
+            retry_after=self.cfg.retry_after,
+            detail={"depth": self.queued, "capacity": capacity},
+        )
+
+    def enqueue(self, packets: list[Packet], *, replayed: bool = False) -> None:
+        """Take ownership of `packets` (room was checked, or they are replayed from the spool)."""
+        count = total(packets)
+        self.queue.extend(packets)
+        self.queued += count
+        self.unacked += count
+        self._settled.clear()
+        if not replayed:
+            self.counters.received_packets += count
+            self.counters.received_messages += (
+                packets[0].messages if count == 1 else sum([p.messages for p in packets])
+            )
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something changed that may let queued packets move (room, health, admin state)."""
+        self._wake.set()
+
+    # -- routing --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._spawn(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._route()
+            await asyncio.sleep(0)
+
+    def _route(self) -> None:
+        self._route_slice()
+        if self.on_room and self.queued < self.cfg.queue_capacity:
+            for room in self.on_room:
+                room()
+
+    def _route_slice(self) -> None:
+        queue, registry = self.queue, self.registry
+        waiting = self._waiting_for
+        if waiting is not None:
+            if registry.full(waiting) and waiting.routable and not registry.check_stall(waiting):
+                return
+            self._waiting_for = None
+        for _ in range(ROUTE_SLICE):
+            if not queue:
+                return
+            packet = queue[0]
+            exclude = packet.last_failed if packet.refusals is None else packet.refusers()
+            analyzer = registry.assign(packet.messages, exclude, packet.count)
+            if analyzer is None and exclude is not None:
+                # Only an analyzer that failed it has room: better it again than nowhere.
+                analyzer = registry.assign(packet.messages, None, packet.count)
+            if analyzer is None:
+                return
+            queue.popleft()
+            self.queued -= packet.count
+            box = self._boxes.get(analyzer.id)
+            if box is None or box.analyzer is not analyzer:
+                box = self._boxes[analyzer.id] = Outbox(analyzer)
+            box.packets.append(packet)
+            self._add_sender(box)
+            if registry.full(analyzer):
+                # Its share is taken whole: wait for its room (or for it to be found stalled).
+                self._waiting_for = analyzer
+                loop = asyncio.get_running_loop()
+                loop.call_later(registry.stall_after, self._wake.set)
+                return
+        self._wake.set()
+
+    def _add_sender(self, box: Outbox) -> None:
+        """Start a sender for `box` unless one is about to take from it or it has enough."""
+        if not box.idle and box.senders < self.cfg.max_requests:
+            box.senders += 1
+            box.idle += 1
+            self._spawn(self._send(box))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, box: Outbox) -> None:
+        busy = False
+        try:
+            while box.packets:
+                box.idle -= 1
+                busy = True
+                await self._forward(box, self._next_request(box))
+                box.idle += 1
+                busy = False
+        finally:
+            box.senders -= 1
+            if not busy:
+                box.idle -= 1
+
+    def _next_request(self, box: Outbox) -> list[Packet]:
+        """What the next forward from `box` carries: one packet to an analyzer that takes one
+        at a time (a run is opened for it), else a batch; when more than a batch waits,
+        another sender forwards it alongside."""
+        first = box.packets.popleft()
+        if not box.analyzer.batches:
+            if first.count > 1:
+                parts = first.parts()
+                box.packets.extendleft(reversed(parts[1:]))
+                first = parts[0]
+            return [first]
+        batch = [first]
+        size = len(first.body)
+        count = first.count
+        limit = self.cfg.forward_batch
+        while box.packets and count + box.packets[0].count <= limit:
+            size += len(box.packets[0].body) + 1
+            if size > BATCH_BYTES:
+                break
+            packet = box.packets.popleft()
+            count += packet.count
+            batch.append(packet)
+        if box.packets:
+            self._add_sender(box)
+        return batch
+
+    async def _forward(self, box: Outbox, batch: list[Packet]) -> None:
+        analyzer = box.analyzer
+        try:
+            await self._attempt(box, batch)
+        finally:
+            self.registry.release(analyzer.id, total(batch))
+            self._wake.set()
+
+    def _target(self, box: Outbox) -> Target:
+        analyzer = box.analyzer
+        if box.target is None or box.delivery is not analyzer.delivery:
+            box.delivery = analyzer.delivery
+            box.target = target(analyzer.url, analyzer.delivery.headers)
+        return box.target
+
+    async def _body(self, analyzer: Analyzer, batch: list[Packet]) -> tuple[list[bytes], bytes]:
+        """What a forward of `batch` to `analyzer` sends: body pieces and framing headers."""
+        delivery = analyzer.delivery
+        pieces: list[bytes]
+        if not analyzer.batches:
+            pieces, ctype = [batch[0].body], JSON
+        elif delivery.format == "json-array":
+            pieces, ctype = [json_array(batch)], JSON
+        else:
+            pieces, ctype = ndjson_pieces(batch), NDJSON
+        gzip = delivery.compression == "gzip"
+        if gzip:
+            if sum(map(len, pieces)) > GZIP_INLINE:
+                pieces = [await asyncio.to_thread(gzip_pieces, pieces)]
+            else:
+                pieces = [gzip_pieces(pieces)]
+        return pieces, fields_for(ctype, gzip)
+
+    async def _attempt(self, box: Outbox, batch: list[Packet]) -> None:
+        """Forward `batch` once; a refused batch is split and its halves forwarded in turn."""
+        analyzer = box.analyzer
+        stats = self.counters.analyzer(analyzer.id)
+        stats.requests += 1
+        started = self._now()
+        try:
+            body, fields = await self._body(analyzer, batch)
+            answer = await self._forwarder.post(
+                self._target(box), body, fields, self.cfg.forward_timeout
+            )
+        except ForwardError as exc:
+            self._failed(analyzer, batch, str(exc))
+            return
+        kind = outcome(answer.status)
+        if kind == DELIVERED:
+            latency = self._now() - started
+            self._delivered(analyzer, batch)
+            if self.on_delivered is not None:
+                self.on_delivered(analyzer.id, batch, latency)
+        elif kind == REFUSED:
+            # It answered: whatever it thinks of the data, it is alive.
+            change = self.registry.record_success(analyzer.id, passive=True)
+            if change is not None:
+                self.health_changed(change)
+            packets = opened(batch)
+            if len(packets) == 1:
+                self._refused(analyzer, packets[0], answer)
+                return
+            half = len(packets) // 2
+            stats.splits += 1
+            await self._attempt(box, packets[:half])
+            await self._attempt(box, packets[half:])
+        else:
+            if answer.status == 429 or answer.retry_after is not None:
+                self._hold(analyzer, answer.retry_after)
+            self._failed(analyzer, batch, f"HTTP {answer.status}")
+
+    def _hold(self, analyzer: Analyzer, seconds: float | None) -> None:
+        """Give `analyzer` nothing new for `seconds` (its Retry-After), within HOLD_CAP."""
+        delay = min(HOLD_CAP, HOLD_DEFAULT if seconds is None else seconds)
+        aid = analyzer.id
+        old = self._holds.pop(aid, None)
+        if old is not None:
+            old.cancel()
+        self.registry.hold(aid, True)
+        event(log, "analyzer_held", analyzer=aid, seconds=round(delay, 3))
+
+        def release() -> None:
+            self._holds.pop(aid, None)
+            self.registry.hold(aid, False)
+            self._wake.set()
+
+        self._holds[aid] = asyncio.get_running_loop().call_later(delay, release)
+
+    def _refused(self, analyzer: Analyzer, packet: Packet, answer: Answer) -> None:
+        """`analyzer` refused `packet` (one packet): another analyzer, or a dead letter."""
+        self.counters.refused[(analyzer.id, answer.status)] += 1
+        refusal = Refusal(analyzer.id, answer.status, answer.body.decode("utf-8", "replace"))
+        refusals = packet.refusals = [*(packet.refusals or ()), refusal]
+        refusers = {r.analyzer for r in refusals}
+        limit = max(1, min(self.cfg.max_refusals, self.registry.routable_count))
+        dead = len(refusers) >= limit or len(refusals) >= 3 * self.cfg.max_refusals
+        event(
+            log,
+            "packet_refused",
+            logging.WARNING,
+            analyzer=analyzer.id,
+            status=answer.status,
+            packet=packet.id,
+            refusals=len(refusers),
+            limit=limit,
+        )
+        packet.last_failed = analyzer.id
+        if dead and self.on_dead_letter is not None and self.on_dead_letter(packet):
+            self.counters.dead_letters[(analyzer.id, answer.status)] += 1
+            self._settle(packet.count)
+            return
+        if dead:
+            # It could not be written as a dead letter: keep it, and try again later.
+            packet.attempts += 1
+            self._retry([packet])
+            return
+        self._requeue([packet])
+
+    def _delivered(self, analyzer: Analyzer, batch: list[Packet]) -> None:
+        messages = sum([p.messages for p in batch])
+        count = total(batch)
+        stats = self.counters.analyzer(analyzer.id)
+        stats.packets += count
+        stats.messages += messages
+        self.counters.delivered_packets += count
+        self.counters.delivered_messages += messages
+        self._settle(count)
+        change = self.registry.record_success(analyzer.id, passive=True)
+        if change is not None:
+            self.health_changed(change)
+
+    def _settle(self, count: int) -> None:
+        """`count` packets left the distributor's hands (delivered, or dead letters)."""
+        self.unacked -= count
+        if self.unacked == 0:
+            self._settled.set()
+
+    def _failed(self, analyzer: Analyzer, batch: list[Packet], reason: str) -> None:
+        self.counters.analyzer(analyzer.id).failures += 1
+        self.counters.forward_failures += 1
+        self.counters.retries += total(batch)
+        event(
+            log,
+            "forward_failed",
+            logging.WARNING,
+            analyzer=analyzer.id,
+            packets=total(batch),
+            reason=reason,
+        )
+        for packet in batch:
+            packet.attempts += 1
+            packet.last_failed = analyzer.id
+        change = self.registry.record_failure(analyzer.id, reason, passive=True)
+        if change is not None:
+            self.health_changed(change)
+        self._retry(batch)
+
+    def _retry(self, batch: list[Packet]) -> None:
+        attempts = max(p.attempts for p in batch)
+        if attempts <= FREE_RETRIES:
+            self._requeue(batch)
+            return
+        # A packet that keeps failing everywhere waits before its next try instead of spinning.
+        delay = self._backoff.delay(attempts - FREE_RETRIES, random.random)
+        count = total(batch)
+        self.backing_off += count
+
+        def later() -> None:
+            self.backing_off -= count
+            self._requeue(batch)
+
+        self._later(delay, later)
+
+    def _requeue(self, packets: list[Packet]) -> None:
+        self.queue.extendleft(reversed(packets))
+        self.queued += total(packets)
+        self._wake.set()
+
+    # -- changes from health checks and admin ---------------------------------------------
+
+    def health_changed(self, change: HealthChange) -> None:
+        level = logging.WARNING if change.new is Health.DOWN else logging.INFO
+        event(
+            log,
+            "health",
+            level,
+            analyzer=change.analyzer,
+            old=change.old.value,
+            new=change.new.value,
+            reason=change.reason,
+        )
+        if change.new is not Health.UP:
+            self.evacuate(change.analyzer)
+        delay = self.registry.retry_delay(change.analyzer)
+        if delay is not None:
+            # Passive health: nothing probes it, so it is tried again after a back-off.
+            self._later(delay, functools.partial(self._try_again, change.analyzer))
+        self._wake.set()
+
+    def _try_again(self, aid: str) -> None:
+        change = self.registry.try_again(aid)
+        if change is not None:
+            self.health_changed(change)
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        def run() -> None:
+            self._timers.discard(handle)
+            callback()
+
+        handle = asyncio.get_running_loop().call_later(delay, run)
+        self._timers.add(handle)
+
+    def evacuate(self, aid: str) -> None:
+        """Hand back what waits in `aid`'s outbox; requests already sent finish on their own."""
+        box = self._boxes.get(aid)
+        if box is None or not box.packets:
+            return
+        packets = list(box.packets)
+        box.packets.clear()
+        self.registry.release(aid, total(packets), settled=False)
+        self._requeue(packets)
+
+    def forget(self, aid: str) -> None:
+        self.evacuate(aid)
+        self._boxes.pop(aid, None)
+
+    def outbox_depth(self, aid: str) -> int:
+        box = self._boxes.get(aid)
+        return total(list(box.packets)) if box is not None else 0
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` s for every owned packet to be acknowledged; return those left."""
+        if self.unacked:
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._settled.wait()
+        return self.unacked
+
+    async def stop(self) -> None:
+        for handle in [*self._timers, *self._holds.values()]:
+            handle.cancel()
+        self._timers.clear()
+        self._holds.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._forwarder.close()

@@ -1,0 +1,338 @@
+"""`logdist up`: run a whole local topology as child processes, and stop them all cleanly.
+
+Each daemon is a `logdist` subprocess; its log lines are relayed prefixed with its name, as
+foreman and docker compose do. Stop order is emitters, then the distributor (which drains),
+then analyzers, so that what is in flight still has somewhere to go.
+
+SIGINT, SIGTERM and SIGHUP (the terminal closed) stop everything that way. If `up` itself is
+killed without a word (SIGKILL), its daemons stop by themselves: each is told its parent's
+pid (LOGDIST_PARENT_PID) and asks Linux for a SIGTERM when that parent dies (see
+daemon.die_with_parent), with a watch on its parent pid behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logdist.config import AnalyzerConfig, EmitterConfig, Topology
+from logdist.local import natsd
+from logdist.local.ports import Holder, holders
+from logdist.net.server import PARENT_ENV, die_with_parent
+
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    # Not a logdist daemon (a NATS server): Linux is asked, in the child, to SIGTERM it when
+    # `up` dies, since it cannot watch LOGDIST_PARENT_PID itself.
+    foreign: bool = False
+    relay: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _logdist(*args: str) -> list[str]:
+    return [sys.executable, "-m", "logdist", *args]
+
+
+def analyzer_argv(cfg: AnalyzerConfig) -> list[str]:
+    argv = _logdist(
+        "analyzer",
+        "serve",
+        "--id",
+        cfg.id,
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--dedupe-window",
+        str(cfg.dedupe_window),
+        "--max-body-bytes",
+        str(cfg.max_body_bytes),
+    )
+    if cfg.output:
+        argv += ["--output", cfg.output]
+    if cfg.fail_rate:
+        argv += ["--fail-rate", str(cfg.fail_rate)]
+    if cfg.delay:
+        argv += ["--delay", str(cfg.delay)]
+    if cfg.store:
+        argv += ["--store", cfg.store, "--store-segment", str(cfg.store_segment)]
+        argv += ["--store-sync", cfg.store_sync]
+        if cfg.store_max_bytes is not None:
+            argv += ["--store-max-bytes", str(cfg.store_max_bytes)]
+        if cfg.store_max_age is not None:
+            argv += ["--store-max-age", str(cfg.store_max_age)]
+    return argv
+
+
+def emitter_argv(cfg: EmitterConfig) -> list[str]:
+    lo, hi = cfg.messages
+    return _logdist(
+        "emitter",
+        "start",
+        "--id",
+        cfg.id,
+        *(a for url in cfg.distributor for a in ("--distributor", url)),
+        "--rate",
+        str(cfg.rate),
+        "--messages",
+        f"{lo}-{hi}",
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--buffer",
+        str(cfg.buffer),
+        "--concurrency",
+        str(cfg.concurrency),
+        "--timeout",
+        str(cfg.timeout),
+        "--track-ids",
+        str(cfg.track_ids),
+        "--register-interval",
+        str(cfg.register_interval),
+        "--drain-timeout",
+        str(cfg.drain_timeout),
+        "--service",
+        cfg.service,
+        "--fleet",
+        str(cfg.fleet),
+        "--fleet-batch",
+        str(cfg.fleet_batch),
+    )
+
+
+def children(
+    topology: Topology,
+    config_path: Path,
+    state_dir: Path | None,
+    spool_dir: Path | None = None,
+    nats_dir: Path | None = None,
+) -> tuple[list[Child], list[Child], list[Child], list[Child]]:
+    """The NATS servers, analyzers, distributors and emitters to start, in that order."""
+    analyzers = [Child(a.id, analyzer_argv(a)) for a in topology.analyzers]
+    argv = _logdist("distributor", "serve", "--config", str(config_path))
+    emitters = [Child(e.id, emitter_argv(e)) for e in topology.emitters]
+    cluster = topology.cluster
+    if cluster is None:
+        if state_dir is not None:
+            argv += ["--state-dir", str(state_dir)]
+        if spool_dir is not None:
+            argv += ["--spool-dir", str(spool_dir)]
+        return [], analyzers, [Child("distributor", argv)], emitters
+    # A cluster: JetStream keeps the queue and the control plane (no spool, no state dir).
+    nats: list[Child] = []
+    servers = topology.distributor.cluster.servers
+    if not servers:
+        assert nats_dir is not None
+        nats = [
+            Child(name, cmd, foreign=True) for name, cmd in natsd.write_configs(cluster, nats_dir)
+        ]
+        servers = cluster.nats_urls()
+    replicas = []
+    for k, url in enumerate(topology.replica_urls(), 1):
+        extra = ["--id", f"d{k}", "--port", url.rsplit(":", 1)[1], "--cluster", ",".join(servers)]
+        syslog = topology.distributor.syslog
+        for flag, port in (("--syslog-tcp", syslog.tcp), ("--syslog-udp", syslog.udp)):
+            if port:  # each replica takes syslog on its own ports: d1's, d1's + 1, …
+                extra += [flag, str(port + k - 1)]
+        replicas.append(Child(f"d{k}", argv + extra))
+    return nats, analyzers, replicas, emitters
+
+
+async def _listening(host: str, port: int, timeout: float) -> bool:
+    """Wait until something accepts connections on host:port."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+async def _relay(child: Child, width: int) -> None:
+    assert child.proc is not None and child.proc.stderr is not None
+    prefix = f"{child.name:<{width}} | ".encode()
+    out = sys.stdout.buffer
+    async for line in child.proc.stderr:
+        # A closed terminal (EIO) or pipe: keep reading, so the child never blocks on a write.
+        with contextlib.suppress(OSError, ValueError):
+            out.write(prefix + line)
+            out.flush()
+
+
+def say(text: str) -> None:
+    """A line of `up`'s own on stderr, if there is still somewhere to write it."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+async def _start(child: Child, width: int) -> None:
+    child.proc = await asyncio.create_subprocess_exec(
+        *child.argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
+        preexec_fn=die_with_parent if child.foreign else None,
+    )
+    child.relay = asyncio.get_running_loop().create_task(_relay(child, width))
+
+
+async def _stop(group: list[Child]) -> None:
+    running = [c for c in group if c.proc is not None and c.proc.returncode is None]
+    for child in running:
+        assert child.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            child.proc.send_signal(signal.SIGTERM)
+    for child in running:
+        assert child.proc is not None
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await child.proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+            await child.proc.wait()
+    for child in group:
+        if child.relay is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await child.relay
+
+
+def endpoints(topology: Topology) -> list[tuple[str, str, int]]:
+    """(daemon, host, port) of every fixed port the topology's daemons listen on."""
+    ends = [(a.id, a.host, a.port) for a in topology.analyzers]
+    d = topology.distributor
+    if topology.cluster is None:
+        ends.append(("distributor", d.host, d.port))
+    else:
+        for k in range(topology.cluster.distributors):
+            ends.append((f"d{k + 1}", d.host, d.port + k))
+            if d.syslog.tcp:
+                ends.append((f"d{k + 1} syslog", d.syslog.host, d.syslog.tcp + k))
+        if not d.cluster.servers:
+            ends += [(name, "127.0.0.1", port) for name, port in natsd.ports(topology.cluster)]
+    if d.syslog.tcp and topology.cluster is None:
+        ends.append(("distributor syslog", d.syslog.host, d.syslog.tcp))
+    ends += [(e.id, e.host, e.port) for e in topology.emitters]
+    return [end for end in ends if end[2] != 0]
+
+
+def busy_message(busy: list[tuple[str, int, Holder | None]]) -> str:
+    """One line naming what holds the topology's ports."""
+    parts = []
+    pids = []
+    for name, port, holder in busy:
+        if holder is None:
+            parts.append(f"{name} :{port} (held by a process this user cannot see)")
+        else:
+            parts.append(f"{name} :{port} (pid {holder.pid}: {holder.command})")
+            pids.append(str(holder.pid))
+    earlier = any(h is not None and "logdist" in h.command for _, _, h in busy)
+    what = "daemons of an earlier run still hold" if earlier else "something else holds"
+    hint = f"; stop them (kill {' '.join(sorted(set(pids)))})" if pids else ""
+    return f"logdist up: {what} its ports: {', '.join(parts)}{hint} or change the ports"
+
+
+async def run_topology(
+    topology: Topology,
+    config_path: Path,
+    banner: str,
+    state_dir: Path | None = None,
+    spool_dir: Path | None = None,
+    nats_dir: Path | None = None,
+) -> int:
+    """Start every daemon of `topology`, print `banner`, wait for a signal, stop them all.
+
+    NATS servers first (a cluster's), then analyzers, then the distributor (or its
+    replicas), and the emitters once it listens. An analyzer, emitter, NATS server or one of
+    several replicas that dies is reported and the rest keep running (failover is something
+    to watch); if the distributor dies — every replica of a cluster — everything stops and
+    the exit code is 1.
+    """
+    nats, analyzers, distributors, emitters = children(
+        topology, config_path, state_dir, spool_dir, nats_dir
+    )
+    everyone = [*nats, *analyzers, *distributors, *emitters]
+    width = max(len(c.name) for c in everyone)
+    stop = asyncio.Event()
+    died: list[str] = []
+    loop = asyncio.get_running_loop()
+    busy = holders(endpoints(topology))
+    if busy:
+        say(busy_message(busy))
+        return 1
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    watchers: list[asyncio.Task[None]] = []
+    gone: list[str] = []
+
+    async def watch(child: Child) -> None:
+        assert child.proc is not None
+        code = await child.proc.wait()
+        if stop.is_set():
+            return
+        essential = child in distributors
+        if essential:
+            gone.append(child.name)
+            essential = len(gone) == len(distributors)
+        what = "stopping the rest" if essential else "the rest keep running"
+        say(f"logdist up: {child.name} exited with code {code}; {what}")
+        if essential:
+            died.append(child.name)
+            stop.set()
+
+    async def launch(group: list[Child]) -> None:
+        for child in group:
+            await _start(child, width)
+            watchers.append(loop.create_task(watch(child)))
+
+    async def listening(what: str, ends: list[tuple[str, int]]) -> bool:
+        for host, port in ends:
+            if not await _listening(host, port, 20.0) and not stop.is_set():
+                say(f"logdist up: {what} is not listening on {host}:{port}")
+                died.append(what)
+                stop.set()
+        return not stop.is_set()
+
+    try:
+        await launch(nats)
+        cluster = topology.cluster
+        if nats and cluster is not None:
+            ports = [("127.0.0.1", cluster.nats_port + i) for i in range(len(nats))]
+            await listening(f"a NATS server (its log: {nats_dir}/nN.log)", ports)
+        if not stop.is_set():
+            await launch([*analyzers, *distributors])
+            d = topology.distributor
+            ends = [(d.host, int(u.rsplit(":", 1)[1])) for u in topology.replica_urls()]
+            if await listening("the distributor", ends):
+                await launch(emitters)
+                with contextlib.suppress(OSError, ValueError):
+                    print(banner, flush=True)
+                await stop.wait()
+    finally:
+        stop.set()
+        await _stop(emitters)
+        await _stop(distributors)
+        await _stop(analyzers)
+        await _stop(nats)
+        for task in watchers:
+            task.cancel()
+    return 1 if died else 0
