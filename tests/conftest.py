@@ -1,16 +1,42 @@
-"""Fixtures for every suite that starts real processes (e2e, chaos)."""
+"""The markers that keep `pytest -m "not e2e and not chaos"` process-free, and the fixtures
+of every suite that starts real processes (e2e, chaos)."""
 
 from __future__ import annotations
 
+import multiprocessing.util
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.procs import Procs
+from tests.support.procs import Procs
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is e2e and everything under tests/chaos is chaos."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in ("e2e", "chaos"):
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_when_marked(request: pytest.FixtureRequest, monkeypatch: Any) -> None:
+    """A test that starts a process (a subprocess, a spawned parse process) must say so with
+    the e2e or chaos marker, so that the fast subset stays process-free."""
+    if any(request.node.get_closest_marker(name) for name in ("e2e", "chaos")):
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it e2e")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", refuse)
 
 
 @pytest.fixture

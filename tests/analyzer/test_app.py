@@ -15,18 +15,11 @@ from logdist.analyzer.app import STATE
 from logdist.config import AnalyzerConfig
 from logdist.net import server
 from logdist.net.web import NDJSON
-from tests.serving import FrontServer, read_response
+from tests.support.packets import packet
+from tests.support.serving import FrontServer, read_response
 
 Client = TestClient[Any, Any]
 Serve = Callable[[web.Application], Awaitable[Client]]
-
-
-def packet(pid: str, emitter: str = "e1", n: int = 1) -> dict[str, Any]:
-    return {
-        "packetId": pid,
-        "emitter": emitter,
-        "messages": [{"message": str(i)} for i in range(n)],
-    }
 
 
 @pytest.fixture(params=["front door", "aiohttp"])
@@ -58,7 +51,7 @@ async def client(serve: Serve, tmp_path: Path, request: pytest.FixtureRequest) -
 
 async def test_single_packet_is_counted_once_even_when_sent_twice(client: Client) -> None:
     for expected_new in (1, 0):
-        resp = await client.post("/ingest", json=packet("p1", n=3))
+        resp = await client.post("/ingest", json=packet("p1", 3))
         assert resp.status == 200
         assert await resp.json() == {
             "accepted": 1,
@@ -72,7 +65,7 @@ async def test_single_packet_is_counted_once_even_when_sent_twice(client: Client
 
 
 async def test_ndjson_and_array_batches(client: Client) -> None:
-    nd = b"\n".join(orjson.dumps(packet(f"n{i}", "e2", 2)) for i in range(3))
+    nd = b"\n".join(orjson.dumps(packet(f"n{i}", 2, "e2")) for i in range(3))
     resp = await client.post("/ingest", data=nd, headers={"Content-Type": "application/x-ndjson"})
     assert (await resp.json())["new"] == 3
     resp = await client.post("/ingest", json=[packet("n0"), packet("x1")])
@@ -110,9 +103,9 @@ async def test_ndjson_batch_with_repeats_and_several_emitters(
     client: Client, tmp_path: Path, crlf: bool
 ) -> None:
     sep = b"\r\n" if crlf else b"\n"  # CRLF takes the line-by-line way: same answer
-    first = sep.join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in range(4))
+    first = sep.join(orjson.dumps(packet(f"p{i}", i + 1, f"e{i % 2}")) for i in range(4))
     await client.post("/ingest", data=first, headers={"Content-Type": "application/x-ndjson"})
-    again = sep.join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in (2, 3, 4))
+    again = sep.join(orjson.dumps(packet(f"p{i}", i + 1, f"e{i % 2}")) for i in (2, 3, 4))
     resp = await client.post(
         "/ingest", data=again, headers={"Content-Type": "application/x-ndjson"}
     )
@@ -130,10 +123,10 @@ async def test_ndjson_batch_with_repeats_and_several_emitters(
 async def test_without_an_output_file_batches_are_counted_the_same(serve: Serve) -> None:
     # No output file: the analyzer reads batches without keeping each packet's line.
     client = await serve(make_app(AnalyzerConfig(dedupe_window=1000)))
-    first = b"\n".join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in range(4))
+    first = b"\n".join(orjson.dumps(packet(f"p{i}", i + 1, f"e{i % 2}")) for i in range(4))
     ctype = {"Content-Type": "application/x-ndjson"}
     await client.post("/ingest", data=first, headers=ctype)
-    again = b"\n".join(orjson.dumps(packet(f"p{i}", f"e{i % 2}", i + 1)) for i in (2, 3, 4))
+    again = b"\n".join(orjson.dumps(packet(f"p{i}", i + 1, f"e{i % 2}")) for i in (2, 3, 4))
     resp = await client.post("/ingest", data=again, headers=ctype)
     assert await resp.json() == {"accepted": 3, "new": 1, "duplicates": 2}
     bad = b'{"packetId":"q","messages":[{}]}\n{"packetId":"r","messages":[7]}\n'
@@ -209,7 +202,7 @@ async def test_a_keep_alive_connection_takes_batches_then_other_routes() -> None
     reader, writer = await asyncio.open_connection("127.0.0.1", port(listening))
     try:
         for start in (0, 3):
-            body = b"\n".join(orjson.dumps(packet(f"p{i}", n=2)) for i in range(start, start + 3))
+            body = b"\n".join(orjson.dumps(packet(f"p{i}", 2)) for i in range(start, start + 3))
             writer.write(
                 b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
@@ -248,7 +241,7 @@ async def test_an_oversized_batch_is_refused_before_its_body() -> None:
 async def test_a_gzipped_batch_is_read_as_the_same_packets(client: Client) -> None:
     import gzip
 
-    body = b"\n".join(orjson.dumps(packet(f"z{i}", n=2)) for i in range(20))
+    body = b"\n".join(orjson.dumps(packet(f"z{i}", 2)) for i in range(20))
     resp = await client.post(
         "/ingest",
         data=gzip.compress(body),
@@ -264,7 +257,7 @@ async def test_a_storing_analyzer_answers_searches_of_what_it_acknowledged(
     serve: Serve, tmp_path: Path
 ) -> None:
     client = await serve(make_app(AnalyzerConfig(store=str(tmp_path / "store"))))
-    body = b"\n".join(orjson.dumps(packet(f"p{i}", n=3)) for i in range(5)) + b"\n"
+    body = b"\n".join(orjson.dumps(packet(f"p{i}", 3)) for i in range(5)) + b"\n"
     resp = await client.post("/ingest", data=body, headers={"Content-Type": NDJSON})
     assert (await resp.json())["new"] == 5
     health = await (await client.get("/health")).json()
@@ -324,7 +317,7 @@ async def test_a_store_that_cannot_write_acknowledges_nothing(serve: Serve, tmp_
     store = app[STATE].store
     assert store is not None and store._seg is not None
     store._seg.execute("PRAGMA query_only = ON")  # the segment refuses writes, as a full disk
-    refused = await client.post("/ingest", json=packet("p1", n=3))
+    refused = await client.post("/ingest", json=packet("p1", 3))
     assert refused.status == 503 and refused.headers["Retry-After"]
     body = await refused.json()
     assert body["code"] == "store_failure" and "readonly" in body["error"]
@@ -332,7 +325,7 @@ async def test_a_store_that_cannot_write_acknowledges_nothing(serve: Serve, tmp_
     assert stats["packets"] == 1 and stats["store"]["failures"] == 1
     store._seg.execute("PRAGMA query_only = OFF")
     # Sent again, it is stored: its id was taken back when its rows were not written.
-    again = await client.post("/ingest", json=packet("p1", n=3))
+    again = await client.post("/ingest", json=packet("p1", 3))
     assert await again.json() == {"accepted": 1, "new": 1, "duplicates": 0}
     found = await (await client.get("/search")).json()
     assert [i["packetId"] for i in found["items"]] == ["p1", "p1", "p1", "p0"]

@@ -16,13 +16,13 @@ import pytest
 from logdist.analyzer.store import Item, Store
 from logdist.errors import InvalidRequest, NotFound
 from logdist.search.query import LEVELS, Query, decode_cursor, parse_query
+from tests.support import packets as support
 
 T0 = 1_796_205_600_000  # 2026-12-02T10:00:00Z
 
 
 def packet(pid: str, *messages: dict[str, Any], emitter: str = "e1") -> Item:
-    body = {"packetId": pid, "emitter": emitter, "messages": list(messages)}
-    return pid, emitter, orjson.dumps(body)
+    return pid, emitter, orjson.dumps(support.packet(pid, messages, emitter))
 
 
 def msg(text: str, ms: int, level: str = "INFO", **extra: Any) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.pipeline import Pipeline
-from tests.e2e.procs import Procs, get, wait_for
+from tests.support.pipeline import Pipeline
+from tests.support.procs import Procs, get, wait_for
 
 pytestmark = pytest.mark.chaos
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from logdist.local.ports import free_run
-from tests.e2e.cluster import (
+from tests.support.cluster import (
     NatsCluster,
     Pool,
     account,
@@ -23,7 +23,7 @@ from tests.e2e.cluster import (
     emitter,
     replica,
 )
-from tests.e2e.procs import Procs, get, post, request, wait_for
+from tests.support.procs import Procs, get, post, request, wait_for
 
 pytestmark = pytest.mark.chaos
 

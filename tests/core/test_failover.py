@@ -6,18 +6,11 @@ import pytest
 
 from logdist.core.backoff import Backoff
 from logdist.core.failover import Failover
+from tests.support.clock import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make(n: int) -> tuple[Failover, Clock]:
-    clock = Clock()
+def make(n: int) -> tuple[Failover, FakeClock]:
+    clock = FakeClock(100.0)
     urls = [f"http://127.0.0.1:{8000 + i}" for i in range(n)]
     return Failover(urls, now=clock, rand=lambda: 0.0, backoff=Backoff(base=1.0, cap=8.0)), clock
 
@@ -32,10 +25,10 @@ def test_a_failed_distributor_is_stepped_around_until_its_backoff_passes() -> No
     assert f.pick() == 0
     assert f.failed(0) == 0.0  # others are up: try one of them at once
     assert [f.pick() for _ in range(4)] == [1, 2, 1, 2]
-    clock.t += 1.0
+    clock.advance(1.0)
     assert sorted(f.pick() for _ in range(3)) == [0, 1, 2]
     assert f.failed(0) == 0.0  # second failure in a row: backs off longer
-    clock.t += 1.0
+    clock.advance(1.0)
     assert 0 not in [f.pick() for _ in range(4)]
     f.succeeded(0)
     assert 0 in [f.pick() for _ in range(3)]
@@ -59,4 +52,4 @@ def test_registration_tries_the_distributors_that_are_up_first() -> None:
 
 def test_one_url_is_needed() -> None:
     with pytest.raises(ValueError):
-        Failover([], now=Clock(), rand=lambda: 0.0)
+        Failover([], now=FakeClock(), rand=lambda: 0.0)

@@ -6,7 +6,7 @@ import pytest
 
 from logdist.core.backoff import Backoff, parse_retry_after
 from logdist.core.ratelimit import TokenBucket
-from tests.clock import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_bucket_yields_rate_tokens_per_second() -> None:

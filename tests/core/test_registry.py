@@ -8,7 +8,7 @@ from logdist.core.checks import check_url
 from logdist.core.delivery import Delivery
 from logdist.core.registry import PASSIVE_RETRY_CAP, AdminState, Health, Registry
 from logdist.errors import AnalyzerExists, InvalidRequest, UnknownAnalyzer
-from tests.clock import FakeClock
+from tests.support.clock import FakeClock
 
 
 def make(rise: int = 2, fall: int = 3, max_pending: int = 100, **weights: float) -> Registry:

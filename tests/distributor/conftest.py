@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from logdist.config import AnalyzerRef, DistributorConfig, HealthConfig
 from logdist.distributor.node import Distributor
 from logdist.distributor.web.app import DISTRIBUTOR, make_app
-from tests.serving import FrontServer
+from tests.support.serving import FrontServer
 
 Client = TestClient[Any, Any]
 FAST_HEALTH = HealthConfig(interval=0.05, timeout=0.5, rise=1, fall=2)

@@ -15,7 +15,7 @@ from google.rpc.status_pb2 import Status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.procs import Procs, get, wait_for
+from tests.support.procs import Procs, get, wait_for
 
 pytestmark = pytest.mark.e2e
 

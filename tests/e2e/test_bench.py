@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.procs import clean_env
+from tests.support.procs import clean_env
 
 pytestmark = pytest.mark.e2e
 

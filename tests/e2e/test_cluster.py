@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from logdist.local.ports import free_run
-from tests.e2e import cluster
-from tests.e2e.cluster import Pool, nats, replica
-from tests.e2e.procs import Proc, Procs, get, wait_for
+from tests.support import cluster
+from tests.support.cluster import Pool, nats, replica
+from tests.support.procs import Proc, Procs, get, wait_for
 
 
 def send(url: str, pid: str) -> tuple[int, dict[str, str]]:

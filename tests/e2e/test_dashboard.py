@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.pipeline import Pipeline
-from tests.e2e.procs import Procs, free_port, get, wait_for
 from tests.e2e.test_store import storing_pipeline
+from tests.support.pipeline import Pipeline
+from tests.support.procs import Procs, free_port, get, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -267,7 +267,7 @@ def test_the_search_view_finds_stored_messages_and_opens_their_context(
 def test_the_dashboard_shows_the_cluster_and_a_change_made_there_reaches_every_replica(
     procs: Procs, page: Page, tmp_path: Path, artifacts: Path
 ) -> None:
-    from tests.e2e.cluster import Pool, one_server, replica
+    from tests.support.cluster import Pool, one_server, replica
 
     servers = one_server(procs, tmp_path / "js")
     pool = Pool(procs, {"a1": 1.0, "a2": 1.0})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import Procs, get, post, wait_for
+from tests.support.procs import Procs, get, post, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.procs import Procs, get, wait_for
+from tests.support.procs import Procs, get, wait_for
 
 
 def test_a_stopped_emitter_is_shown_gone_then_forgotten(procs: Procs) -> None:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.procs import Proc, Procs, free_port, get, post, wait_for
+from tests.support.procs import Proc, Procs, free_port, get, post, wait_for
 
 pytestmark = pytest.mark.e2e
 
-FOREIGN = str(Path(__file__).with_name("foreign_analyzer.py"))
+FOREIGN = str(Path(__file__).parents[1] / "support" / "foreign_analyzer.py")
 READY = re.compile(r"foreign analyzer listening url=(\S+)")
 TOKEN = "tok-e2e-5a9d0c"
 

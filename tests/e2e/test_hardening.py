@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import Procs, free_port, get, request, wait_for
+from tests.support import packets as support
+from tests.support.procs import Procs, free_port, get, request, wait_for
 
 PAD = "x" * 4000
 
 
 def packet(pid: str) -> dict[str, object]:
-    return {"packetId": pid, "emitter": "disk-test", "messages": [{"message": PAD}]}
+    return support.packet(pid, [{"message": PAD}], emitter="disk-test")
 
 
 def delivered_ids(output: Path) -> set[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline import Pipeline, elapsed
-from tests.e2e.procs import Procs, get, wait_for
+from tests.support.pipeline import Pipeline, elapsed
+from tests.support.procs import Procs, get, wait_for
 
 pytestmark = pytest.mark.e2e
 

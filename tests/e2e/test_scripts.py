@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline import Pipeline
-from tests.e2e.procs import Procs, clean_env, get, wait_for
+from tests.support.pipeline import Pipeline
+from tests.support.procs import Procs, clean_env, get, wait_for
 
 pytestmark = pytest.mark.e2e
 

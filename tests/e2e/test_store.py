@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.procs import LOGDIST, Proc, Procs, clean_env, free_port, get, wait_for
+from tests.support.procs import LOGDIST, Proc, Procs, clean_env, free_port, get, wait_for
 
 LEVELS = ["INFO", "WARN", "ERROR", "DEBUG"]
 N = 3000  # packets of one message each, in requests of ten

@@ -15,7 +15,7 @@ from logdist.emitter import make_app
 from logdist.emitter.app import EMITTER, Emitter, renew_from
 from logdist.emitter.generator import PacketFactory, uuid4_from
 from logdist.net.server import BOUND
-from tests.fakes import eventually
+from tests.support.fakes import eventually
 
 Client = TestClient[Any, Any]
 

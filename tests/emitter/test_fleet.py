@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from logdist.emitter.fleet import FLEET, Fleet
 from tests.emitter.test_emitter import FakeDistributor, serve
-from tests.fakes import eventually
+from tests.support.fakes import eventually
 
 Client = TestClient[Any, Any]
 

@@ -3,25 +3,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
 
 from logdist.formats.packet import RUN_MESSAGES
 from tests.distributor.conftest import MakeDistributor, all_up, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
+from tests.support.packets import ndjson, packet
 
 
 def packets(n: int, size: int | None = None, prefix: str = "p") -> bytes:
-    return b"\n".join(
-        orjson.dumps(
-            {
-                "packetId": f"{prefix}{i}",
-                "emitter": "e1",
-                "messages": [{"m": j} for j in range(size or 1 + i % 20)],
-            }
-        )
-        for i in range(n)
+    return ndjson(
+        packet(f"{prefix}{i}", [{"m": j} for j in range(size or 1 + i % 20)]) for i in range(n)
     )
 
 

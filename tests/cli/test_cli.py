@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import LOGDIST, Procs, free_port, get, wait_for
+from tests.support.procs import LOGDIST, Procs, free_port, get, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource as SdkResource
 
 from logdist.distributor.web.app import PARSE
 from tests.distributor.conftest import MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 T0 = 1_764_676_800_000_000_000  # 2025-12-02T12:00:00Z in ns
@@ -177,7 +177,13 @@ async def test_refusals_are_the_specs_statuses_with_a_status_message(
 # The SDK's stdlib logging bridge is what most Python programs use; newer SDKs point to its
 # successor package but still ship it.
 @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
-@pytest.mark.parametrize("parse_workers", [0, 2], ids=["in-process", "parse-processes"])
+@pytest.mark.parametrize(
+    "parse_workers",
+    [
+        pytest.param(0, id="in-process"),
+        pytest.param(2, id="parse-processes", marks=pytest.mark.e2e),
+    ],
+)
 async def test_the_opentelemetry_sdk_exporter_delivers_every_record(
     aiohttp_server: Any, make_distributor: MakeDistributor, parse_workers: int
 ) -> None:
@@ -265,6 +271,7 @@ async def test_the_sdk_exporter_retries_503s_until_the_analyzers_return(
     assert d.counters.input("otlp").messages == 12
 
 
+@pytest.mark.e2e  # spawns a parse process
 async def test_a_dead_parse_process_is_a_503_then_replaced(
     aiohttp_server: Any, make_distributor: MakeDistributor
 ) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from tests.distributor.conftest import MakeDistributor
-from tests.fakes import start_analyzer
+from tests.support.fakes import start_analyzer
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 INGEST = {"Authorization": "Bearer ingest-secret"}

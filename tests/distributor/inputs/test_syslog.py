@@ -19,7 +19,10 @@ from logdist.config import SyslogConfig
 from logdist.distributor.inputs.syslog import SyslogListener
 from logdist.distributor.web.app import PARSE, SYSLOG
 from tests.distributor.conftest import Client, MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
+
+# util-linux's logger and parse processes: real processes.
+pytestmark = pytest.mark.e2e
 
 LOOPBACK = SyslogConfig(tcp=0, udp=0)
 

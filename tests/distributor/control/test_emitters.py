@@ -9,8 +9,8 @@ import pytest
 from logdist.distributor.control.emitters import EmitterDirectory
 from logdist.errors import InvalidRequest, UnknownEmitter
 from logdist.formats.packet import Packet
-from tests.clock import FakeClock
 from tests.distributor.conftest import MakeDistributor, service
+from tests.support.clock import FakeClock
 
 
 def directory(clock: FakeClock, **kwargs: Any) -> EmitterDirectory:

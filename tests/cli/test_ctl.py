@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from logdist.distributor.storage.state import StateStore
-from tests.e2e.pipeline import Pipeline, elapsed
-from tests.e2e.procs import LOGDIST, Procs, clean_env, free_port, get, wait_for
+from tests.support.pipeline import Pipeline, elapsed
+from tests.support.procs import LOGDIST, Procs, clean_env, free_port, get, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -8,15 +8,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from logdist.distributor.observe.metrics import LATENCY_EACH, Metrics
 from tests.distributor.conftest import MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support import packets as support
+from tests.support.fakes import eventually, start_analyzer
 
 
 def packet(i: int, emitter: str, levels: list[str]) -> dict[str, Any]:
-    return {
-        "packetId": f"p{i}",
-        "emitter": emitter,
-        "messages": [{"level": lv, "message": f"m{i}.{j}"} for j, lv in enumerate(levels)],
-    }
+    messages = [{"level": lv, "message": f"m{i}.{j}"} for j, lv in enumerate(levels)]
+    return support.packet(f"p{i}", messages, emitter)
 
 
 async def routed_client(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.procs import Proc, Procs, get, post, wait_for
+from tests.support.procs import Proc, Procs, get, post, wait_for
 
 
 @dataclass

@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 
 from tests.distributor.conftest import MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
 
 PACKET = {"emitter": "e1", "messages": [{"message": "hi"}]}
 

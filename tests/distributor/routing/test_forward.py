@@ -18,7 +18,7 @@ from logdist.net.pool import (
     retry_after_seconds,
     target,
 )
-from tests.e2e.procs import free_port
+from tests.support.procs import free_port
 
 
 async def post(

@@ -15,7 +15,7 @@ from pathlib import Path
 from logdist.config import LocalCluster
 from logdist.local.natsd import server_config
 from logdist.local.ports import free_run
-from tests.e2e.procs import Proc, Procs, get, post, wait_for
+from tests.support.procs import Proc, Procs, get, post, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 

@@ -16,8 +16,8 @@ from logdist.analyzer import make_app as analyzer_app
 from logdist.analyzer.app import STATE
 from logdist.config import AnalyzerConfig
 from tests.distributor.conftest import Client, MakeDistributor, all_up
-from tests.fakes import start_analyzer
-from tests.serving import FrontServer
+from tests.support.fakes import start_analyzer
+from tests.support.serving import FrontServer
 
 LEVELS = ["INFO", "WARN", "ERROR"]
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from tests.distributor.conftest import MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
 
-# Fluent Bit `format json` (see tests/core/test_records.py for the documentation cited).
+# Fluent Bit `format json` (see tests/formats/test_records.py for the documentation cited).
 BODY = orjson.dumps(
     [
         {"date": 1764676800.25, "log": "user signed in", "level": "info", "service": "auth"},
@@ -46,7 +46,13 @@ async def test_records_are_accepted_then_delivered_with_the_standard_fields(
     assert (await resp.json())["packetIds"] == answer["packetIds"]
 
 
-@pytest.mark.parametrize("parse_workers", [0, 2], ids=["in-process", "parse-processes"])
+@pytest.mark.parametrize(
+    "parse_workers",
+    [
+        pytest.param(0, id="in-process"),
+        pytest.param(2, id="parse-processes", marks=pytest.mark.e2e),
+    ],
+)
 async def test_ndjson_records_and_bad_bodies(
     aiohttp_server: Any, make_distributor: MakeDistributor, parse_workers: int
 ) -> None:

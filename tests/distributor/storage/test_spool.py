@@ -247,6 +247,7 @@ def big_packets(n: int, start: int = 0, size: int = 4000) -> list[Packet]:
     ]
 
 
+@pytest.mark.e2e  # mounts a tmpfs
 @pytest.mark.parametrize("fsync", ["always", "interval"])
 async def test_a_full_disk_refuses_until_the_open_segment_is_acknowledged_then_writes_again(
     small_disk: Callable[[int], Path], fsync: str
@@ -282,6 +283,7 @@ async def test_a_full_disk_refuses_until_the_open_segment_is_acknowledged_then_w
     ]
 
 
+@pytest.mark.e2e  # mounts a tmpfs
 async def test_a_settled_open_segment_is_released_by_the_write_that_finds_the_disk_full(
     small_disk: Callable[[int], Path],
 ) -> None:

@@ -16,8 +16,8 @@ from logdist.core.delivery import Delivery
 from logdist.core.registry import Health
 from logdist.distributor.storage.state import StateStore
 from tests.distributor.conftest import Client, MakeDistributor, service
-from tests.distributor.test_forwarding import packets, send
-from tests.fakes import eventually, start_analyzer
+from tests.distributor.routing.test_forwarding import packets, send
+from tests.support.fakes import eventually, start_analyzer
 
 TOKEN = "s3cret-token-4f1c"
 

@@ -8,7 +8,7 @@ from typing import Any
 from logdist.config import HealthConfig
 from logdist.core.delivery import Delivery
 from tests.distributor.conftest import MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
 
 
 async def test_probes_stay_within_the_budget_and_the_round_stretches(

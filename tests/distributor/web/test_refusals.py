@@ -10,8 +10,8 @@ import pytest
 
 from logdist.core.delivery import Delivery
 from tests.distributor.conftest import Client, MakeDistributor, service
-from tests.distributor.test_forwarding import send
-from tests.fakes import FakeAnalyzer, eventually, start_analyzer
+from tests.distributor.routing.test_forwarding import send
+from tests.support.fakes import FakeAnalyzer, eventually, start_analyzer
 
 POISON = b"poison"
 JSON = {"Content-Type": "application/json"}

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tests.distributor.conftest import MakeDistributor, service
-from tests.fakes import eventually, start_analyzer
+from tests.support.fakes import eventually, start_analyzer
 
 PACKET = {"packetId": "p1", "emitter": "e1", "messages": [{"level": "INFO", "message": "hi"}]}
 

@@ -18,7 +18,7 @@ from logdist.distributor.web.app import DISTRIBUTOR, make_app
 from logdist.net import server
 from logdist.net.fastpath import Connection, FrontDoor, response
 from logdist.net.server import LISTENER, Listener
-from tests.serving import read_response
+from tests.support.serving import read_response
 
 PACKET = b'{"messages":[{"message":"hi"}],"packetId":"%s"}'
 
