@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logdist.config import AnalyzerConfig, EmitterConfig, Topology
+from logdist.config.fields import argv_of
 from logdist.local import natsd
 from logdist.local.ports import Holder, holders
 from logdist.net.server import PARENT_ENV, die_with_parent
@@ -44,71 +45,11 @@ def _logdist(*args: str) -> list[str]:
 
 
 def analyzer_argv(cfg: AnalyzerConfig) -> list[str]:
-    argv = _logdist(
-        "analyzer",
-        "serve",
-        "--id",
-        cfg.id,
-        "--host",
-        cfg.host,
-        "--port",
-        str(cfg.port),
-        "--dedupe-window",
-        str(cfg.dedupe_window),
-        "--max-body-bytes",
-        str(cfg.max_body_bytes),
-    )
-    if cfg.output:
-        argv += ["--output", cfg.output]
-    if cfg.fail_rate:
-        argv += ["--fail-rate", str(cfg.fail_rate)]
-    if cfg.delay:
-        argv += ["--delay", str(cfg.delay)]
-    if cfg.store:
-        argv += ["--store", cfg.store, "--store-segment", str(cfg.store_segment)]
-        argv += ["--store-sync", cfg.store_sync]
-        if cfg.store_max_bytes is not None:
-            argv += ["--store-max-bytes", str(cfg.store_max_bytes)]
-        if cfg.store_max_age is not None:
-            argv += ["--store-max-age", str(cfg.store_max_age)]
-    return argv
+    return _logdist("analyzer", "serve", *argv_of(cfg))
 
 
 def emitter_argv(cfg: EmitterConfig) -> list[str]:
-    lo, hi = cfg.messages
-    return _logdist(
-        "emitter",
-        "start",
-        "--id",
-        cfg.id,
-        *(a for url in cfg.distributor for a in ("--distributor", url)),
-        "--rate",
-        str(cfg.rate),
-        "--messages",
-        f"{lo}-{hi}",
-        "--host",
-        cfg.host,
-        "--port",
-        str(cfg.port),
-        "--buffer",
-        str(cfg.buffer),
-        "--concurrency",
-        str(cfg.concurrency),
-        "--timeout",
-        str(cfg.timeout),
-        "--track-ids",
-        str(cfg.track_ids),
-        "--register-interval",
-        str(cfg.register_interval),
-        "--drain-timeout",
-        str(cfg.drain_timeout),
-        "--service",
-        cfg.service,
-        "--fleet",
-        str(cfg.fleet),
-        "--fleet-batch",
-        str(cfg.fleet_batch),
-    )
+    return _logdist("emitter", "start", *argv_of(cfg))
 
 
 def children(

@@ -1,0 +1,124 @@
+"""The distributor's nested tables: [distributor.health], .syslog and .cluster."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from logdist.config.fields import check_port, check_positive, require, setting
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Active probes: `GET /health` every `interval` s, `fall` failures down, `rise` ok up."""
+
+    interval: float = setting(1.0, "Seconds between health probes.")
+    timeout: float = setting(1.0, "Seconds before a probe fails.")
+    # A probe costs about 0.5 ms of CPU.
+    max_probes: float = setting(
+        50.0,
+        "Health probes a second at most; past max-probes x interval analyzers each is"
+        " probed less often (forwards judge health in between).",
+    )
+    rise: int = setting(2, "Good probes in a row that bring an analyzer up.", decls=("--rise",))
+    fall: int = setting(
+        3, "Failed probes (or forwards) in a row that mark it down.", decls=("--fall",)
+    )
+
+    def __post_init__(self) -> None:
+        check_positive("health interval", self.interval)
+        check_positive("health max_probes", self.max_probes)
+        check_positive("health timeout", self.timeout)
+        require(self.rise >= 1, f"health rise must be >= 1, got {self.rise}")
+        require(self.fall >= 1, f"health fall must be >= 1, got {self.fall}")
+
+
+@dataclass(frozen=True)
+class SyslogConfig:
+    """Syslog listeners (RFC 5424 / 3164; TCP framed as RFC 6587 says, or UDP), off unless a
+    port is given. They bind loopback unless `host` says otherwise: syslog has no token."""
+
+    tcp: int | None = setting(
+        None,
+        "Take syslog (RFC 5424 or 3164) on this TCP port, octet-counted or newline-framed"
+        " (RFC 6587). When the queue is full it stops reading: the senders wait.",
+        metavar="PORT",
+    )
+    udp: int | None = setting(
+        None,
+        "Take syslog datagrams on this UDP port. UDP cannot wait: what comes while the"
+        " queue is full is dropped, counted and logged.",
+        metavar="PORT",
+    )
+    max_message_bytes: int = setting(
+        64 << 10, "A syslog message longer than this is skipped and counted (payload_too_large)."
+    )
+    host: str = setting(
+        "127.0.0.1",
+        "Address the syslog ports listen on. Syslog has no token: keep it loopback, or"
+        " a network only senders reach.",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("tcp", "udp"):
+            port = getattr(self, name)
+            if port is not None:
+                check_port(f"syslog {name}", port)
+        require(
+            self.max_message_bytes >= 480,  # RFC 5424: every receiver takes 480 octets
+            f"syslog max_message_bytes must be >= 480, got {self.max_message_bytes}",
+        )
+
+
+def _servers(text: str) -> tuple[str, ...]:
+    return tuple(u.strip() for u in text.split(",") if u.strip())
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Cluster mode: the NATS servers whose JetStream holds the shared queue (none: off)."""
+
+    servers: tuple[str, ...] = setting(
+        (),
+        "Cluster mode: share the queue with other distributors on these NATS servers'"
+        " JetStream (nats://HOST:PORT, comma-separated). Accepted packets are answered 202"
+        " once the stream holds them; no spool.",
+        decls=("--cluster",),
+        metavar="URL[,URL...]",
+        show_default=False,
+        cli_type=str,
+        convert=_servers,
+    )
+    stream: str = "LOGDIST"
+    # Held messages are kept alive while they are worked on.
+    ack_wait: float = setting(
+        30.0,
+        "Cluster mode: seconds before a message this replica fetched and did not"
+        " acknowledge goes to another replica.",
+        decls=("--ack-wait",),
+    )
+    # JetStream's replicas.
+    replicas: int = setting(
+        3,
+        "Cluster mode: NATS servers each stream message is kept on (1, 3 or 5; 1 for a"
+        " single server).",
+    )
+    # Stream messages a replica holds fetched and unacknowledged at most.
+    max_in_flight: int = 1024
+    # The stream's size: past it, publishing is refused (503) until messages are delivered.
+    max_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        for url in self.servers:
+            require(
+                url.startswith("nats://") and len(url) > len("nats://"),
+                f"cluster servers must be nats://HOST:PORT URLs, got {url!r}",
+            )
+        require(
+            bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.stream)),
+            f"cluster stream must be letters, digits, _ or -, got {self.stream!r}",
+        )
+        require(1 <= self.replicas <= 5, f"cluster replicas must be 1-5, got {self.replicas}")
+        check_positive("cluster ack_wait", self.ack_wait)
+        require(self.max_in_flight >= 1, "cluster max_in_flight must be >= 1")
+        require(self.max_bytes >= 1 << 20, "cluster max_bytes must be at least 1 MiB")
