@@ -220,7 +220,7 @@ class AdminClient:
     # -- stored logs ----------------------------------------------------------------------
 
     async def search(self, **params: str | None) -> dict[str, Any]:
-        """One page of stored messages (see GET /logs/search): `{"items", "cursor", "partial"}`."""
+        """One page of stored messages (see GET /logs/search): `{"items", "next", "partial"}`."""
         query = urlencode({k: v for k, v in params.items() if v is not None})
         result: dict[str, Any] = await self._call("GET", f"/logs/search?{query}")
         return result
@@ -239,7 +239,7 @@ class AdminClient:
                 yield item
             if left is not None:
                 left -= len(page["items"])
-            cursor = page["cursor"]
+            cursor = page["next"]
             if cursor is None:
                 return
 

@@ -51,6 +51,7 @@ from logdist.search.query import (
     cursor_after,
     histogram_body,
     iso,
+    page_answer,
     rows_of,
 )
 
@@ -492,7 +493,7 @@ class Store:
     def search(self, query: Query) -> dict[str, Any]:
         """One page of stored messages matching `query`, in its order, and the next cursor."""
         if query.analyzers and self.analyzer not in query.analyzers:
-            return {"items": [], "cursor": None, "partial": []}
+            return page_answer([], None, [])
         check_fts(query.q)
         desc = not query.ascending
         rows: list[tuple[Any, ...]] = []
@@ -512,7 +513,7 @@ class Store:
             del rows[query.limit :]
         found = [self._item(row) for row in rows]
         cursor = cursor_after(found[-1]) if len(found) == query.limit else None
-        return {"items": found, "cursor": cursor, "partial": []}
+        return page_answer(found, cursor, [])
 
     def _by_time(self, query: Query, desc: bool) -> list[tuple[Segment, tuple[int, int]]]:
         """The segments that hold messages in the query's time range, with the first and last

@@ -30,6 +30,7 @@ from logdist.search.query import (
     histogram_body,
     invalid,
     merge,
+    page_answer,
     parse_query,
     ts_ms,
 )
@@ -134,7 +135,7 @@ class PoolSearch:
         # whenever any store may have more; a short one had all there is.
         cursor = cursor_after(items[-1]) if len(items) == query.limit else None
         partial = sorted(answered.partial + self.storeless(query), key=lambda p: p["analyzer"])
-        return {"items": items, "cursor": cursor, "partial": partial}
+        return page_answer(items, cursor, partial)
 
     async def histogram(self, query: Query) -> dict[str, Any]:
         targets = self.targets(query)

@@ -8,8 +8,6 @@ one, and a cursor — the last key a page showed — means the same to every sto
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import math
 import re
@@ -20,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from logdist.core import paging
 from logdist.errors import InvalidRequest
 from logdist.formats.records import LEVEL_NAMES
 
@@ -329,31 +328,28 @@ def parse_context(params: Mapping[str, str]) -> tuple[str, int, int, int]:
 
 
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = params.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise invalid(name, f"must be a whole number, got {text!r}") from None
-    if not low <= value <= high:
-        raise invalid(name, f"must be between {low} and {high}, got {value}")
-    return value
+    return paging.read_int(params, name, default, low, high)
 
 
 def encode_cursor(key: Key) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+    return paging.encode_cursor(list(key))
 
 
 def decode_cursor(text: str) -> Key:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        ts, pid, index = orjson.loads(raw)
+    key = paging.decode_cursor(text)
+    if isinstance(key, list) and len(key) == 3:
+        ts, pid, index = key
         if isinstance(ts, int) and isinstance(pid, str) and isinstance(index, int):
             return ts, pid, index
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-        pass
-    raise invalid("cursor", "not a cursor this API gave (pass `cursor` from a previous page)")
+    raise paging.bad_cursor(text)
+
+
+def page_answer(
+    items: list[dict[str, Any]], after: str | None, partial: list[Any]
+) -> dict[str, Any]:
+    """A page of stored messages: `next` as every paged answer has it, and `cursor`, the key
+    search answers had first (the same value)."""
+    return {**paging.answer("items", items, None, after), "cursor": after, "partial": partial}
 
 
 # -- answers ----------------------------------------------------------------------------------

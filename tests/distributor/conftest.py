@@ -8,7 +8,8 @@ from aiohttp.test_utils import TestClient
 
 from logdist.config import AnalyzerRef, DistributorConfig, HealthConfig
 from logdist.distributor.node import Distributor
-from logdist.distributor.web.app import DISTRIBUTOR, make_app
+from logdist.distributor.web.app import make_app
+from logdist.distributor.web.keys import DISTRIBUTOR
 from tests.support.serving import FrontServer
 
 Client = TestClient[Any, Any]

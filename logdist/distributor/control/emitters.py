@@ -334,7 +334,7 @@ class EmitterDirectory:
             return info.to_json(now, lease)
 
         rows, after = paging.page(self.ids(), row, limit, cursor)
-        return {"emitters": rows, "total": len(emitters), "next": after}
+        return paging.answer("emitters", rows, len(emitters), after)
 
     def to_json(self) -> list[dict[str, Any]]:
         self.settle()

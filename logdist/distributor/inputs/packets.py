@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from logdist.config import DistributorConfig
-from logdist.distributor.node import Distributor
+from logdist.distributor.inputs.intake import Intake
 from logdist.errors import Backpressure, LogdistError, UnsupportedMediaType
 from logdist.formats.packet import Packet, packet_ids, parse_batch, parse_one
 from logdist.net.fastpath import Connection, FrontDoor, content_kind, error, response
@@ -44,7 +44,7 @@ def parse(route: int, ctype: bytes | None, body: bytes, cfg: DistributorConfig) 
 
 
 def take(
-    d: Distributor, route: int, ctype: bytes | None, body: bytes
+    d: Intake, route: int, ctype: bytes | None, body: bytes
 ) -> tuple[list[Packet], Awaitable[None] | None]:
     """Validate and own the packets of one ingest request.
 
@@ -77,11 +77,11 @@ class Front(FrontDoor):
 
     def __init__(
         self,
-        distributor: Distributor,
+        intake: Intake,
         keepalive_timeout: float = 15.0,
         body_timeout: float = BODY_IDLE_TIMEOUT,
     ) -> None:
-        cfg = distributor.cfg
+        cfg = intake.cfg
         super().__init__(
             INGEST_PATHS,
             {ONE: cfg.max_body_bytes, MANY: cfg.max_batch_bytes},
@@ -89,19 +89,19 @@ class Front(FrontDoor):
             keepalive_timeout,
             body_timeout,
         )
-        self.distributor = distributor
+        self.intake = intake
         # Requests that found the queue full, oldest first; each holds its connection's reading.
         self.waiting: deque[Waiting] = deque()
         self.queue_wait = cfg.queue_wait
-        distributor.dispatcher.on_room.append(self.room)
+        intake.on_room(self.room)
 
     def handle(self, conn: Connection, route: int, ctype: bytes | None, body: bytes) -> None:
-        d = self.distributor
+        d = self.intake
         packets: list[Packet] = []
         try:
             packets = parse(route, ctype, body, d.cfg)
             if self.waiting:
-                raise d.dispatcher.queue_full()  # others wait already: no overtaking them
+                raise d.queue_full()  # others wait already: no overtaking them
             wait = d.accept_now(packets)
         except Backpressure:
             if packets and self.wait_for_room(conn, route, packets):
@@ -114,7 +114,7 @@ class Front(FrontDoor):
         asyncio.get_running_loop().create_task(self.answer_later(conn, entry, route, packets, wait))
 
     def rejected(self, exc: LogdistError) -> None:
-        self.distributor.counters.rejected[exc.code] += 1
+        self.intake.counters.rejected[exc.code] += 1
 
     def forget(self, conn: Connection) -> None:
         """`conn` went away: its waiting requests were never acknowledged and are dropped
@@ -130,12 +130,12 @@ class Front(FrontDoor):
         self.waiting.append(
             Waiting(conn, entry, route, packets, time.monotonic() + self.queue_wait)
         )
-        self.distributor.dispatcher.wake()  # routing tells `room` when there is some
+        self.intake.wake()  # routing tells `room` when there is some
         return True
 
     def room(self) -> None:
         """The queue has room: take waiting requests in arrival order while they fit."""
-        d = self.distributor
+        d = self.intake
         while self.waiting:
             w = self.waiting[0]
             try:
@@ -154,7 +154,7 @@ class Front(FrontDoor):
         while self.waiting and self.waiting[0].deadline <= now:
             w = self.waiting.popleft()
             try:
-                wait = self.distributor.accept_now(w.packets)
+                wait = self.intake.accept_now(w.packets)
             except LogdistError as exc:
                 self.settle(w, None, exc)
             else:
@@ -192,7 +192,7 @@ class Front(FrontDoor):
 
     async def close(self) -> None:
         """Answer waiting requests 503, then close connections as `FrontDoor.close` does."""
-        retry = self.distributor.cfg.retry_after
+        retry = self.intake.cfg.retry_after
         while self.waiting:
             w = self.waiting.popleft()
             stopping = Backpressure("the distributor is stopping; retry later", retry_after=retry)

@@ -2,11 +2,11 @@
 
 Messages are gathered per connection (UDP: per listener) into packets of up to
 `core.syslog.MESSAGES_PER_PACKET` messages or GATHER_SECONDS, then owned like any ingest request
-(`Distributor.accept_now`: queued, and spooled when there is a spool).
+(`Intake.accept_now`: queued, and spooled when there is a spool).
 
 Reading syslog costs a few microseconds of Python a message, so TCP streams are framed, read
-and made into packet bodies in the parse processes (`distributor.parsing`, running
-`core.syslog.Streams`), each connection always in the same one; the distributor only owns the
+and made into packet bodies in the parse processes (`parsing`, running
+`formats.syslog.Streams`), each connection always in the same one; the distributor only owns the
 packets they make. Without parse processes it reads them itself.
 
 Syslog has no acknowledgement, so each transport pushes back the one way it can:
@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from logdist.config import SyslogConfig
+from logdist.distributor.inputs.intake import Intake
 from logdist.distributor.inputs.parsing import GONE, ParseProcesses
-from logdist.distributor.node import Distributor
 from logdist.errors import LogdistError
 from logdist.events import event
 from logdist.formats.packet import Made, Packet
@@ -152,7 +152,7 @@ class TcpConnection(asyncio.Protocol):
                     self.in_line = True
                     self.listener.waiting.append(self)
                     # Routing tells `room` when there is some.
-                    self.listener.distributor.dispatcher.wake()
+                    self.listener.intake.wake()
                 return False
             self.held.popleft()
             if wait is not None:  # owned once the spool syncs: read no more meanwhile
@@ -234,8 +234,8 @@ class UdpListener(asyncio.DatagramProtocol):
 class SyslogListener:
     """The syslog ports of one distributor."""
 
-    def __init__(self, distributor: Distributor, cfg: SyslogConfig, procs: ParseProcesses) -> None:
-        self.distributor = distributor
+    def __init__(self, intake: Intake, cfg: SyslogConfig, procs: ParseProcesses) -> None:
+        self.intake = intake
         self.cfg = cfg
         self.prefix = procs.prefix  # syslog-TOKEN, new at each start
         self.parser = Parser(procs, self.prefix, cfg.max_message_bytes)
@@ -251,7 +251,7 @@ class SyslogListener:
         self.udp_port: int | None = None
         self.unreported = 0  # UDP messages dropped since the last report
         self.ticker: asyncio.Task[None] | None = None
-        distributor.dispatcher.on_room.append(self.room)
+        intake.on_room(self.room)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -286,22 +286,22 @@ class SyslogListener:
         return conn
 
     def own(self, packets: list[Packet]) -> Any:
-        """`Distributor.accept_now`, counted as syslog's when taken at once."""
-        wait = self.distributor.accept_now(packets)
+        """`Intake.accept_now`, counted as syslog's when taken at once."""
+        wait = self.intake.accept_now(packets)
         if wait is None:
             self.took(packets)
         return wait
 
     def took(self, packets: list[Packet]) -> None:
-        self.distributor.counters.input_took(INPUT, packets)
+        self.intake.counters.input_took(INPUT, packets)
 
     def too_large(self, count: int) -> None:
-        self.distributor.counters.input_refused(INPUT, "payload_too_large", count)
+        self.intake.counters.input_refused(INPUT, "payload_too_large", count)
         event(log, "syslog_too_large", logging.WARNING, messages=count,
               limit=self.cfg.max_message_bytes)  # fmt: skip
 
     def dropped(self, count: int, code: str) -> None:
-        self.distributor.counters.input_refused(INPUT, code, count)
+        self.intake.counters.input_refused(INPUT, code, count)
         self.unreported += count
 
     def room(self) -> None:
@@ -325,7 +325,7 @@ class SyslogListener:
 
     @property
     def udp_dropped(self) -> int:
-        rejected = self.distributor.counters.input(INPUT).rejected
+        rejected = self.intake.counters.input(INPUT).rejected
         return sum(n for code, n in rejected.items() if code != "payload_too_large")
 
     async def close(self) -> None:

@@ -8,26 +8,50 @@ once per forwarding request.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from logdist.core.registry import Health
-from logdist.distributor.observe.meter import SECTIONS
+from logdist.core.registry import Health, Registry
+from logdist.distributor.control.cluster import Cluster
+from logdist.distributor.observe.counters import Counters
+from logdist.distributor.observe.meter import SECTIONS, ControlMeter
+from logdist.distributor.routing.dispatcher import Dispatcher
+from logdist.distributor.storage.deadletters import DeadLetterStore
 
-if TYPE_CHECKING:
-    from logdist.distributor.node import Distributor
+
+@dataclass(frozen=True)
+class Sources:
+    """What the collector reads at scrape time."""
+
+    counters: Counters
+    control: ControlMeter
+    registry: Registry
+    dispatcher: Dispatcher
+    dead_letters: DeadLetterStore
+    queue_capacity: int
+    cluster: Cluster | None
 
 
 class DistributorCollector(Collector):
-    def __init__(self, distributor: Distributor) -> None:
-        self.d = distributor
+    def __init__(self, sources: Sources) -> None:
+        self.s = sources
 
     def collect(self) -> Iterator[Metric]:
-        d = self.d
-        c = d.counters
+        yield from self._received()
+        yield from self._control()
+        yield from self._delivered()
+        yield from self._refused()
+        yield from self._queue()
+        yield from self._analyzers()
+        if self.s.cluster is not None:
+            yield from cluster_metrics(self.s.cluster.summary())
+
+    def _received(self) -> Iterator[Metric]:
+        c = self.s.counters
         inputs = c.by_input()
         received_p = CounterMetricFamily(
             "logdist_received_packets", "Packets accepted, by input.", labels=["input"]
@@ -44,15 +68,6 @@ class DistributorCollector(Collector):
             "Packets handed back for another try after a failed forward.",
             c.retries,
         )
-        control = CounterMetricFamily(
-            "logdist_control_plane_seconds",
-            "CPU seconds spent on registrations, leases and views, by section (and `tally`:"
-            " counting accepted packets by emitter, part of ingest).",
-            labels=["section"],
-        )
-        for section in (*SECTIONS, "tally"):
-            control.add_metric([section], getattr(d.control, section))
-        yield control
         rejected = CounterMetricFamily(
             "logdist_rejected",
             "Ingest requests refused, by input and reason.",
@@ -62,6 +77,20 @@ class DistributorCollector(Collector):
             for reason, count in sorted(counts.rejected.items()):
                 rejected.add_metric([name, reason], count)
         yield rejected
+
+    def _control(self) -> Iterator[Metric]:
+        control = CounterMetricFamily(
+            "logdist_control_plane_seconds",
+            "CPU seconds spent on registrations, leases and views, by section (and `tally`:"
+            " counting accepted packets by emitter, part of ingest).",
+            labels=["section"],
+        )
+        for section in (*SECTIONS, "tally"):
+            control.add_metric([section], getattr(self.s.control, section))
+        yield control
+
+    def _delivered(self) -> Iterator[Metric]:
+        c = self.s.counters
         delivered_p = CounterMetricFamily(
             "logdist_delivered_packets", "Packets acknowledged by an analyzer.", labels=["analyzer"]
         )
@@ -78,6 +107,9 @@ class DistributorCollector(Collector):
             delivered_m.add_metric([aid], stats.messages)
             failures.add_metric([aid], stats.failures)
         yield from (delivered_p, delivered_m, failures)
+
+    def _refused(self) -> Iterator[Metric]:
+        c = self.s.counters
         refused = CounterMetricFamily(
             "logdist_refused_packets",
             "Packets an analyzer refused (a 4xx other than 408/429), by analyzer and status.",
@@ -93,21 +125,25 @@ class DistributorCollector(Collector):
         for (aid, code), count in sorted(c.dead_letters.items()):
             dead.add_metric([aid, str(code)], count)
         yield from (refused, dead)
-        store = d.dead_letters
+        store = self.s.dead_letters
         yield GaugeMetricFamily(
             "logdist_dead_letters_kept", "Dead letters kept now.", len(store.letters)
         )
         yield GaugeMetricFamily(
             "logdist_dead_letters_bytes", "Bytes of the dead letters kept now.", store.bytes
         )
-        q = d.dispatcher
+
+    def _queue(self) -> Iterator[Metric]:
+        q = self.s.dispatcher
         yield GaugeMetricFamily("logdist_queue_depth", "Packets waiting for an analyzer.", q.queued)
         yield GaugeMetricFamily(
-            "logdist_queue_capacity", "Queue capacity in packets.", d.cfg.queue_capacity
+            "logdist_queue_capacity", "Queue capacity in packets.", self.s.queue_capacity
         )
         yield GaugeMetricFamily(
             "logdist_unacked_packets", "Packets accepted and not yet acknowledged.", q.unacked
         )
+
+    def _analyzers(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "logdist_analyzer_up", "1 if the analyzer is healthy.", labels=["analyzer"]
         )
@@ -122,14 +158,12 @@ class DistributorCollector(Collector):
             "Packets assigned, not yet acknowledged.",
             labels=["analyzer"],
         )
-        for a in d.registry:
+        for a in self.s.registry:
             up.add_metric([a.id], 1.0 if a.health is Health.UP else 0.0)
             enabled.add_metric([a.id], 1.0 if a.admin.value == "enabled" else 0.0)
             weight.add_metric([a.id], a.weight)
             pending.add_metric([a.id], a.pending)
         yield from (up, enabled, weight, pending)
-        if d.cluster is not None:
-            yield from cluster_metrics(d.cluster.summary())
 
 
 def cluster_metrics(c: dict[str, Any]) -> Iterator[Metric]:
@@ -188,9 +222,9 @@ POOL = "_pool"
 
 
 class Metrics:
-    def __init__(self, distributor: Distributor) -> None:
+    def __init__(self, sources: Sources) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(DistributorCollector(distributor))
+        self.registry.register(DistributorCollector(sources))
         self.forward_latency = Histogram(
             "logdist_forward_latency_seconds",
             "Time from sending a forwarding request to its answer.",

@@ -25,7 +25,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource as SdkResource
 
-from logdist.distributor.web.app import PARSE
+from logdist.distributor.web.keys import PARSE
 from tests.distributor.conftest import MakeDistributor, service
 from tests.support.fakes import eventually, start_analyzer
 

@@ -17,7 +17,7 @@ import pytest
 
 from logdist.config import SyslogConfig
 from logdist.distributor.inputs.syslog import SyslogListener
-from logdist.distributor.web.app import PARSE, SYSLOG
+from logdist.distributor.web.keys import PARSE, SYSLOG
 from tests.distributor.conftest import Client, MakeDistributor, service
 from tests.support.fakes import eventually, start_analyzer
 

@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestServer
 from logdist.config import DistributorConfig
 from logdist.distributor.inputs.packets import Front
 from logdist.distributor.node import Distributor
-from logdist.distributor.web.app import DISTRIBUTOR, make_app
+from logdist.distributor.web.app import make_app
+from logdist.distributor.web.keys import DISTRIBUTOR
 from logdist.net import server
 from logdist.net.fastpath import Connection, FrontDoor, response
 from logdist.net.server import LISTENER, Listener
@@ -54,7 +55,7 @@ async def door(request: pytest.FixtureRequest) -> AsyncIterator[Door]:
     kwargs: dict[str, Any] = getattr(request, "param", {})
     timeouts = {k: kwargs.pop(k) for k in ("keepalive_timeout", "body_timeout") if k in kwargs}
     app = make_app(DistributorConfig(drain_timeout=0.1, **kwargs))
-    front = Front(app[DISTRIBUTOR], **timeouts)
+    front = Front(app[DISTRIBUTOR].intake, **timeouts)
     app[LISTENER] = Listener(front.factory, front.close)
     listening = await server.listen(app, "127.0.0.1", 0)
     door = Door(listening, app, front)
@@ -105,7 +106,7 @@ class Wire:
 
 
 async def test_answers_made_in_one_loop_turn_go_out_in_one_write() -> None:
-    front = Front(Distributor(DistributorConfig()))
+    front = Front(Distributor(DistributorConfig()).intake)
     make = front.factory(cast(web.Server, None))
     conns = [cast(Connection, make()) for _ in range(2)]
     wires = [Wire(), Wire()]
