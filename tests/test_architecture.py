@@ -19,7 +19,6 @@ STILL_LONG = {
     "logdist.bench.suite": 507,
     "logdist.bench.suite.run": 203,
     "logdist.distributor.control.cluster": 483,
-    "logdist.distributor.routing.dispatcher": 537,
     "logdist.distributor.storage.spool": 465,
     "logdist.emitter.fleet": 473,
     "logdist.formats.syslog": 502,

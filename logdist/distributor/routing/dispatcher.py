@@ -6,6 +6,9 @@ outbox of packets assigned to it and up to `max_requests` sender tasks draining 
 analyzer holds only its own outbox, and once that is full the picker passes it over. A packet
 leaves the distributor only when an analyzer answers 2xx, or as a dead letter.
 
+How a batch is encoded and sent is the outputs' (`outputs/wire.py`); what its answer says
+is read by the analyzer's output.
+
 An answer is one of three things (`core.delivery.outcome`). 2xx: delivered. A failure (no
 answer, 5xx, 408, 429): what was sent goes back to the head of the queue, marked so that
 another analyzer is preferred, and counts against the analyzer's health. A refusal (any other
@@ -23,83 +26,31 @@ import functools
 import logging
 import random
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from logdist.config import DistributorConfig
 from logdist.core.backoff import Backoff
-from logdist.core.delivery import DELIVERED, REFUSED, Delivery, outcome
+from logdist.core.delivery import DELIVERED, REFUSED
 from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.observe.counters import Counters
+from logdist.distributor.outputs.wire import Wire
+from logdist.distributor.routing.outbox import Outbox, opened
 from logdist.errors import Backpressure, PayloadTooLarge
 from logdist.events import event
 from logdist.formats.packet import Packet, Refusal, total
-from logdist.net.pool import Answer, Forwarder, ForwardError, Target, framing, target
-from logdist.net.web import JSON, NDJSON
+from logdist.net.pool import Answer, ForwardError
 
 log = logging.getLogger("logdist.distributor")
 
-# Bytes per forwarded batch, beside the packet count limit.
-BATCH_BYTES = 4 << 20
 # Tries a packet gets at once; after that each retry waits out a backoff.
 FREE_RETRIES = 3
 # Packets routed per turn before the dispatcher lets other tasks run.
 ROUTE_SLICE = 4096
-# Bodies bigger than this are gzipped in a thread (zlib lets go of the GIL), smaller ones at once.
-GZIP_INLINE = 64 << 10
 # Seconds an analyzer that answered 429 without a usable Retry-After is left alone; the cap.
 HOLD_DEFAULT = 1.0
 HOLD_CAP = 60.0
-
-
-@dataclass(eq=False)
-class Outbox:
-    analyzer: Analyzer
-    packets: deque[Packet] = field(default_factory=deque)
-    senders: int = 0
-    # Senders about to take from `packets` (spawned, or back from a forward): while one is,
-    # packets routed meanwhile join its batch instead of starting another sender.
-    idle: int = 0
-    # Where forwards go, made from `delivery` (remade when the analyzer's settings change).
-    target: Target | None = None
-    delivery: Delivery | None = None
-
-
-def ndjson_pieces(batch: list[Packet]) -> list[bytes]:
-    """A batch's NDJSON body as pieces to write back to back: no copy of the packets."""
-    pieces: list[bytes] = []
-    for packet in batch:
-        pieces += (packet.body, b"\n")
-    return pieces
-
-
-def json_array(batch: list[Packet]) -> bytes:
-    """A batch as one JSON array (a run's lines are its packets, one a line)."""
-    return b"[%s]" % b",".join(
-        [p.body if p.count == 1 else p.body.replace(b"\n", b",") for p in batch]
-    )
-
-
-def gzip_pieces(pieces: list[bytes]) -> bytes:
-    # Level 1, as nginx's gzip_comp_level defaults to: most of the saving for a fraction of
-    # the CPU of the higher levels.
-    z = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return b"".join([z.compress(p) for p in pieces] + [z.flush()])
-
-
-@functools.cache
-def fields_for(content_type: str, gzip: bool) -> bytes:
-    return framing(content_type, "gzip" if gzip else None)
-
-
-def opened(batch: list[Packet]) -> list[Packet]:
-    """The packets of `batch` one by one, runs opened."""
-    if len(batch) == 1 and batch[0].count == 1:
-        return batch
-    return [part for p in batch for part in p.parts()]
 
 
 class Dispatcher:
@@ -132,7 +83,7 @@ class Dispatcher:
         self._settled.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._forwarder = Forwarder()
+        self.wire = Wire()
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
         self._holds: dict[str, asyncio.TimerHandle] = {}
@@ -259,28 +210,8 @@ class Dispatcher:
                 box.idle -= 1
 
     def _next_request(self, box: Outbox) -> list[Packet]:
-        """What the next forward from `box` carries: one packet to an analyzer that takes one
-        at a time (a run is opened for it), else a batch; when more than a batch waits,
-        another sender forwards it alongside."""
-        first = box.packets.popleft()
-        if not box.analyzer.batches:
-            if first.count > 1:
-                parts = first.parts()
-                box.packets.extendleft(reversed(parts[1:]))
-                first = parts[0]
-            return [first]
-        batch = [first]
-        size = len(first.body)
-        count = first.count
-        limit = self.cfg.forward_batch
-        while box.packets and count + box.packets[0].count <= limit:
-            size += len(box.packets[0].body) + 1
-            if size > BATCH_BYTES:
-                break
-            packet = box.packets.popleft()
-            count += packet.count
-            batch.append(packet)
-        if box.packets:
+        batch = box.next_request(self.cfg.forward_batch)
+        if box.packets:  # more than a batch waits: another sender forwards it alongside
             self._add_sender(box)
         return batch
 
@@ -292,31 +223,6 @@ class Dispatcher:
             self.registry.release(analyzer.id, total(batch))
             self._wake.set()
 
-    def _target(self, box: Outbox) -> Target:
-        analyzer = box.analyzer
-        if box.target is None or box.delivery is not analyzer.delivery:
-            box.delivery = analyzer.delivery
-            box.target = target(analyzer.url, analyzer.delivery.headers)
-        return box.target
-
-    async def _body(self, analyzer: Analyzer, batch: list[Packet]) -> tuple[list[bytes], bytes]:
-        """What a forward of `batch` to `analyzer` sends: body pieces and framing headers."""
-        delivery = analyzer.delivery
-        pieces: list[bytes]
-        if not analyzer.batches:
-            pieces, ctype = [batch[0].body], JSON
-        elif delivery.format == "json-array":
-            pieces, ctype = [json_array(batch)], JSON
-        else:
-            pieces, ctype = ndjson_pieces(batch), NDJSON
-        gzip = delivery.compression == "gzip"
-        if gzip:
-            if sum(map(len, pieces)) > GZIP_INLINE:
-                pieces = [await asyncio.to_thread(gzip_pieces, pieces)]
-            else:
-                pieces = [gzip_pieces(pieces)]
-        return pieces, fields_for(ctype, gzip)
-
     async def _attempt(self, box: Outbox, batch: list[Packet]) -> None:
         """Forward `batch` once; a refused batch is split and its halves forwarded in turn."""
         analyzer = box.analyzer
@@ -324,14 +230,11 @@ class Dispatcher:
         stats.requests += 1
         started = self._now()
         try:
-            body, fields = await self._body(analyzer, batch)
-            answer = await self._forwarder.post(
-                self._target(box), body, fields, self.cfg.forward_timeout
-            )
+            answer = await self.wire.send(analyzer, batch, self.cfg.forward_timeout)
         except ForwardError as exc:
             self._failed(analyzer, batch, str(exc))
             return
-        kind = outcome(answer.status)
+        kind = self.wire.verdict(analyzer, answer)
         if kind == DELIVERED:
             latency = self._now() - started
             self._delivered(analyzer, batch)
@@ -509,6 +412,7 @@ class Dispatcher:
     def forget(self, aid: str) -> None:
         self.evacuate(aid)
         self._boxes.pop(aid, None)
+        self.wire.forget(aid)
 
     def outbox_depth(self, aid: str) -> int:
         box = self._boxes.get(aid)
@@ -534,4 +438,4 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._forwarder.close()
+        self.wire.close()

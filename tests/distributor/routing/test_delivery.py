@@ -289,7 +289,7 @@ async def test_a_429_holds_the_analyzer_for_its_retry_after_and_nothing_is_lost(
 
 
 def test_gzip_round_trip_of_pieces() -> None:
-    from logdist.distributor.routing.dispatcher import gzip_pieces
+    from logdist.distributor.outputs.wire import gzip_pieces
 
     pieces = [b'{"a":1}', b"\n", b'{"b":2}', b"\n"]
     assert gzip.decompress(gzip_pieces(pieces)) == b"".join(pieces)

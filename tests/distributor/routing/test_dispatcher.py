@@ -37,7 +37,7 @@ async def held(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Distributo
     d = Distributor(DistributorConfig(analyzers=(ref,), max_requests=3, **settings))
     d.registry.record_success("a1", batch=True)
     forwarder = HeldForwarder()
-    d.dispatcher._forwarder = forwarder  # type: ignore[assignment]
+    d.dispatcher.wire._forwarder = forwarder  # type: ignore[assignment]
     d.dispatcher.start()
     yield d, forwarder
     forwarder.release.set()
