@@ -18,8 +18,6 @@ STILL_LONG = {
     "logdist.bench.proxies": 577,
     "logdist.bench.suite": 507,
     "logdist.bench.suite.run": 203,
-    "logdist.distributor.control.cluster": 483,
-    "logdist.distributor.storage.spool": 465,
     "logdist.emitter.fleet": 473,
     "logdist.formats.syslog": 502,
     "logdist.net.fastpath": 536,

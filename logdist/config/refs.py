@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from logdist.config.fields import check_positive, checked_id, require
 from logdist.core.checks import check_url
 from logdist.core.delivery import Delivery, delivery_from, parse_header_line
+from logdist.core.registry import AdminState, Analyzer
 from logdist.errors import ConfigError, InvalidRequest
 
 
@@ -76,3 +78,25 @@ def _is_number(text: str) -> bool:
 
 def parse_analyzer_refs(specs: list[str]) -> tuple[AnalyzerRef, ...]:
     return tuple(map(parse_analyzer_ref, specs))
+
+
+def analyzer_row(a: Analyzer | AnalyzerRef, state: AdminState | None = None) -> dict[str, Any]:
+    """An analyzer as it is kept: in the state directory and in cluster mode's control
+    bucket (one codec for both)."""
+    admin = a.admin if isinstance(a, Analyzer) else (state or AdminState.ENABLED)
+    return {
+        "id": a.id,
+        "url": a.url,
+        "weight": a.weight,
+        "state": admin.value,
+        "delivery": a.delivery.to_state(),
+    }
+
+
+def analyzer_of(row: dict[str, Any]) -> tuple[AnalyzerRef, AdminState]:
+    """A kept row back as the analyzer's settings and admin state (InvalidRequest, KeyError,
+    TypeError or ValueError when it is not one)."""
+    ref = AnalyzerRef(
+        row["id"], row["url"], float(row["weight"]), delivery_from(row.get("delivery", {}))
+    )
+    return ref, AdminState(row["state"])

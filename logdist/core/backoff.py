@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,12 +40,21 @@ class Backoff:
         return d
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header in its delta-seconds form; None if absent or unusable."""
+def parse_retry_after(value: str | bytes | None, now: float | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks for, in either of its forms (RFC 9110 §10.2.3):
+    delay-seconds, or an HTTP-date (seconds from `now`, the wall clock, and never below 0).
+    None if absent or unusable. Every client of logdist's reads it here."""
     if value is None:
         return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    if not text:
         return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
     return seconds if math.isfinite(seconds) and seconds >= 0 else None

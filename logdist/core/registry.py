@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from logdist.core.backoff import Backoff
 from logdist.core.checks import check_id, check_url
 from logdist.core.delivery import Delivery
 from logdist.core.picker import Exclude, WeightedPicker, check_weight
@@ -17,6 +18,7 @@ DEFAULT_DELIVERY = Delivery()
 # each time it fails its trial, up to the cap.
 PASSIVE_RETRY_BASE = 0.25
 PASSIVE_RETRY_CAP = 5.0
+PASSIVE_RETRY = Backoff(base=PASSIVE_RETRY_BASE, cap=PASSIVE_RETRY_CAP, jitter=0.0)
 
 
 # In a pool past the smooth picker's limit, the messages an analyzer takes in a row once its
@@ -295,7 +297,7 @@ class Registry:
         if analyzer is None or not analyzer.delivery.passive or analyzer.health is not Health.DOWN:
             return None
         streak = max(1, analyzer.down_streak)
-        return min(PASSIVE_RETRY_CAP, PASSIVE_RETRY_BASE * 2.0 ** min(streak - 1, 16))
+        return PASSIVE_RETRY.delay(streak, lambda: 0.0)
 
     def try_again(self, aid: str) -> HealthChange | None:
         """Put a down analyzer with passive health on trial: it takes packets again."""

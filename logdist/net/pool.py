@@ -14,7 +14,6 @@ is noticed and the request sent again on a new one; anything else that goes wron
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ssl
 import time
 from collections import deque
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httptools
+
+from logdist.core.backoff import parse_retry_after
 
 # Seconds a connection may sit idle in the pool before it is closed rather than reused
 # (below the analyzers' own keep-alive timeout, so it is seldom they who close first).
@@ -74,20 +75,6 @@ class Answer:
     retry_after: float | None = None
     # The first ANSWER_HEAD bytes of its body.
     body: bytes = b""
-
-
-def retry_after_seconds(value: bytes | None, now: float | None = None) -> float | None:
-    """A Retry-After value, delay-seconds or an HTTP-date, as seconds from now (>= 0)."""
-    if not value:
-        return None
-    text = value.decode("latin-1").strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class Conn(asyncio.Protocol):
@@ -151,7 +138,7 @@ class Conn(asyncio.Protocol):
             if 200 <= status < 300:
                 self.answer.set_result(Answer(status, None, self.body))
             else:
-                wait = retry_after_seconds(self.retry_after)
+                wait = parse_retry_after(self.retry_after)
                 self.answer.set_result(Answer(status, wait, self.body))
 
     def close(self) -> None:

@@ -77,10 +77,27 @@ def test_retry_after_is_a_floor() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "expected"), [("3", 3.0), (" 1.5 ", 1.5), (None, None), ("soon", None), ("-1", None)]
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        (" 1.5 ", 1.5),
+        (b"120", 120.0),
+        (b" 0 ", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0),  # 30 s after `now` below
+        (b"Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-1", None),
+        ("nan", None),
+    ],
 )
-def test_parse_retry_after(header: str | None, expected: float | None) -> None:
-    assert parse_retry_after(header) == expected
+def test_retry_after_takes_seconds_or_an_http_date(
+    header: str | bytes | None, expected: float | None
+) -> None:
+    """One reader for every client: a fleet, a single emitter and forwarding alike."""
+    now = 1445412450.0  # 2015-10-21 07:27:30 UTC
+    assert parse_retry_after(header, now) == expected
 
 
 def test_backoff_refuses_nonsense() -> None:

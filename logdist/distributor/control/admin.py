@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logdist.config import DistributorConfig
+from logdist.config.refs import AnalyzerRef, analyzer_of, analyzer_row
 from logdist.core.checks import check_id, check_url, control_url
 from logdist.core.delivery import Delivery
 from logdist.core.picker import check_weight
@@ -25,7 +26,7 @@ from logdist.distributor.routing.dispatcher import Dispatcher
 from logdist.distributor.routing.health import HealthChecker
 from logdist.distributor.storage.deadletters import DeadLetterStore
 from logdist.distributor.storage.spool import Spool
-from logdist.distributor.storage.state import StateStore, analyzer_of, analyzer_row
+from logdist.distributor.storage.state import StateStore
 from logdist.errors import AnalyzerExists, SpoolFailure, UnknownAnalyzer
 from logdist.events import event
 
@@ -80,13 +81,7 @@ class Admin:
         def add(row: Row | None) -> Row:
             if row is not None:
                 raise AnalyzerExists(f"analyzer {aid!r} already exists", row.get("url"))
-            return {
-                "id": aid,
-                "url": url,
-                "weight": w,
-                "state": AdminState.ENABLED.value,
-                "delivery": delivery.to_state(),
-            }
+            return analyzer_row(AnalyzerRef(aid, url, w, delivery))
 
         await self.cluster.control.change_analyzer(aid, add)
         return self.registry.get(aid)

@@ -297,6 +297,16 @@ class ControlPlane:
             async with asyncio.timeout(1.0):
                 await self._kv.delete(key_of("replica", self.replica))
 
+    def summary(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "loaded": self.loaded,
+            "revision": self.revision,
+            "applied": self.applied,
+            "writes": self.writes,
+            "conflicts": self.conflicts,
+        }
+
     def replicas_json(self) -> list[Row]:
         now = time.time()
         rows = []

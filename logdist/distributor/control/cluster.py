@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import zlib
 from collections import deque
@@ -38,10 +39,12 @@ from nats.js.api import (
 )
 
 from logdist.config import ClusterConfig
+from logdist.core.backoff import Backoff
 from logdist.distributor.control.bucket import ControlPlane, Row, Watcher
+from logdist.distributor.control.messages import message_of, packets_of
 from logdist.errors import Backpressure, LogdistError, PayloadTooLarge
 from logdist.events import event
-from logdist.formats.packet import Packet, decode_json, parse_batch, parse_packet, total
+from logdist.formats.packet import Packet, parse_batch, total
 
 log = logging.getLogger("logdist.cluster")
 
@@ -54,10 +57,6 @@ FETCH_WAIT = 0.5
 JS_TIMEOUT = 2.0
 # Seconds to publish one message before the request is answered 503.
 PUBLISH_TIMEOUT = 5.0
-# Messages at least this large are stored deflated (zlib level 1), said by the ENCODING
-# header.
-COMPRESS_AT = 1024
-ENCODING = "Logdist-Encoding"
 # Stream messages being published at once; packets arriving meanwhile are grouped (one at
 # a time groups the most: 6,449 requests/s of one packet, 16 packets a message, against
 # 5,362 and 10 with two).
@@ -66,25 +65,9 @@ PUBLISHING = 1
 HEADROOM = 1024
 # Seconds between readings of the stream's and the consumer's figures.
 OBSERVE = 2.0
-
-
-def message_id(first: Packet, last: Packet, packets: int) -> str:
-    """The stream's dedupe key for a message of `packets` packets, `first`'s first to
-    `last`'s last: one packet's id, or the first and last packet ids and how many (the same
-    request sent again, published alone, makes the same key; grouped with other requests'
-    packets it may not, and the analyzers drop the repeat by packet id)."""
-    if packets == 1:
-        return first.id
-    head = first.ids[0] if first.ids else first.id
-    tail = last.ids[-1] if last.ids else last.id
-    return f"{head}..{tail}#{packets}"
-
-
-def packets_of(payload: bytes) -> list[Packet]:
-    """A stream message's packets: a run's lines, or one packet's JSON."""
-    if b"\n" in payload:
-        return parse_batch(payload, ndjson=True, run=1 << 30)
-    return [parse_packet(decode_json(payload), payload)]
+# Joining the cluster again after a failure: from 0.2 s, doubling, up to 5 s, jittered (the
+# replicas that lost the servers together do not come back together).
+JOIN_BACKOFF = Backoff(base=0.2, cap=5.0)
 
 
 @dataclass
@@ -153,7 +136,7 @@ class Cluster:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        delay = 0.2
+        attempt = 0
         while True:
             try:
                 await self._connect()
@@ -174,9 +157,10 @@ class Cluster:
                 if self._nc is not None:
                     await self._nc.close()
                     self._nc = self._js = None
+                attempt += 1
+                delay = JOIN_BACKOFF.delay(attempt, random.random)
                 event(log, "cluster_not_ready", logging.WARNING, error=_said(exc), retry=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         self.ready = True
         event(
             log,
@@ -329,17 +313,8 @@ class Cluster:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[Packet, _Waiter]]) -> None:
-        packets = [p for p, _ in batch]
-        body = packets[0].body if len(packets) == 1 else b"\n".join(p.body for p in packets)
-        headers = {
-            "Nats-Msg-Id": message_id(packets[0], packets[-1], sum(p.count for p in packets))
-        }
-        self.bytes_in += len(body)
-        if len(body) >= COMPRESS_AT:
-            # Log lines shrink several times: fewer bytes for every server to write and send
-            # to the others, at a fraction of the CPU that saves them.
-            body = zlib.compress(body, 1)
-            headers[ENCODING] = "deflate"
+        plain, body, headers = message_of([p for p, _ in batch])
+        self.bytes_in += plain
         self.bytes_out += len(body)
         try:
             await self._js.publish(
@@ -391,10 +366,7 @@ class Cluster:
 
     def _take(self, msg: Any, now: float) -> None:
         try:
-            data = msg.data
-            if msg.headers and msg.headers.get(ENCODING) == "deflate":
-                data = zlib.decompress(data)
-            packets = packets_of(data)
+            packets = packets_of(msg.data, msg.headers)
         except zlib.error as exc:
             event(log, "cluster_message_unreadable", logging.ERROR, error=f"deflate: {exc}")
             asyncio.ensure_future(msg.term())
@@ -456,14 +428,7 @@ class Cluster:
             "stored_bytes": self.bytes_out,
             "stream_state": self.stream_state,
             "replicas": self.control.replicas_json(),
-            "control": {
-                "bucket": self.control.bucket,
-                "loaded": self.control.loaded,
-                "revision": self.control.revision,
-                "applied": self.control.applied,
-                "writes": self.control.writes,
-                "conflicts": self.control.conflicts,
-            },
+            "control": self.control.summary(),
         }
 
 

@@ -17,7 +17,6 @@ ingest answers 503.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from logdist.distributor.storage.files import replace_file
+from logdist.distributor.storage.files import Journal, replace_file
 from logdist.errors import ConfigError, DeadLetterWriteFailed, UnknownDeadLetter
 from logdist.events import event
 from logdist.formats.packet import Packet, Refusal, parse_one
@@ -108,8 +107,7 @@ class DeadLetterStore:
         self.bytes = 0
         # Dead letters made since start (replayed or purged ones included).
         self.total = 0
-        self._fd: int | None = None
-        self._dirty = False
+        self._journal = Journal(self.path, fsync) if self.path is not None else None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -176,22 +174,13 @@ class DeadLetterStore:
         return letter
 
     def _append(self, record: bytes) -> None:
-        assert self.path is not None
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        written = os.write(self._fd, record)
-        if written != len(record):
-            raise OSError(28, "short write to the dead-letter file")
-        if self.fsync == "always":
-            os.fsync(self._fd)
-        elif self.fsync == "interval":
-            self._dirty = True
+        assert self._journal is not None
+        self._journal.append(record)
 
     def sync(self) -> None:
         """With fsync = interval: sync what was appended since the last tick."""
-        if self._dirty and self._fd is not None:
-            self._dirty = False
-            os.fsync(self._fd)
+        if self._journal is not None:
+            self._journal.sync()
 
     def _keep(self, letter: DeadLetter) -> None:
         self.letters[letter.id] = letter
@@ -203,12 +192,9 @@ class DeadLetterStore:
 
     def _rewrite(self) -> None:
         """Replace the file with what is kept now."""
-        if self.dir is None or self.path is None:
+        if self._journal is None or self.path is None:
             return
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self._dirty = False
+        self._journal.close()
         replace_file(self.path, b"".join(letter.record() for letter in self.letters.values()))
 
     # -- reading and acting ---------------------------------------------------------------
@@ -256,8 +242,5 @@ class DeadLetterStore:
         }
 
     def close(self) -> None:
-        if self._fd is not None:
-            if self._dirty and self.fsync != "never":
-                os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        if self._journal is not None:
+            self._journal.close()

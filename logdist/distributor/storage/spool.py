@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logdist.core import wal
+from logdist.distributor.storage import files
+from logdist.distributor.storage.files import FSYNC_MODES
 from logdist.errors import Backpressure, ConfigError, LogdistError
 from logdist.events import event
 from logdist.formats.packet import Packet, decode_json, parse_batch, parse_packet, total
@@ -39,7 +41,6 @@ from logdist.formats.packet import Packet, decode_json, parse_batch, parse_packe
 log = logging.getLogger("logdist.spool")
 
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})\.wal$")
-FSYNC_MODES = ("always", "interval", "never")
 # Pieces a writev call takes at most (IOV_MAX is 1024 on Linux).
 IOV_PIECES = 1024
 
@@ -70,28 +71,6 @@ def _close(fd: int, size: int, sync: bool) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _sync_dir(path: Path) -> None:
-    """fsync a directory: the names created or deleted in it are on disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_paths(paths: list[Path]) -> None:
-    """fsync closed segments (one deleted meanwhile needs none)."""
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class Spool:
@@ -209,7 +188,7 @@ class Spool:
             self._closing.clear()
         closed = self._take_unsynced()
         if closed:  # what is left for the next start is on disk when this one has stopped
-            await asyncio.get_running_loop().run_in_executor(None, _sync_paths, closed)
+            await asyncio.get_running_loop().run_in_executor(None, files.fsync_paths, closed)
         if self._interval_task is not None:
             self._interval_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -419,7 +398,7 @@ class Spool:
         if self._dir_dirty and self.fsync != "never":
             self._dir_dirty = False
             try:
-                await asyncio.get_running_loop().run_in_executor(None, _sync_dir, self.dir)
+                await asyncio.get_running_loop().run_in_executor(None, files.fsync_dir, self.dir)
             except OSError:
                 self._dir_dirty = True
                 raise
@@ -437,7 +416,7 @@ class Spool:
             closed = self._take_unsynced()
             if closed:
                 try:
-                    await loop.run_in_executor(None, _sync_paths, closed)
+                    await loop.run_in_executor(None, files.fsync_paths, closed)
                 except OSError as exc:
                     event(log, "spool_sync_failed", logging.ERROR, error=exc)
             if self._dirty and self.active is not None and self.active.fd is not None:

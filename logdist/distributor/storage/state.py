@@ -17,10 +17,9 @@ from typing import Any
 
 import orjson
 
-from logdist.config import AnalyzerRef
-from logdist.core.delivery import delivery_from
-from logdist.core.registry import AdminState, Analyzer, Registry
-from logdist.distributor.storage.files import replace_file
+from logdist.config.refs import AnalyzerRef, analyzer_of, analyzer_row
+from logdist.core.registry import AdminState, Registry
+from logdist.distributor.storage.files import Journal, replace_file
 from logdist.errors import ConfigError, InvalidRequest
 from logdist.events import event
 
@@ -34,27 +33,6 @@ VERSION = 2
 MIN_FOLD = 256
 
 
-def analyzer_row(a: Analyzer | AnalyzerRef, state: AdminState | None = None) -> dict[str, Any]:
-    """An analyzer as the state directory (and cluster mode's control bucket) keeps it."""
-    admin = a.admin if isinstance(a, Analyzer) else (state or AdminState.ENABLED)
-    return {
-        "id": a.id,
-        "url": a.url,
-        "weight": a.weight,
-        "state": admin.value,
-        "delivery": a.delivery.to_state(),
-    }
-
-
-def analyzer_of(row: dict[str, Any]) -> tuple[AnalyzerRef, AdminState]:
-    """A kept row back as the analyzer's settings and admin state (InvalidRequest, KeyError,
-    TypeError or ValueError when it is not one)."""
-    ref = AnalyzerRef(
-        row["id"], row["url"], float(row["weight"]), delivery_from(row.get("delivery", {}))
-    )
-    return ref, AdminState(row["state"])
-
-
 class StateStore:
     """`DIR/state.json` and its journal `DIR/state.journal`."""
 
@@ -64,7 +42,7 @@ class StateStore:
         self.journal = self.dir / "state.journal"
         self._lines = 0  # in the journal
         self._rows = 0  # in the snapshot
-        self._fd: int | None = None
+        self._appender = Journal(self.journal, "always")
 
     def load(self) -> list[tuple[AnalyzerRef, AdminState]] | None:
         """The saved analyzers, or None when nothing was saved yet."""
@@ -136,14 +114,7 @@ class StateStore:
         change = (
             {"analyzer": analyzer_row(registry.get(aid))} if aid in registry else {"removed": aid}
         )
-        if self._fd is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            created = not self.journal.exists()
-            self._fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            if created:
-                _sync_dir(self.dir)
-        os.write(self._fd, orjson.dumps(change) + b"\n")
-        os.fsync(self._fd)
+        self._appender.append(orjson.dumps(change) + b"\n")
         self._lines += 1
 
     def save(self, registry: Registry) -> None:
@@ -155,22 +126,10 @@ class StateStore:
         replace_file(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
         # A crash before this truncation replays the journal over the snapshot that already
         # holds it: each line sets a whole row or removes it, so the result is the same.
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._appender.close()
         self.journal.unlink(missing_ok=True)
         self._rows, self._lines = len(rows), 0
         event(log, "state_saved", path=self.path, analyzers=self._rows)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        self._appender.close()

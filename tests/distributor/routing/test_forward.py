@@ -15,7 +15,6 @@ from logdist.net.pool import (
     Forwarder,
     ForwardError,
     framing,
-    retry_after_seconds,
     target,
 )
 from tests.support.procs import free_port
@@ -163,23 +162,6 @@ async def test_a_refusal_carries_its_retry_after_and_the_first_bytes_of_its_answ
     answer = await post(fwd, url, b"y", "application/json", 5)  # same connection, reset
     assert (answer.status, answer.retry_after) == (400, None)
     fwd.close()
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        (b"120", 120.0),
-        (b" 0 ", 0.0),
-        (b"Wed, 21 Oct 2015 07:28:00 GMT", 30.0),  # 30 s after `now` below
-        (b"Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past
-        (b"soon", None),
-        (b"-5", None),
-        (None, None),
-    ],
-)
-def test_retry_after_takes_seconds_or_an_http_date(value: bytes | None, seconds: float) -> None:
-    now = 1445412450.0  # 2015-10-21 07:27:30 UTC
-    assert retry_after_seconds(value, now) == seconds
 
 
 async def test_a_get_reads_the_answer_and_its_first_bytes(aiohttp_server: Any) -> None:

@@ -185,16 +185,16 @@ async def test_a_record_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path
 async def test_interval_syncs_closed_segments_at_the_tick_unless_acknowledged_by_then(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logdist.distributor.storage import spool as spool_module
+    from logdist.distributor.storage import files as spool_module
 
     synced: list[str] = []
-    real = spool_module._sync_paths
+    real = spool_module.fsync_paths
 
     def spy(paths: list[Path]) -> None:
         synced.extend(p.name for p in paths)
         real(paths)
 
-    monkeypatch.setattr(spool_module, "_sync_paths", spy)
+    monkeypatch.setattr(spool_module, "fsync_paths", spy)
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200, fsync="interval")
     spool.recover()
     spool.start()
@@ -306,16 +306,16 @@ async def test_a_settled_open_segment_is_released_by_the_write_that_finds_the_di
 async def test_the_directory_is_synced_after_a_segment_is_created_or_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logdist.distributor.storage import spool as spool_module
+    from logdist.distributor.storage import files as spool_module
 
     synced: list[Path] = []
-    real = spool_module._sync_dir
+    real = spool_module.fsync_dir
 
     def sync_dir(path: Path) -> None:
         synced.append(path)
         real(path)
 
-    monkeypatch.setattr(spool_module, "_sync_dir", sync_dir)
+    monkeypatch.setattr(spool_module, "fsync_dir", sync_dir)
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200, fsync="always")
     spool.recover()
     batch = packets(1)
