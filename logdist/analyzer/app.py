@@ -15,13 +15,15 @@ from typing import IO, Any
 import orjson
 from aiohttp import web
 
-from logdist.analyzer.store import Item, Store, Written
+from logdist.analyzer.segments import Item
+from logdist.analyzer.store import Store, Written
 from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
 from logdist.errors import LogdistError, NotFound
 from logdist.events import event
 from logdist.formats.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
-from logdist.net.fastpath import Connection, FrontDoor, content_kind, error, response
+from logdist.net.answers import content_kind, error, response
+from logdist.net.fastpath import Connection, FrontDoor
 from logdist.net.server import LISTENER, Listener
 from logdist.net.web import NDJSON, body_kind, error_middleware, json_response, read_body
 from logdist.search.query import Query, parse_context, parse_query

@@ -14,7 +14,8 @@ ids whose rows are missing, and opening the store removes those (rows past the n
 segment's last), so a packet whose rows were lost is stored when it is sent again, never
 dropped as a duplicate.
 
-Reads (search, histogram, context) run in threads of their own on read-only connections, so
+Reads (search, histogram, context: `reading.py`) run in threads of their own on read-only
+connections, so
 a slow query never holds the writer or the event loop.
 """
 
@@ -22,83 +23,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import os
 import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from logdist.errors import Backpressure, NotFound
+from logdist.analyzer.reading import Reading
+from logdist.analyzer.segments import (
+    COLUMNS,
+    IDS_SCHEMA,
+    SCHEMA,
+    Item,
+    Segment,
+    segment_name,
+    segment_number,
+    segment_start,
+)
+from logdist.errors import Backpressure
 from logdist.events import event
-from logdist.search.fts import check_fts
 from logdist.search.query import (
-    LEVELS,
-    MINUTE_MS,
-    Key,
-    Query,
     Row,
-    bucket_plan,
-    cursor_after,
-    histogram_body,
-    iso,
-    page_answer,
     rows_of,
 )
 
 log = logging.getLogger("logdist.store")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS logs(
-    id INTEGER PRIMARY KEY,
-    ts INTEGER NOT NULL,
-    level INTEGER NOT NULL,
-    packet TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    emitter TEXT,
-    service TEXT,
-    host TEXT,
-    message TEXT NOT NULL,
-    fields TEXT
-);
-CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
-CREATE INDEX IF NOT EXISTS logs_level ON logs(level, ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts
-    USING fts5(message, content='logs', content_rowid='id', columnsize=0);
-CREATE TABLE IF NOT EXISTS rollup(
-    minute INTEGER NOT NULL,
-    level INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (minute, level)
-) WITHOUT ROWID;
-"""
-IDS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ids(
-    packet TEXT PRIMARY KEY,
-    seg TEXT NOT NULL,
-    row INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ids_seg ON ids(seg, row);
-"""
-COLUMNS = "ts, level, packet, idx, emitter, service, host, message, fields"
+
 # Packets a group commit takes at most; the rest wait for the next.
 MAX_BATCH_PACKETS = 2_000
 # Retention is looked at this often (seconds), and after every new segment.
 RETAIN_EVERY = 5.0
 # Packet ids looked up in one statement.
 LOOKUP = 500
-
-# One packet handed to the store: its id, its emitter, its JSON object.
-Item = tuple[str, str | None, bytes]
 
 
 @dataclass
@@ -114,20 +77,6 @@ class Written:
 class _Job:
     items: list[Item]
     done: Callable[[Written | BaseException], None]
-
-
-@dataclass
-class Segment:
-    name: str
-    path: Path
-    started: float  # epoch seconds of its first arrival
-
-    def size(self) -> int:
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            with suppress(FileNotFoundError):
-                total += os.stat(f"{self.path}{suffix}").st_size
-        return total
 
 
 @dataclass
@@ -149,22 +98,7 @@ class StoreError(Backpressure):
     code = "store_failure"
 
 
-def _segment_name(number: int, at: float) -> str:
-    """`seg-NUMBER-START.db`: numbered in order (names sort as they were made), with the UTC
-    second the segment began."""
-    return f"seg-{number:08d}-{datetime.fromtimestamp(at, UTC):%Y%m%dT%H%M%S}.db"
-
-
-def _segment_start(name: str) -> float:
-    stamp = name.removesuffix(".db").rsplit("-", 1)[1]
-    return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
-
-
-def _segment_number(name: str) -> int:
-    return int(name.split("-")[1])
-
-
-class Store:
+class Store(Reading):
     def __init__(
         self,
         directory: str | Path,
@@ -206,7 +140,7 @@ class Store:
         self._ids = self._connect(self.dir / "ids.db")
         self._ids.executescript(IDS_SCHEMA)
         names = sorted(p.name for p in self.dir.glob("seg-*-*.db"))
-        self.segments = [Segment(n, self.dir / n, _segment_start(n)) for n in names]
+        self.segments = [Segment(n, self.dir / n, segment_start(n)) for n in names]
         if self.segments:
             newest = self.segments[-1]
             self._seg = self._connect(newest.path)
@@ -403,8 +337,8 @@ class Store:
             small = self.max_bytes is None or current.size() < self.max_bytes // 10
             if fresh and small:
                 return
-        number = _segment_number(current.name) + 1 if current is not None else 1
-        name = _segment_name(number, now)
+        number = segment_number(current.name) + 1 if current is not None else 1
+        name = segment_name(number, now)
         path = self.dir / name
         conn = self._connect(path)
         conn.executescript(SCHEMA)
@@ -472,257 +406,6 @@ class Store:
             reason=reason,
         )
 
-    # -- reading ----------------------------------------------------------------------------
-
-    def _readable(self) -> list[Segment]:
-        with self._lock:
-            return list(self.segments)
-
-    @contextmanager
-    def _reader(self, segment: Segment) -> Iterator[sqlite3.Connection | None]:
-        try:
-            conn = sqlite3.connect(f"file:{segment.path}?mode=ro", uri=True)
-        except sqlite3.OperationalError:  # removed by retention meanwhile
-            yield None
-            return
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    def search(self, query: Query) -> dict[str, Any]:
-        """One page of stored messages matching `query`, in its order, and the next cursor."""
-        if query.analyzers and self.analyzer not in query.analyzers:
-            return page_answer([], None, [])
-        check_fts(query.q)
-        desc = not query.ascending
-        rows: list[tuple[Any, ...]] = []
-        # Segments whose times can hold the newest (oldest) matches first; stop once a page
-        # is full and no segment left can hold anything before its last row.
-        for segment, (low, high) in self._by_time(query, desc):
-            if len(rows) >= query.limit:
-                edge = rows[query.limit - 1][0]
-                if (high < edge) if desc else (low > edge):
-                    break
-            with self._reader(segment) as conn:
-                if conn is None:
-                    continue
-                for level in query.levels or (None,):
-                    rows += self._page(conn, query, level)
-            rows.sort(key=lambda r: (r[0], r[2], r[3]), reverse=desc)
-            del rows[query.limit :]
-        found = [self._item(row) for row in rows]
-        cursor = cursor_after(found[-1]) if len(found) == query.limit else None
-        return page_answer(found, cursor, [])
-
-    def _by_time(self, query: Query, desc: bool) -> list[tuple[Segment, tuple[int, int]]]:
-        """The segments that hold messages in the query's time range, with the first and last
-        `ts` each holds, newest (or oldest) first."""
-        spans = []
-        segments = self._readable()
-        for segment in segments:
-            span = self._spans.get(segment.name)
-            if span is None:
-                with self._reader(segment) as conn:
-                    if conn is None:
-                        continue
-                    low, high = _edge(conn, [], [], False), _edge(conn, [], [], True)
-                if low is None or high is None:
-                    continue
-                span = (low, high)
-                if segment is not segments[-1]:  # a segment written no more keeps its span
-                    self._spans[segment.name] = span
-            if query.since is not None and span[1] < query.since:
-                continue
-            if query.until is not None and span[0] >= query.until:
-                continue
-            spans.append((segment, span))
-        spans.sort(key=lambda s: s[1][1] if desc else s[1][0], reverse=desc)
-        return spans
-
-    def _where(self, query: Query, level: int | None) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if query.since is not None:
-            where.append("ts >= ?")
-            args.append(query.since)
-        if query.until is not None:
-            where.append("ts < ?")
-            args.append(query.until)
-        if level is not None:
-            where.append("level = ?")
-            args.append(level)
-        for name in ("emitter", "service", "host"):
-            value = getattr(query, name)
-            if value is not None:
-                where.append(f"{name} = ?")
-                args.append(value)
-        if query.q is not None:
-            where.append("id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-            args.append(query.q)
-        return where, args
-
-    def _page(self, conn: sqlite3.Connection, query: Query, level: int | None) -> list[Any]:
-        where, args = self._where(query, level)
-        if query.cursor is not None:
-            where.append(
-                "(ts, packet, idx) > (?, ?, ?)"
-                if query.ascending
-                else "(ts, packet, idx) < (?, ?, ?)"
-            )
-            args.extend(query.cursor)
-        order = "ASC" if query.ascending else "DESC"
-        sql = (
-            f"SELECT {COLUMNS} FROM logs"
-            + _clause(where)
-            + f" ORDER BY ts {order}, packet {order}, idx {order} LIMIT ?"
-        )
-        return conn.execute(sql, (*args, query.limit)).fetchall()
-
-    def _item(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        ts, level, packet, idx, emitter, service, host, message, fields = row
-        return {
-            "ts": iso(ts),
-            "level": LEVELS[level],
-            "service": service,
-            "host": host,
-            "emitter": emitter,
-            "message": message,
-            "packetId": packet,
-            "index": idx,
-            "analyzer": self.analyzer,
-            "fields": orjson.loads(fields) if fields else {},
-        }
-
-    def bounds(self, query: Query) -> tuple[int, int] | None:
-        """The first and last `ts` stored that match `query` (None: nothing does)."""
-        low: int | None = None
-        high: int | None = None
-        for segment in self._readable():
-            with self._reader(segment) as conn:
-                if conn is None:
-                    continue
-                for level in query.levels or (None,):
-                    where, args = self._where(query, level)
-                    a, b = _edge(conn, where, args, False), _edge(conn, where, args, True)
-                    if a is not None and b is not None:
-                        low = a if low is None else min(low, a)
-                        high = b if high is None else max(high, b)
-        return None if low is None or high is None else (low, high)
-
-    def histogram(self, query: Query) -> dict[str, Any]:
-        """Counts per bucket and level over [since, until) (the stored range when not given)."""
-        if query.analyzers and self.analyzer not in query.analyzers:
-            return {"buckets": [], "total": 0, "partial": []}
-        check_fts(query.q)
-        since, until = query.since, query.until
-        if since is None or until is None:
-            found = self.bounds(query)
-            if found is None:
-                return {"buckets": [], "total": 0, "partial": []}
-            since = found[0] if since is None else since
-            until = found[1] + 1 if until is None else until
-        start, width, count = bucket_plan(since, until, query.buckets)
-        counts: Counter[tuple[int, int]] = Counter()
-        ranged = replace(query, since=since, until=until)
-        for segment in self._readable():
-            with self._reader(segment) as conn:
-                if conn is None:
-                    continue
-                if query.only_time_and_level:
-                    self._count_rollup(conn, ranged, start, width, counts)
-                else:
-                    self._count_rows(conn, ranged, start, width, counts)
-        body = histogram_body(since, until, query.buckets, counts)
-        body["partial"] = []
-        return body
-
-    def _count_rows(
-        self,
-        conn: sqlite3.Connection,
-        query: Query,
-        start: int,
-        width: int,
-        counts: Counter[tuple[int, int]],
-    ) -> None:
-        for level in query.levels or (None,):
-            where, args = self._where(query, level)
-            sql = (
-                "SELECT (ts - ?) / ?, level, count(*) FROM logs" + _clause(where) + " GROUP BY 1, 2"
-            )
-            for bucket, lv, n in conn.execute(sql, (start, width, *args)):
-                counts[bucket, lv] += n
-
-    def _count_rollup(
-        self,
-        conn: sqlite3.Connection,
-        query: Query,
-        start: int,
-        width: int,
-        counts: Counter[tuple[int, int]],
-    ) -> None:
-        """Whole minutes from the rollup, the partial minutes at either end from the rows."""
-        assert query.since is not None and query.until is not None
-        first = math.ceil(query.since / MINUTE_MS)  # the first whole minute
-        last = query.until // MINUTE_MS  # the minute `until` falls in (not whole)
-        if first >= last:
-            self._count_rows(conn, query, start, width, counts)
-            return
-        levels = query.levels
-        marks = f" AND level IN ({','.join('?' * len(levels))})" if levels else ""
-        sql = (
-            "SELECT (minute * 60000 - ?) / ?, level, sum(n) FROM rollup"
-            f" WHERE minute >= ? AND minute < ?{marks} GROUP BY 1, 2"
-        )
-        for bucket, lv, n in conn.execute(sql, (start, width, first, last, *levels)):
-            counts[bucket, lv] += n
-        edges = [(query.since, first * MINUTE_MS), (last * MINUTE_MS, query.until)]
-        for since, until in edges:
-            if since < until:
-                edge = replace(query, since=since, until=until)
-                self._count_rows(conn, edge, start, width, counts)
-
-    def context(self, packet: str, index: int, before: int, after: int) -> dict[str, Any]:
-        """The message (`packet`, `index`) and up to `before`/`after` messages around it from
-        the same emitter, in time order."""
-        anchor = self.find(packet, index)
-        if anchor is None:
-            raise NotFound(f"no message {packet!r} #{index} is stored here")
-        key: Key = (anchor[0], anchor[2], anchor[3])
-        emitter = anchor[4]
-        older = self.search(Query(emitter=emitter, cursor=key, limit=max(before, 1)))["items"]
-        newer = self.search(
-            Query(emitter=emitter, cursor=key, limit=max(after, 1), ascending=True)
-        )["items"]
-        items = [*reversed(older[:before]), self._item(anchor), *newer[:after]]
-        return {"items": items, "anchor": min(before, len(older)), "partial": []}
-
-    def find(self, packet: str, index: int) -> tuple[Any, ...] | None:
-        with closing(sqlite3.connect(f"file:{self.dir / 'ids.db'}?mode=ro", uri=True)) as ids:
-            found = ids.execute("SELECT seg, row FROM ids WHERE packet = ?", (packet,)).fetchone()
-        if found is None:
-            return None
-        name, first = found
-        segment = next((s for s in self._readable() if s.name == name), None)
-        if segment is None:
-            return None
-        with self._reader(segment) as conn:
-            if conn is None:
-                return None
-            row: tuple[Any, ...] | None = conn.execute(
-                f"SELECT {COLUMNS} FROM logs WHERE id = ? AND packet = ?", (first + index, packet)
-            ).fetchone()
-        return row
-
-    def _held_rows(self) -> int:
-        """Messages the store holds (rows are numbered from 1 in each segment)."""
-        total = 0
-        for segment in self._readable():
-            with self._reader(segment) as conn:
-                if conn is not None:
-                    total += conn.execute("SELECT coalesce(max(id), 0) FROM logs").fetchone()[0]
-        return total
-
     def summary(self) -> dict[str, Any]:
         """For /stats: segments, bytes, messages held, what was written and removed."""
         segments = self._readable()
@@ -747,19 +430,6 @@ class Store:
             "max_bytes": self.max_bytes,
             "max_age": self.max_age,
         }
-
-
-def _clause(where: list[str]) -> str:
-    return f" WHERE {' AND '.join(where)}" if where else ""
-
-
-def _edge(conn: sqlite3.Connection, where: list[str], args: list[Any], last: bool) -> int | None:
-    """The first (or last) `ts` matching `where`: one step along an index. (`SELECT min(ts),
-    max(ts)` in one statement reads every row: SQLite's shortcut takes one of them alone.)"""
-    order = "DESC" if last else "ASC"
-    sql = f"SELECT ts FROM logs{_clause(where)} ORDER BY ts {order} LIMIT 1"
-    found = conn.execute(sql, args).fetchone()
-    return None if found is None else int(found[0])
 
 
 def _settle(future: asyncio.Future[Written], result: Written | BaseException) -> None:

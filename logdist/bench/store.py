@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from logdist.analyzer.store import Item, Store
+from logdist.analyzer.segments import Item
+from logdist.analyzer.store import Store
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 LEVEL_WEIGHTS = (2, 15, 65, 10, 7, 1)

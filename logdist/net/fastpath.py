@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import hmac
 import logging
 import time
 from collections import deque
@@ -30,7 +29,6 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
-import orjson
 from aiohttp import web
 
 from logdist.errors import (
@@ -40,73 +38,14 @@ from logdist.errors import (
     RequestTimeout,
     Unauthorized,
 )
-from logdist.net.web import BODY_IDLE_TIMEOUT, error_headers, mime_kind
+from logdist.net.answering import Answering
+from logdist.net.answers import CONTINUE, INTERNAL_ERROR, error, response
+from logdist.net.web import BODY_IDLE_TIMEOUT, bearer_matches
 
-REASONS = {
-    200: b"OK",
-    202: b"Accepted",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    408: b"Request Timeout",
-    413: b"Payload Too Large",
-    415: b"Unsupported Media Type",
-    422: b"Unprocessable Entity",
-    500: b"Internal Server Error",
-    503: b"Service Unavailable",
-}
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-INTERNAL_ERROR = b'{"error":"internal error; see the daemon\'s log","code":"internal_error"}'
 log = logging.getLogger("logdist.front")
 
-# Seconds a connection answered with "close" still reads (and drops) what the client sends.
-LINGER_SECONDS = 2.0
 # Request line and headers of one request, at most (aiohttp allows 8 KiB a line).
 MAX_HEAD_BYTES = 64 * 1024
-
-
-# Content-Type values seen, and what they mean (a client sends the same few over and over).
-_KINDS: dict[bytes | None, str] = {None: "json", b"": "json"}
-
-
-def content_kind(ctype: bytes | None) -> str:
-    """`json` or `ndjson` from a Content-Type header value (none at all is JSON)."""
-    kind = _KINDS.get(ctype)
-    if kind is None:
-        assert ctype is not None
-        kind = mime_kind(ctype.split(b";", 1)[0].strip().lower().decode("latin-1"))
-        if len(_KINDS) < 64:
-            _KINDS[ctype] = kind
-    return kind
-
-
-def _head(status: int) -> bytes:
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: " % (
-        status,
-        REASONS.get(status, b"Error"),
-    )
-
-
-_HEADS = {status: _head(status) for status in REASONS}
-
-
-def response(
-    status: int, body: bytes, headers: dict[str, str] | None = None, close: bool = False
-) -> bytes:
-    """A whole JSON answer, head and body, as bytes."""
-    extra = (
-        b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()) if headers else b""
-    )
-    return b"%s%d\r\n%s%s\r\n%s" % (
-        _HEADS.get(status) or _head(status),
-        len(body),
-        extra,
-        b"Connection: close\r\n" if close else b"",
-        body,
-    )
-
-
-def error(exc: LogdistError, close: bool) -> bytes:
-    return response(exc.status, orjson.dumps(exc.to_json()), error_headers(exc), close=close)
 
 
 # The request headers the lean path reads; any other is skipped after one lookup.
@@ -202,8 +141,10 @@ class FrontDoor(abc.ABC):
             conn.close_when_idle()
 
 
-class Connection(asyncio.Protocol):
+class Connection(Answering, asyncio.Protocol):
     """One client connection, while it sends requests to lean routes."""
+
+    door: FrontDoor
 
     def __init__(self, door: FrontDoor, server: web.Server) -> None:
         self.door = door
@@ -359,9 +300,7 @@ class Connection(asyncio.Protocol):
 
     def authorized(self) -> bool:
         assert self.door.token is not None
-        auth = self.auth or b""
-        presented = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
-        return hmac.compare_digest(presented, self.door.token)
+        return bearer_matches(self.auth, self.door.token)
 
     def on_body(self, body: bytes) -> None:
         if self.handoff or self.refused:
@@ -395,106 +334,6 @@ class Connection(asyncio.Protocol):
             self.answer(response(500, INTERNAL_ERROR, close=self.close_after))
 
     # -- answers --------------------------------------------------------------------------
-
-    def answer(self, data: bytes) -> None:
-        """Answer the request being handled now, with `data` (from `response` or `error`)."""
-        close = self.close_after
-        if self.out:
-            self.out.append([True, data, close])
-            return
-        transport = self.transport
-        assert transport is not None
-        if transport.is_closing() or self.lingering:
-            return
-        if close:
-            self.push()
-            transport.write(data)
-            self.linger()
-        else:
-            self.send(data)
-
-    def send(self, data: bytes) -> None:
-        """Write `data` at the end of this loop turn, with every other answer made in it.
-
-        Each write to a client that sleeps waiting for its answer wakes it, and on loopback
-        the writer pays for that wake-up; answers written together after a turn's reads wake
-        a client once for many, which on two cores measured ~1.3x the requests a second.
-        """
-        if not self.unsent:
-            unsent = self.door.unsent
-            if not unsent:
-                asyncio.get_running_loop().call_soon(self.door.write_unsent)
-            unsent.append(self)
-        self.unsent.append(data)
-
-    def push(self) -> None:
-        """Write now what `send` holds (before anything else is written or closes)."""
-        if self.unsent:
-            data = self.unsent[0] if len(self.unsent) == 1 else b"".join(self.unsent)
-            self.unsent = []
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.write(data)
-
-    def defer(self) -> list[Any]:
-        """Keep the place of the request being handled now; its answer comes by `fulfil`."""
-        entry = [False, b"", self.close_after]
-        self.out.append(entry)
-        return entry
-
-    def fulfil(self, entry: list[Any], data: bytes) -> None:
-        """The deferred answer `entry` is `data`: write it, and any ready behind it."""
-        entry[0], entry[1] = True, data
-        self.flush()
-
-    def hold(self) -> None:
-        """Stop reading this connection while the daemon holds one of its requests."""
-        self.held += 1
-        if not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-            self.paused = True
-
-    def release(self) -> None:
-        """A held request was settled; read again once none is held."""
-        self.held -= 1
-        if self.held == 0 and self.paused and self.transport is not None and not self.handoff:
-            self.transport.resume_reading()
-            self.paused = False
-
-    def linger(self) -> None:
-        """Close after an answer the way nginx's lingering close does: send FIN, then read and
-        drop what the client still sends for a moment, so its unread bytes do not make our
-        close a reset that destroys the answer before it is read."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        self.push()
-        self.lingering = True
-        if self.paused:
-            transport.resume_reading()
-            self.paused = False
-        if transport.can_write_eof():
-            transport.write_eof()
-            asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
-        else:
-            transport.close()
-
-    def flush(self) -> None:
-        transport = self.transport
-        assert transport is not None
-        self.push()
-        while self.out and self.out[0][0]:
-            _, data, close = self.out.popleft()
-            if transport.is_closing() or self.lingering:
-                continue
-            transport.write(data)
-            if close:
-                self.linger()
-        if not self.out:
-            if self.closing and not self.in_request:
-                transport.close()
-            elif self.handoff:
-                self.hand_off()
 
     def refuse(self, exc: LogdistError) -> None:
         """Answer `exc` and close: the rest of this request is not read."""

@@ -173,15 +173,24 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def bearer_matches(authorization: bytes | None, token: bytes, fallback: bytes = b"") -> bool:
+    """An `Authorization: Bearer` header presents `token` (compared in constant time); with no
+    bearer header, `fallback` is what was presented. Both servers check tokens here."""
+    presented = fallback
+    if authorization and authorization[:7].lower() == b"bearer ":
+        presented = authorization[7:].strip()
+    return hmac.compare_digest(presented, token)
+
+
 def bearer_ok(request: web.Request, token: str) -> bool:
     """The request carries `token` as `Authorization: Bearer`, or for a WebSocket as `?token=`."""
-    presented = ""
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        presented = header[7:].strip()
-    elif request.path.startswith("/ws/"):
-        presented = request.query.get("token", "")
-    return hmac.compare_digest(presented.encode(), token.encode())
+    header = request.headers.get("Authorization")
+    query = request.query.get("token", "") if request.path.startswith("/ws/") else ""
+    return bearer_matches(
+        header.encode("utf-8", "replace") if header else None,
+        token.encode(),
+        query.encode("utf-8", "replace"),
+    )
 
 
 def auth_middleware(

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from logdist.analyzer.store import Item, Store
+from logdist.analyzer.segments import Item
+from logdist.analyzer.store import Store
 from logdist.errors import InvalidRequest, NotFound
 from logdist.search.query import LEVELS, Query, decode_cursor, parse_query
 from tests.support import packets as support

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logdist.formats.packet import parse_packet
-from logdist.formats.syslog import Framer, Streams, parse_message
+from logdist.formats.syslog import parse_message
+from logdist.formats.syslog_stream import Framer, Streams
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 STANDARD = ("ts", "level", "service", "host", "message")

@@ -20,7 +20,8 @@ from logdist.config import DistributorConfig
 from logdist.distributor.inputs.intake import Intake
 from logdist.errors import Backpressure, LogdistError, UnsupportedMediaType
 from logdist.formats.packet import Packet, packet_ids, parse_batch, parse_one
-from logdist.net.fastpath import Connection, FrontDoor, content_kind, error, response
+from logdist.net.answers import content_kind, error, response
+from logdist.net.fastpath import Connection, FrontDoor
 from logdist.net.web import BODY_IDLE_TIMEOUT
 
 ONE, MANY = 1, 2

@@ -6,8 +6,8 @@ Messages are gathered per connection (UDP: per listener) into packets of up to
 
 Reading syslog costs a few microseconds of Python a message, so TCP streams are framed, read
 and made into packet bodies in the parse processes (`parsing`, running
-`formats.syslog.Streams`), each connection always in the same one; the distributor only owns the
-packets they make. Without parse processes it reads them itself.
+`formats.syslog_stream.Streams`), each connection always in the same one; the distributor only
+owns the packets they make. Without parse processes it reads them itself.
 
 Syslog has no acknowledgement, so each transport pushes back the one way it can:
 
@@ -35,7 +35,8 @@ from logdist.distributor.inputs.parsing import GONE, ParseProcesses
 from logdist.errors import LogdistError
 from logdist.events import event
 from logdist.formats.packet import Made, Packet
-from logdist.formats.syslog import EMITTER, Streams, parse_message, worker_call
+from logdist.formats.syslog import EMITTER, parse_message
+from logdist.formats.syslog_stream import Streams, worker_call
 from logdist.net.server import ListenError, describe_bind_error
 
 log = logging.getLogger("logdist.distributor")

@@ -1,5 +1,6 @@
 """The start of a parse process (see `parsing`). The distributor's packages import nothing
-eagerly, so a spawned process loads only what it runs: `formats.syslog` and `formats.otlp`."""
+eagerly, so a spawned process loads only what it runs: `formats.syslog_stream` and
+`formats.otlp`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import ctypes
 import os
 import signal
 
-from logdist.formats.syslog import worker_init
+from logdist.formats.syslog_stream import worker_init
 
 PR_SET_PDEATHSIG = 1
 

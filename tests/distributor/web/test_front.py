@@ -17,7 +17,8 @@ from logdist.distributor.node import Distributor
 from logdist.distributor.web.app import make_app
 from logdist.distributor.web.keys import DISTRIBUTOR
 from logdist.net import server
-from logdist.net.fastpath import Connection, FrontDoor, response
+from logdist.net.answers import response
+from logdist.net.fastpath import Connection, FrontDoor
 from logdist.net.server import LISTENER, Listener
 from tests.support.serving import read_response
 
