@@ -27,7 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from logdist.bench.proxies import LUA_THREADS
+from logdist.bench.scenarios import LUA_THREADS
 
 RECORDS = 512
 CONNECTIONS = 8

@@ -28,6 +28,10 @@ class Settings:
 
     given: dict[Option, Any]
 
+    def gave(self, name: str) -> bool:
+        """Whether the user gave the flag of field `name` (of the command's own settings)."""
+        return any(option.path == (name,) for option in self.given)
+
     def apply(self, cfg: Any) -> Any:
         """`cfg` with the flags applied; a bad value is a ConfigError."""
         values = {option.path: option.value(raw) for option, raw in self.given.items()}
@@ -71,6 +75,8 @@ def _parameter(option: Option, default: Any) -> inspect.Parameter:
         show_default=shown,
         metavar=flag.metavar,
         envvar=flag.envvar,
+        min=flag.minimum,
+        max=flag.maximum,
     )
     return inspect.Parameter(
         "__".join(option.path),

@@ -35,6 +35,9 @@ class Flag:
     duration: bool = False
     # The field's value as the flag takes it, when not str(value) (see `argv_of`).
     render: Callable[[Any], str] = str
+    # Bounds the command line checks (for settings with no check of their own).
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 def setting(default: Any, help: str, **flag: Any) -> Any:

@@ -51,9 +51,15 @@ def test_every_front_end_carries_the_same_work(tmp_path: Path) -> None:
         "5",
         "--rounds",
         "2",
+        # Another install's logdist beside this one: here the same, the comparison's mechanics.
+        "--baseline",
+        sys.executable,
     )
     rows = {(r["scenario"], r["front_end"]): r for r in data["rows"]}
-    assert set(rows) == {(s, f) for s in "ad" for f in ("logdist", "nginx", "haproxy")}
+    assert set(rows) == {(s, f) for s in "ad" for f in ("logdist", "nginx", "haproxy")} | {
+        ("a", "logdist-base")
+    }
+    assert rows[("a", "logdist-base")]["baseline"] == sys.executable
     for row in rows.values():
         assert row["delivered_packets"] > 0 and row["errors"] == 0
         # Weighted 4:3:2:1 by each front end: every analyzer received some.

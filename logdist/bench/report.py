@@ -1,0 +1,212 @@
+"""What `logdist bench` prints and writes: one table, the performance targets each judged on
+its figures, and the JSON of every row."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from logdist.bench.options import Options
+
+
+def row(rows: list[dict[str, Any]], scenario: str, front: str, **match: Any) -> dict[str, Any]:
+    for r in rows:
+        same = r["scenario"] == scenario and r["front_end"].startswith(front)
+        if same and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return {}
+
+
+def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict[str, Any]]:
+    """The performance issues' targets, each with the figures it was judged on."""
+    out = []
+
+    def add(name: str, goal: str, value: float | None, met: bool | None) -> None:
+        out.append({"target": name, "goal": goal, "value": value, "met": met})
+
+    def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+        return round(a[key] / b[key], 3) if a and b and b[key] else None
+
+    la, na = row(rows, "a", "logdist"), row(rows, "a", "nginx")
+    r = ratio(la, na, "packets_per_s")
+    add("(a) delivered packets/s, logdist / nginx", ">= 1.25", r, None if r is None else r >= 1.25)
+    if analyzers == "foreign":
+        lc, nc = row(rows, "c", "logdist"), row(rows, "c", "nginx")
+        r = ratio(lc, nc, "messages_per_s")
+        add("(c) delivered messages/s, logdist / nginx", ">= 1.0", r, None if r is None else r >= 1)
+        for key, found in (("a", la), ("c", lc)):
+            if found:
+                err = found["share_error_points"]
+                add(f"({key}) message-share error, points", "<= 1", err, err <= 1)
+        return out
+    lb, nb = row(rows, "b", "logdist"), row(rows, "b", "nginx")
+    if lb:
+        err = lb["share_error_points"]
+        nginx = f" (nginx {nb['share_error_points']})" if nb else ""
+        add(f"(b) message-share error, points{nginx}", "<= 1", err, err <= 1)
+    lc = row(rows, "c", "logdist")
+    if lc:
+        add("(c) messages/s", ">= 1,000,000", lc["messages_per_s"], lc["messages_per_s"] >= 1e6)
+    ld = row(rows, "d", "logdist")
+    if ld:
+        load = ld["load"]
+        ok = ld["p99_ms"] <= 50 and ld["errors"] == 0
+        n = f"{load['emitters']:,} emitters"
+        add(f"(d) p99 ms with zero errors, {n}", "<= 50, 0 errors", ld["p99_ms"], ok)
+        cpu = load["control_plane_pct"]
+        cost = cpu["total"]
+        add("(d) control plane, % of a core", "<= 5", cost, cost <= 5)
+        # The per-packet count by emitter is ingest work; with it, the figure still holds?
+        both = round(cost + cpu["tally"], 2)
+        add("(d) control plane + per-packet tally, % of a core", "<= 5", both, both <= 5)
+        kb = round(max(load["status_bytes"], load["ws_frame_bytes"]) / 1024, 1)
+        add("(d) /status and a /ws/metrics frame, KB", "<= 16", kb, kb <= 16)
+    # (e): the distributor holding many analyzers (its row has the idle figures), and four.
+    le = next((r for r in rows if r["scenario"] == "e" and "idle" in r), {})
+    l4 = row(rows, "e", "logdist 4 an.")
+    if le and l4:
+        n = f"{le['analyzers']:,}"
+        r = ratio(le, l4, "packets_per_s")
+        add(f"(e) (a) through {n} analyzers / through 4", ">= 0.8", r, r is not None and r >= 0.8)
+        cpu = le["idle"]["cpu_pct"]
+        add(f"(e) idle CPU with {n} analyzers, % of a core", "<= 5", cpu, cpu <= 5)
+        kb = round(le["idle"]["status_bytes"] / 1024, 1)
+        add(f"(e) /status with {n} analyzers, KB", "<= 16", kb, kb <= 16)
+    picks = sorted((r for r in rows if r["front_end"] == "picker"), key=lambda r: r["analyzers"])
+    if len(picks) >= 2:
+        small, large = picks[0], picks[-1]
+        r = round(large["registry_assign_us"] / small["registry_assign_us"], 2)
+        name = f"(e) pick cost, {large['analyzers']:,} / {small['analyzers']} analyzers"
+        add(name, "<= 2", r, r <= 2)
+    lg = row(rows, "g", "logdist")
+    if lg:
+        r = ratio(lg, lc, "messages_per_s")
+        add("(g) OTLP records/s / (c) messages/s", ">= 0.5", r, r is not None and r >= 0.5)
+        err = lg["share_error_points"]
+        add("(g) message-share error, points", "<= 1", err, err <= 1)
+    lh = row(rows, "h", "logdist")
+    if lh:
+        rate = lh["messages_per_s"]
+        add("(h) syslog messages/s, 8 TCP connections", ">= 150,000", rate, rate >= 150_000)
+        err = lh["share_error_points"]
+        add("(h) message-share error, points", "<= 1", err, err <= 1)
+    li = row(rows, "i", "logdist")
+    if li:
+        r = ratio(li, lc, "messages_per_s")
+        add("(i) (c) into stores / (c), messages/s", ">= 0.25", r, r is not None and r >= 0.25)
+        ok = li["stored_messages"] == li["counted_messages"]
+        add("(i) delivered messages found in the stores", "all", li["stored_messages"], ok)
+    search = row(rows, "i", "search")
+    if search:
+        n = f"{search['fill']['messages'] / 1e6:.1f} M"
+        p95 = search["search"]["p95_ms"]
+        add(f"(i) search p95 ms, text+level+24 h, {n} stored", "<= 200", p95, p95 <= 200)
+        p95 = search["histogram"]["p95_ms"]
+        add(f"(i) histogram p95 ms, whole range, {n}", "<= 500", p95, p95 <= 500)
+    for key in ("a", "c"):
+        spooled = row(rows, "f", "logdist+spool", like=key)
+        clustered = row(rows, "j", "logdist cluster", like=key)
+        r = ratio(clustered, spooled, "messages_per_s")
+        if r is not None:
+            goal, met = (">= 0.5", r >= 0.5) if key == "c" else ("report", None)
+            add(f"(j) cluster / one distributor with its spool, ({key})", goal, r, met)
+    for key in ("a", "c"):
+        spooled, plain = row(rows, "f", "logdist+spool", like=key), row(rows, key, "logdist")
+        r = ratio(spooled, plain, "messages_per_s")
+        if r is not None:
+            add(f"(f) spool cost on ({key}), throughput kept", ">= 0.75", r, r >= 0.75)
+    return out
+
+
+def report(opts: Options) -> dict[str, Any]:
+    rows = opts.rows
+    rows.sort(key=lambda r: str(r["scenario"]))  # (f) ran beside (a) and (c): list it last
+    for r in rows:
+        base = row(rows, r["scenario"], "nginx") if r["scenario"] in "abcd" else {}
+        if base and "messages_per_s" in r and base["messages_per_s"]:
+            r["vs_nginx"] = round(r["messages_per_s"] / base["messages_per_s"], 2)
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+        },
+        "seconds": opts.seconds,
+        "rounds": opts.rounds,
+        "connections": opts.connections,
+        "emitters": opts.emitters,
+        "fleets": opts.fleets,
+        "fleet_batch": opts.fleet_batch,
+        "analyzers": opts.analyzers,
+        "rows": rows,
+        "targets": targets(rows, opts.analyzers),
+    }
+    print_table(result)
+    opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+    opts.json_path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {opts.json_path}")
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+COLUMNS = (
+    ("scenario", "sc", 2),
+    ("front_end", "front end", 18),
+    ("packets_per_s", "packets/s", 10),
+    ("messages_per_s", "messages/s", 11),
+    ("p50_ms", "p50 ms", 7),
+    ("p99_ms", "p99 ms", 8),
+    ("errors", "errors", 6),
+    ("cpu_front_end", "cpu fe%", 7),
+    ("cpu_analyzers", "cpu an%", 7),
+    ("cpu_load", "cpu load%", 9),
+    ("share_error_points", "share err", 9),
+    ("vs_nginx", "vs nginx", 8),
+)
+
+
+def print_table(result: dict[str, Any]) -> None:
+    m = result["machine"]
+    print(
+        f"\n{m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']};"
+        f" {result['seconds']:g} s a run (a, b, c, f in {result['rounds']} slices taken in"
+        f" turn), wrk {result['connections']} connections,"
+        f" 4 {result['analyzers']} analyzers 4:3:2:1"
+        + (' (format = "ndjson")' if result["analyzers"] == "foreign" else "")
+    )
+    print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))
+    for r in result["rows"]:
+        if r["front_end"] in ("picker", "search"):
+            continue
+        cells = []
+        for key, _, width in COLUMNS:
+            value = r.get(key, "")
+            text = f"{value:,.0f}" if key.endswith("_per_s") else f"{value}"
+            if key == "vs_nginx" and value != "":
+                text = f"{value:.2f}x"
+            cells.append(f"{text:>{width}}")
+        print(" ".join(cells))
+    picks = [r for r in result["rows"] if r["front_end"] == "picker"]
+    for r in picks:
+        print(
+            f"  (e) picker, {r['analyzers']:>6,} analyzers ({r['form']}): "
+            f"{r['registry_assign_us']:.2f} µs an assignment"
+        )
+    print("\ntargets")
+    width = max((len(t["target"]) for t in result["targets"]), default=0)
+    for t in result["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        print(f"  {t['target']:<{width}} {t['goal']:>16}  {t['value']!s:>10}  {verdict}")
