@@ -19,6 +19,6 @@ def start(settings: Settings = NO_FLAGS, log_level: LogLevelOption = "INFO") -> 
     """Send packets in the seed's format to POST /log-packet; control API on --port."""
     with config_errors():
         cfg = settings.apply(EmitterConfig())
-    from logdist.emitter import make_app  # here, not at the top: `logdist --help` stays quick
+    from logdist.emitter.node import make_app  # here: `logdist --help` stays quick
 
     run_daemon("emitter", make_app, cfg, log_level)

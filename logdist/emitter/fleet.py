@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from logdist.config import EmitterConfig
 from logdist.core.backoff import Backoff
@@ -39,8 +38,6 @@ from logdist.core.latency import LatencyHistogram
 from logdist.emitter.app import (
     REJECTING,
     Emitter,
-    add_control_routes,
-    control_app,
     needs_renewal,
     renew_from,
 )
@@ -49,7 +46,7 @@ from logdist.errors import UnknownEmitter
 from logdist.events import event
 from logdist.net.pool import Forwarder, ForwardError, framing, target
 from logdist.net.server import BoundAddress
-from logdist.net.web import JSON, NDJSON, json_response
+from logdist.net.web import JSON, NDJSON
 
 log = logging.getLogger("logdist.emitter")
 
@@ -448,26 +445,3 @@ class Fleet:
             # Generation to 2xx of each delivered packet, by upper bound in ms (not cumulative).
             "latency_ms": self.latency.to_json(),
         }
-
-
-FLEET = web.AppKey("fleet", Fleet)
-
-
-async def fleet_metrics(request: web.Request) -> web.Response:
-    return json_response(request.app[FLEET].metrics())
-
-
-async def health(request: web.Request) -> web.Response:
-    fleet = request.app[FLEET]
-    return json_response({"status": "ok", "fleet": fleet.cfg.id, "members": len(fleet.members)})
-
-
-def make_fleet_app(cfg: EmitterConfig) -> web.Application:
-    fleet = Fleet(cfg)
-    app = control_app(FLEET, fleet)
-    add_control_routes(
-        app.router, "/e/{eid}", lambda request: fleet.member(request.match_info["eid"]).emitter
-    )
-    app.router.add_get("/metrics", fleet_metrics)
-    app.router.add_get("/health", health)
-    return app

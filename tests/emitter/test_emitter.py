@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from logdist.config import EmitterConfig
-from logdist.emitter import make_app
 from logdist.emitter.app import EMITTER, Emitter, renew_from
 from logdist.emitter.generator import PacketFactory, uuid4_from
+from logdist.emitter.node import make_app
 from logdist.net.server import BOUND
 from tests.support.fakes import eventually
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from logdist.emitter.fleet import FLEET, Fleet
+from logdist.emitter.fleet import Fleet
+from logdist.emitter.node import FLEET
 from tests.emitter.test_emitter import FakeDistributor, serve
 from tests.support.fakes import eventually
 

@@ -1,0 +1,40 @@
+"""The emitter daemon's composition root: one emitter, or a fleet of `cfg.fleet` of them in
+this process, each with the control API (a fleet's under /e/ID/...)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from logdist.config import EmitterConfig
+from logdist.emitter.app import add_control_routes, control_app
+from logdist.emitter.app import make_app as make_single_app
+from logdist.emitter.fleet import Fleet
+from logdist.net.web import json_response
+
+
+def make_app(cfg: EmitterConfig) -> web.Application:
+    """One emitter, or a fleet of `cfg.fleet` of them."""
+    return make_fleet_app(cfg) if cfg.fleet else make_single_app(cfg)
+
+
+FLEET = web.AppKey("fleet", Fleet)
+
+
+async def fleet_metrics(request: web.Request) -> web.Response:
+    return json_response(request.app[FLEET].metrics())
+
+
+async def health(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    return json_response({"status": "ok", "fleet": fleet.cfg.id, "members": len(fleet.members)})
+
+
+def make_fleet_app(cfg: EmitterConfig) -> web.Application:
+    fleet = Fleet(cfg)
+    app = control_app(FLEET, fleet)
+    add_control_routes(
+        app.router, "/e/{eid}", lambda request: fleet.member(request.match_info["eid"]).emitter
+    )
+    app.router.add_get("/metrics", fleet_metrics)
+    app.router.add_get("/health", health)
+    return app
