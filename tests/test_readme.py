@@ -5,9 +5,20 @@ from logdist.cli import reference
 
 def test_the_readme_links_the_reference_documents() -> None:
     readme = reference.README.read_text()
-    for doc in ("docs/cli.md", "docs/http-api.md", "docs/inputs.md", "docs/benchmark.md"):
+    for doc in (
+        "docs/cli.md",
+        "docs/http-api.md",
+        "docs/inputs.md",
+        "docs/operating.md",
+        "docs/benchmark.md",
+    ):
         assert f"]({doc})" in readme
         assert (reference.ROOT / doc).exists()
+
+
+def test_the_readme_is_a_ten_minute_read() -> None:
+    """Reference material goes to docs/; the README stays what a newcomer reads at once."""
+    assert len(reference.README.read_text().splitlines()) <= 600
 
 
 def test_readme_opens_with_the_two_setup_commands() -> None:
