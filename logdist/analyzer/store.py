@@ -246,31 +246,19 @@ class Store(Reading):
             self._retain_logged()
 
     def _commit(self, jobs: list[_Job]) -> list[Written]:
-        assert self._ids is not None
+        """One group commit: the jobs' new packets made rows, their ids committed, then the
+        rows (with the index and the counts); what each job stored."""
         now = self.clock()
         self._roll(now)
-        seg, ids_db = self._seg, self._ids
-        assert seg is not None
         name = self.segments[-1].name
-        # Which packets are new: not stored before, not twice in this batch.
-        wanted = {pid for job in jobs for pid, _, _ in job.items}
-        known: set[str] = set()
-        listed = list(wanted)
-        for start in range(0, len(listed), LOOKUP):
-            chunk = listed[start : start + LOOKUP]
-            marks = ",".join("?" * len(chunk))
-            known.update(
-                r[0]
-                for r in ids_db.execute(f"SELECT packet FROM ids WHERE packet IN ({marks})", chunk)
-            )
-        received_ms = int(now * 1000)
+        known = self._known({pid for job in jobs for pid, _, _ in job.items})
         first_row = row = self._next_row
         rows: list[Row] = []
         ids: list[tuple[str, str, int]] = []
         results: list[Written] = []
+        received_ms = int(now * 1000)
         for job in jobs:
-            new: list[int] = []
-            counts: list[int] = []
+            written = Written([], [])
             for position, (pid, emitter, line) in enumerate(job.items):
                 if pid in known:
                     continue
@@ -283,43 +271,11 @@ class Store(Reading):
                 ids.append((pid, name, row))
                 rows += made
                 row += len(made)
-                new.append(position)
-                counts.append(len(made))
-            results.append(Written(new, counts))
+                written.new.append(position)
+                written.counts.append(len(made))
+            results.append(written)
         if rows:
-            ids_db.execute("BEGIN")
-            try:
-                ids_db.executemany("INSERT INTO ids VALUES (?, ?, ?)", ids)
-                ids_db.execute("COMMIT")
-            except BaseException:
-                ids_db.execute("ROLLBACK")
-                raise
-            try:
-                seg.execute("BEGIN")
-                # Row ids are the next ones in order (rows are never deleted from a segment):
-                # first_row … row - 1, as the ids say.
-                seg.executemany(f"INSERT INTO logs({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-                (last,) = seg.execute("SELECT last_insert_rowid()").fetchone()
-                if last != row - 1:
-                    raise sqlite3.IntegrityError(f"rows numbered to {last}, expected {row - 1}")
-                # The index and the counts from the rows just written, in SQLite's own loops.
-                seg.execute(
-                    "INSERT INTO fts(rowid, message) SELECT id, message FROM logs WHERE id >= ?",
-                    (first_row,),
-                )
-                seg.execute(
-                    "INSERT INTO rollup SELECT ts / 60000, level, count(*) FROM logs"
-                    " WHERE id >= ? GROUP BY 1, 2"
-                    " ON CONFLICT(minute, level) DO UPDATE SET n = n + excluded.n",
-                    (first_row,),
-                )
-                seg.execute("COMMIT")
-            except BaseException:
-                if seg.in_transaction:
-                    seg.execute("ROLLBACK")
-                # The ids just committed point at rows that were not: take them back.
-                ids_db.execute("DELETE FROM ids WHERE seg = ? AND row >= ?", (name, first_row))
-                raise
+            self._insert(name, ids, rows, first_row, row)
             self._next_row = row
         stored = sum(len(r.new) for r in results)
         self.stats.batches += 1
@@ -328,6 +284,59 @@ class Store(Reading):
         self.held += len(rows)
         self.stats.duplicates += sum(len(j.items) for j in jobs) - stored
         return results
+
+    def _known(self, wanted: set[str]) -> set[str]:
+        """Which of the packet ids `wanted` the store holds already."""
+        assert self._ids is not None
+        known: set[str] = set()
+        listed = list(wanted)
+        for start in range(0, len(listed), LOOKUP):
+            chunk = listed[start : start + LOOKUP]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT packet FROM ids WHERE packet IN ({marks})"
+            known.update(r[0] for r in self._ids.execute(sql, chunk))
+        return known
+
+    def _insert(
+        self, name: str, ids: list[tuple[str, str, int]], rows: list[Row], first: int, end: int
+    ) -> None:
+        """The ids committed, then rows `first` … `end` - 1 of segment `name` with their index
+        and counts; if the rows fail, the ids just committed are taken back."""
+        ids_db, seg = self._ids, self._seg
+        assert ids_db is not None and seg is not None
+        ids_db.execute("BEGIN")
+        try:
+            ids_db.executemany("INSERT INTO ids VALUES (?, ?, ?)", ids)
+            ids_db.execute("COMMIT")
+        except BaseException:
+            ids_db.execute("ROLLBACK")
+            raise
+        try:
+            seg.execute("BEGIN")
+            # Row ids are the next ones in order (rows are never deleted from a segment):
+            # first … end - 1, as the ids say.
+            seg.executemany(f"INSERT INTO logs({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            (last,) = seg.execute("SELECT last_insert_rowid()").fetchone()
+            if last != end - 1:
+                raise sqlite3.IntegrityError(f"rows numbered to {last}, expected {end - 1}")
+            # The index and the counts from the rows just written, in SQLite's own loops.
+            seg.execute(
+                "INSERT INTO fts(rowid, message) SELECT id, message FROM logs WHERE id >= ?",
+                (first,),
+            )
+            seg.execute(
+                "INSERT INTO rollup SELECT ts / 60000, level, count(*) FROM logs"
+                " WHERE id >= ? GROUP BY 1, 2"
+                " ON CONFLICT(minute, level) DO UPDATE SET n = n + excluded.n",
+                (first,),
+            )
+            seg.execute("COMMIT")
+        except BaseException:
+            if seg.in_transaction:
+                seg.execute("ROLLBACK")
+            # The ids just committed point at rows that were not: take them back.
+            ids_db.execute("DELETE FROM ids WHERE seg = ? AND row >= ?", (name, first))
+            raise
 
     def _roll(self, now: float) -> None:
         """Start a new segment when the current one is old enough (or big enough)."""

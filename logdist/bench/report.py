@@ -13,112 +13,170 @@ from logdist.bench.options import Options
 
 
 def row(rows: list[dict[str, Any]], scenario: str, front: str, **match: Any) -> dict[str, Any]:
-    for r in rows:
-        same = r["scenario"] == scenario and r["front_end"].startswith(front)
-        if same and all(r.get(k) == v for k, v in match.items()):
-            return r
-    return {}
+    """The row of `scenario` whose front end is `front`, else the first whose name begins with
+    it ("logdist cluster" finds "logdist cluster (2 replicas)"); {} if none."""
+    found = [r for r in rows if r["scenario"] == scenario and r["front_end"].startswith(front)]
+    found = [r for r in found if all(r.get(k) == v for k, v in match.items())]
+    exact = [r for r in found if r["front_end"] == front]
+    return (exact or found or [{}])[0]
+
+
+def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+    return round(a[key] / b[key], 3) if a and b and b[key] else None
+
+
+class Targets:
+    """The performance issues' targets, each with the figures it was judged on."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.out: list[dict[str, Any]] = []
+
+    def add(self, name: str, goal: str, value: float | None, met: bool | None) -> None:
+        self.out.append({"target": name, "goal": goal, "value": value, "met": met})
+
+    def share(self, key: str, found: dict[str, Any], name: str | None = None) -> None:
+        err = found["share_error_points"]
+        self.add(name or f"({key}) message-share error, points", "<= 1", err, err <= 1)
+
+    def foreign(self) -> None:
+        la, lc = row(self.rows, "a", "logdist"), row(self.rows, "c", "logdist")
+        r = ratio(lc, row(self.rows, "c", "nginx"), "messages_per_s")
+        self.add(
+            "(c) delivered messages/s, logdist / nginx", ">= 1.0", r, None if r is None else r >= 1
+        )
+        for key, found in (("a", la), ("c", lc)):
+            if found:
+                self.share(key, found)
+
+    def a(self) -> None:
+        r = ratio(row(self.rows, "a", "logdist"), row(self.rows, "a", "nginx"), "packets_per_s")
+        self.add(
+            "(a) delivered packets/s, logdist / nginx",
+            ">= 1.25",
+            r,
+            None if r is None else r >= 1.25,
+        )
+
+    def baseline(self) -> None:
+        for key in ("a", "c"):
+            r = ratio(
+                row(self.rows, key, "logdist"),
+                row(self.rows, key, "logdist-base"),
+                "messages_per_s",
+            )
+            if r is not None:
+                self.add(f"({key}) this logdist / the baseline's, messages/s", "report", r, None)
+
+    def b_c(self) -> None:
+        lb, nb = row(self.rows, "b", "logdist"), row(self.rows, "b", "nginx")
+        if lb:
+            nginx = f" (nginx {nb['share_error_points']})" if nb else ""
+            self.share("b", lb, f"(b) message-share error, points{nginx}")
+        lc = row(self.rows, "c", "logdist")
+        if lc:
+            rate = lc["messages_per_s"]
+            self.add("(c) messages/s", ">= 1,000,000", rate, rate >= 1e6)
+
+    def d(self) -> None:
+        ld = row(self.rows, "d", "logdist")
+        if not ld:
+            return
+        load = ld["load"]
+        ok = ld["p99_ms"] <= 50 and ld["errors"] == 0
+        n = f"{load['emitters']:,} emitters"
+        self.add(f"(d) p99 ms with zero errors, {n}", "<= 50, 0 errors", ld["p99_ms"], ok)
+        cpu = load["control_plane_pct"]
+        cost = cpu["total"]
+        self.add("(d) control plane, % of a core", "<= 5", cost, cost <= 5)
+        # The per-packet count by emitter is ingest work; with it, the figure still holds?
+        both = round(cost + cpu["tally"], 2)
+        self.add("(d) control plane + per-packet tally, % of a core", "<= 5", both, both <= 5)
+        kb = round(max(load["status_bytes"], load["ws_frame_bytes"]) / 1024, 1)
+        self.add("(d) /status and a /ws/metrics frame, KB", "<= 16", kb, kb <= 16)
+
+    def e(self) -> None:
+        # The distributor holding many analyzers (its row has the idle figures), and four.
+        le = next((r for r in self.rows if r["scenario"] == "e" and "idle" in r), {})
+        l4 = row(self.rows, "e", "logdist 4 an.")
+        if le and l4:
+            n = f"{le['analyzers']:,}"
+            r = ratio(le, l4, "packets_per_s")
+            self.add(
+                f"(e) (a) through {n} analyzers / through 4",
+                ">= 0.8",
+                r,
+                r is not None and r >= 0.8,
+            )
+            cpu = le["idle"]["cpu_pct"]
+            self.add(f"(e) idle CPU with {n} analyzers, % of a core", "<= 5", cpu, cpu <= 5)
+            kb = round(le["idle"]["status_bytes"] / 1024, 1)
+            self.add(f"(e) /status with {n} analyzers, KB", "<= 16", kb, kb <= 16)
+        picks = [r for r in self.rows if r["front_end"] == "picker"]
+        picks.sort(key=lambda r: r["analyzers"])
+        if len(picks) >= 2:
+            small, large = picks[0], picks[-1]
+            r = round(large["registry_assign_us"] / small["registry_assign_us"], 2)
+            name = f"(e) pick cost, {large['analyzers']:,} / {small['analyzers']} analyzers"
+            self.add(name, "<= 2", r, r <= 2)
+
+    def g_h(self) -> None:
+        lc, lg = row(self.rows, "c", "logdist"), row(self.rows, "g", "logdist")
+        if lg:
+            r = ratio(lg, lc, "messages_per_s")
+            self.add("(g) OTLP records/s / (c) messages/s", ">= 0.5", r, r is not None and r >= 0.5)
+            self.share("g", lg)
+        lh = row(self.rows, "h", "logdist")
+        if lh:
+            rate = lh["messages_per_s"]
+            self.add(
+                "(h) syslog messages/s, 8 TCP connections", ">= 150,000", rate, rate >= 150_000
+            )
+            self.share("h", lh)
+
+    def i(self) -> None:
+        lc, li = row(self.rows, "c", "logdist"), row(self.rows, "i", "logdist")
+        if li:
+            r = ratio(li, lc, "messages_per_s")
+            self.add(
+                "(i) (c) into stores / (c), messages/s", ">= 0.25", r, r is not None and r >= 0.25
+            )
+            ok = li["stored_messages"] == li["counted_messages"]
+            self.add("(i) delivered messages found in the stores", "all", li["stored_messages"], ok)
+        search = row(self.rows, "i", "search")
+        if search:
+            n = f"{search['fill']['messages'] / 1e6:.1f} M"
+            p95 = search["search"]["p95_ms"]
+            self.add(f"(i) search p95 ms, text+level+24 h, {n} stored", "<= 200", p95, p95 <= 200)
+            p95 = search["histogram"]["p95_ms"]
+            self.add(f"(i) histogram p95 ms, whole range, {n}", "<= 500", p95, p95 <= 500)
+
+    def j_f(self) -> None:
+        for key in ("a", "c"):
+            spooled = row(self.rows, "f", "logdist+spool", like=key)
+            clustered = row(self.rows, "j", "logdist cluster", like=key)
+            r = ratio(clustered, spooled, "messages_per_s")
+            if r is not None:
+                goal, met = (">= 0.5", r >= 0.5) if key == "c" else ("report", None)
+                self.add(f"(j) cluster / one distributor with its spool, ({key})", goal, r, met)
+        for key in ("a", "c"):
+            spooled = row(self.rows, "f", "logdist+spool", like=key)
+            r = ratio(spooled, row(self.rows, key, "logdist"), "messages_per_s")
+            if r is not None:
+                self.add(f"(f) spool cost on ({key}), throughput kept", ">= 0.75", r, r >= 0.75)
 
 
 def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict[str, Any]]:
     """The performance issues' targets, each with the figures it was judged on."""
-    out = []
-
-    def add(name: str, goal: str, value: float | None, met: bool | None) -> None:
-        out.append({"target": name, "goal": goal, "value": value, "met": met})
-
-    def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
-        return round(a[key] / b[key], 3) if a and b and b[key] else None
-
-    la, na = row(rows, "a", "logdist"), row(rows, "a", "nginx")
-    r = ratio(la, na, "packets_per_s")
-    add("(a) delivered packets/s, logdist / nginx", ">= 1.25", r, None if r is None else r >= 1.25)
+    t = Targets(rows)
+    t.a()
     if analyzers == "foreign":
-        lc, nc = row(rows, "c", "logdist"), row(rows, "c", "nginx")
-        r = ratio(lc, nc, "messages_per_s")
-        add("(c) delivered messages/s, logdist / nginx", ">= 1.0", r, None if r is None else r >= 1)
-        for key, found in (("a", la), ("c", lc)):
-            if found:
-                err = found["share_error_points"]
-                add(f"({key}) message-share error, points", "<= 1", err, err <= 1)
-        return out
-    lb, nb = row(rows, "b", "logdist"), row(rows, "b", "nginx")
-    if lb:
-        err = lb["share_error_points"]
-        nginx = f" (nginx {nb['share_error_points']})" if nb else ""
-        add(f"(b) message-share error, points{nginx}", "<= 1", err, err <= 1)
-    lc = row(rows, "c", "logdist")
-    if lc:
-        add("(c) messages/s", ">= 1,000,000", lc["messages_per_s"], lc["messages_per_s"] >= 1e6)
-    ld = row(rows, "d", "logdist")
-    if ld:
-        load = ld["load"]
-        ok = ld["p99_ms"] <= 50 and ld["errors"] == 0
-        n = f"{load['emitters']:,} emitters"
-        add(f"(d) p99 ms with zero errors, {n}", "<= 50, 0 errors", ld["p99_ms"], ok)
-        cpu = load["control_plane_pct"]
-        cost = cpu["total"]
-        add("(d) control plane, % of a core", "<= 5", cost, cost <= 5)
-        # The per-packet count by emitter is ingest work; with it, the figure still holds?
-        both = round(cost + cpu["tally"], 2)
-        add("(d) control plane + per-packet tally, % of a core", "<= 5", both, both <= 5)
-        kb = round(max(load["status_bytes"], load["ws_frame_bytes"]) / 1024, 1)
-        add("(d) /status and a /ws/metrics frame, KB", "<= 16", kb, kb <= 16)
-    # (e): the distributor holding many analyzers (its row has the idle figures), and four.
-    le = next((r for r in rows if r["scenario"] == "e" and "idle" in r), {})
-    l4 = row(rows, "e", "logdist 4 an.")
-    if le and l4:
-        n = f"{le['analyzers']:,}"
-        r = ratio(le, l4, "packets_per_s")
-        add(f"(e) (a) through {n} analyzers / through 4", ">= 0.8", r, r is not None and r >= 0.8)
-        cpu = le["idle"]["cpu_pct"]
-        add(f"(e) idle CPU with {n} analyzers, % of a core", "<= 5", cpu, cpu <= 5)
-        kb = round(le["idle"]["status_bytes"] / 1024, 1)
-        add(f"(e) /status with {n} analyzers, KB", "<= 16", kb, kb <= 16)
-    picks = sorted((r for r in rows if r["front_end"] == "picker"), key=lambda r: r["analyzers"])
-    if len(picks) >= 2:
-        small, large = picks[0], picks[-1]
-        r = round(large["registry_assign_us"] / small["registry_assign_us"], 2)
-        name = f"(e) pick cost, {large['analyzers']:,} / {small['analyzers']} analyzers"
-        add(name, "<= 2", r, r <= 2)
-    lg = row(rows, "g", "logdist")
-    if lg:
-        r = ratio(lg, lc, "messages_per_s")
-        add("(g) OTLP records/s / (c) messages/s", ">= 0.5", r, r is not None and r >= 0.5)
-        err = lg["share_error_points"]
-        add("(g) message-share error, points", "<= 1", err, err <= 1)
-    lh = row(rows, "h", "logdist")
-    if lh:
-        rate = lh["messages_per_s"]
-        add("(h) syslog messages/s, 8 TCP connections", ">= 150,000", rate, rate >= 150_000)
-        err = lh["share_error_points"]
-        add("(h) message-share error, points", "<= 1", err, err <= 1)
-    li = row(rows, "i", "logdist")
-    if li:
-        r = ratio(li, lc, "messages_per_s")
-        add("(i) (c) into stores / (c), messages/s", ">= 0.25", r, r is not None and r >= 0.25)
-        ok = li["stored_messages"] == li["counted_messages"]
-        add("(i) delivered messages found in the stores", "all", li["stored_messages"], ok)
-    search = row(rows, "i", "search")
-    if search:
-        n = f"{search['fill']['messages'] / 1e6:.1f} M"
-        p95 = search["search"]["p95_ms"]
-        add(f"(i) search p95 ms, text+level+24 h, {n} stored", "<= 200", p95, p95 <= 200)
-        p95 = search["histogram"]["p95_ms"]
-        add(f"(i) histogram p95 ms, whole range, {n}", "<= 500", p95, p95 <= 500)
-    for key in ("a", "c"):
-        spooled = row(rows, "f", "logdist+spool", like=key)
-        clustered = row(rows, "j", "logdist cluster", like=key)
-        r = ratio(clustered, spooled, "messages_per_s")
-        if r is not None:
-            goal, met = (">= 0.5", r >= 0.5) if key == "c" else ("report", None)
-            add(f"(j) cluster / one distributor with its spool, ({key})", goal, r, met)
-    for key in ("a", "c"):
-        spooled, plain = row(rows, "f", "logdist+spool", like=key), row(rows, key, "logdist")
-        r = ratio(spooled, plain, "messages_per_s")
-        if r is not None:
-            add(f"(f) spool cost on ({key}), throughput kept", ">= 0.75", r, r >= 0.75)
-    return out
+        t.foreign()
+    else:
+        for part in (t.b_c, t.d, t.e, t.g_h, t.i, t.j_f):
+            part()
+    t.baseline()
+    return t.out
 
 
 def report(opts: Options) -> dict[str, Any]:

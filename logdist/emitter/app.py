@@ -23,16 +23,15 @@ import orjson
 from aiohttp import web
 
 from logdist.config import EmitterConfig
-from logdist.core.backoff import parse_retry_after
 from logdist.core.failover import Failover
 from logdist.core.ratelimit import TokenBucket
 from logdist.emitter.generator import Outgoing, PacketFactory
 from logdist.errors import InvalidRequest
 from logdist.events import event
+from logdist.net.pool import Forwarder, ForwardError, framing, target
 from logdist.net.server import BOUND, BoundAddress
 from logdist.net.web import (
     JSON,
-    describe_error,
     error_middleware,
     json_response,
     origin_middleware,
@@ -45,6 +44,7 @@ log = logging.getLogger("logdist.emitter")
 MAX_RATE = 1_000_000.0
 # Statuses that say the packet itself will never be accepted.
 REJECTING = frozenset({400, 413, 415, 422})
+JSON_FIELDS = framing(JSON)
 
 
 class Outcome(Enum):
@@ -98,7 +98,11 @@ class Emitter:
         self._work = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._ingest_urls = [url.rstrip("/") + "/log-packet" for url in cfg.distributor]
+        # Packets go out on the lean kept-alive client, as a fleet's do: one way to send, one
+        # reading of every answer (Retry-After included).
+        self._poster = Forwarder()
+        auth = (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else ()
+        self._targets = [target(url.rstrip("/") + "/log-packet", auth) for url in cfg.distributor]
 
     @property
     def buffered(self) -> int:
@@ -176,6 +180,7 @@ class Emitter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        self._poster.close()
         level = logging.WARNING if self.buffered else logging.INFO
         event(
             log,
@@ -268,28 +273,23 @@ class Emitter:
             reason=reason,
         )
 
-    async def _post(self, packet: Outgoing, target: int) -> tuple[Outcome, float | None]:
-        assert self._session is not None
+    async def _post(self, packet: Outgoing, to: int) -> tuple[Outcome, float | None]:
         try:
-            async with self._session.post(
-                self._ingest_urls[target],
-                data=packet.body,
-                headers={"Content-Type": JSON},
-                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
-            ) as resp:
-                body = await resp.read()
-                if 200 <= resp.status < 300:
-                    return Outcome.DELIVERED, None
-                reason = body[:200].decode(errors="replace")
-                if resp.status in REJECTING:
-                    self.record_rejection(packet, resp.status, reason)
-                    return Outcome.REJECTED, None
-                self.last_error = f"HTTP {resp.status}: {reason}"
-                return Outcome.RETRY, parse_retry_after(resp.headers.get("Retry-After"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self.last_error = describe_error(exc)
+            answer = await self._poster.post(
+                self._targets[to], packet.body, JSON_FIELDS, self.cfg.timeout
+            )
+        except ForwardError as exc:
+            self.last_error = str(exc)
             self.lost_contact = True
             return Outcome.RETRY, None
+        if 200 <= answer.status < 300:
+            return Outcome.DELIVERED, None
+        reason = answer.body[:200].decode(errors="replace")
+        if answer.status in REJECTING:
+            self.record_rejection(packet, answer.status, reason)
+            return Outcome.REJECTED, None
+        self.last_error = f"HTTP {answer.status}: {reason}"
+        return Outcome.RETRY, answer.retry_after
 
     async def _register(self, bound: BoundAddress) -> None:
         """Register, then keep the lease: every `renew` seconds the distributor asked for

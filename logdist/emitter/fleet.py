@@ -36,6 +36,7 @@ from logdist.core.backoff import Backoff
 from logdist.core.failover import Failover
 from logdist.core.latency import LatencyHistogram
 from logdist.emitter.app import (
+    JSON_FIELDS,
     REJECTING,
     Emitter,
     needs_renewal,
@@ -46,7 +47,7 @@ from logdist.errors import UnknownEmitter
 from logdist.events import event
 from logdist.net.pool import Forwarder, ForwardError, framing, target
 from logdist.net.server import BoundAddress
-from logdist.net.web import JSON, NDJSON
+from logdist.net.web import NDJSON
 
 log = logging.getLogger("logdist.emitter")
 
@@ -56,7 +57,6 @@ SENDERS = 64
 REGISTRARS = 16
 # A member remembers at most this many delivered ids (GET /e/ID/sent?ids=1).
 MEMBER_TRACK_IDS = 1000
-JSON_FIELDS = framing(JSON)
 NDJSON_FIELDS = framing(NDJSON)
 # Seconds of generation done per timer: members due this soon are not waited for.
 QUANTUM = 0.005

@@ -367,6 +367,14 @@ def _run(
     return Packet(ids[0], None, messages, body, 0, None, -1, len(ids), ids, counts, None, emitters)
 
 
+def parse_stored(payload: bytes) -> list[Packet]:
+    """The packets of a record logdist stored (a spool record, a cluster stream message): a
+    run's lines, or one packet's JSON. LogdistError when it holds no packets."""
+    if b"\n" in payload:
+        return parse_batch(payload, ndjson=True, run=1 << 30)
+    return [parse_packet(decode_json(payload), payload)]
+
+
 def frame_ndjson(packets: list[Packet]) -> bytes:
     """The forwarding body for a batch: one packet per line."""
     return b"\n".join([p.body for p in packets]) + b"\n"

@@ -208,72 +208,100 @@ async def run_topology(
     to watch); if the distributor dies — every replica of a cluster — everything stops and
     the exit code is 1.
     """
-    nats, analyzers, distributors, emitters = children(
-        topology, config_path, state_dir, spool_dir, nats_dir
-    )
-    everyone = [*nats, *analyzers, *distributors, *emitters]
-    width = max(len(c.name) for c in everyone)
-    stop = asyncio.Event()
-    died: list[str] = []
-    loop = asyncio.get_running_loop()
     busy = holders(endpoints(topology))
     if busy:
         say(busy_message(busy))
         return 1
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, stop.set)
-    watchers: list[asyncio.Task[None]] = []
-    gone: list[str] = []
+    groups = children(topology, config_path, state_dir, spool_dir, nats_dir)
+    return await Supervisor(topology, *groups, nats_dir=nats_dir).run(banner)
 
-    async def watch(child: Child) -> None:
+
+class Supervisor:
+    """The children of one `logdist up`, started in order, watched, and stopped in reverse."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        nats: list[Child],
+        analyzers: list[Child],
+        distributors: list[Child],
+        emitters: list[Child],
+        nats_dir: Path | None,
+    ) -> None:
+        self.topology = topology
+        self.nats, self.analyzers = nats, analyzers
+        self.distributors, self.emitters = distributors, emitters
+        self.nats_dir = nats_dir
+        self.width = max(len(c.name) for c in [*nats, *analyzers, *distributors, *emitters])
+        self.stop = asyncio.Event()
+        self.died: list[str] = []
+        self.gone: list[str] = []
+        self.watchers: list[asyncio.Task[None]] = []
+
+    async def run(self, banner: str) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self.stop.set)
+        try:
+            if await self.start_all():
+                with contextlib.suppress(OSError, ValueError):
+                    print(banner, flush=True)
+                await self.stop.wait()
+        finally:
+            await self.stop_all()
+        return 1 if self.died else 0
+
+    async def start_all(self) -> bool:
+        """Everyone started, each group once the one before listens; False if one did not."""
+        await self.launch(self.nats)
+        cluster = self.topology.cluster
+        if self.nats and cluster is not None:
+            ports = [("127.0.0.1", cluster.nats_port + i) for i in range(len(self.nats))]
+            await self.listening(f"a NATS server (its log: {self.nats_dir}/nN.log)", ports)
+        if self.stop.is_set():
+            return False
+        await self.launch([*self.analyzers, *self.distributors])
+        d = self.topology.distributor
+        ends = [(d.host, int(u.rsplit(":", 1)[1])) for u in self.topology.replica_urls()]
+        if not await self.listening("the distributor", ends):
+            return False
+        await self.launch(self.emitters)
+        return True
+
+    async def stop_all(self) -> None:
+        self.stop.set()
+        await _stop(self.emitters)
+        await _stop(self.distributors)
+        await _stop(self.analyzers)
+        await _stop(self.nats)
+        for task in self.watchers:
+            task.cancel()
+
+    async def launch(self, group: list[Child]) -> None:
+        loop = asyncio.get_running_loop()
+        for child in group:
+            await _start(child, self.width)
+            self.watchers.append(loop.create_task(self.watch(child)))
+
+    async def watch(self, child: Child) -> None:
         assert child.proc is not None
         code = await child.proc.wait()
-        if stop.is_set():
+        if self.stop.is_set():
             return
-        essential = child in distributors
+        essential = child in self.distributors
         if essential:
-            gone.append(child.name)
-            essential = len(gone) == len(distributors)
+            self.gone.append(child.name)
+            essential = len(self.gone) == len(self.distributors)
         what = "stopping the rest" if essential else "the rest keep running"
         say(f"logdist up: {child.name} exited with code {code}; {what}")
         if essential:
-            died.append(child.name)
-            stop.set()
+            self.died.append(child.name)
+            self.stop.set()
 
-    async def launch(group: list[Child]) -> None:
-        for child in group:
-            await _start(child, width)
-            watchers.append(loop.create_task(watch(child)))
-
-    async def listening(what: str, ends: list[tuple[str, int]]) -> bool:
+    async def listening(self, what: str, ends: list[tuple[str, int]]) -> bool:
         for host, port in ends:
-            if not await _listening(host, port, 20.0) and not stop.is_set():
+            if not await _listening(host, port, 20.0) and not self.stop.is_set():
                 say(f"logdist up: {what} is not listening on {host}:{port}")
-                died.append(what)
-                stop.set()
-        return not stop.is_set()
-
-    try:
-        await launch(nats)
-        cluster = topology.cluster
-        if nats and cluster is not None:
-            ports = [("127.0.0.1", cluster.nats_port + i) for i in range(len(nats))]
-            await listening(f"a NATS server (its log: {nats_dir}/nN.log)", ports)
-        if not stop.is_set():
-            await launch([*analyzers, *distributors])
-            d = topology.distributor
-            ends = [(d.host, int(u.rsplit(":", 1)[1])) for u in topology.replica_urls()]
-            if await listening("the distributor", ends):
-                await launch(emitters)
-                with contextlib.suppress(OSError, ValueError):
-                    print(banner, flush=True)
-                await stop.wait()
-    finally:
-        stop.set()
-        await _stop(emitters)
-        await _stop(distributors)
-        await _stop(analyzers)
-        await _stop(nats)
-        for task in watchers:
-            task.cancel()
-    return 1 if died else 0
+                self.died.append(what)
+                self.stop.set()
+        return not self.stop.is_set()

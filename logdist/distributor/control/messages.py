@@ -7,7 +7,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 
-from logdist.formats.packet import Packet, decode_json, parse_batch, parse_packet
+from logdist.formats.packet import Packet, parse_stored
 
 # Messages at least this large are stored deflated (zlib level 1), said by the ENCODING
 # header.
@@ -45,6 +45,4 @@ def packets_of(payload: bytes, headers: Mapping[str, str] | None = None) -> list
     deflated body is not; LogdistError when what it holds is not packets)."""
     if headers and headers.get(ENCODING) == "deflate":
         payload = zlib.decompress(payload)
-    if b"\n" in payload:
-        return parse_batch(payload, ndjson=True, run=1 << 30)
-    return [parse_packet(decode_json(payload), payload)]
+    return parse_stored(payload)

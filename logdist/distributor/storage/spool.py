@@ -36,7 +36,7 @@ from logdist.distributor.storage import files
 from logdist.distributor.storage.files import FSYNC_MODES
 from logdist.errors import Backpressure, ConfigError, LogdistError
 from logdist.events import event
-from logdist.formats.packet import Packet, decode_json, parse_batch, parse_packet, total
+from logdist.formats.packet import Packet, parse_stored, total
 
 log = logging.getLogger("logdist.spool")
 
@@ -118,55 +118,8 @@ class Spool:
         packets: list[Packet] = []
         for path in sorted(self.dir.iterdir()):
             match = SEGMENT_NAME.match(path.name)
-            if not match:
-                continue
-            data = path.read_bytes()
-            decoded = wal.decode(data)
-            segment = Segment(int(match.group(1)), path, bytes=decoded.good_bytes)
-            if decoded.problem is None and len(data) > decoded.good_bytes:
-                # The zero tail of a segment that was open when the process stopped.
-                with open(path, "r+b") as f:
-                    f.truncate(decoded.good_bytes)
-            if decoded.problem is not None:
-                lost = len(data) - decoded.good_bytes
-                self.corrupt_records += 1
-                event(
-                    log,
-                    "spool_corrupt",
-                    logging.ERROR,
-                    segment=path.name,
-                    problem=decoded.problem,
-                    kept_records=len(decoded.records),
-                    cut_bytes=lost,
-                )
-                with open(path, "r+b") as f:
-                    f.truncate(
-                        max(decoded.good_bytes, len(wal.MAGIC)) if wal.is_segment(data) else 0
-                    )
-            for payload in decoded.records:
-                try:
-                    if b"\n" in payload:  # a run: its packets' lines
-                        items = parse_batch(payload, ndjson=True, run=1 << 30)
-                    else:
-                        items = [parse_packet(decode_json(payload), payload)]
-                except LogdistError as exc:
-                    event(
-                        log,
-                        "spool_unreadable_record",
-                        logging.ERROR,
-                        segment=path.name,
-                        error=exc.message,
-                    )
-                    continue
-                for packet in items:
-                    packet.segment = segment.number
-                    packets.append(packet)
-                    segment.records += packet.count
-            self.bytes += segment.bytes
-            if segment.records:
-                self.segments[segment.number] = segment
-            else:
-                path.unlink()
+            if match:
+                packets += self._recover_segment(path, int(match.group(1)))
         event(
             log,
             "spool_recovered",
@@ -177,6 +130,57 @@ class Spool:
             corrupt_segments=self.corrupt_records,
         )
         return packets
+
+    def _recover_segment(self, path: Path, number: int) -> list[Packet]:
+        """One segment's packets; the segment kept if it holds any, else deleted."""
+        data = path.read_bytes()
+        decoded = wal.decode(data)
+        segment = Segment(number, path, bytes=decoded.good_bytes)
+        self._cut_tail(path, data, decoded)
+        packets: list[Packet] = []
+        for payload in decoded.records:
+            try:
+                items = parse_stored(payload)
+            except LogdistError as exc:
+                event(
+                    log,
+                    "spool_unreadable_record",
+                    logging.ERROR,
+                    segment=path.name,
+                    error=exc.message,
+                )
+                continue
+            for packet in items:
+                packet.segment = segment.number
+                packets.append(packet)
+                segment.records += packet.count
+        self.bytes += segment.bytes
+        if segment.records:
+            self.segments[segment.number] = segment
+        else:
+            path.unlink()
+        return packets
+
+    def _cut_tail(self, path: Path, data: bytes, decoded: wal.Decoded) -> None:
+        """Truncate what follows a segment's last good record: the zero tail of one that was
+        open when the process stopped, or (reported) a torn or corrupt tail."""
+        if decoded.problem is None:
+            if len(data) > decoded.good_bytes:
+                with open(path, "r+b") as f:
+                    f.truncate(decoded.good_bytes)
+            return
+        self.corrupt_records += 1
+        event(
+            log,
+            "spool_corrupt",
+            logging.ERROR,
+            segment=path.name,
+            problem=decoded.problem,
+            kept_records=len(decoded.records),
+            cut_bytes=len(data) - decoded.good_bytes,
+        )
+        with open(path, "r+b") as f:
+            f.truncate(max(decoded.good_bytes, len(wal.MAGIC)) if wal.is_segment(data) else 0)
 
     def start(self) -> None:
         if self.fsync == "interval":
