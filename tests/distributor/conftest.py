@@ -15,6 +15,14 @@ from tests.support.serving import FrontServer
 Client = TestClient[Any, Any]
 FAST_HEALTH = HealthConfig(interval=0.05, timeout=0.5, rise=1, fall=2)
 MakeDistributor = Callable[..., Awaitable[Client]]
+# An input read in the distributor itself, and in two parse processes (which start processes).
+EITHER_WAY = pytest.mark.parametrize(
+    "parse_workers",
+    [
+        pytest.param(0, id="in-process"),
+        pytest.param(2, id="parse-processes", marks=pytest.mark.e2e),
+    ],
+)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource as SdkResource
 
 from logdist.distributor.web.keys import PARSE
-from tests.distributor.conftest import MakeDistributor, service
+from tests.distributor.conftest import EITHER_WAY, MakeDistributor, service
 from tests.support.fakes import eventually, start_analyzer
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -177,13 +177,7 @@ async def test_refusals_are_the_specs_statuses_with_a_status_message(
 # The SDK's stdlib logging bridge is what most Python programs use; newer SDKs point to its
 # successor package but still ship it.
 @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
-@pytest.mark.parametrize(
-    "parse_workers",
-    [
-        pytest.param(0, id="in-process"),
-        pytest.param(2, id="parse-processes", marks=pytest.mark.e2e),
-    ],
-)
+@EITHER_WAY
 async def test_the_opentelemetry_sdk_exporter_delivers_every_record(
     aiohttp_server: Any, make_distributor: MakeDistributor, parse_workers: int
 ) -> None:

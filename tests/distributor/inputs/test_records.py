@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.distributor.conftest import MakeDistributor, service
+from tests.distributor.conftest import EITHER_WAY, MakeDistributor, service
 from tests.support.fakes import eventually, start_analyzer
 
 # Fluent Bit `format json` (see tests/formats/test_records.py for the documentation cited).
@@ -46,13 +45,7 @@ async def test_records_are_accepted_then_delivered_with_the_standard_fields(
     assert (await resp.json())["packetIds"] == answer["packetIds"]
 
 
-@pytest.mark.parametrize(
-    "parse_workers",
-    [
-        pytest.param(0, id="in-process"),
-        pytest.param(2, id="parse-processes", marks=pytest.mark.e2e),
-    ],
-)
+@EITHER_WAY
 async def test_ndjson_records_and_bad_bodies(
     aiohttp_server: Any, make_distributor: MakeDistributor, parse_workers: int
 ) -> None:
