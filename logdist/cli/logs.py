@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -13,23 +15,44 @@ from rich.text import Text
 
 from logdist.admin_client import AdminClient
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call
+from logdist.cli.settings import NO_FLAGS, Settings, flags
 from logdist.cli.tail import LEVEL_STYLE, PipeConsole, quiet_broken_pipe, warn_partial
+from logdist.config import setting
 
 app = typer.Typer(
     help="Search the messages the analyzers stored (analyzers started with --store).",
     no_args_is_help=True,
 )
 
-SinceOption = Annotated[
-    str | None,
-    typer.Option(
-        help="From this time: RFC 3339, epoch ms, or a duration back from now (15m, 2h, 7d).",
+SINCE_HELP = "From this time: RFC 3339, epoch ms, or a duration back from now (15m, 2h, 7d)."
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What `logs search` narrows the stored messages to: a flag each, sent as the query
+    parameter of its name (GET /logs/search)."""
+
+    since: str | None = setting(None, SINCE_HELP)
+    until: str | None = setting(None, "Up to this time (same forms as --since).")
+    level: tuple[str, ...] = setting(
+        (),
+        "Only these levels (repeat, or ERROR,FATAL).",
+        decls=("--level", "-l"),
         show_default=False,
-    ),
-]
+    )
+    emitter: str | None = setting(None, "Only this emitter.")
+    service: str | None = setting(None, "Only this service.")
+    host: str | None = setting(None, "Only this host.")
+    analyzer: str | None = setting(None, "Only these analyzers' stores (a,b).")
+
+    def params(self) -> dict[str, str | None]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["level"] = ",".join(self.level) or None
+        return values
 
 
 @app.command()
+@flags(Filters)
 def search(
     query: Annotated[
         str | None,
@@ -38,28 +61,7 @@ def search(
             show_default=False,
         ),
     ] = None,
-    since: SinceOption = None,
-    until: Annotated[
-        str | None,
-        typer.Option(help="Up to this time (same forms as --since).", show_default=False),
-    ] = None,
-    level: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--level", "-l", help="Only these levels (repeat, or ERROR,FATAL).", show_default=False
-        ),
-    ] = None,
-    emitter: Annotated[str | None, typer.Option(help="Only this emitter.", show_default=False)] = (
-        None
-    ),
-    service: Annotated[
-        str | None, typer.Option(help="Only this service.", show_default=False)
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Only this host.", show_default=False)] = None,
-    analyzer: Annotated[
-        str | None,
-        typer.Option(help="Only these analyzers' stores (a,b).", show_default=False),
-    ] = None,
+    settings: Settings = NO_FLAGS,
     n: Annotated[int, typer.Option("-n", "--limit", help="At most this many messages.")] = 100,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
@@ -72,16 +74,7 @@ def search(
     """
     if n < 1:
         raise typer.BadParameter("must be >= 1", param_hint="-n")
-    params = {
-        "q": query,
-        "since": since,
-        "until": until,
-        "level": ",".join(level) if level else None,
-        "emitter": emitter,
-        "service": service,
-        "host": host,
-        "analyzer": analyzer,
-    }
+    params = {"q": query, **settings.apply(Filters()).params()}
     out = PipeConsole(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False)
 
