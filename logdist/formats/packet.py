@@ -81,7 +81,7 @@ class Packet:
         ]
 
 
-# A packet as a parse process hands it back (see distributor.parsing): id, messages, body.
+# A packet as a parse process hands it back (see distributor.inputs.parsing): id, messages, body.
 Made = tuple[str, int, bytes]
 
 

@@ -85,7 +85,7 @@ def describe_bind_error(exc: OSError) -> str:
 
 @dataclass
 class Listener:
-    """Serves a daemon's socket in place of aiohttp's own protocol (see distributor.front).
+    """Serves a daemon's socket in place of aiohttp's own protocol (see distributor.inputs.packets).
 
     `protocol(server)` gives the factory for each connection's protocol; it may hand a
     connection to `server`, aiohttp's. `close()` runs once the socket stops accepting.

@@ -1,7 +1,7 @@
 """Syslog in: TCP (RFC 6587 framing) and UDP listeners that gather messages into packets.
 
 Messages are gathered per connection (UDP: per listener) into packets of up to
-`core.syslog.MESSAGES_PER_PACKET` messages or GATHER_SECONDS, then owned like any ingest request
+`formats.syslog.MESSAGES_PER_PACKET` messages or GATHER_SECONDS, then owned like any ingest request
 (`Intake.accept_now`: queued, and spooled when there is a spool).
 
 Reading syslog costs a few microseconds of Python a message, so TCP streams are framed, read
