@@ -17,7 +17,7 @@ from logdist.config import (
 from logdist.core.delivery import Delivery
 from logdist.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_config_describes_three_weighted_analyzers_and_three_emitters() -> None:
