@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -16,6 +17,9 @@ from logdist.distributor.control.admin import Admin
 from logdist.distributor.control.cluster import Cluster
 from logdist.distributor.control.emitters import EmitterDirectory
 from logdist.distributor.inputs.intake import Intake
+from logdist.distributor.inputs.packets import Front
+from logdist.distributor.inputs.parsing import ParseProcesses, default_workers
+from logdist.distributor.inputs.syslog import SyslogListener
 from logdist.distributor.observe.counters import Counters
 from logdist.distributor.observe.logs import LogHub
 from logdist.distributor.observe.meter import ControlMeter
@@ -28,6 +32,7 @@ from logdist.distributor.storage.spool import Spool
 from logdist.distributor.storage.state import StateStore
 from logdist.events import event
 from logdist.formats.packet import Packet
+from logdist.net.server import ListenError
 
 log = logging.getLogger("logdist.distributor")
 
@@ -68,18 +73,7 @@ class Distributor:
                 url=f"http://{cfg.host}:{cfg.port}",
             )
             self.dispatcher.on_room.append(self.cluster.room)
-        self.spool: Spool | None = None
-        if cfg.spool_dir:
-            self.spool = Spool(
-                cfg.spool_dir,
-                cfg.spool_max_bytes,
-                cfg.spool_segment_bytes,
-                cfg.fsync,
-                cfg.retry_after,
-            )
-            replay = self.spool.recover()
-            self.counters.replayed = len(replay)
-            self.dispatcher.enqueue(replay, replayed=True)
+        self.spool = self._open_spool()
         self.intake = Intake(
             cfg,
             self.counters,
@@ -127,6 +121,28 @@ class Distributor:
                 self.cluster,
             )
         )
+        # The inputs: the lean front door for packets, the parse processes that read syslog,
+        # OTLP and records, and the syslog ports. Syslog packet ids are PREFIX-wN-SEQ (a parse
+        # process's), PREFIX-SEQ or PREFIX-udp-SEQ: a token of each start keeps them apart from
+        # an earlier run's, which analyzers may have seen (they drop an id seen as a duplicate).
+        workers = cfg.parse_workers if cfg.parse_workers is not None else default_workers()
+        prefix = f"syslog-{secrets.token_hex(6)}"
+        self.procs = ParseProcesses(workers, prefix, cfg.syslog.max_message_bytes)
+        self.syslog = SyslogListener(self.intake, cfg.syslog, self.procs)
+        self.front = Front(self.intake)
+
+    def _open_spool(self) -> Spool | None:
+        """The spool, if there is one, with what the last run left queued again."""
+        cfg = self.cfg
+        if not cfg.spool_dir:
+            return None
+        spool = Spool(
+            cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_segment_bytes, cfg.fsync, cfg.retry_after
+        )
+        replay = spool.recover()
+        self.counters.replayed = len(replay)
+        self.dispatcher.enqueue(replay, replayed=True)
+        return spool
 
     def _restore(self) -> None:
         """The analyzers to start with: the state directory's, else the config's (in cluster
@@ -192,6 +208,23 @@ class Distributor:
         return self._session
 
     async def start(self) -> None:
+        """Every part started, the syslog ports last; a port that cannot be bound stops what
+        started and raises ListenError."""
+        await self._start_parts()
+        try:
+            await self.syslog.start()
+        except ListenError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """The inputs closed first (what syslog gathered is owned before the queue drains),
+        then what is held delivered for up to drain_timeout, then every part stopped."""
+        await self.syslog.close()
+        self.procs.close()
+        await self._stop_parts()
+
+    async def _start_parts(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             skip_auto_headers=("User-Agent",),
@@ -207,7 +240,7 @@ class Distributor:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_emitters())
         event(log, "started", analyzers=len(self.registry), queue_capacity=self.cfg.queue_capacity)
 
-    async def stop(self) -> None:
+    async def _stop_parts(self) -> None:
         if self.cluster is not None:
             self.cluster.stop_fetching()
         left = await self.dispatcher.drain(self.cfg.drain_timeout)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Middleware
 
 from logdist.config import DistributorConfig
-from logdist.distributor.inputs.packets import Front
-from logdist.distributor.inputs.parsing import ParseProcesses, default_workers
-from logdist.distributor.inputs.syslog import SyslogListener
 from logdist.distributor.node import Distributor
 from logdist.distributor.web import admin, ingest, views
 from logdist.distributor.web.dashboard import add_dashboard
 from logdist.distributor.web.keys import DISTRIBUTOR, PARSE, SOCKETS, SYSLOG
-from logdist.net.server import BOUND, LISTENER, BoundAddress, Listener, ListenError
+from logdist.net.server import BOUND, LISTENER, BoundAddress, Listener
 from logdist.net.web import (
     auth_middleware,
     error_middleware,
@@ -33,17 +29,7 @@ async def close_sockets(app: web.Application) -> None:
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     d = app[DISTRIBUTOR]
     await d.start()
-    syslog = app[SYSLOG]
-    try:
-        await syslog.start()
-    except ListenError:
-        await syslog.close()
-        app[PARSE].close()
-        await d.stop()
-        raise
     yield
-    await syslog.close()  # what syslog gathered is owned before the queue drains
-    app[PARSE].close()
     await d.stop()
 
 
@@ -74,15 +60,8 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     bound = app[BOUND] = BoundAddress()
     if d.cluster is not None:  # its heartbeat says where it listens, once it does (port 0)
         d.cluster.where = lambda: bound.url or f"http://{cfg.host}:{cfg.port}"
-    front = Front(d.intake)
-    workers = cfg.parse_workers if cfg.parse_workers is not None else default_workers()
-    # Syslog packet ids are PREFIX-wN-SEQ (a parse process's), PREFIX-SEQ or PREFIX-udp-SEQ:
-    # a token of each start keeps them apart from an earlier run's, which analyzers may have
-    # seen (they drop an id they have seen as a duplicate).
-    prefix = f"syslog-{secrets.token_hex(6)}"
-    procs = app[PARSE] = ParseProcesses(workers, prefix, cfg.syslog.max_message_bytes)
-    app[SYSLOG] = SyslogListener(d.intake, cfg.syslog, procs)
-    app[LISTENER] = Listener(front.factory, front.close)
+    app[PARSE], app[SYSLOG] = d.procs, d.syslog
+    app[LISTENER] = Listener(d.front.factory, d.front.close)
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_sockets)
