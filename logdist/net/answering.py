@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 # Seconds a connection answered with "close" still reads (and drops) what the client sends.
@@ -35,9 +36,8 @@ class Answering:
     held: int
     in_request: bool
     handoff: bool
-
-    def hand_off(self) -> None:
-        raise NotImplementedError
+    # Give the connection to aiohttp once the answers before it are written (the connection's).
+    hand_off: Callable[[], None]
 
     def answer(self, data: bytes) -> None:
         """Answer the request being handled now, with `data` (from `response` or `error`)."""

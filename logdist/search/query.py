@@ -289,8 +289,8 @@ def parse_query(params: Mapping[str, str], now_ms: int) -> Query:
         if number not in levels:
             levels.append(number)
     analyzers = tuple(a.strip() for a in params.get("analyzer", "").split(",") if a.strip())
-    limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    buckets = _int(params, "buckets", DEFAULT_BUCKETS, 1, MAX_BUCKETS)
+    limit = paging.read_int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    buckets = paging.read_int(params, "buckets", DEFAULT_BUCKETS, 1, MAX_BUCKETS)
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid("order", f"must be asc or desc, got {order!r}")
@@ -321,14 +321,10 @@ def parse_context(params: Mapping[str, str]) -> tuple[str, int, int, int]:
         raise invalid("packetId", "required: the packetId of the message")
     if params.get("index") is None:
         raise invalid("index", "required: the message's index in its packet")
-    index = _int(params, "index", 0, 0, 1_000_000)
-    before = _int(params, "before", 20, 0, MAX_LIMIT)
-    after = _int(params, "after", 20, 0, MAX_LIMIT)
+    index = paging.read_int(params, "index", 0, 0, 1_000_000)
+    before = paging.read_int(params, "before", 20, 0, MAX_LIMIT)
+    after = paging.read_int(params, "after", 20, 0, MAX_LIMIT)
     return packet, index, before, after
-
-
-def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return paging.read_int(params, name, default, low, high)
 
 
 def encode_cursor(key: Key) -> str:
