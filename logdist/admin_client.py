@@ -132,7 +132,8 @@ class AdminClient:
     # -- analyzers ------------------------------------------------------------------------
 
     async def add(self, aid: str, url: str, weight: float = 1.0, **delivery: Any) -> dict[str, Any]:
-        """`delivery`: format, headers (a dict), health_url, health, compression."""
+        """`delivery`: format, headers (a dict), health_url, health, compression, and the
+        format's options (docs/outputs.md)."""
         body = {"id": aid, "url": url, "weight": weight, **delivery}
         result: dict[str, Any] = await self._call("POST", "/registry/add", body)
         return result

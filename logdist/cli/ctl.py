@@ -20,8 +20,10 @@ from logdist.core.delivery import (
     COMPRESSIONS,
     FORMATS,
     HEALTH_MODES,
+    OPTION_KEYS,
     check_choice,
     check_health_url,
+    delivery_from,
     parse_header_line,
 )
 from logdist.errors import InvalidRequest
@@ -41,7 +43,19 @@ FormatOption = Annotated[
         metavar="FORMAT",
         show_default=False,
         help="How it takes packets: auto (its /health says), ndjson, json-array (batches),"
-        " json (one packet a POST).",
+        " json (one packet a POST); or its own protocol: records, elasticsearch, loki,"
+        " splunk-hec, otlp, syslog (docs/outputs.md).",
+    ),
+]
+OptionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        show_default=False,
+        help="An option of its format, e.g. index=logs (elasticsearch), labels=service,level"
+        " (loki), timestamp_format=clickhouse (records); KEY= resets it; repeatable.",
     ),
 ]
 HeaderOption = Annotated[
@@ -81,18 +95,35 @@ CompressionOption = Annotated[
 ]
 
 
+def format_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`--option KEY=VALUE`s as a dict (an empty VALUE: back to its default)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, eq, value = pair.partition("=")
+        if not eq or key.strip() not in OPTION_KEYS:
+            raise fail(
+                f"--option wants KEY=VALUE with KEY one of {', '.join(OPTION_KEYS)}, got {pair!r}",
+                2,
+            )
+        out[key.strip()] = value.strip() or None
+    return out
+
+
 def delivery_options(
     fmt: str | None,
     headers: list[str] | None,
     health_url: str | None,
     health: str | None,
     compression: str | None,
+    options: list[str] | None = None,
 ) -> dict[str, Any]:
     """The delivery flags given, checked here: a bad one is one line and exit 2."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = format_options(options)
     try:
         if fmt is not None:
             out["format"] = check_choice("format", fmt, FORMATS)
+            # The options are checked against the format they are given with.
+            delivery_from({"format": fmt, **{k: v for k, v in out.items() if v is not None}})
         if headers:
             out["headers"] = dict(parse_header_line(h) for h in headers)
         if health_url is not None:
@@ -305,13 +336,14 @@ def add(
     health_url: HealthUrlOption = None,
     health: HealthModeOption = None,
     compression: CompressionOption = None,
+    option: OptionOption = None,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add an analyzer at runtime; it takes traffic once its first health probe passes
-    (with --health passive, at once)."""
-    delivery = delivery_options(fmt, header, health_url, health, compression)
+    (with --health passive, at once: the default for formats other than logdist's own)."""
+    delivery = delivery_options(fmt, header, health_url, health, compression, option)
     result = call(url, token, lambda c: c.add(analyzer, analyzer_url, weight, **delivery))
     done(
         result,
@@ -340,12 +372,13 @@ def set_config(
     ] = False,
     health: HealthModeOption = None,
     compression: CompressionOption = None,
+    option: OptionOption = None,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change how an analyzer is delivered to; from its next forward on, kept across restarts."""
-    changes = delivery_options(fmt, None, health_url, health, compression)
+    changes = delivery_options(fmt, None, health_url, health, compression, option)
     added = delivery_options(None, header, None, None, None).get("headers", {})
     if clear_headers:
         changes["headers"] = {}
@@ -356,13 +389,14 @@ def set_config(
     if default_health_url:
         changes["health_url"] = None
     if not changes:
-        raise fail("nothing to change: give --format, --header, --health-url, --health, ...", 2)
+        raise fail("nothing to change: give --format, --option, --header, --health, ...", 2)
     result = call(url, token, lambda c: c.configure(analyzer, changes))
     names = ", ".join(result["headers"]) or "none"
+    options = "".join(f", {k} {v}" for k, v in (result.get("options") or {}).items())
     done(
         result,
         as_json,
-        f"{analyzer}: format {result['format']}, headers {names},"
+        f"{analyzer}: format {result['format']}{options}, headers {names},"
         f" health {result['health_check']}"
         + (f" at {result['health_url']}" if result["health_url"] else "")
         + f", compression {result['compression']}",

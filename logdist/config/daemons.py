@@ -32,9 +32,11 @@ class DistributorConfig:
         (),
         "An analyzer to route to, e.g. a1=http://127.0.0.1:9001/ingest@0.5; repeatable;"
         " replaces the config file's analyzers. Options follow the URL as ;KEY=VALUE: format"
-        " (auto, ndjson, json-array, json), header ('Name: value', repeatable), health_url,"
-        " health (active, passive), compression (none, gzip), e.g."
-        " 'a2=http://h:9200/ingest@1;format=ndjson;header=Authorization: Bearer x'.",
+        " (auto, ndjson, json-array, json; records, elasticsearch, loki, splunk-hec, otlp,"
+        " syslog), header ('Name: value', repeatable), health_url, health (active, passive),"
+        " compression (none, gzip), and the format's own options (docs/outputs.md), e.g."
+        " 'es=http://h:9200/_bulk@1;format=elasticsearch;index=logs;header=Authorization:"
+        " ApiKey x'.",
         decls=("--analyzer", "-a"),
         metavar=ANALYZER_SPEC,
         show_default=False,

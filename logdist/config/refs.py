@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logdist.config.fields import check_positive, checked_id, require
-from logdist.core.checks import check_url
-from logdist.core.delivery import Delivery, delivery_from, parse_header_line
+from logdist.core.delivery import (
+    OPTION_KEYS,
+    Delivery,
+    check_url_for,
+    delivery_from,
+    parse_header_line,
+)
 from logdist.core.registry import AdminState, Analyzer
 from logdist.errors import ConfigError, InvalidRequest
 
@@ -25,14 +30,16 @@ class AnalyzerRef:
     def __post_init__(self) -> None:
         checked_id("analyzer", self.id)
         try:
-            check_url(self.url)
+            check_url_for(self.delivery.format, self.url)
         except InvalidRequest as exc:
             raise ConfigError(f"analyzer {self.id}: {exc.message}") from None
         check_positive(f"analyzer {self.id} weight", self.weight)
 
 
 # `;KEY=` starts an option only for these keys, so a URL's own `;` stays in the URL.
-_SPEC_OPTION = re.compile(r";(?=(?:format|header|health_url|health|compression)=)")
+_SPEC_OPTION = re.compile(
+    r";(?=(?:format|header|health_url|health|compression|{})=)".format("|".join(OPTION_KEYS))
+)
 ANALYZER_SPEC = "ID=URL[@WEIGHT][;KEY=VALUE...]"
 
 
@@ -40,7 +47,8 @@ def parse_analyzer_ref(spec: str) -> AnalyzerRef:
     """`ID=URL[@WEIGHT][;KEY=VALUE...]`, e.g. `a1=http://127.0.0.1:9001/ingest@0.4`, or
     `a2=http://h:9200/ingest@1;format=ndjson;header=Authorization: Bearer x;health=passive`.
 
-    KEY is format, header (`Name: value`, repeatable), health_url, health or compression.
+    KEY is format, header (`Name: value`, repeatable), health_url, health, compression, or
+    an option of the format (docs/outputs.md), e.g. `;format=loki;labels=service,level`.
     """
     head, *options = _SPEC_OPTION.split(spec)
     aid, sep, rest = head.partition("=")

@@ -14,8 +14,7 @@ from logdist.config.daemons import AnalyzerConfig, DistributorConfig, EmitterCon
 from logdist.config.fields import check_port, flag_of, parse_duration, parse_messages, require
 from logdist.config.refs import AnalyzerRef
 from logdist.config.tables import ClusterConfig, HealthConfig, SyslogConfig
-from logdist.core.delivery import KEYS as DELIVERY_KEYS
-from logdist.core.delivery import delivery_from
+from logdist.core.delivery import BASE_KEYS, OPTIONS, delivery_from
 from logdist.errors import ConfigError, InvalidRequest
 
 DEFAULT_CONFIG = Path("configs/demo.toml")
@@ -110,8 +109,10 @@ def _build(
     where: str,
     skip: tuple[str, ...] = (),
     also: tuple[str, ...] = (),
+    given: dict[str, Any] | None = None,
 ) -> Any:
-    """`cls` from a TOML table; `also` are keys the caller took out of it beforehand."""
+    """`cls` from a TOML table; `also` are keys the caller took out of it beforehand, and
+    `given` values it made of them."""
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)} - set(skip)
     unknown = sorted(set(table) - known)
@@ -122,6 +123,7 @@ def _build(
     )
     durations = {f.name for f in dataclasses.fields(cls) if (flag := flag_of(f)) and flag.duration}
     values = {k: _convert(where, k, hints[k], v, k in durations) for k, v in table.items()}
+    values.update(given or {})
     try:
         return cls(**values)
     except ConfigError as exc:
@@ -132,18 +134,27 @@ def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig |
     """An [[analyzers]] entry: with `url` it is external; without, one to start locally.
 
     Either kind may say how the distributor delivers to it (format, headers, health_url,
-    health, compression).
+    health, compression, and the format's options).
     """
     table = dict(table)
-    values = {k: table.pop(k) for k in DELIVERY_KEYS if k in table}
+    fmt = table.get("format")
+    # A format's own options (a splunk-hec analyzer's `host`, say) only for that format.
+    keys = (
+        BASE_KEYS + tuple(o.name for o in OPTIONS.get(fmt, ()))
+        if isinstance(fmt, str)
+        else BASE_KEYS
+    )
+    values = {k: table.pop(k) for k in keys if k in table}
     try:
         delivery = delivery_from(values)
     except InvalidRequest as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
     if "url" in table:
-        ref = _build(AnalyzerRef, table, where, skip=("delivery",), also=DELIVERY_KEYS)
-        return None, dataclasses.replace(ref, delivery=delivery)
-    local = _build(AnalyzerConfig, table, where, also=DELIVERY_KEYS)
+        ref = _build(
+            AnalyzerRef, table, where, skip=("delivery",), also=keys, given={"delivery": delivery}
+        )
+        return None, ref
+    local = _build(AnalyzerConfig, table, where, also=keys)
     return local, AnalyzerRef(local.id, local.ingest_url, local.weight, delivery)
 
 

@@ -22,8 +22,9 @@ def check_id(kind: str, value: object) -> str:
     return value
 
 
-def check_url(value: object) -> str:
-    """Return `value` if it is an absolute http(s) URL with a host, else raise."""
+def check_url(value: object, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """Return `value` if it is an absolute URL of one of `schemes` (http or https) with a
+    host, else raise."""
     if not isinstance(value, str):
         raise InvalidRequest(f"url must be a string, got {type(value).__name__}")
     try:
@@ -31,8 +32,9 @@ def check_url(value: object) -> str:
         port = parts.port
     except ValueError as exc:
         raise InvalidRequest(f"url {value!r} is not valid: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"url must be an absolute http:// or https:// URL, got {value!r}")
+    if parts.scheme not in schemes or not parts.hostname:
+        kinds = " or ".join(f"{s}://" for s in schemes)
+        raise InvalidRequest(f"url must be an absolute {kinds} URL, got {value!r}")
     if port == 0:
         raise InvalidRequest(f"url {value!r} has port 0")
     return value

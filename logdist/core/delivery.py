@@ -7,14 +7,28 @@ are secrets (bearer tokens, API keys): `to_json` shows them as `***`, and nothin
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from logdist.core.checks import check_url
 from logdist.errors import InvalidRequest
+from logdist.formats.syslog import FACILITIES
 
-FORMATS = ("auto", "ndjson", "json-array", "json")
+# logdist's own packet shapes, then the analyzers people run (docs/outputs.md).
+PACKET_FORMATS = ("auto", "ndjson", "json-array", "json")
+FORMATS = (
+    *PACKET_FORMATS,
+    "records",
+    "elasticsearch",
+    "loki",
+    "splunk-hec",
+    "otlp",
+    "syslog",
+)
+TIMESTAMP_FORMATS = ("rfc3339", "unix", "unix_ms", "clickhouse")
+
 COMPRESSIONS = ("none", "gzip")
 HEALTH_MODES = ("active", "passive")
 SECRET = "***"
@@ -44,6 +58,110 @@ def check_choice(field: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise invalid(field, f"{field} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def check_url_for(fmt: str, value: object) -> str:
+    """An analyzer's URL for its format: `tcp://host:port` for syslog, else http(s)."""
+    if fmt == "syslog":
+        url = check_url(value, ("tcp",))
+        if urlsplit(url).port is None:
+            raise InvalidRequest(f"a syslog url names its port, tcp://host:port, got {url!r}")
+        return url
+    return check_url(value)
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+        raise invalid(name, f"{name} must be a non-empty string on one line, got {value!r}")
+    return value
+
+
+def _names(name: str, value: object) -> tuple[str, ...]:
+    """A list of field names, or one string of them separated by commas."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise invalid(name, f"{name} must be a non-empty list of field names, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not _LABEL.match(item):
+            raise invalid(
+                name,
+                f"{name}: {item!r} is not a label name (letters, digits, _; not first a digit)",
+            )
+    if len(set(value)) != len(value):
+        raise invalid(name, f"{name} names a field twice")
+    return tuple(value)
+
+
+def _facility(name: str, value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(FACILITIES):
+        return FACILITIES[value]
+    if isinstance(value, str) and value.isdigit():
+        return _facility(name, int(value))
+    return check_choice(name, value, FACILITIES)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One setting of a format: its name, default, what it means, and its check."""
+
+    name: str
+    default: Any
+    help: str
+    check: Callable[[str, object], Any]
+
+
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Label fields whose values are seldom repeated: every value is a stream of its own in Loki.
+UNBOUNDED_LABELS = frozenset(
+    {"message", "ts", "packetId", "index", "emitter", "trace_id", "span_id", "id", "time"}
+)
+
+OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
+    "records": (
+        OptionSpec(
+            "timestamp_format",
+            "rfc3339",
+            "how `ts` is written: rfc3339, unix (seconds), unix_ms,"
+            " clickhouse (YYYY-MM-DD hh:mm:ss, UTC)",
+            lambda n, v: check_choice(n, v, TIMESTAMP_FORMATS),
+        ),
+    ),
+    "elasticsearch": (
+        OptionSpec("index", "logs", "the index or data stream documents are created in", _text),
+    ),
+    "loki": (
+        OptionSpec(
+            "labels",
+            ("service", "level"),
+            "the message fields that become stream labels",
+            _names,
+        ),
+    ),
+    "splunk-hec": (
+        OptionSpec("index", None, "the Splunk index (unset: the token's default)", _text),
+        OptionSpec("source", None, "the event's source (unset: the message's service)", _text),
+        OptionSpec("sourcetype", "_json", "the event's sourcetype", _text),
+        OptionSpec("host", None, "the event's host (unset: the message's host)", _text),
+    ),
+    "syslog": (
+        OptionSpec("facility", "user", "the syslog facility, by name or number", _facility),
+    ),
+}
+OPTION_KEYS = tuple(sorted({o.name for specs in OPTIONS.values() for o in specs}))
+
+
+def option_spec(fmt: str, name: str) -> OptionSpec:
+    for spec in OPTIONS.get(fmt, ()):
+        if spec.name == name:
+            return spec
+    takes = ", ".join(o.name for o in OPTIONS.get(fmt, ())) or "none"
+    users = [f for f, specs in OPTIONS.items() if any(o.name == name for o in specs)]
+    raise invalid(
+        name,
+        f"format {fmt} has no option {name!r} (it is an option of {', '.join(users)});"
+        f" format {fmt} takes: {takes}",
+    )
 
 
 def check_header(name: object, value: object) -> tuple[str, str]:
@@ -94,7 +212,9 @@ class Delivery:
     """An analyzer's delivery settings.
 
     format: `auto` (NDJSON batches if its /health says `"batch": true`, else one packet per
-    POST), `ndjson`, `json-array` (batches) or `json` (one packet per POST).
+    POST), `ndjson`, `json-array` (batches) or `json` (one packet per POST) — logdist's own
+    packets —, or an analyzer's own protocol: `records`, `elasticsearch`, `loki`,
+    `splunk-hec`, `otlp`, `syslog` (docs/outputs.md), with its `options`.
     headers: extra request headers on every forward and probe.
     health_url: where to probe (None: `/health` beside the ingest URL).
     health: `active` (probes) or `passive` (judged by its forwards alone).
@@ -106,10 +226,23 @@ class Delivery:
     health_url: str | None = None
     health: str = "active"
     compression: str = "none"
+    # The format's own options that were set (OPTIONS): (name, value), by name.
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def passive(self) -> bool:
         return self.health == "passive"
+
+    def option(self, name: str) -> Any:
+        """The option's value: as set, else its default."""
+        for key, value in self.options:
+            if key == name:
+                return value
+        return option_spec(self.format, name).default
+
+    def settings(self) -> dict[str, Any]:
+        """Every option of its format, as set or by default."""
+        return {o.name: self.option(o.name) for o in OPTIONS.get(self.format, ())}
 
     def to_json(self) -> dict[str, Any]:
         """As every view shows it: header values masked."""
@@ -119,6 +252,7 @@ class Delivery:
             "health_url": self.health_url,
             "health_check": self.health,
             "compression": self.compression,
+            "options": _plain(self.settings()),
         }
 
     def to_state(self) -> dict[str, Any]:
@@ -129,14 +263,22 @@ class Delivery:
             "health_url": self.health_url,
             "health": self.health,
             "compression": self.compression,
+            **_plain(dict(self.options)),
         }
 
 
-KEYS = ("format", "headers", "health_url", "health", "compression")
+def _plain(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+BASE_KEYS = ("format", "headers", "health_url", "health", "compression")
+KEYS = (*BASE_KEYS, *OPTION_KEYS)
 
 DELIVERED = "delivered"
 FAILED = "failed"
 REFUSED = "refused"
+# An answer that speaks record by record: some delivered, some to send again, some refused.
+PARTIAL = "partial"
 
 
 def outcome(status: int) -> str:
@@ -171,6 +313,21 @@ def delivery_from(values: Mapping[str, Any], base: Delivery | None = None) -> De
         changes["health"] = check_choice("health", values["health"], HEALTH_MODES)
     if "compression" in values:
         changes["compression"] = check_choice("compression", values["compression"], COMPRESSIONS)
+    fmt = changes.get("format", d.format)
+    if fmt != d.format and "health" not in values and "health_url" not in values:
+        # Only logdist's own analyzers have a /health beside their ingest URL: another
+        # analyzer is judged by its forwards unless told where to probe.
+        changes["health"] = "active" if fmt in PACKET_FORMATS else "passive"
+    # A new format starts from its own defaults: the old one's options mean nothing to it.
+    options = dict(d.options) if fmt == d.format else {}
+    for name in OPTION_KEYS:
+        if name in values:
+            spec = option_spec(fmt, name)
+            if values[name] is None:
+                options.pop(name, None)
+            else:
+                options[name] = spec.check(name, values[name])
+    changes["options"] = tuple(sorted(options.items()))
     d = replace(d, **changes)
     if d.passive and d.health_url is not None:
         raise invalid("health_url", "health = passive probes nothing: drop health_url")

@@ -8,8 +8,8 @@ from enum import StrEnum
 from typing import Any
 
 from logdist.core.backoff import Backoff
-from logdist.core.checks import check_id, check_url
-from logdist.core.delivery import Delivery
+from logdist.core.checks import check_id
+from logdist.core.delivery import Delivery, check_url_for
 from logdist.core.picker import Exclude, WeightedPicker, check_weight
 from logdist.errors import AnalyzerExists, UnknownAnalyzer
 
@@ -169,7 +169,7 @@ class Registry:
         self, aid: str, url: str, weight: float, delivery: Delivery = DEFAULT_DELIVERY
     ) -> Analyzer:
         check_id("analyzer", aid)
-        check_url(url)
+        check_url_for(delivery.format, url)
         w = check_weight(weight)
         if aid in self._analyzers:
             raise AnalyzerExists(f"analyzer {aid!r} already exists", self._analyzers[aid].url)
@@ -185,6 +185,7 @@ class Registry:
     def set_delivery(self, aid: str, delivery: Delivery) -> Analyzer:
         """New delivery settings, used from the next forward (and probe) on."""
         analyzer = self.get(aid)
+        check_url_for(delivery.format, analyzer.url)
         was_passive = analyzer.delivery.passive
         analyzer.delivery = delivery
         if delivery.passive and not was_passive and analyzer.health is not Health.UP:

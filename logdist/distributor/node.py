@@ -128,6 +128,9 @@ class Distributor:
         workers = cfg.parse_workers if cfg.parse_workers is not None else default_workers()
         prefix = f"syslog-{secrets.token_hex(6)}"
         self.procs = ParseProcesses(workers, prefix, cfg.syslog.max_message_bytes)
+        # Conversions to the analyzers' own formats run there too.
+        self.dispatcher.wire.procs = self.procs
+        self.dispatcher.on_split = self._split
         self.syslog = SyslogListener(self.intake, cfg.syslog, self.procs)
         self.front = Front(self.intake)
 
@@ -193,6 +196,14 @@ class Distributor:
             kept=len(self.dead_letters.letters),
         )
         return True
+
+    def _split(self, packet: Packet, parts: list[Packet]) -> None:
+        """An answer record by record split `packet` into `parts`: the spool and the cluster
+        stream keep it until every part is settled."""
+        if self.spool is not None:
+            self.spool.split(packet, len(parts))
+        if self.cluster is not None:
+            self.cluster.split(packet, parts)
 
     def _delivered(self, aid: str, packets: list[Packet], latency: float) -> None:
         if self.spool is not None:

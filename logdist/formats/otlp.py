@@ -27,10 +27,15 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs
 
 from logdist.errors import InvalidPacket, MalformedJSON
+from logdist.formats.outbound import STANDARD, epoch_ns, records, text
 from logdist.formats.packet import Made, Packet
 from logdist.formats.records import level_of, packets_of, rfc3339
 
@@ -195,3 +200,118 @@ def otlp_packets(body: bytes, kind: str, peer: str, received: datetime) -> list[
 def otlp_made(body: bytes, kind: str, peer: str, received: datetime) -> list[Made]:
     """`otlp_packets` as (id, messages, body) tuples: what a parse process hands back."""
     return [(p.id, p.messages, p.body) for p in otlp_packets(body, kind, peer, received)]
+
+
+# -- out: messages as an ExportLogsServiceRequest ---------------------------------------------
+
+# A level's severityNumber: the first of its range in the OTLP data model.
+SEVERITY_NUMBERS = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
+# Free-form fields an OTLP input made (see `messages`), written back where they came from.
+FROM_OTLP = frozenset(
+    {"attributes", "resource", "scope", "trace_id", "span_id", "severity_number", "severity_text"}
+)
+
+
+def set_value(out: AnyValue, value: Any) -> None:
+    """`value` (JSON-like) into `out`."""
+    if isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        if -(1 << 63) <= value < 1 << 63:
+            out.int_value = value
+        else:
+            out.string_value = str(value)
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, list):
+        array = out.array_value
+        for item in value:
+            set_value(array.values.add(), item)
+    elif isinstance(value, dict):
+        kvlist = out.kvlist_value
+        for key, item in value.items():
+            kv = kvlist.values.add()
+            kv.key = str(key)
+            set_value(kv.value, item)
+
+
+def _put(attrs: Any, key: str, value: Any) -> None:
+    kv = attrs.add()
+    kv.key = key
+    set_value(kv.value, value)
+
+
+def _hex_bytes(value: Any, size: int) -> bytes:
+    if isinstance(value, str) and len(value) == 2 * size:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return b""
+    return b""
+
+
+def encode_request(bodies: list[bytes], now_ns: int) -> tuple[bytes, int]:
+    """One ExportLogsServiceRequest of every message, a ResourceLogs per service, host and
+    resource, as protobuf; and how many records it holds."""
+    request = ExportLogsServiceRequest()
+    scopes: dict[tuple[str, str, bytes, str], Any] = {}
+    count = 0
+    for message, pid, emitter, index in records(bodies):
+        count += 1
+        service, host = text(message.get("service")), text(message.get("host"))
+        resource = message.get("resource")
+        resource = resource if isinstance(resource, dict) else {}
+        scope = message.get("scope")
+        scope = scope if isinstance(scope, str) and scope else "logdist"
+        key = (service, host, orjson.dumps(resource) if resource else b"", scope)
+        sl = scopes.get(key)
+        if sl is None:
+            rl: ResourceLogs = request.resource_logs.add()
+            attrs = rl.resource.attributes
+            if service:
+                _put(attrs, "service.name", service)
+            if host:
+                _put(attrs, "host.name", host)
+            for k, v in resource.items():
+                _put(attrs, k, v)
+            sl = scopes[key] = rl.scope_logs.add()
+            sl.scope.name = scope
+        r: LogRecord = sl.log_records.add()
+        ns = epoch_ns(message.get("ts"))
+        if ns is not None:
+            r.time_unix_nano = ns
+        r.observed_time_unix_nano = now_ns
+        level = message.get("level")
+        number = message.get("severity_number")
+        if not (isinstance(number, int) and 0 < number <= 24):
+            number = SEVERITY_NUMBERS.get(level if isinstance(level, str) else "", 0)
+        r.severity_number = number  # type: ignore[assignment]  # an int is a SeverityNumber
+        severity = message.get("severity_text")
+        r.severity_text = severity if isinstance(severity, str) else text(level)
+        set_value(r.body, text(message.get("message")))
+        r.trace_id = _hex_bytes(message.get("trace_id"), 16)
+        r.span_id = _hex_bytes(message.get("span_id"), 8)
+        attrs = r.attributes
+        own = message.get("attributes")
+        if isinstance(own, dict):
+            for k, v in own.items():
+                _put(attrs, k, v)
+        for k, v in message.items():
+            if k not in STANDARD and k not in FROM_OTLP:
+                _put(attrs, k, v)
+        if emitter is not None:
+            _put(attrs, "logdist.emitter", emitter)
+        _put(attrs, "logdist.packet_id", pid)
+        _put(attrs, "logdist.index", index)
+    return request.SerializeToString(), count
+
+
+def rejected(body: bytes) -> tuple[int, str]:
+    """An export answer's `partial_success`: how many records it rejected, and why. Raises
+    DecodeError when the body is not an ExportLogsServiceResponse."""
+    answer = ExportLogsServiceResponse()
+    answer.ParseFromString(body)
+    partial = answer.partial_success
+    return int(partial.rejected_log_records), partial.error_message

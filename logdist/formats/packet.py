@@ -25,6 +25,15 @@ def new_packet_id() -> str:
     return str(uuid.uuid4())
 
 
+def part_id(pid: str, indexes: object) -> str:
+    """A packet's id, or for a part of one (some of its messages, their original `indexes`
+    listed: see docs/outputs.md) `<packetId>#<first index>`, so that two parts of one packet
+    are told apart by dead letters and by an analyzer's dedupe."""
+    if isinstance(indexes, list) and indexes and type(indexes[0]) is int:
+        return f"{pid}#{indexes[0]}"
+    return pid
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """An analyzer refused a packet's data (a 4xx other than 408/429): who, and its answer."""
@@ -141,6 +150,7 @@ def parse_packet(
             f"'packetId' must be a non-empty string of at most {MAX_ID_LENGTH} characters,"
             f" got {_type_name(pid)}"
         )
+    pid = part_id(pid, obj.get("indexes"))
     emitter = obj.get("emitter")
     if raw is not None:
         raw = raw.strip()
@@ -164,6 +174,11 @@ class _Checked(msgspec.Struct, gc=False):
     messages: Annotated[list[_Message], msgspec.Meta(min_length=1)]
     packetId: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]  # noqa: N815
     emitter: str | None = None
+    indexes: list[int] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.packetId if self.indexes is None else part_id(self.packetId, self.indexes)
 
 
 _decode_checked = msgspec.json.Decoder(_Checked).decode
@@ -233,7 +248,7 @@ def read_lines(body: bytes, *, keep_lines: bool = True) -> Lines | None:
         return None
     return Lines(
         body,
-        [s.packetId for s in shapes],
+        [s.id for s in shapes],
         [s.emitter for s in shapes],
         [len(s.messages) for s in shapes],
         keep_lines,
@@ -251,7 +266,7 @@ def parse_line(raw: bytes, new_id: Callable[[], str] = new_packet_id) -> Packet:
         shape = _decode_checked(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return parse_packet(decode_json(raw), raw, new_id)
-    pid, count = shape.packetId, len(shape.messages)
+    pid, count = shape.id, len(shape.messages)
     if raw[-1:] != b"}" or raw[:1] != b"{":
         raw = raw.strip()  # a copy: only when there is space (or a CR) to cut
     return Packet(pid, shape.emitter, count, raw)

@@ -34,6 +34,9 @@ MAX_IDLE = 64
 MAX_PER_HOST = MAX_IDLE
 # Bytes of an answer's body kept (to say why an analyzer refused a packet).
 ANSWER_HEAD = 256
+# Bytes kept of an answer read record by record (an Elasticsearch `_bulk` answer names every
+# document); past this the answer counts as unreadable.
+ANSWER_MAX = 32 << 20
 
 
 class ForwardError(Exception):
@@ -73,8 +76,12 @@ class Answer:
     status: int
     # Seconds its Retry-After asked for (None: it sent none, or one that could not be read).
     retry_after: float | None = None
-    # The first ANSWER_HEAD bytes of its body.
+    # The first bytes of its body (ANSWER_HEAD, or what the request asked to keep).
     body: bytes = b""
+
+    def text(self) -> str:
+        """The start of its body as text: what a refusal is kept with."""
+        return self.body[:1024].decode("utf-8", "replace")
 
 
 class Conn(asyncio.Protocol):
@@ -89,6 +96,8 @@ class Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.retry_after: bytes | None = None
         self.body = b""
+        self.keep = ANSWER_HEAD
+        self.chunks: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are alike, not subclasses
@@ -103,13 +112,17 @@ class Conn(asyncio.Protocol):
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def send(self, head: bytes, body: list[bytes]) -> asyncio.Future[Answer]:
+    def send(
+        self, head: bytes, body: list[bytes], keep: int = ANSWER_HEAD
+    ) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
         self.got_bytes = False
         self.reusable = False
         self.retry_after = None
         self.body = b""
+        self.keep = keep
+        self.chunks = []
         self.transport.writelines([head, *body])
         return self.answer
 
@@ -118,7 +131,9 @@ class Conn(asyncio.Protocol):
             self.retry_after = value
 
     def on_body(self, body: bytes) -> None:
-        if len(self.body) < ANSWER_HEAD:
+        if self.keep > ANSWER_HEAD:
+            self.chunks.append(body)
+        elif len(self.body) < ANSWER_HEAD:
             self.body = (self.body + body)[:ANSWER_HEAD]
 
     def data_received(self, data: bytes) -> None:
@@ -133,6 +148,9 @@ class Conn(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.reusable = self.parser.should_keep_alive()
+        if self.chunks:
+            self.body = b"".join(self.chunks)[: self.keep]
+            self.chunks = []
         if self.answer is not None and not self.answer.done():
             status = self.parser.get_status_code()
             if 200 <= status < 300:
@@ -155,21 +173,29 @@ class Forwarder:
         self._ssl: ssl.SSLContext | None = None
 
     async def post(
-        self, t: Target, body: bytes | list[bytes], fields: bytes, timeout: float
+        self,
+        t: Target,
+        body: bytes | list[bytes],
+        fields: bytes,
+        timeout: float,
+        keep: int = ANSWER_HEAD,
     ) -> Answer:
         """POST `body` (bytes, or pieces sent back to back) to `t` with header lines `fields`
-        (see `framing`); its answer, or ForwardError."""
+        (see `framing`); its answer (with the first `keep` bytes of its body), or
+        ForwardError."""
         if isinstance(body, bytes):
             body = [body]
         head = b"%s%sContent-Length: %d\r\n\r\n" % (t.head, fields, sum(map(len, body)))
-        return await self._exchange(t, head, body, timeout)
+        return await self._exchange(t, head, body, timeout, keep)
 
     async def get(self, t: Target, timeout: float) -> Answer:
         """GET `t` (made with method="GET"); its answer (with its first bytes), or
         ForwardError. A health probe costs a fraction of a general client's request."""
         return await self._exchange(t, t.head + b"\r\n", [], timeout)
 
-    async def _exchange(self, t: Target, head: bytes, body: list[bytes], timeout: float) -> Answer:
+    async def _exchange(
+        self, t: Target, head: bytes, body: list[bytes], timeout: float, keep: int = ANSWER_HEAD
+    ) -> Answer:
         conns: list[Conn] = []  # what this request used, to close if it is abandoned
         gate = self._gates.get(t.key)
         if gate is None:
@@ -179,7 +205,7 @@ class Forwarder:
                 conn, reused = await self._take(t)
                 conns.append(conn)
                 try:
-                    answer = await conn.send(head, body)
+                    answer = await conn.send(head, body, keep)
                 except ForwardError:
                     if not reused or conn.got_bytes:
                         raise
@@ -187,7 +213,7 @@ class Forwarder:
                     # more on a new one.
                     conn, _ = await self._take(t, fresh=True)
                     conns.append(conn)
-                    answer = await conn.send(head, body)
+                    answer = await conn.send(head, body, keep)
                 self._give_back(t, conn)  # before the next waiter takes one
         except TimeoutError:
             for c in conns:

@@ -356,3 +356,50 @@ def test_a_cluster_topology_gives_its_emitters_every_replica(tmp_path: Path) -> 
     assert topo.replica_urls() == ("http://127.0.0.1:8100", "http://127.0.0.1:8101")
     assert topo.emitters[0].distributor == topo.replica_urls()
     assert topo.emitters[1].distributor == ("http://10.0.0.1:8000",)
+
+
+def test_analyzers_of_other_formats_take_their_options_from_toml_and_specs(
+    tmp_path: Path,
+) -> None:
+    topo = load_topology(
+        write(
+            tmp_path,
+            """
+[[analyzers]]
+id = "hec"
+url = "https://splunk:8088/services/collector/event"
+format = "splunk-hec"
+host = "gateway"
+index = "main"
+headers = { Authorization = "Splunk t0k3n" }
+[[analyzers]]
+id = "siem"
+url = "tcp://127.0.0.1:6514"
+format = "syslog"
+facility = "local4"
+[[analyzers]]
+id = "a1"
+host = "127.0.0.1"
+port = 9101
+""",
+        )
+    )
+    hec, siem, local = topo.distributor.analyzers
+    assert hec.delivery.settings() == {
+        "index": "main",
+        "source": None,
+        "sourcetype": "_json",
+        "host": "gateway",
+    }
+    assert siem.delivery.option("facility") == "local4" and siem.url == "tcp://127.0.0.1:6514"
+    assert topo.analyzers[0].host == "127.0.0.1"  # a local analyzer's host is where it listens
+    spec = parse_analyzer_ref(
+        "ck=http://ch:8123/?query=INSERT@2;format=records;timestamp_format=unix"
+    )
+    assert (spec.url, spec.weight, spec.delivery.option("timestamp_format")) == (
+        "http://ch:8123/?query=INSERT",
+        2.0,
+        "unix",
+    )
+    with pytest.raises(ConfigError, match="format loki has no option 'index'"):
+        parse_analyzer_ref("l=http://loki:3100/loki/api/v1/push;format=loki;index=x")

@@ -128,3 +128,28 @@ def test_merging_headers_sets_replaces_case_insensitively_and_removes() -> None:
 )
 def test_an_answer_is_delivered_failed_or_refused(status: int, kind: str) -> None:
     assert outcome(status) == kind
+
+
+def test_a_formats_options_default_and_change_with_it() -> None:
+    loki = delivery_from({"format": "loki"})
+    assert loki.settings() == {"labels": ("service", "level")}
+    assert loki.health == "passive"  # only logdist's analyzers have a /health beside /ingest
+    loki = delivery_from({"labels": "service,host"}, loki)
+    assert loki.option("labels") == ("service", "host")
+    assert loki.to_json()["options"] == {"labels": ["service", "host"]}
+    assert delivery_from(loki.to_state()) == loki  # kept and read back the same
+    es = delivery_from({"format": "elasticsearch"}, loki)  # a new format: its own defaults
+    assert es.options == () and es.option("index") == "logs"
+    assert delivery_from({"format": "ndjson"}, es).health == "active"
+
+
+def test_a_syslog_analyzer_takes_a_tcp_url_and_the_others_http() -> None:
+    from logdist.core.delivery import check_url_for
+
+    assert check_url_for("syslog", "tcp://127.0.0.1:514") == "tcp://127.0.0.1:514"
+    with pytest.raises(InvalidRequest, match="tcp://"):
+        check_url_for("syslog", "http://h:514/")
+    with pytest.raises(InvalidRequest, match="names its port"):
+        check_url_for("syslog", "tcp://h")
+    with pytest.raises(InvalidRequest, match="http://"):
+        check_url_for("loki", "tcp://h:3100")

@@ -15,8 +15,8 @@ from typing import Any
 
 from logdist.config import DistributorConfig
 from logdist.config.refs import AnalyzerRef, analyzer_of, analyzer_row
-from logdist.core.checks import check_id, check_url, control_url
-from logdist.core.delivery import Delivery
+from logdist.core.checks import check_id, control_url
+from logdist.core.delivery import Delivery, check_url_for
 from logdist.core.picker import check_weight
 from logdist.core.registry import AdminState, Analyzer, Registry
 from logdist.distributor.control.bucket import Row, Watcher
@@ -75,7 +75,7 @@ class Admin:
         if self.cluster is None:
             return self.add_analyzer(aid, url, weight, delivery)
         check_id("analyzer", aid)
-        check_url(url)
+        check_url_for(delivery.format, url)
         w = check_weight(weight)
 
         def add(row: Row | None) -> Row:

@@ -1,17 +1,15 @@
 """Cluster mode: distributors that share one queue on NATS JetStream (`--cluster URL,...`).
 
 Accept = replicated: a request's packets (a run, or each packet) are published to the
-JetStream stream, one message each, with a message id made from their packet ids so that a
-request sent again is deduplicated by the stream, and the 202 waits for JetStream's publish
-acknowledgement — the packets are then on a quorum of servers. A full stream (`max_bytes`,
-discard new), a lost quorum or no server at all is a 503 with Retry-After.
+stream, one message each, with a message id made of their packet ids (a request sent again
+is deduplicated), and the 202 waits for the publish acknowledgement: the packets are on a
+quorum of servers. A full stream, a lost quorum or no server at all is a 503 with Retry-After.
 
 Route = pull what you can send: every replica fetches from one durable pull consumer on the
 work-queue stream only as many messages as its queue has room for, routes them with its own
 picker, and acknowledges a stream message once every packet in it has an analyzer's 2xx
-(or was set aside as a dead letter). A replica that dies leaves what it had fetched to be
-redelivered to the others after the ack wait; messages held long are kept alive with
-in-progress signals. Analyzers dedupe by packet id, so a redelivery is not a double count.
+(or was set aside as a dead letter). What a dead replica fetched is redelivered to the others
+after the ack wait; messages held long are kept alive with in-progress signals.
 """
 
 from __future__ import annotations
@@ -285,11 +283,8 @@ class Cluster:
 
     def _publish(self, packets: list[Packet]) -> Awaitable[None]:
         """Group publishing: at most PUBLISHING stream messages are in flight; packets of the
-        requests that arrive meanwhile wait and go together as one message (their lines
-        joined, up to the servers' max_payload), as a database groups commits. Under load a
-        message holds many requests' packets — a JetStream publish, its replication and
-        its acknowledgement each cost the same for one packet as for hundreds — and alone
-        a request is published at once."""
+        requests that arrive meanwhile go together as one message (up to max_payload), as a
+        database groups commits: a publish costs the same for one packet as for hundreds."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(len(packets), done)
         self._waiting.extend((p, waiter) for p in packets)
@@ -382,6 +377,13 @@ class Cluster:
         self._messages += 1
         self.fetched += 1
         self._enqueue(packets)
+
+    def split(self, packet: Packet, parts: list[Packet]) -> None:
+        """`packet` is now `parts`: its stream message is acknowledged once all are settled."""
+        held = self._held.pop(packet.id, None)
+        if held is not None:
+            held.left += len(parts) - 1
+            self._held.update((part.id, held) for part in parts)
 
     def settled(self, packets: list[Packet]) -> None:
         """`packets` were delivered (or set aside): acknowledge the stream messages that have

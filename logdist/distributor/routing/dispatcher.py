@@ -6,16 +6,8 @@ outbox of packets assigned to it and up to `max_requests` sender tasks draining 
 analyzer holds only its own outbox, and once that is full the picker passes it over. A packet
 leaves the distributor only when an analyzer answers 2xx, or as a dead letter.
 
-How a batch is encoded and sent is the outputs' (`outputs/wire.py`); what its answer says
-is read by the analyzer's output.
-
-An answer is one of three things (`core.delivery.outcome`). 2xx: delivered. A failure (no
-answer, 5xx, 408, 429): what was sent goes back to the head of the queue, marked so that
-another analyzer is preferred, and counts against the analyzer's health. A refusal (any other
-4xx): the analyzer is fine but will not take this data; a batch is split in halves, again and
-again, to find the packets it refuses, and the rest is delivered. A refused packet goes to
-another analyzer that has not refused it; one refused by `max_refusals` analyzers (or by every
-eligible one, if fewer) becomes a dead letter.
+How a batch is encoded and sent is the outputs' (`outputs/wire.py`); what its answer does
+to the packets, `verdicts.py`.
 """
 
 from __future__ import annotations
@@ -32,15 +24,15 @@ from typing import Any
 
 from logdist.config import DistributorConfig
 from logdist.core.backoff import Backoff
-from logdist.core.delivery import DELIVERED, REFUSED
 from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.observe.counters import Counters
 from logdist.distributor.outputs.wire import Wire
-from logdist.distributor.routing.outbox import Outbox, opened
+from logdist.distributor.routing.holds import Holds
+from logdist.distributor.routing.outbox import Outbox
+from logdist.distributor.routing.verdicts import Verdicts
 from logdist.errors import Backpressure, PayloadTooLarge
 from logdist.events import event
-from logdist.formats.packet import Packet, Refusal, total
-from logdist.net.pool import Answer, ForwardError
+from logdist.formats.packet import Packet, total
 
 log = logging.getLogger("logdist.distributor")
 
@@ -48,12 +40,9 @@ log = logging.getLogger("logdist.distributor")
 FREE_RETRIES = 3
 # Packets routed per turn before the dispatcher lets other tasks run.
 ROUTE_SLICE = 4096
-# Seconds an analyzer that answered 429 without a usable Retry-After is left alone; the cap.
-HOLD_DEFAULT = 1.0
-HOLD_CAP = 60.0
 
 
-class Dispatcher:
+class Dispatcher(Verdicts):
     def __init__(
         self,
         cfg: DistributorConfig,
@@ -70,6 +59,9 @@ class Dispatcher:
         # Keeps a packet refused too often as a dead letter; False if it could not (it is
         # then kept in the queue and tried again later).
         self.on_dead_letter: Callable[[Packet], bool] | None = None
+        # Told when a packet is split into parts by an answer record by record: the parts
+        # stand for it from then on (the spool and the cluster stream wait for all of them).
+        self.on_split: Callable[[Packet, list[Packet]], None] | None = None
         self.queue: deque[Packet] = deque()
         # Packets in `queue` (a run counts what it holds).
         self.queued = 0
@@ -86,7 +78,7 @@ class Dispatcher:
         self.wire = Wire()
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
-        self._holds: dict[str, asyncio.TimerHandle] = {}
+        self.holds = Holds(registry, self._wake.set)
         # Told when the queue has room again (the front door's waiting requests, syslog's
         # paused connections), in this order.
         self.on_room: list[Callable[[], None]] = []
@@ -223,127 +215,6 @@ class Dispatcher:
             self.registry.release(analyzer.id, total(batch))
             self._wake.set()
 
-    async def _attempt(self, box: Outbox, batch: list[Packet]) -> None:
-        """Forward `batch` once; a refused batch is split and its halves forwarded in turn."""
-        analyzer = box.analyzer
-        stats = self.counters.analyzer(analyzer.id)
-        stats.requests += 1
-        started = self._now()
-        try:
-            answer = await self.wire.send(analyzer, batch, self.cfg.forward_timeout)
-        except ForwardError as exc:
-            self._failed(analyzer, batch, str(exc))
-            return
-        kind = self.wire.verdict(analyzer, answer)
-        if kind == DELIVERED:
-            latency = self._now() - started
-            self._delivered(analyzer, batch)
-            if self.on_delivered is not None:
-                self.on_delivered(analyzer.id, batch, latency)
-        elif kind == REFUSED:
-            # It answered: whatever it thinks of the data, it is alive.
-            change = self.registry.record_success(analyzer.id, passive=True)
-            if change is not None:
-                self.health_changed(change)
-            packets = opened(batch)
-            if len(packets) == 1:
-                self._refused(analyzer, packets[0], answer)
-                return
-            half = len(packets) // 2
-            stats.splits += 1
-            await self._attempt(box, packets[:half])
-            await self._attempt(box, packets[half:])
-        else:
-            if answer.status == 429 or answer.retry_after is not None:
-                self._hold(analyzer, answer.retry_after)
-            self._failed(analyzer, batch, f"HTTP {answer.status}")
-
-    def _hold(self, analyzer: Analyzer, seconds: float | None) -> None:
-        """Give `analyzer` nothing new for `seconds` (its Retry-After), within HOLD_CAP."""
-        delay = min(HOLD_CAP, HOLD_DEFAULT if seconds is None else seconds)
-        aid = analyzer.id
-        old = self._holds.pop(aid, None)
-        if old is not None:
-            old.cancel()
-        self.registry.hold(aid, True)
-        event(log, "analyzer_held", analyzer=aid, seconds=round(delay, 3))
-
-        def release() -> None:
-            self._holds.pop(aid, None)
-            self.registry.hold(aid, False)
-            self._wake.set()
-
-        self._holds[aid] = asyncio.get_running_loop().call_later(delay, release)
-
-    def _refused(self, analyzer: Analyzer, packet: Packet, answer: Answer) -> None:
-        """`analyzer` refused `packet` (one packet): another analyzer, or a dead letter."""
-        self.counters.refused[(analyzer.id, answer.status)] += 1
-        refusal = Refusal(analyzer.id, answer.status, answer.body.decode("utf-8", "replace"))
-        refusals = packet.refusals = [*(packet.refusals or ()), refusal]
-        refusers = {r.analyzer for r in refusals}
-        limit = max(1, min(self.cfg.max_refusals, self.registry.routable_count))
-        dead = len(refusers) >= limit or len(refusals) >= 3 * self.cfg.max_refusals
-        event(
-            log,
-            "packet_refused",
-            logging.WARNING,
-            analyzer=analyzer.id,
-            status=answer.status,
-            packet=packet.id,
-            refusals=len(refusers),
-            limit=limit,
-        )
-        packet.last_failed = analyzer.id
-        if dead and self.on_dead_letter is not None and self.on_dead_letter(packet):
-            self.counters.dead_letters[(analyzer.id, answer.status)] += 1
-            self._settle(packet.count)
-            return
-        if dead:
-            # It could not be written as a dead letter: keep it, and try again later.
-            packet.attempts += 1
-            self._retry([packet])
-            return
-        self._requeue([packet])
-
-    def _delivered(self, analyzer: Analyzer, batch: list[Packet]) -> None:
-        messages = sum([p.messages for p in batch])
-        count = total(batch)
-        stats = self.counters.analyzer(analyzer.id)
-        stats.packets += count
-        stats.messages += messages
-        self.counters.delivered_packets += count
-        self.counters.delivered_messages += messages
-        self._settle(count)
-        change = self.registry.record_success(analyzer.id, passive=True)
-        if change is not None:
-            self.health_changed(change)
-
-    def _settle(self, count: int) -> None:
-        """`count` packets left the distributor's hands (delivered, or dead letters)."""
-        self.unacked -= count
-        if self.unacked == 0:
-            self._settled.set()
-
-    def _failed(self, analyzer: Analyzer, batch: list[Packet], reason: str) -> None:
-        self.counters.analyzer(analyzer.id).failures += 1
-        self.counters.forward_failures += 1
-        self.counters.retries += total(batch)
-        event(
-            log,
-            "forward_failed",
-            logging.WARNING,
-            analyzer=analyzer.id,
-            packets=total(batch),
-            reason=reason,
-        )
-        for packet in batch:
-            packet.attempts += 1
-            packet.last_failed = analyzer.id
-        change = self.registry.record_failure(analyzer.id, reason, passive=True)
-        if change is not None:
-            self.health_changed(change)
-        self._retry(batch)
-
     def _retry(self, batch: list[Packet]) -> None:
         attempts = max(p.attempts for p in batch)
         if attempts <= FREE_RETRIES:
@@ -430,10 +301,10 @@ class Dispatcher:
         return self.unacked
 
     async def stop(self) -> None:
-        for handle in [*self._timers, *self._holds.values()]:
+        for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        self._holds.clear()
+        self.holds.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -18,7 +18,8 @@ import orjson
 from logdist.config import HealthConfig
 from logdist.core.registry import HealthChange, Registry
 from logdist.events import event
-from logdist.net.pool import Forwarder, ForwardError, target
+from logdist.net.pool import Answer, Forwarder, ForwardError, target
+from logdist.net.stream import StreamSender
 
 log = logging.getLogger("logdist.health")
 
@@ -58,6 +59,7 @@ class HealthChecker:
         self.on_change = on_change
         # Probes go over kept-alive connections with the lean client (logdist.net.pool).
         self._client = Forwarder()
+        self._streams = StreamSender()
         self._due: list[tuple[float, int, str]] = []
         self._seq = 0
         self._watched: set[str] = set()
@@ -182,9 +184,14 @@ class HealthChecker:
         batch = store = False
         reason: str | None = None
         try:
-            answer = await self._client.get(
-                target(url, delivery.headers, method="GET"), self.cfg.timeout
-            )
+            if delivery.format == "syslog" and delivery.health_url is None:
+                # A syslog receiver answers nothing: that it takes a connection is its health.
+                await self._streams.probe(analyzer.url, self.cfg.timeout)
+                answer = Answer(200)
+            else:
+                answer = await self._client.get(
+                    target(url, delivery.headers, method="GET"), self.cfg.timeout
+                )
         except ForwardError as exc:
             reason = f"health {exc}"
         else:

@@ -9,15 +9,13 @@ fsync: `always` syncs before answering (concurrent requests share one fsync), `i
 syncs once a second, `never` leaves it to the OS. A killed process loses nothing in any mode
 (the data is in the page cache); a power cut can lose what was not yet synced. With
 `interval`, a full segment is synced at the next tick, not as it is closed, and not at all
-if every packet in it was acknowledged by then: it is deleted, and the disk never sees it
-(under bulk load most segments go so; syncing each as it closed wrote every byte ingested).
-The directory itself is synced after a segment is created or deleted (`always` before the
+if every packet in it was acknowledged by then (most, under bulk load): it is deleted. The
+directory itself is synced after a segment is created or deleted (`always` before the
 answer, `interval` at the next tick), so a synced segment is also found after a power cut.
 
-A full disk: a write that fails is refused (503 `spool_failure`; the client keeps the packets
-and retries) and nothing of it counts. Once every packet of the open segment is acknowledged
-it is deleted rather than kept for more writes, and a fresh one is started, so ingest comes
-back by itself as soon as the analyzers have drained what the disk holds.
+A full disk: a write that fails is refused (503 `spool_failure`; the client retries) and
+nothing of it counts. A fully acknowledged open segment is then deleted and a fresh one
+started, so ingest comes back by itself once the analyzers drained what the disk holds.
 """
 
 from __future__ import annotations
@@ -226,8 +224,7 @@ class Spool:
         """Append `packets` to the active segment (to the OS; `sync` makes it durable).
 
         A write that fails for space is tried once more in a fresh segment when the open one
-        holds nothing unacknowledged (its blocks are freed first); else the error is raised
-        and the segment is released as soon as its last packet is acknowledged.
+        holds nothing unacknowledged; else the error is raised.
         """
         try:
             self._append(packets)
@@ -282,6 +279,11 @@ class Spool:
             while view:
                 view = view[os.pwrite(fd, view, offset + size - len(view)) :]
         return offset + size
+
+    def split(self, packet: Packet, parts: int) -> None:
+        """`packet` is now `parts` packets of its segment (replayed whole until all are acked)."""
+        if (segment := self.segments.get(packet.segment)) is not None:
+            segment.records += parts - 1
 
     def ack(self, packets: list[Packet]) -> None:
         segments = self.segments

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from logdist.core import paging
-from logdist.core.delivery import delivery_from, invalid, merge_headers
+from logdist.core.delivery import OPTION_KEYS, delivery_from, invalid, merge_headers
 from logdist.core.registry import AdminState
 from logdist.distributor.control.emitters import EmitterDirectory, EmitterInfo, relay
 from logdist.distributor.web.keys import DISTRIBUTOR
@@ -56,7 +56,7 @@ def _bare_first_page(path: str, page: dict[str, Any], key: str) -> web.Response:
 
 async def add_analyzer(request: web.Request) -> web.Response:
     """`{"id", "url", "weight"?, "format"?, "headers"?, "health_url"?, "health"?,
-    "compression"?}`."""
+    "compression"?}` and the format's options (docs/outputs.md)."""
     d = request.app[DISTRIBUTOR]
     body = await read_json_object(request)
     aid, url = require(body, "id"), require(body, "url")
@@ -66,13 +66,13 @@ async def add_analyzer(request: web.Request) -> web.Response:
 
 CONFIG_KEYS = frozenset(
     {"format", "headers", "health_url", "health", "compression", "add_headers", "remove_headers"}
-)
+) | frozenset(OPTION_KEYS)
 
 
 async def set_analyzer_config(request: web.Request) -> web.Response:
     """Change how an analyzer is delivered to; any of format, headers (the whole set),
     add_headers (an object: set these), remove_headers (a list of names), health_url (null:
-    the sibling /health), health, compression."""
+    the sibling /health), health, compression, an option of its format (null: its default)."""
     d = request.app[DISTRIBUTOR]
     analyzer = d.registry.get(request.match_info["aid"])
     body = await read_json_object(request)

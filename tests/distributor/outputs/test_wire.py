@@ -10,8 +10,10 @@ import pytest
 
 from logdist.core.delivery import DELIVERED, FAILED, REFUSED, Delivery
 from logdist.core.registry import Registry
+from logdist.distributor.outputs.base import Sent
 from logdist.distributor.outputs.wire import JSON_ARRAY, NDJSON_BATCH, PACKET, Wire, output_for
 from logdist.formats.packet import Packet, parse_batch
+from logdist.net.pool import Answer
 from logdist.net.web import JSON, NDJSON
 
 BODY = b'{"packetId":"a","messages":[{"m":1}]}\n{"packetId":"b","messages":[{"m":2},{"m":3}]}'
@@ -40,7 +42,7 @@ def test_one_packet_a_request_is_the_packet_itself() -> None:
 
 @pytest.mark.parametrize(("status", "verdict"), [(200, DELIVERED), (503, FAILED), (400, REFUSED)])
 def test_the_answer_status_is_the_batch_verdict(status: int, verdict: str) -> None:
-    assert NDJSON_BATCH.verdict(status) == verdict
+    assert NDJSON_BATCH.sort(Answer(status), Sent([], 3)).kind == verdict
 
 
 @pytest.mark.parametrize(
@@ -60,7 +62,7 @@ async def test_gzip_is_applied_when_asked_and_framed() -> None:
         "a1", "http://h:1/ingest", 1, Delivery(format="ndjson", compression="gzip")
     )
     wire = Wire()
-    pieces, fields = await wire.body(analyzer, batch())
-    assert gzip.decompress(b"".join(pieces)) == b"".join(NDJSON_BATCH.encode(batch()))
+    sent, fields = await wire.body(analyzer, batch())
+    assert gzip.decompress(b"".join(sent.pieces)) == b"".join(NDJSON_BATCH.encode(batch()))
     assert b"gzip" in fields.lower() and NDJSON.encode() in fields
     wire.close()

@@ -21,7 +21,9 @@ class HeldForwarder:
         self.requests: list[list[bytes]] = []
         self.release = asyncio.Event()
 
-    async def post(self, t: Target, body: list[bytes], fields: bytes, timeout: float) -> Answer:
+    async def post(
+        self, t: Target, body: list[bytes], fields: bytes, timeout: float, keep: int = 0
+    ) -> Answer:
         self.requests.append([piece for piece in body if piece != b"\n"])
         await self.release.wait()
         return Answer(200)

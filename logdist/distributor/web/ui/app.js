@@ -146,7 +146,9 @@ function formatCell(a) {
 function describeDelivery(a) {
   // Header values never reach the page: the distributor sends them as ***.
   const headers = Object.entries(a.headers || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
+  const options = Object.entries(a.options || {}).map(([k, v]) => `${k}=${v}`).join(", ");
   return [
+    ...(options ? [`options ${options}`] : []),
     `health ${a.health_check}` + (a.health_url ? ` at ${a.health_url}` : ""),
     `compression ${a.compression}`,
     `headers ${headers || "none"}`,
@@ -397,8 +399,15 @@ $("#add-form").addEventListener("submit", (ev) => {
   }
   const body = {
     id: f.get("id"), url: f.get("url"), weight: Number(f.get("weight") || 1),
-    format: f.get("format"), health: f.get("health"), compression: f.get("compression"), headers,
+    format: f.get("format"), compression: f.get("compression"), headers,
   };
+  for (const pair of String(f.get("options") || "").split(";")) {
+    if (!pair.trim()) continue;
+    const at = pair.indexOf("=");
+    if (at < 0) { showError(`an option is KEY=VALUE, got '${pair.trim()}'`); return; }
+    body[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+  }
+  if (f.get("health")) body.health = f.get("health");
   if (f.get("health_url")) body.health_url = f.get("health_url");
   act("POST", "/registry/add", body).then((ok) => { if (ok) ev.target.reset(); });
 });
