@@ -9,6 +9,7 @@ def test_the_readme_links_the_reference_documents() -> None:
         "docs/cli.md",
         "docs/http-api.md",
         "docs/inputs.md",
+        "docs/outputs.md",
         "docs/operating.md",
         "docs/benchmark.md",
     ):
