@@ -69,7 +69,12 @@ class Verdicts:
             return
         except GONE as exc:
             # A parse process died converting it: not the analyzer's doing.
-            self._not_made(batch, f"parse process gone: {exc}")
+            if self.wire.procs is not None:
+                self.wire.procs.close_broken()
+            self._not_made(batch, f"parse process gone: {exc!r}")
+            return
+        except Exception as exc:  # noqa: BLE001 - a conversion that failed keeps its packets
+            self._not_made(batch, f"could not make the request: {exc!r}")
             return
         verdict = self.wire.sort(analyzer, answer, sent)
         kind = verdict.kind
