@@ -10,10 +10,12 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 from aiohttp import web
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from logdist.analyzer.segments import Item
 from logdist.analyzer.store import Store, Written
@@ -21,7 +23,17 @@ from logdist.config import AnalyzerConfig
 from logdist.core.dedupe import DedupeWindow
 from logdist.errors import LogdistError, NotFound
 from logdist.events import event
-from logdist.formats.packet import Lines, Packet, frame_ndjson, parse_batch, parse_one, read_lines
+from logdist.formats.otlp import otlp_packets, unwrap
+from logdist.formats.packet import (
+    ENVELOPE,
+    Lines,
+    Packet,
+    frame_ndjson,
+    parse_batch,
+    parse_one,
+    parse_stored,
+    read_lines,
+)
 from logdist.net.answers import content_kind, error, response
 from logdist.net.fastpath import Connection, FrontDoor
 from logdist.net.server import LISTENER, Listener
@@ -142,7 +154,13 @@ class AnalyzerState:
 
 
 def _packets(kind: str, body: bytes) -> list[Packet]:
-    """A body read line by line or whole (a batch not read the fast way, or one packet)."""
+    """A body read line by line or whole (a batch not read the fast way, or one packet).
+
+    OTLP requests a distributor kept as they came (envelopes, sent to an analyzer whose
+    /health says `"otlp": true`) are converted here: their records become messages.
+    """
+    if ENVELOPE in body:
+        return [parse_one(unwrap(p.body)) if p.otlp else p for p in parse_stored(body)]
     if kind == "ndjson":
         return parse_batch(body, ndjson=True)
     if body.lstrip()[:1] == b"[":
@@ -151,6 +169,11 @@ def _packets(kind: str, body: bytes) -> list[Packet]:
 
 
 STATE = web.AppKey("analyzer_state", AnalyzerState)
+PROTOBUF = "application/x-protobuf"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -209,6 +232,27 @@ class IngestDoor(FrontDoor):
         state.store.submit(items).add_done_callback(done)
 
 
+async def ingest_otlp(request: web.Request) -> web.Response:
+    """`POST /v1/logs`: an OTLP/HTTP export (protobuf or JSON), its records stored as the
+    distributor's OTLP input makes them messages; answered with an ExportLogsServiceResponse."""
+    state = request.app[STATE]
+    protobuf = request.content_type == PROTOBUF
+    body = await read_body(request, state.cfg.max_body_bytes)
+    made = otlp_packets(body, "protobuf" if protobuf else "json", request.remote or "", now_utc())
+    if made:
+        lines = b"\n".join(p.body for p in made)
+        if state.store is None:
+            state.ingest("ndjson", lines)
+        else:
+            items = state.items("ndjson", lines)
+            state.stored(items, await state.store.submit(items))
+    if protobuf:
+        return web.Response(
+            body=ExportLogsServiceResponse().SerializeToString(), content_type=PROTOBUF
+        )
+    return web.Response(body=b"{}", content_type="application/json")
+
+
 async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
     # `batch` tells the distributor it may send NDJSON batches to /ingest.
@@ -218,6 +262,8 @@ async def health(request: web.Request) -> web.Response:
             "id": state.cfg.id,
             "pid": os.getpid(),
             "batch": True,
+            # It takes OTLP requests as they came (converting them itself), in its batches.
+            "otlp": True,
             "formats": ["application/json", NDJSON],
             "store": state.store is not None,
         }
@@ -340,6 +386,7 @@ def make_app(cfg: AnalyzerConfig) -> web.Application:
     app.cleanup_ctx.append(output_file)
     app.cleanup_ctx.append(open_store)
     app.router.add_post("/ingest", ingest)
+    app.router.add_post("/v1/logs", ingest_otlp)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_get("/search", search)

@@ -61,6 +61,9 @@ class Analyzer:
     batch: bool = False
     # Its /health answer said it keeps a store: searches ask it (and name it when it is down).
     store: bool = False
+    # Its /health answer said it takes OTLP requests as they came (a logdist analyzer does):
+    # format `auto` sends them so, and it converts them, not the distributor.
+    otlp: bool = False
     last_error: str | None = None
     changed_at: float = 0.0
     delivery: Delivery = DEFAULT_DELIVERY
@@ -78,9 +81,10 @@ class Analyzer:
 
     @property
     def batches(self) -> bool:
-        """Its forwards carry batches (NDJSON or a JSON array), not one packet each."""
+        """Its forwards carry batches (NDJSON, a JSON array, its protocol's), not one packet
+        each."""
         fmt = self.delivery.format
-        return fmt == "ndjson" or fmt == "json-array" or (fmt == "auto" and self.batch)
+        return fmt != "json" and (fmt != "auto" or self.batch)
 
     def to_json(self, target_share: float) -> dict[str, Any]:
         return {
@@ -93,6 +97,7 @@ class Analyzer:
             "healthy": self.health is Health.UP,
             "batch": self.batches,
             "store": self.store,
+            "takes_otlp": self.otlp,
             **self.delivery.to_json(),
             "pending": self.pending,
             "drained": self.admin is AdminState.DRAINING and self.pending == 0,
@@ -227,12 +232,13 @@ class Registry:
         *,
         batch: bool | None = None,
         store: bool | None = None,
+        otlp: bool | None = None,
         passive: bool = False,
     ) -> HealthChange | None:
         """A probe (or, `passive`, a forward) to `aid` succeeded.
 
         `batch` is what the probe's answer said the analyzer accepts, `store` whether it
-        said it keeps a store.
+        said it keeps a store, `otlp` whether it takes OTLP as it came.
         """
         analyzer = self._analyzers.get(aid)
         if analyzer is None:
@@ -247,6 +253,8 @@ class Registry:
             analyzer.batch = batch
         if store is not None:
             analyzer.store = store
+        if otlp is not None:
+            analyzer.otlp = otlp
         analyzer.failures = 0
         analyzer.successes += 1
         if analyzer.health is Health.UP:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from logdist.formats.otlp import unwrap
 from logdist.formats.packet import Packet
 
 
@@ -37,7 +38,8 @@ def expand(routed_at: float, analyzer: str, packet: Packet, flt: LogFilter) -> l
         return []
     out: list[dict[str, Any]] = []
     for part in packet.parts():
-        obj = orjson.loads(part.body)
+        # An OTLP request kept as it came is opened only here, for someone watching.
+        obj = orjson.loads(unwrap(part.body) if part.otlp else part.body)
         emitter = part.emitter
         if emitter is None and isinstance(obj.get("emitter"), str):
             emitter = obj["emitter"]  # a run from several emitters names none itself
@@ -50,9 +52,12 @@ def expand(routed_at: float, analyzer: str, packet: Packet, flt: LogFilter) -> l
             "routed_at": routed_at,
         }
         messages = obj.get("messages", [])
+        indexes = obj.get("indexes")  # a part of a packet: its messages' own indexes
+        if not isinstance(indexes, list) or len(indexes) != len(messages):
+            indexes = range(len(messages))
         out += [
             {**m, **meta, "index": i}
-            for i, m in enumerate(messages)
+            for i, m in zip(indexes, messages, strict=True)
             if isinstance(m, dict) and flt.wants_message(m)
         ]
     return out

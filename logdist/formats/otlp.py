@@ -21,6 +21,7 @@ request's bytes, so an exporter's retry of the same request is deduplicated down
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs
 
 from logdist.errors import InvalidPacket, MalformedJSON
 from logdist.formats.outbound import STANDARD, epoch_ns, records, text
-from logdist.formats.packet import Made, Packet
+from logdist.formats.packet import Made, Packet, envelope, opened_envelope
 from logdist.formats.records import level_of, packets_of, rfc3339
 
 EMITTER = "otlp"
@@ -197,9 +198,29 @@ def otlp_packets(body: bytes, kind: str, peer: str, received: datetime) -> list[
     return packets_of(messages(decode(body, kind), peer, received), "otlp", EMITTER, body)
 
 
-def otlp_made(body: bytes, kind: str, peer: str, received: datetime) -> list[Made]:
-    """`otlp_packets` as (id, messages, body) tuples: what a parse process hands back."""
-    return [(p.id, p.messages, p.body) for p in otlp_packets(body, kind, peer, received)]
+def otlp_kept(body: bytes, kind: str, peer: str, received: datetime) -> list[Made]:
+    """One export request kept as it came: its envelope (see `formats.packet.envelope`), with
+    an id from the request's bytes (an exporter's retry of it is deduplicated downstream)
+    and its record count; nothing when it holds no records. Its records are not made into
+    messages here: that is done only for an analyzer that does not take OTLP."""
+    request = decode(body, kind)
+    count = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+    if not count:
+        return []
+    raw = body if kind == "protobuf" else request.SerializeToString()
+    pid = f"otlp-{hashlib.blake2b(body, digest_size=12).hexdigest()}"
+    return [(pid, count, envelope(pid, count, raw, peer, rfc3339(received)))]
+
+
+def unwrap(body: bytes) -> bytes:
+    """An envelope made into an ordinary packet: its records as messages (as `messages`
+    makes them), under the envelope's packet id."""
+    raw, pid, peer, received = opened_envelope(body)
+    request = decode(raw, "protobuf")
+    moment = datetime.fromisoformat(received)
+    return orjson.dumps(
+        {"packetId": pid, "emitter": EMITTER, "messages": messages(request, peer, moment)}
+    )
 
 
 # -- out: messages as an ExportLogsServiceRequest ---------------------------------------------
@@ -315,3 +336,8 @@ def rejected(body: bytes) -> tuple[int, str]:
     answer.ParseFromString(body)
     partial = answer.partial_success
     return int(partial.rejected_log_records), partial.error_message
+
+
+def unwrap_all(bodies: list[bytes]) -> list[bytes]:
+    """`unwrap` of each envelope: the call a parse process makes for a batch."""
+    return [unwrap(body) for body in bodies]

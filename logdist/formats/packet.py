@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class Packet:
     # For a run whose packets come from several emitters (`emitter` is then None): theirs,
     # in order.
     emitters: list[str | None] | None = None
+    # An OTLP request kept as it came (`body` is its envelope; `messages` its records).
+    otlp: bool = False
 
     def refusers(self) -> frozenset[str]:
         """The analyzers that refused it, and the one that last failed it."""
@@ -92,6 +95,47 @@ class Packet:
 
 # A packet as a parse process hands it back (see distributor.inputs.parsing): id, messages, body.
 Made = tuple[str, int, bytes]
+
+
+# An OTLP request the distributor received, kept as it came for an analyzer that takes OTLP:
+# a JSON object whose first key is `otlp` (the ExportLogsServiceRequest's protobuf, base64),
+# with its packet id, its record count, and the peer and time it came from and at (what
+# converting its records for another analyzer needs). Only the distributor makes them.
+ENVELOPE = b'{"otlp":"'
+
+
+def envelope(pid: str, records: int, request: bytes, peer: str, received: str) -> bytes:
+    return orjson.dumps(
+        {
+            "otlp": base64.b64encode(request).decode(),
+            "packetId": pid,
+            "emitter": "otlp",
+            "records": records,
+            "peer": peer,
+            "received": received,
+        }
+    )
+
+
+def parse_envelope(body: bytes) -> Packet:
+    """The packet an envelope is (InvalidPacket when it is not one)."""
+    obj = decode_json(body)
+    pid, records = obj.get("packetId"), obj.get("records")
+    if not (
+        isinstance(obj.get("otlp"), str)
+        and isinstance(pid, str)
+        and pid
+        and type(records) is int
+        and records > 0
+    ):
+        raise InvalidPacket("not an OTLP envelope (otlp, packetId, records)")
+    return Packet(pid, "otlp", records, body, otlp=True)
+
+
+def opened_envelope(body: bytes) -> tuple[bytes, str, str, str]:
+    """An envelope's request, packet id, peer and receive time."""
+    obj = orjson.loads(body)
+    return base64.b64decode(obj["otlp"]), obj["packetId"], obj["peer"], obj["received"]
 
 
 def packet_ids(packets: list[Packet]) -> list[str]:
@@ -383,8 +427,15 @@ def _run(
 
 
 def parse_stored(payload: bytes) -> list[Packet]:
-    """The packets of a record logdist stored (a spool record, a cluster stream message): a
-    run's lines, or one packet's JSON. LogdistError when it holds no packets."""
+    """The packets of a record logdist stored (a spool record, a cluster stream message, a
+    dead letter): a run's lines, or one packet's JSON, or OTLP envelopes among them.
+    LogdistError when it holds no packets."""
+    if ENVELOPE in payload:
+        return [
+            parse_envelope(line) if line.startswith(ENVELOPE) else parse_line(line)
+            for line in payload.split(b"\n")
+            if line
+        ]
     if b"\n" in payload:
         return parse_batch(payload, ndjson=True, run=1 << 30)
     return [parse_packet(decode_json(payload), payload)]

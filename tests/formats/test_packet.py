@@ -318,3 +318,27 @@ def test_an_exact_read_never_misplaces_a_packet(
     if read is not None:
         assert [orjson.loads(line) for line in read.lines()] == objs
         assert read.ids == [o["packetId"] for o in objs]
+
+
+def test_an_otlp_request_kept_as_it_came_is_read_back_among_packets() -> None:
+    from datetime import UTC, datetime
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from logdist.formats.otlp import otlp_kept, unwrap
+    from logdist.formats.packet import opened_envelope, parse_stored
+
+    request = ExportLogsServiceRequest()
+    record = request.resource_logs.add().scope_logs.add().log_records.add()
+    record.body.string_value = "kept"
+    raw = request.SerializeToString()
+    ((pid, count, body),) = otlp_kept(raw, "protobuf", "10.0.0.7", datetime.now(UTC))
+    assert count == 1 and opened_envelope(body)[0] == raw  # the request's own bytes
+    plain = b'{"packetId":"p1","messages":[{"m":1}]}'
+    kept, packet = parse_stored(body + b"\n" + plain)  # a cluster message holding both
+    assert (kept.id, kept.messages, kept.otlp) == (pid, 1, True)
+    assert (packet.id, packet.otlp) == ("p1", False)
+    (message,) = orjson.loads(unwrap(body))["messages"]
+    assert (message["message"], message["host"]) == ("kept", "10.0.0.7")
+    with pytest.raises(InvalidPacket):
+        parse_packet(orjson.loads(body))  # an emitter cannot send one: it has no messages

@@ -42,6 +42,8 @@ class Recorder:
     resent_stored: list[str] = field(default_factory=list)
     # Answer the first N requests with the product's "busy" answer.
     busy: int = 0
+    # Every request body as it came.
+    bodies: list[bytes] = field(default_factory=list)
 
     def saw(self, key: str) -> None:
         if key in self.stored:
@@ -207,15 +209,19 @@ def otlp(rec: Recorder, refuse_word: str = "BADOTLP") -> web.Application:
             rec.busy -= 1
             return web.Response(status=503, headers={"Retry-After": "0"})
         export = ExportLogsServiceRequest()
-        export.ParseFromString(await request.read())
+        raw = await request.read()
+        rec.bodies.append(raw)
+        export.ParseFromString(raw)
         rejected = 0
         for rl in export.resource_logs:
             for sl in rl.scope_logs:
                 for r in sl.log_records:
                     attrs = {kv.key: kv.value for kv in r.attributes}
-                    key = key_of(
-                        attrs["logdist.packet_id"].string_value, attrs["logdist.index"].int_value
-                    )
+                    if "logdist.packet_id" in attrs:  # converted by logdist
+                        pid = attrs["logdist.packet_id"].string_value
+                        key = key_of(pid, attrs["logdist.index"].int_value)
+                    else:  # an exporter's own record, passed through: its body names it
+                        key = r.body.string_value
                     rec.saw(key)
                     if refuse_word in r.body.string_value:
                         rejected += 1

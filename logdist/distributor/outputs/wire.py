@@ -24,6 +24,7 @@ from logdist.distributor.outputs.records import RecordsOutput
 from logdist.distributor.outputs.splunk import SplunkHecOutput
 from logdist.distributor.outputs.syslog import SyslogOutput
 from logdist.events import event
+from logdist.formats.otlp import unwrap_all
 from logdist.formats.packet import Packet
 from logdist.net.pool import Answer, Forwarder, Target, framing, target
 from logdist.net.stream import StreamSender
@@ -126,6 +127,26 @@ class Wire:
         target_ = self._target(analyzer)
         keep = output_for(analyzer).keep
         return await self._forwarder.post(target_, sent.pieces, fields, timeout, keep), sent
+
+    def takes_otlp(self, analyzer: Analyzer) -> bool:
+        """Whether OTLP requests kept as they came go to it as they are: an `otlp` analyzer
+        (concatenated), or a logdist analyzer that said it takes them (in its batches)."""
+        fmt = analyzer.delivery.format
+        return fmt == "otlp" or (fmt == "auto" and analyzer.otlp)
+
+    async def unwrap(self, batch: list[Packet]) -> list[Packet]:
+        """OTLP requests kept as they came, made ordinary packets (their records messages) in
+        a parse process: for an analyzer that does not take OTLP."""
+        bodies = [p.body for p in batch]
+        if self.procs is None or not len(self.procs):
+            made = unwrap_all(bodies)
+        else:
+            made = await self.procs.call(None, unwrap_all, bodies)
+        return [
+            Packet(p.id, p.emitter, p.messages, body, p.attempts, p.last_failed, p.segment,
+                   refusals=p.refusals)
+            for p, body in zip(batch, made, strict=True)
+        ]  # fmt: skip
 
     def converts(self, analyzer: Analyzer) -> bool:
         """Whether it takes records (a request can be narrowed down to one message)."""

@@ -181,7 +181,7 @@ class HealthChecker:
         if delivery.passive:
             return
         url = delivery.health_url or health_url(analyzer.url)
-        batch = store = False
+        batch = store = otlp = False
         reason: str | None = None
         try:
             if delivery.format == "syslog" and delivery.health_url is None:
@@ -198,24 +198,25 @@ class HealthChecker:
             if answer.status != 200:
                 reason = f"health HTTP {answer.status}"
             else:
-                batch, store = _says(answer.body)
+                batch, store, otlp = _says(answer.body)
         if aid not in self.registry or self.registry.get(aid).delivery.passive:
             return
         if reason is None:
-            change = self.registry.record_success(aid, batch=batch, store=store)
+            change = self.registry.record_success(aid, batch=batch, store=store, otlp=otlp)
         else:
             change = self.registry.record_failure(aid, reason)
         if change is not None:
             self.on_change(change)
 
 
-def _says(body: bytes) -> tuple[bool, bool]:
+def _says(body: bytes) -> tuple[bool, bool, bool]:
     """Whether a health answer says `"batch": true` (a logdist analyzer: anything else gets
-    single POSTs) and `"store": true` (it keeps a searchable store)."""
+    single POSTs), `"store": true` (it keeps a searchable store) and `"otlp": true` (it takes
+    OTLP requests as they came)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False, False
+        return False, False, False
     if not isinstance(data, dict):
-        return False, False
-    return data.get("batch") is True, data.get("store") is True
+        return False, False, False
+    return data.get("batch") is True, data.get("store") is True, data.get("otlp") is True

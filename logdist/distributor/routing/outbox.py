@@ -35,7 +35,11 @@ class Outbox:
         batch = [first]
         size = len(first.body)
         count = first.count
+        # A request carries OTLP requests as they came, or packets, never both.
+        kind = first.otlp
         while self.packets and count + self.packets[0].count <= limit:
+            if self.packets[0].otlp is not kind:
+                break
             size += len(self.packets[0].body) + 1
             if size > BATCH_BYTES:
                 break

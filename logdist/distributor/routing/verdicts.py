@@ -63,6 +63,8 @@ class Verdicts:
         stats.requests += 1
         started = self._now()
         try:
+            if batch[0].otlp and not self.wire.takes_otlp(analyzer):
+                batch = await self.wire.unwrap(batch)
             answer, sent = await self.wire.send(analyzer, batch, self.cfg.forward_timeout)
         except ForwardError as exc:
             self._failed(analyzer, batch, str(exc))
@@ -89,7 +91,13 @@ class Verdicts:
         elif kind == REFUSED:
             self._answered(analyzer)
             packets = opened(batch)
-            if len(packets) == 1 and packets[0].messages > 1 and self.wire.converts(analyzer):
+            one = packets[0]
+            if (
+                len(packets) == 1
+                and one.messages > 1
+                and not one.otlp
+                and self.wire.converts(analyzer)
+            ):
                 # One packet refused by an analyzer of records: narrow it down to them.
                 packets = parts.halves(packets[0])
                 self._split(batch[0], packets)

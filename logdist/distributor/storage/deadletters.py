@@ -27,7 +27,7 @@ import orjson
 from logdist.distributor.storage.files import Journal, replace_file
 from logdist.errors import ConfigError, DeadLetterWriteFailed, UnknownDeadLetter
 from logdist.events import event
-from logdist.formats.packet import Packet, Refusal, parse_one
+from logdist.formats.packet import Packet, Refusal, parse_stored
 
 log = logging.getLogger("logdist.deadletters")
 
@@ -229,7 +229,7 @@ class DeadLetterStore:
     @staticmethod
     def packets(letters: list[DeadLetter]) -> list[Packet]:
         """The letters as packets again, with no refusals: a fresh chance everywhere."""
-        return [parse_one(letter.packet) for letter in letters]
+        return [p for letter in letters for p in parse_stored(letter.packet)]
 
     def to_json(self) -> dict[str, Any]:
         return {

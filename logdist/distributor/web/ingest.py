@@ -16,7 +16,7 @@ from logdist.distributor.inputs.parsing import GONE, ParseProcesses
 from logdist.distributor.web.keys import DISTRIBUTOR, PARSE
 from logdist.errors import Backpressure, LogdistError, UnsupportedMediaType
 from logdist.formats.otlp import EMITTER as OTLP_EMITTER
-from logdist.formats.otlp import otlp_made
+from logdist.formats.otlp import otlp_kept
 from logdist.formats.packet import Made, Packet
 from logdist.formats.records import EMITTER as RECORDS_EMITTER
 from logdist.formats.records import records_made
@@ -94,7 +94,8 @@ async def ingest_otlp(request: web.Request) -> web.Response:
             )
         body = await read_body(request, d.cfg.max_batch_bytes)
         now, peer = datetime.now(UTC), request.remote or ""
-        packets = await parsed(request.app[PARSE], OTLP_EMITTER, otlp_made, body, kind, peer, now)
+        # Kept as it came: converted only for an analyzer that does not take OTLP.
+        packets = await parsed(request.app[PARSE], OTLP_EMITTER, otlp_kept, body, kind, peer, now)
         if packets:
             wait = d.intake.accept_now(packets)
             if wait is not None:
@@ -120,7 +121,8 @@ async def parsed(
     except GONE:
         procs.close_broken()
         raise Backpressure("a parse process restarted; retry", retry_after=1) from None
-    return [Packet(id=pid, emitter=emitter, messages=n, body=b) for pid, n, b in made]
+    kept = make is otlp_kept
+    return [Packet(id=pid, emitter=emitter, messages=n, body=b, otlp=kept) for pid, n, b in made]
 
 
 def otlp_error(exc: LogdistError, kind: str) -> web.Response:
