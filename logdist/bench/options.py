@@ -12,7 +12,7 @@ from logdist.config import HealthConfig, setting
 HEALTH_MAX_PROBES = HealthConfig().max_probes
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
 ANALYZER_KINDS = ("logdist", "foreign")
 # What runs against foreign analyzers (d and e measure logdist's own), and by default.
 FOREIGN_SCENARIOS = ("a", "b", "c", "f")
@@ -21,9 +21,10 @@ FOREIGN_DEFAULT = ("a", "c")
 
 SCENARIOS_HELP = (
     "a 1-message packets; b 1-100 messages (share error); c NDJSON 100x10; "
-    "d 20,000 emitters as fleets; e many analyzers; f (a) and (c) with the spool on; g OTLP;"
-    " h syslog; i (c) into analyzers with a store, and search latency; j (a) and (c) through"
-    " a cluster (3 NATS servers, 2 replicas) beside (f)."
+    "d 20,000 emitters as fleets; e many analyzers; f (a) and (c) with the spool on; g OTLP"
+    " into four otlp analyzers; h syslog; i (c) into analyzers with a store, and search"
+    " latency; j (a) and (c) through a cluster (3 NATS servers, 2 replicas) beside (f);"
+    " k (c) into analyzers of each converting format (records, elasticsearch, loki, otlp)."
 )
 
 
@@ -91,7 +92,7 @@ class Options:
 
 def missing_tools(opts: Options) -> list[str]:
     needed = []
-    if {"a", "b", "c", "e", "f", "g", "j"} & set(opts.scenarios):
+    if {"a", "b", "c", "e", "f", "g", "j", "k"} & set(opts.scenarios):
         needed.append("wrk")
     if "j" in opts.scenarios and not shutil.which("nats-server", path="/usr/sbin:/usr/bin"):
         needed.append("nats-server")

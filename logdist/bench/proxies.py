@@ -114,11 +114,13 @@ def start_logdist(
     fmt: str | None = None,
     healthy_within: float = 60.0,
     python: str = sys.executable,
+    health_path: str | None = None,
 ) -> FrontEnd:
     """logdist's distributor (run by `python`: another install's, for a baseline);
     `analyzers` are --analyzer values (default: the four), each given `format = fmt` when
-    one is named. Returns once every analyzer is up (probed within the distributor's probe
-    budget: allow `healthy_within` seconds)."""
+    one is named (and probed at `health_path` on its host when given). Returns once every
+    analyzer is up (probed within the distributor's probe budget: allow `healthy_within`
+    seconds)."""
     port = free_port()
     refs = analyzers or [
         f"{aid}=http://127.0.0.1:{ports[aid]}/ingest@{w}" for aid, w in WEIGHTS.items()
@@ -128,7 +130,13 @@ def start_logdist(
         "\n".join(
             f'[[analyzers]]\nid = "{ref.split("=", 1)[0]}"\n'
             f'url = "{ref.split("=", 1)[1].rsplit("@", 1)[0]}"\n'
-            f"weight = {ref.rsplit('@', 1)[1]}\n" + (f'format = "{fmt}"\n' if fmt else "")
+            f"weight = {ref.rsplit('@', 1)[1]}\n"
+            + (f'format = "{fmt}"\n' if fmt else "")
+            + (
+                f'health_url = "{ref.split("=", 1)[1].split("/ingest")[0]}{health_path}"\n'
+                if health_path
+                else ""
+            )
             for ref in refs
         )
     )
@@ -266,9 +274,13 @@ backend analyzers
 
 
 def analyzer_argv(kind: str, aid: str, port: int) -> list[str]:
-    """`logdist` analyzers, or `foreign` ones: plain aiohttp services (logdist.bench.foreign)."""
+    """`logdist` analyzers, `foreign` ones (plain aiohttp services: logdist.bench.foreign),
+    or those of another format (`sink:FORMAT`: logdist.bench.sinks)."""
     if kind == "foreign":
         return [sys.executable, "-m", "logdist.bench.foreign", "--port", str(port)]
+    if kind.startswith("sink:"):
+        fmt = kind.split(":", 1)[1]
+        return [sys.executable, "-m", "logdist.bench.sinks", "--port", str(port), "--format", fmt]
     return [sys.executable, "-m", "logdist", "analyzer", "serve", "--id", aid] + [
         "--port",
         str(port),

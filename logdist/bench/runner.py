@@ -14,7 +14,7 @@ from typing import Any
 from logdist.bench import cluster, fleets, inputs, load, picker, proxies, store
 from logdist.bench.options import HEALTH_MAX_PROBES, Options
 from logdist.bench.proxies import FrontEnd
-from logdist.bench.scenarios import SCENARIOS, WEIGHTS
+from logdist.bench.scenarios import CONVERTING, SCENARIOS, WEIGHTS
 
 # A contender: its scenario, how to start it, and what its row says besides its figures.
 Contender = tuple[str, Callable[[], FrontEnd], dict[str, Any]]
@@ -29,6 +29,8 @@ class Runner:
         self.pids: list[int] = []
         # Scenario (i)'s analyzers that keep a store: their ports and pids.
         self.storing: tuple[dict[str, int], list[int]] = ({}, [])
+        # The analyzers of each other format, for (k) and (g): their ports and pids.
+        self.sinks: dict[str, tuple[dict[str, int], list[int]]] = {}
         self.starters: dict[str, Callable[[Path, dict[str, int]], FrontEnd]] = {
             "logdist": functools.partial(proxies.start_logdist, fmt=opts.fmt),
             "nginx": proxies.start_nginx,
@@ -40,12 +42,17 @@ class Runner:
         self.ports, analyzers = proxies.start_analyzers(opts.analyzers)
         self.pids = [p.pid for p in analyzers]
         storing_procs: list[Any] = []
+        sink_procs: list[Any] = []
         try:
             if "i" in opts.scenarios:
                 sports, storing_procs = proxies.start_analyzers(
                     "logdist", lambda aid: ["--store", str(self.work / "stores" / aid)]
                 )
                 self.storing = (sports, [p.pid for p in storing_procs])
+            for fmt in self.sink_formats():
+                fports, fprocs = proxies.start_analyzers(f"sink:{fmt}")
+                sink_procs += fprocs
+                self.sinks[fmt] = (fports, [p.pid for p in fprocs])
             for key in ("a", "b", "c"):
                 contenders = self.contenders(key)
                 if contenders:
@@ -63,6 +70,7 @@ class Runner:
         finally:
             proxies.stop(analyzers)
             proxies.stop(storing_procs)
+            proxies.stop(sink_procs)
             shutil.rmtree(self.work, ignore_errors=True)
 
     # -- measuring ------------------------------------------------------------------------
@@ -115,16 +123,29 @@ class Runner:
                 fronts.append(start())
             parts: list[list[dict[str, Any]]] = [[] for _ in fronts]
             for _ in range(opts.rounds):
-                for (scenario, _, _), fe, slices in zip(contenders, fronts, parts, strict=True):
+                for (scenario, _, extra), fe, slices in zip(contenders, fronts, parts, strict=True):
                     maker = self.otlp if scenario == "g" else functools.partial(self.wrk, key)
                     work = maker(fe, opts.seconds / opts.rounds)
-                    pool = self.storing if scenario == "i" else (self.ports, self.pids)
+                    pool = self.pool(scenario, extra)
                     slices.append(load.measure(fe, *pool, work))
         finally:
             for fe in fronts:
                 fe.stop()
         for (scenario, _, extra), slices in zip(contenders, parts, strict=True):
             self.record(scenario, load.summarize(slices), **extra)
+
+    def pool(self, scenario: str, extra: dict[str, Any]) -> tuple[dict[str, int], list[int]]:
+        """The analyzers a contender delivers to (their ports, where counts are read)."""
+        if scenario == "i":
+            return self.storing
+        if "format" in extra:
+            return self.sinks[extra["format"]]
+        return self.ports, self.pids
+
+    def sink_formats(self) -> list[str]:
+        """The formats whose analyzers (k) and (g) need."""
+        asked = set(self.opts.scenarios)
+        return [*(CONVERTING if "k" in asked else ()), *(("otlp",) if "g" in asked else ())]
 
     # -- the scenarios --------------------------------------------------------------------
 
@@ -151,10 +172,23 @@ class Runner:
             out.append(("i", into_stores, {"like": "c", "store": True}))
             if "c" not in asked:  # (i) is measured beside (c) without a store
                 out.insert(0, ("c", functools.partial(self.starters["logdist"], work, ports), {}))
+        if "k" in asked and key == "c":
+            for fmt in CONVERTING:
+                start = functools.partial(self.converting, fmt)
+                out.append(("k", start, {"like": "c", "format": fmt}))
+        if {"k", "g"} & asked and key == "c" and "c" not in asked:  # measured beside (c)
+            out.insert(0, ("c", functools.partial(self.starters["logdist"], work, ports), {}))
         if "g" in asked and key == "c":
-            otlp_front = functools.partial(proxies.start_logdist, work, ports, fmt=opts.fmt)
-            out.append(("g", otlp_front, {"records_per_request": inputs.RECORDS}))
+            otlp_front = functools.partial(self.converting, "otlp", "otlp-in")
+            extra = {"records_per_request": inputs.RECORDS, "format": "otlp"}
+            out.append(("g", otlp_front, extra))
         return out
+
+    def converting(self, fmt: str, name: str | None = None) -> FrontEnd:
+        """A distributor delivering to four analyzers of format `fmt`."""
+        fe = proxies.start_logdist(self.work, self.sinks[fmt][0], fmt=fmt, health_path="/stats")
+        fe.name = name or f"logdist>{fmt}"
+        return fe
 
     def spooled(self, key: str) -> FrontEnd:
         spool = self.work / f"spool-{key}"

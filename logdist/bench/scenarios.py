@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 WEIGHTS = {"a1": 4, "a2": 3, "a3": 2, "a4": 1}
+# (k): the formats an analyzer may take that the distributor converts packets into.
+CONVERTING = ("records", "elasticsearch", "loki", "otlp")
 # Each wrk thread gets its number (`tid`) and counts its requests (`counter`).
 LUA_THREADS = """
 local counter = 0

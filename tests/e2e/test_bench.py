@@ -105,6 +105,8 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
         "h",
         "-s",
         "i",
+        "-s",
+        "k",
         "--only",
         "logdist",
         "--connections",
@@ -130,8 +132,12 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
     assert by[("f", "logdist+spool", "c", None)]["delivered_packets"] > 0
     # OTLP requests built with opentelemetry-proto, and syslog over 8 connections, delivered
     # as records and messages the analyzers counted.
-    otlp, syslog = by[("g", "logdist", None, None)], by[("h", "logdist", None, None)]
+    otlp, syslog = by[("g", "otlp-in", None, None)], by[("h", "logdist", None, None)]
     assert otlp["delivered_messages"] >= 512 and otlp["records_per_request"] == 512
+    assert otlp["format"] == "otlp"  # into four otlp analyzers, passed through
+    # (c)'s load converted for analyzers of each format, counted by them record by record.
+    for fmt in ("records", "elasticsearch", "loki", "otlp"):
+        assert by[("k", f"logdist>{fmt}", "c", None)]["delivered_messages"] > 0, fmt
     assert syslog["delivered_messages"] > 0 and syslog["load"]["sent_messages"] > 0
     assert syslog["errors"] == 0
     # (c) into storing analyzers: every message delivered is in a store; then searches over
@@ -144,7 +150,7 @@ def test_batches_many_analyzers_and_the_spool(tmp_path: Path) -> None:
     assert search["histogram"]["total"] == search["fill"]["messages"]
     assert search["search"]["mean_found"] > 0
     names = {t["target"].split(" ")[0] for t in data["targets"]}
-    assert {"(b)", "(c)", "(e)", "(f)", "(g)", "(h)", "(i)"} <= names
+    assert {"(b)", "(c)", "(e)", "(f)", "(g)", "(h)", "(i)", "(k)"} <= names
     assert any(t["target"].startswith("(e) idle CPU with 200") for t in data["targets"])
 
 
