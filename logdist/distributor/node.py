@@ -230,10 +230,11 @@ class Distributor:
 
     async def stop(self) -> None:
         """The inputs closed first (what syslog gathered is owned before the queue drains),
-        then what is held delivered for up to drain_timeout, then every part stopped."""
+        then what is held delivered for up to drain_timeout (the parse processes still make
+        the analyzers' requests meanwhile), then every part stopped."""
         await self.syslog.close()
-        self.procs.close()
         await self._stop_parts()
+        self.procs.close()
 
     async def _start_parts(self) -> None:
         self._session = aiohttp.ClientSession(

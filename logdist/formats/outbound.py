@@ -144,24 +144,66 @@ def timestamp(ts: Any, style: str) -> Any:
 RECORD_TAKEN = frozenset({"emitter", "packetId", "index"})
 
 
+def _renamed(message: dict[str, Any], taken: frozenset[str]) -> dict[str, Any]:
+    """`message` with its free-form fields named like a mapped one given a `_` before."""
+    for key in taken & message.keys():
+        message["_" + key] = message.pop(key)
+    return message
+
+
 def encode_records(bodies: list[bytes], timestamp_format: str) -> tuple[bytes, int]:
-    """NDJSON, one flat message a line; the body and how many records it holds."""
+    """NDJSON, one flat message a line; the body and how many records it holds. The message
+    itself is the row (it was just read, and is nobody else's): its `ts` rewritten, the
+    packet's fields added."""
     dumps = orjson.dumps
+    convert = timestamp_format != "rfc3339"
     lines = []
-    for message, pid, emitter, index in records(bodies):
-        row = {
-            "ts": timestamp(message.get("ts"), timestamp_format),
-            "level": message.get("level"),
-            "service": message.get("service"),
-            "host": message.get("host"),
-            "message": message.get("message"),
-            "emitter": emitter,
-            "packetId": pid,
-            "index": index,
-        }
-        lines.append(dumps(free_fields(message, RECORD_TAKEN, row)))
+    for packet in packets_in(bodies):
+        pid, emitter = packet.get("packetId", ""), _emitter(packet)
+        for index, message in _indexed(packet):
+            if RECORD_TAKEN & message.keys():
+                _renamed(message, RECORD_TAKEN)
+            if convert:
+                message["ts"] = timestamp(message.get("ts"), timestamp_format)
+            message["emitter"] = emitter
+            message["packetId"] = pid
+            message["index"] = index
+            lines.append(dumps(message))
     lines.append(b"")
     return b"\n".join(lines), len(lines) - 1
+
+
+def _emitter(packet: dict[str, Any]) -> str | None:
+    emitter = packet.get("emitter")
+    return emitter if isinstance(emitter, str) else None
+
+
+def _indexed(packet: dict[str, Any]) -> Any:
+    """(index, message) of each message of a packet read."""
+    messages = packet["messages"]
+    indexes = packet.get("indexes")
+    if isinstance(indexes, list) and len(indexes) == len(messages):
+        return zip(indexes, messages, strict=True)
+    return enumerate(messages)
+
+
+# `ts` strings as RFC 3339 UTC to the millisecond, lately: a batch shares a handful.
+_STAMPS: dict[Any, Any] = {}
+
+
+def rfc3339_of(ts: Any) -> Any:
+    """`ts` as RFC 3339 UTC to the millisecond; as it was when unreadable."""
+    try:
+        return _STAMPS[ts]
+    except (KeyError, TypeError):
+        pass
+    ns = epoch_ns(ts)
+    out = rfc3339_ns(ns) if ns is not None else ts
+    if isinstance(ts, str):
+        if len(_STAMPS) >= 4096:
+            _STAMPS.clear()
+        _STAMPS[ts] = out
+    return out
 
 
 # -- Elasticsearch / OpenSearch _bulk ---------------------------------------------------------
@@ -177,20 +219,23 @@ def document_id(pid: str, index: int) -> str:
 def encode_bulk(bodies: list[bytes], index_name: str) -> tuple[bytes, int]:
     """`create` action and document pairs, NDJSON."""
     dumps = orjson.dumps
+    head = b'{"create":{"_index":%s,"_id":' % dumps(index_name)
     lines = []
-    for message, pid, emitter, index in records(bodies):
-        ts = message.get("ts")
-        ns = epoch_ns(ts)
-        doc = {
-            "@timestamp": rfc3339_ns(ns) if ns is not None else ts,
-            "message": text(message.get("message")),
-            "log": {"level": message.get("level")},
-            "service": {"name": message.get("service")},
-            "host": {"name": message.get("host")},
-            "logdist": {"emitter": emitter, "packetId": pid, "index": index},
-        }
-        lines.append(dumps({"create": {"_index": index_name, "_id": document_id(pid, index)}}))
-        lines.append(dumps(free_fields(message, ES_TAKEN, doc)))
+    for packet in packets_in(bodies):
+        pid, emitter = packet.get("packetId", ""), _emitter(packet)
+        for index, message in _indexed(packet):
+            doc = {
+                "@timestamp": rfc3339_of(message.get("ts")),
+                "message": text(message.get("message")),
+                "log": {"level": message.get("level")},
+                "service": {"name": message.get("service")},
+                "host": {"name": message.get("host")},
+                "logdist": {"emitter": emitter, "packetId": pid, "index": index},
+            }
+            if len(message.keys() - STANDARD):
+                free_fields(message, ES_TAKEN, doc)
+            lines.append(head + dumps(document_id(pid, index)) + b"}}")
+            lines.append(dumps(doc))
     count = len(lines) // 2
     lines.append(b"")
     return b"\n".join(lines), count
@@ -211,24 +256,28 @@ def encode_hec(
     """HEC event objects, one a line (HEC reads them concatenated)."""
     dumps = orjson.dumps
     lines = []
-    for message, pid, emitter, index in records(bodies):
-        ns = epoch_ns(message.get("ts"))
-        event = {
-            "message": message.get("message"),
-            "level": message.get("level"),
-            "service": message.get("service"),
-            "logdist": {"emitter": emitter, "packetId": pid, "index": index},
-        }
-        out: dict[str, Any] = {}
-        if ns is not None:
-            out["time"] = ns // 1_000_000 / 1000
-        out["host"] = host if host is not None else text(message.get("host"))
-        out["source"] = source if source is not None else text(message.get("service"))
-        out["sourcetype"] = sourcetype
-        if index_name is not None:
-            out["index"] = index_name
-        out["event"] = free_fields(message, HEC_TAKEN, event)
-        lines.append(dumps(out))
+    for packet in packets_in(bodies):
+        pid, emitter = packet.get("packetId", ""), _emitter(packet)
+        for index, message in _indexed(packet):
+            ns = epoch_ns(message.get("ts"))
+            event = {
+                "message": message.get("message"),
+                "level": message.get("level"),
+                "service": message.get("service"),
+                "logdist": {"emitter": emitter, "packetId": pid, "index": index},
+            }
+            out: dict[str, Any] = {}
+            if ns is not None:
+                out["time"] = ns // 1_000_000 / 1000
+            out["host"] = host if host is not None else text(message.get("host"))
+            out["source"] = source if source is not None else text(message.get("service"))
+            out["sourcetype"] = sourcetype
+            if index_name is not None:
+                out["index"] = index_name
+            if len(message.keys() - STANDARD):
+                free_fields(message, HEC_TAKEN, event)
+            out["event"] = event
+            lines.append(dumps(out))
     lines.append(b"")
     return b"\n".join(lines), len(lines) - 1
 
@@ -245,32 +294,56 @@ def label_string(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + inner + "}"
 
 
+def _labels(names: tuple[str, ...], values: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    """A stream's labels: the fields that have a value, as text (none: `job="logdist"`)."""
+    labels = tuple(
+        (name, text(value))
+        for name, value in zip(names, values, strict=True)
+        if value not in (None, "")
+    )
+    return labels or (("job", "logdist"),)
+
+
 def encode_loki(
     bodies: list[bytes], label_fields: tuple[str, ...], now_ns: int
 ) -> tuple[bytes, int, list[tuple[str, int]]]:
     """A push of one stream per label set; the body, the records, and each record's stream
     (its labels as Loki writes them) and timestamp, in record order, to read a 400 by."""
     streams: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
-    keys: list[tuple[str, int]] = []
     names: dict[tuple[tuple[str, str], ...], str] = {}
-    for message, pid, emitter, index in records(bodies):
-        values = {**message, "emitter": emitter}
-        labels = tuple(
-            (name, text(values[name]))
-            for name in label_fields
-            if values.get(name) not in (None, "")
-        ) or (("job", "logdist"),)
-        ns = epoch_ns(message.get("ts"))
-        ns = now_ns if ns is None else ns
-        meta = {"emitter": emitter or "", "packetId": pid, "index": str(index)}
-        for key, value in message.items():
-            if key not in label_fields and key not in ("ts", "message"):
-                meta["_" + key if key in meta else key] = text(value)
-        streams.setdefault(labels, []).append([str(ns), text(message.get("message")), meta])
-        name = names.get(labels)
-        if name is None:
-            name = names[labels] = label_string(labels)
-        keys.append((name, ns))
+    keys: list[tuple[str, int]] = []
+    takes_emitter = "emitter" in label_fields
+    seen: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
+    skip = frozenset(label_fields) | {"ts", "message"}
+    for packet in packets_in(bodies):
+        pid, emitter = packet.get("packetId", ""), _emitter(packet)
+        for index, message in _indexed(packet):
+            values = {**message, "emitter": emitter} if takes_emitter else message
+            raw = tuple(map(values.get, label_fields))
+            try:
+                labels = seen[raw]
+            except KeyError:
+                labels = _labels(label_fields, raw)
+                if len(seen) < 4096:
+                    seen[raw] = labels
+            except TypeError:  # a label field holds an object: its JSON is the value
+                labels = _labels(label_fields, raw)
+            ns = epoch_ns(message.get("ts"))
+            if ns is None:
+                ns = now_ns
+            meta = {"emitter": emitter or "", "packetId": pid, "index": str(index)}
+            for key in message.keys() - skip:
+                value = message[key]
+                meta["_" + key if key in meta else key] = (
+                    value if isinstance(value, str) else text(value)
+                )
+            entry = [str(ns), text(message.get("message")), meta]
+            stream = streams.get(labels)
+            if stream is None:
+                stream = streams[labels] = []
+                names[labels] = label_string(labels)
+            stream.append(entry)
+            keys.append((names[labels], ns))
     body = orjson.dumps(
         {"streams": [{"stream": dict(labels), "values": v} for labels, v in streams.items()]}
     )

@@ -31,6 +31,8 @@ class ElasticsearchOutput(Converting):
     def sort(self, answer: Answer, sent: Sent) -> Sorted:
         if answer.status != 200:
             return Sorted(outcome(answer.status))
+        if b'"errors":false' in answer.body[:64]:
+            return Sorted(DELIVERED)  # said before the items: nothing to read item by item
         try:
             data = orjson.loads(answer.body)
             items = data["items"] if data.get("errors") else None
