@@ -23,14 +23,17 @@ CREATED = b'{"create":{"_index":"logs","status":201,"result":"created"}}'
 OTLP_OK = ExportLogsServiceResponse().SerializeToString()
 
 
+def ndjson(body: bytes) -> list[object]:
+    """Every line of an NDJSON body parsed, in one call (as a C service's parser would)."""
+    return list(orjson.loads(b"[%s]" % body.strip().replace(b"\n", b",")))
+
+
 def records(body: bytes) -> tuple[int, web.Response]:
-    rows = [orjson.loads(line) for line in body.split(b"\n") if line]
-    return len(rows), web.Response(status=200)
+    return len(ndjson(body)), web.Response(status=200)
 
 
 def elasticsearch(body: bytes) -> tuple[int, web.Response]:
-    lines = [orjson.loads(line) for line in body.split(b"\n") if line]
-    count = len(lines) // 2
+    count = len(ndjson(body)) // 2
     answer = b'{"took":1,"errors":false,"items":[%s]}' % b",".join([CREATED] * count)
     return count, web.Response(body=answer, content_type="application/json")
 
