@@ -286,4 +286,5 @@ def described(delivery: Delivery) -> dict[str, Any]:
         "health": delivery.health,
         "health_url": delivery.health_url or "-",
         "compression": delivery.compression,
+        **{k: ",".join(v) if isinstance(v, tuple) else v for k, v in delivery.options},
     }

@@ -66,3 +66,13 @@ async def test_gzip_is_applied_when_asked_and_framed() -> None:
     assert gzip.decompress(b"".join(sent.pieces)) == b"".join(NDJSON_BATCH.encode(batch()))
     assert b"gzip" in fields.lower() and NDJSON.encode() in fields
     wire.close()
+
+
+def test_loki_labels_that_look_unbounded_are_named() -> None:
+    from logdist.core.delivery import delivery_from
+    from logdist.distributor.outputs.wire import unbounded_labels
+
+    assert unbounded_labels(delivery_from({"format": "loki"})) == []
+    risky = delivery_from({"format": "loki", "labels": "service,packetId,trace_id"})
+    assert unbounded_labels(risky) == ["packetId", "trace_id"]
+    assert unbounded_labels(delivery_from({"format": "elasticsearch"})) == []
