@@ -43,6 +43,13 @@ class Forbidden(LogdistError):
     code = "cross_origin"
 
 
+class MisdirectedHost(LogdistError):
+    """A request whose Host names a site this daemon does not answer to (DNS rebinding)."""
+
+    status = 421
+    code = "host_not_allowed"
+
+
 class NotFound(LogdistError):
     status = 404
     code = "not_found"

@@ -36,8 +36,16 @@ from logdist.formats.packet import (
 )
 from logdist.net.answers import content_kind, error, response
 from logdist.net.fastpath import Connection, FrontDoor
+from logdist.net.hosts import HostRule
 from logdist.net.server import LISTENER, Listener
-from logdist.net.web import NDJSON, body_kind, error_middleware, json_response, read_body
+from logdist.net.web import (
+    NDJSON,
+    body_kind,
+    error_middleware,
+    host_middleware,
+    json_response,
+    read_body,
+)
 from logdist.search.query import Query, parse_context, parse_query
 
 log = logging.getLogger("logdist.analyzer")
@@ -377,11 +385,15 @@ async def open_store(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_app(cfg: AnalyzerConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=cfg.max_body_bytes)
+    hosts = HostRule(cfg.host, cfg.allowed_hosts)
+    app = web.Application(
+        middlewares=[error_middleware, host_middleware(hosts)], client_max_size=cfg.max_body_bytes
+    )
     state = app[STATE] = AnalyzerState(cfg, DedupeWindow(cfg.dedupe_window))
     if not cfg.delay and not cfg.fail_rate:
         # Injected delays and failures are served by the aiohttp route alone.
         door = IngestDoor(state)
+        door.hosts = hosts
         app[LISTENER] = Listener(door.factory, door.close)
     app.cleanup_ctx.append(output_file)
     app.cleanup_ctx.append(open_store)

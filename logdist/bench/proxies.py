@@ -217,6 +217,7 @@ http {{
       proxy_pass http://analyzers/ingest;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host $host;
     }}
     location = /log-packets {{
       client_max_body_size 32m;
@@ -225,6 +226,7 @@ http {{
       proxy_pass http://analyzers/ingest;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host $host;
     }}
   }}
 }}

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from logdist.config.fields import (
     check_at_least_one,
@@ -19,10 +20,34 @@ from logdist.config.fields import (
 )
 from logdist.config.refs import ANALYZER_SPEC, AnalyzerRef, parse_analyzer_refs
 from logdist.config.tables import ClusterConfig, HealthConfig, SyslogConfig
-from logdist.core.checks import check_network, check_origin, check_url
+from logdist.core.checks import check_allowed_host, check_network, check_origin, check_url
 from logdist.errors import ConfigError, InvalidRequest
 
 HOST_HELP = "Address to listen on."
+
+
+def hosts_of(values: object) -> tuple[str, ...]:
+    """`allowed_hosts` checked (one string is one name)."""
+    if isinstance(values, str):
+        values = (values,)
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"allowed_hosts must be a list of names, got {values!r}")
+    return tuple(check_allowed_host(v) for v in values)
+
+
+def allowed_hosts_setting() -> Any:
+    """Host names a daemon answers to besides its own (net.hosts): the same flag everywhere."""
+    return setting(
+        (),
+        "A Host name this daemon answers to besides localhost, its addresses and this"
+        " machine's name (a guard against DNS rebinding), e.g. logs.example, or .example for"
+        " any name under it; repeatable. Others get 421.",
+        decls=("--allowed-host",),
+        metavar="NAME",
+        show_default=False,
+    )
+
+
 PORT_HELP = "Port to listen on (0 = any free port)."
 
 
@@ -119,6 +144,7 @@ class DistributorConfig:
         metavar="N",
         show_default="one a core, at most 4; 0 on one core",
     )
+    allowed_hosts: tuple[str, ...] = allowed_hosts_setting()
     allow_origins: tuple[str, ...] = setting(
         (),
         "An origin (scheme://host[:port]) besides the distributor's own whose pages may"
@@ -179,6 +205,7 @@ class DistributorConfig:
                 f"parse_workers must be 0-64, got {self.parse_workers}",
             )
         object.__setattr__(self, "allow_origins", tuple(map(check_origin, self.allow_origins)))
+        object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
         object.__setattr__(
             self, "emitter_networks", tuple(map(check_network, self.emitter_networks))
         )
@@ -199,6 +226,7 @@ class AnalyzerConfig:
     id: str = setting("a1", "Analyzer id.")
     port: int = setting(9001, PORT_HELP)
     host: str = setting("127.0.0.1", HOST_HELP)
+    allowed_hosts: tuple[str, ...] = allowed_hosts_setting()
     # The weight the distributor gives it when both come from one topology file.
     weight: float = 1.0
     output: str | None = setting(
@@ -241,6 +269,7 @@ class AnalyzerConfig:
 
     def __post_init__(self) -> None:
         checked_id("analyzer", self.id)
+        object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
         require(
             self.store_sync in ("full", "normal"),
             f"store_sync must be full or normal, got {self.store_sync!r}",
@@ -288,6 +317,7 @@ class EmitterConfig:
     )
     port: int = setting(0, "Control API port (0 = any free port).")
     host: str = setting("127.0.0.1", HOST_HELP)
+    allowed_hosts: tuple[str, ...] = allowed_hosts_setting()
     buffer: int = setting(5000, "Packets kept until acknowledged; generation waits when full.")
     concurrency: int = setting(4, "Requests in flight to the distributor.")
     timeout: float = setting(5.0, "Seconds before a send counts as failed.")
@@ -321,6 +351,7 @@ class EmitterConfig:
 
     def __post_init__(self) -> None:
         checked_id("emitter", self.id)
+        object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
         if isinstance(self.distributor, str):
             object.__setattr__(self, "distributor", (self.distributor,))
         require(bool(self.distributor), "distributor: at least one URL is needed")

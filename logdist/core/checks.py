@@ -123,3 +123,10 @@ def control_url(url: object, peer: str | None, networks: tuple[str, ...]) -> str
         if target == peer_ip or any(target in net for net in allowed):
             return checked
     raise InvalidRequest(f"{rule}; got {host}")
+
+
+def check_allowed_host(value: object) -> str:
+    """An `--allowed-host` value: a name (`logs.example`), or `.example` for any name under it."""
+    if not isinstance(value, str) or not value.strip(".") or any(c in value for c in " /:@\t"):
+        raise ConfigError(f"allowed host must be a host name like logs.example, got {value!r}")
+    return value.lower()

@@ -28,11 +28,13 @@ from logdist.core.ratelimit import TokenBucket
 from logdist.emitter.generator import Outgoing, PacketFactory
 from logdist.errors import InvalidRequest
 from logdist.events import event
+from logdist.net.hosts import HostRule
 from logdist.net.pool import Forwarder, ForwardError, framing, target
 from logdist.net.server import BOUND, BoundAddress
 from logdist.net.web import (
     JSON,
     error_middleware,
+    host_middleware,
     json_response,
     origin_middleware,
     read_json_object,
@@ -416,10 +418,14 @@ class Runs(Protocol):
     async def stop(self) -> None: ...
 
 
-def control_app(key: web.AppKey[Any], runner: Runs) -> web.Application:
+def control_app(key: web.AppKey[Any], runner: Runs, cfg: EmitterConfig) -> web.Application:
     """An emitter daemon's app: `runner` (an emitter or a fleet) under `key`, started when
     the app starts and stopped (draining) when it stops; routes are the caller's."""
-    middlewares = [error_middleware, origin_middleware(lambda path: path == "/health")]
+    middlewares = [
+        error_middleware,
+        host_middleware(HostRule(cfg.host, cfg.allowed_hosts)),
+        origin_middleware(lambda path: path == "/health"),
+    ]
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[key] = runner
     app[BOUND] = BoundAddress()
@@ -438,7 +444,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(cfg: EmitterConfig) -> web.Application:
-    app = control_app(EMITTER, Emitter(cfg))
+    app = control_app(EMITTER, Emitter(cfg), cfg)
     add_control_routes(app.router, "", lambda request: request.app[EMITTER])
     app.router.add_get("/health", health)
     return app

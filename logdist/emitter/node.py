@@ -31,7 +31,7 @@ async def health(request: web.Request) -> web.Response:
 
 def make_fleet_app(cfg: EmitterConfig) -> web.Application:
     fleet = Fleet(cfg)
-    app = control_app(FLEET, fleet)
+    app = control_app(FLEET, fleet, cfg)
     add_control_routes(
         app.router, "/e/{eid}", lambda request: fleet.member(request.match_info["eid"]).emitter
     )

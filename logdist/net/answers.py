@@ -16,6 +16,7 @@ REASONS = {
     408: b"Request Timeout",
     413: b"Payload Too Large",
     415: b"Unsupported Media Type",
+    421: b"Misdirected Request",
     422: b"Unprocessable Entity",
     500: b"Internal Server Error",
     503: b"Service Unavailable",

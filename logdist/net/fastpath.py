@@ -40,6 +40,7 @@ from logdist.errors import (
 )
 from logdist.net.answering import Answering
 from logdist.net.answers import CONTINUE, INTERNAL_ERROR, error, response
+from logdist.net.hosts import HostRule
 from logdist.net.web import BODY_IDLE_TIMEOUT, bearer_matches
 
 log = logging.getLogger("logdist.front")
@@ -49,13 +50,14 @@ MAX_HEAD_BYTES = 64 * 1024
 
 
 # The request headers the lean path reads; any other is skipped after one lookup.
-_CTYPE, _LENGTH, _AUTH, _EXPECT, _ENCODING = range(5)
+_CTYPE, _LENGTH, _AUTH, _EXPECT, _ENCODING, _HOST = range(6)
 _WANTED = {
     b"content-type": _CTYPE,
     b"content-length": _LENGTH,
     b"authorization": _AUTH,
     b"expect": _EXPECT,
     b"content-encoding": _ENCODING,
+    b"host": _HOST,
 }
 
 
@@ -82,6 +84,8 @@ class FrontDoor(abc.ABC):
         self.routes = routes
         self.limits = limits
         self.token = token
+        # The Host names it answers to (None: any); the daemon sets it.
+        self.hosts: HostRule | None = None
         self.keepalive_timeout = keepalive_timeout
         self.body_timeout = body_timeout
         self.connections: set[Connection] = set()
@@ -159,6 +163,7 @@ class Connection(Answering, asyncio.Protocol):
         self.head_bytes = 0
         self.ctype: bytes | None = None
         self.auth: bytes | None = None
+        self.host: bytes | None = None
         self.expect = False
         # A compressed body (Content-Encoding other than identity) is aiohttp's to decode.
         self.encoded = False
@@ -240,7 +245,7 @@ class Connection(Answering, asyncio.Protocol):
         self.route = 0
         self.url = b""
         self.head_bytes = 0
-        self.ctype = self.auth = None
+        self.ctype = self.auth = self.host = None
         self.expect = self.encoded = False
         self.length = -1
         self.body = []
@@ -271,6 +276,8 @@ class Connection(Answering, asyncio.Protocol):
             self.auth = value
         elif wanted == _ENCODING:
             self.encoded = value.strip().lower() not in (b"", b"identity")
+        elif wanted == _HOST:
+            self.host = value
         else:
             self.expect = value.lower() == b"100-continue"
 
@@ -283,7 +290,14 @@ class Connection(Answering, asyncio.Protocol):
         self.route = route
         self.raw = None
         limit = self.door.limits[route]
-        if self.length > limit:
+        hosts = self.door.hosts
+        if (
+            hosts is not None
+            and self.host is not None
+            and not hosts.allows(self.host.decode("latin-1"))
+        ):
+            self.refuse(hosts.refusal(self.host.decode("latin-1")))
+        elif self.length > limit:
             self.refuse(
                 PayloadTooLarge(
                     f"body of {self.length} bytes exceeds the limit of {limit} bytes",

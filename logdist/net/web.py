@@ -25,6 +25,7 @@ from logdist.errors import (
     UnsupportedMediaType,
 )
 from logdist.formats.packet import decode_json
+from logdist.net.hosts import HostRule
 
 log = logging.getLogger("logdist.http")
 
@@ -213,6 +214,29 @@ def auth_middleware(
                 raise Unauthorized(
                     f"this route needs the {what} token as 'Authorization: Bearer <token>'"
                 )
+        return await handler(request)
+
+    return middleware
+
+
+def host_middleware(rule: HostRule) -> Middleware:
+    """Refuse (421) a request whose `Host` is not a name this daemon answers to
+    (`net.hosts`: a page on a rebound name cannot drive it), logged once a name."""
+    seen: set[str] = set()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        if host is not None and not rule.allows(host):
+            if len(seen) < 100 and host not in seen:
+                seen.add(host)
+                log.warning(
+                    "event=host_refused host=%r method=%s path=%s",
+                    host,
+                    request.method,
+                    request.path,
+                )
+            raise rule.refusal(host)
         return await handler(request)
 
     return middleware

@@ -204,7 +204,8 @@ async def test_a_keep_alive_connection_takes_batches_then_other_routes() -> None
         for start in (0, 3):
             body = b"\n".join(orjson.dumps(packet(f"p{i}", 2)) for i in range(start, start + 3))
             writer.write(
-                b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n"
+                b"POST /ingest HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: application/x-ndjson\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
             )
             status, _, answer = await read_response(reader)
@@ -213,7 +214,7 @@ async def test_a_keep_alive_connection_takes_batches_then_other_routes() -> None
                 "new": 3,
                 "duplicates": 0,
             }
-        writer.write(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
+        writer.write(b"GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n")
         status, _, answer = await read_response(reader)
         stats = orjson.loads(answer)
         assert status == 200 and (stats["packets"], stats["messages"]) == (6, 12)
@@ -228,7 +229,7 @@ async def test_an_oversized_batch_is_refused_before_its_body() -> None:
     listening = await server.listen(app, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port(listening))
     try:
-        writer.write(b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        writer.write(b"POST /ingest HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n")
         status, headers, answer = await read_response(reader)
         assert status == 413 and orjson.loads(answer)["code"] == "payload_too_large"
         assert headers["connection"] == "close"
@@ -329,3 +330,16 @@ async def test_a_store_that_cannot_write_acknowledges_nothing(serve: Serve, tmp_
     assert await again.json() == {"accepted": 1, "new": 1, "duplicates": 0}
     found = await (await client.get("/search")).json()
     assert [i["packetId"] for i in found["items"]] == ["p1", "p1", "p1", "p0"]
+
+
+async def test_a_rebound_host_name_is_refused_on_ingest_and_reads(serve: Serve) -> None:
+    client = await serve(make_app(AnalyzerConfig(allowed_hosts=("an.example",))))
+    body = b'{"packetId":"h1","messages":[{"m":1}]}'
+    hostile = {"Host": "evil.example:9001", "Content-Type": "application/json"}
+    for method, path in (("POST", "/ingest"), ("GET", "/stats")):
+        resp = await client.request(method, path, data=body, headers=hostile)
+        assert resp.status == 421, path
+        assert (await resp.json())["code"] == "host_not_allowed"
+    ok = {"Host": "an.example", "Content-Type": "application/json"}
+    resp = await client.post("/ingest", data=body, headers=ok)
+    assert resp.status == 200 and (await resp.json())["new"] == 1

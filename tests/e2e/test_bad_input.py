@@ -237,7 +237,8 @@ def test_a_huge_declared_body_is_413_before_it_is_sent(distributor: tuple[str, i
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(
-            b"POST /log-packet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /log-packet HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\n"
             b"Content-Length: 10000000000\r\n\r\n"
         )
         reply = s.recv(4096)
@@ -253,10 +254,11 @@ def test_stalled_clients_do_not_hold_up_others(distributor: tuple[str, int]) -> 
     for i in range(200):  # half of them stop inside their headers, half inside their body
         s = socket.create_connection((host, int(port)), timeout=5)
         if i % 2:
-            s.sendall(b"POST /log-packet HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            s.sendall(b"POST /log-packet HTTP/1.1\r\nHost: localhost\r\nContent-Ty")
         else:
             s.sendall(
-                b"POST /log-packet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /log-packet HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: application/json\r\n"
                 b'Content-Length: 1000\r\n\r\n{"messages": ['
             )
         stalled.append(s)

@@ -30,6 +30,8 @@ ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # DNS rebinding, as a hostile page does it: its name resolves to this machine.
+    "--host-resolver-rules=MAP evil.example 127.0.0.1",
 ]
 
 
@@ -167,6 +169,35 @@ def test_a_page_from_another_site_cannot_drive_the_admin_api(
     page.goto(p.url + "/")
     page.locator('#emitters tr[data-id="e1"] button', has_text="pause").click()
     wait_for(lambda: get(f"{p.url}/emitter/e1/metrics")["paused"], 5, "e1 paused from the page")
+
+
+def test_a_rebound_name_reaches_nothing(procs: Procs, page: Page) -> None:
+    """A page on evil.example, whose name now resolves to 127.0.0.1, is same-origin with
+    the distributor's port as far as the browser knows: its Host (and Origin) name
+    evil.example, and the distributor refuses it (421) before any route runs."""
+    p = Pipeline(procs, {"a1": 1})
+    p.start({"e1": "1"}, 20)
+    wait_for(lambda: get(f"{p.url}/emitters"), 10, "e1 registered")
+    port = p.url.rsplit(":", 1)[1]
+    answer = page.goto(f"http://evil.example:{port}/")
+    assert answer is not None and answer.status == 421
+    expect(page.locator("body")).to_contain_text("host_not_allowed")
+    results = page.evaluate(
+        """async () => {
+          const out = [];
+          for (const [method, path] of [["POST", "/analyzer/a1/disable"],
+                                        ["GET", "/registry"], ["GET", "/logs/search?q=x"]]) {
+            const r = await fetch(path, {method});
+            out.push([r.status, (await r.json()).code]);
+          }
+          return out;
+        }"""
+    )
+    assert results == [[421, "host_not_allowed"]] * 3
+    assert [a["state"] for a in p.registry()] == ["enabled"]
+    # By its own name the dashboard works as before.
+    assert page.goto(f"http://localhost:{port}/") is not None
+    expect(page.locator('#analyzers tr[data-id="a1"]')).to_be_visible(timeout=10_000)
 
 
 def test_the_dashboard_pages_and_finds_among_twenty_thousand_emitters(

@@ -322,3 +322,16 @@ async def test_a_fleet_steps_around_a_failing_distributor(
     assert not bad.packets
     members = {p["emitter"] for p in good.packets}
     assert len(members) == 20  # every member's packets got through
+
+
+@pytest.mark.parametrize("fleet", [0, 3])
+async def test_the_control_port_refuses_a_rebound_host_name(
+    aiohttp_server: Any, aiohttp_client: Any, fleet: int
+) -> None:
+    client, _ = await serve(aiohttp_server, aiohttp_client, FakeDistributor(), rate=0, fleet=fleet)
+    path = "/pause" if not fleet else "/metrics"
+    resp = await client.post(path, headers={"Host": "evil.example:9000"})
+    assert resp.status == 421
+    assert (await resp.json())["code"] == "host_not_allowed"
+    resp = await client.get("/health", headers={"Host": "localhost"})
+    assert resp.status == 200

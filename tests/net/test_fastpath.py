@@ -26,7 +26,7 @@ PACKET = b'{"messages":[{"message":"hi"}],"packetId":"%s"}'
 
 
 def post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
-    head = [f"POST {path} HTTP/{version}", "Host: t", f"Content-Length: {len(body)}"]
+    head = [f"POST {path} HTTP/{version}", "Host: localhost", f"Content-Length: {len(body)}"]
     head += ["Content-Type: application/json", *extra]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
@@ -131,7 +131,7 @@ async def test_admin_request_after_ingest_on_one_connection_is_served_by_aiohttp
     reader, writer = await door.connect()
     writer.write(post("/log-packet", PACKET % b"p1"))
     assert (await read_response(reader))[0] == 202
-    writer.write(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, _, body = await read_response(reader)
     assert status == 200 and orjson.loads(body)["counters"]["received_packets"] == 1
     # ...and that connection stays with aiohttp, ingest included.
@@ -142,7 +142,9 @@ async def test_admin_request_after_ingest_on_one_connection_is_served_by_aiohttp
 
 async def test_a_request_pipelined_behind_ingest_must_be_ingest(door: Door) -> None:
     reader, writer = await door.connect()
-    writer.write(post("/log-packet", PACKET % b"p1") + b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(
+        post("/log-packet", PACKET % b"p1") + b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
     assert (await read_response(reader))[0] == 202
     status, headers, body = await read_response(reader)
     assert status == 400 and "own connection" in orjson.loads(body)["error"]
@@ -153,7 +155,7 @@ async def test_a_request_pipelined_behind_ingest_must_be_ingest(door: Door) -> N
 async def test_oversized_content_length_is_refused_before_the_body(door: Door) -> None:
     reader, writer = await door.connect()
     writer.write(
-        b"POST /log-packet HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n"
+        b"POST /log-packet HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n"
         b"Expect: 100-continue\r\n\r\n"
     )
     status, headers, body = await read_response(reader)
@@ -166,7 +168,7 @@ async def test_expect_continue_gets_100_then_202(door: Door) -> None:
     reader, writer = await door.connect()
     body = PACKET % b"p1"
     writer.write(
-        b"POST /log-packet HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+        b"POST /log-packet HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n"
         b"Expect: 100-continue\r\n\r\n" % len(body)
     )
     assert (
@@ -303,7 +305,7 @@ async def test_waiting_requests_get_503_when_the_distributor_stops(door: Door) -
 
 async def test_endless_headers_are_refused_not_buffered(door: Door) -> None:
     reader, writer = await door.connect()
-    writer.write(b"POST /log-packet HTTP/1.1\r\nHost: t\r\n")
+    writer.write(b"POST /log-packet HTTP/1.1\r\nHost: localhost\r\n")
     for i in range(200):
         writer.write(b"X-Pad-%d: %s\r\n" % (i, b"x" * 1000))
     status, headers, body = await read_response(reader)

@@ -12,10 +12,12 @@ from logdist.distributor.node import Distributor
 from logdist.distributor.web import admin, ingest, views
 from logdist.distributor.web.dashboard import add_dashboard
 from logdist.distributor.web.keys import DISTRIBUTOR, PARSE, SOCKETS, SYSLOG
+from logdist.net.hosts import HostRule
 from logdist.net.server import BOUND, LISTENER, BoundAddress, Listener
 from logdist.net.web import (
     auth_middleware,
     error_middleware,
+    host_middleware,
     origin_middleware,
 )
 
@@ -43,8 +45,10 @@ def is_public(path: str) -> bool:
 
 
 def make_app(cfg: DistributorConfig) -> web.Application:
+    hosts = HostRule(cfg.host, cfg.allowed_hosts)
     middlewares: list[Middleware] = [
         error_middleware,
+        host_middleware(hosts),
         origin_middleware(
             lambda path: path in INGEST_PATHS or is_public(path),
             cfg.allow_origins,
@@ -61,6 +65,7 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     if d.cluster is not None:  # its heartbeat says where it listens, once it does (port 0)
         d.cluster.where = lambda: bound.url or f"http://{cfg.host}:{cfg.port}"
     app[PARSE], app[SYSLOG] = d.procs, d.syslog
+    d.front.hosts = hosts
     app[LISTENER] = Listener(d.front.factory, d.front.close)
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)

@@ -182,3 +182,19 @@ async def test_full_dead_letters_pause_ingest_until_purged(
     await client.post("/dead-letters/purge")
     resp = await client.post("/log-packet", data=body(["good1"]), headers=JSON)
     assert resp.status == 202
+
+
+async def test_a_rebound_host_name_is_refused_on_every_route(
+    make_distributor: MakeDistributor,
+) -> None:
+    # What a browser sends after a page made evil.example resolve to 127.0.0.1.
+    client = await make_distributor(allowed_hosts=("logs.example",))
+    hostile = {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"}
+    for method, path in (("GET", "/registry"), ("GET", "/status"), ("POST", "/log-packets")):
+        resp = await client.request(method, path, headers=hostile, data=b"{}")
+        assert resp.status == 421, path
+        body = await resp.json()
+        assert body["code"] == "host_not_allowed" and "--allowed-host" in body["error"]
+    for host in ("localhost", "127.0.0.1:1234", "logs.example:443"):
+        resp = await client.get("/registry", headers={"Host": host})
+        assert resp.status == 200, host
