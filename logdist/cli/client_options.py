@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -21,15 +22,41 @@ UrlOption = Annotated[
 TokenOption = Annotated[
     str | None,
     typer.Option(
-        "--token", envvar="LOGDIST_TOKEN", help="The distributor's admin token.", show_default=False
+        "--token",
+        envvar="LOGDIST_TOKEN",
+        help="The distributor's admin (or read) token; @FILE reads it from a file's first line,"
+        " as does LOGDIST_TOKEN_FILE, so that it is on no command line.",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the distributor's JSON answer.")]
 DEFAULT = DEFAULT_URL
 
 
+def client_token(token: str | None) -> str | None:
+    """`--token`, `@FILE` read, else LOGDIST_TOKEN_FILE's; a file that cannot be read is one
+    line and exit 2."""
+    path = token[1:] if token and token.startswith("@") else None
+    if token is None:
+        path = os.environ.get("LOGDIST_TOKEN_FILE") or None
+    if path is None:
+        return token
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline().strip()
+    except OSError as exc:
+        typer.echo(f"logdist: cannot read the token file {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    if not line:
+        typer.echo(f"logdist: the token file {path} holds no token", err=True)
+        raise typer.Exit(2)
+    return line
+
+
 def call(url: str, token: str | None, fn: Callable[[AdminClient], Awaitable[T]]) -> T:
     """Run `fn` with a client; a refusal exits 1, an unreachable distributor exits 3."""
+
+    token = client_token(token)
 
     async def main() -> T:
         async with AdminClient(url, token) as client:

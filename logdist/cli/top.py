@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logdist.admin_client import AdminClient, ClientFailure
-from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption
+from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption, client_token
 from logdist.cli.views import (
     analyzers_table,
     analyzers_title,
@@ -89,7 +89,7 @@ def top(
     if interval <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--interval")
     console = Console()
-    code = asyncio.run(_run(console, url, token, interval, once))
+    code = asyncio.run(_run(console, url, client_token(token), interval, once))
     raise typer.Exit(code)
 
 

@@ -35,6 +35,32 @@ def hosts_of(values: object) -> tuple[str, ...]:
     return tuple(check_allowed_host(v) for v in values)
 
 
+def token_file_setting(which: str) -> Any:
+    return setting(
+        None,
+        f"Read the {which} token from this file (its first line), so that it is on no command"
+        " line; it wins over the token given otherwise.",
+        cli_type=Path,
+        convert=str,
+        show_default=False,
+    )
+
+
+def read_token(path: str | None, token: str | None, name: str) -> str | None:
+    """The token in the file at `path` (its first line), else `token`; ConfigError when the
+    file cannot be read or holds none."""
+    if path is None:
+        return token
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    if not line:
+        raise ConfigError(f"{name}: {path} holds no token (its first line is empty)")
+    return line
+
+
 def allowed_hosts_setting() -> Any:
     """Host names a daemon answers to besides its own (net.hosts): the same flag everywhere."""
     return setting(
@@ -98,6 +124,8 @@ class DistributorConfig:
         "Require this bearer token on ingest and emitter registration.",
         envvar="LOGDIST_INGEST_TOKEN",
     )
+    admin_token_file: str | None = token_file_setting("admin")
+    ingest_token_file: str | None = token_file_setting("ingest")
     state_dir: str | None = setting(None, "Keep runtime admin changes here across restarts.")
     spool_dir: str | None = setting(None, "Write accepted packets here before acknowledging them.")
     spool_max_bytes: int = setting(256 << 20, "Spool size past which ingest answers 503.")
@@ -206,6 +234,9 @@ class DistributorConfig:
             )
         object.__setattr__(self, "allow_origins", tuple(map(check_origin, self.allow_origins)))
         object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
+        for key in ("admin_token", "ingest_token"):
+            path = getattr(self, f"{key}_file")
+            object.__setattr__(self, key, read_token(path, getattr(self, key), f"{key}_file"))
         object.__setattr__(
             self, "emitter_networks", tuple(map(check_network, self.emitter_networks))
         )
@@ -348,10 +379,12 @@ class EmitterConfig:
     token: str | None = setting(
         None, "The distributor's ingest token.", envvar="LOGDIST_INGEST_TOKEN"
     )
+    token_file: str | None = token_file_setting("ingest")
 
     def __post_init__(self) -> None:
         checked_id("emitter", self.id)
         object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
+        object.__setattr__(self, "token", read_token(self.token_file, self.token, "token_file"))
         if isinstance(self.distributor, str):
             object.__setattr__(self, "distributor", (self.distributor,))
         require(bool(self.distributor), "distributor: at least one URL is needed")

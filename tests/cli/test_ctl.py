@@ -295,3 +295,19 @@ def test_status_shows_what_the_distributor_received_from_each_emitter(shared: Pi
     first = received()
     wait_for(lambda: received() > first + 20, 10, "e1's received count growing", 0.2)
     assert "received" in ctl(shared, "status").stdout
+
+
+def test_a_client_token_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from logdist.cli.client_options import client_token
+
+    path = tmp_path / "token"
+    path.write_text("from-file\n")
+    assert client_token(f"@{path}") == "from-file"
+    assert client_token("plain") == "plain"
+    monkeypatch.setenv("LOGDIST_TOKEN_FILE", str(path))
+    assert client_token(None) == "from-file"
+    with pytest.raises(typer.Exit) as exit_:
+        client_token(f"@{tmp_path / 'missing'}")
+    assert exit_.value.exit_code == 2

@@ -403,3 +403,20 @@ port = 9101
     )
     with pytest.raises(ConfigError, match="format loki has no option 'index'"):
         parse_analyzer_ref("l=http://loki:3100/loki/api/v1/push;format=loki;index=x")
+
+
+def test_tokens_come_from_files_so_that_none_is_on_a_command_line(tmp_path: Path) -> None:
+    from logdist.config import DistributorConfig, EmitterConfig
+
+    admin, ingest = tmp_path / "admin", tmp_path / "ingest"
+    admin.write_text("s3cret-admin\n")
+    ingest.write_text("s3cret-ingest\nignored\n")
+    cfg = DistributorConfig(admin_token_file=str(admin), ingest_token_file=str(ingest))
+    assert (cfg.admin_token, cfg.ingest_token) == ("s3cret-admin", "s3cret-ingest")
+    emitter = EmitterConfig(token="old", token_file=str(ingest))
+    assert emitter.token == "s3cret-ingest"  # the file wins
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="holds no token"):
+        DistributorConfig(admin_token_file=str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        DistributorConfig(ingest_token_file=str(tmp_path / "missing"))
