@@ -380,11 +380,22 @@ class EmitterConfig:
         None, "The distributor's ingest token.", envvar="LOGDIST_INGEST_TOKEN"
     )
     token_file: str | None = token_file_setting("ingest")
+    # What a control call (pause, resume, rate) must present as its bearer token; given to the
+    # distributor with each registration. Unset: one made at start.
+    control_token: str | None = setting(
+        None,
+        "The token control calls (pause, resume, rate) must present; the distributor is given"
+        " it when the emitter registers (default: one made at start).",
+        envvar="LOGDIST_EMITTER_CONTROL_TOKEN",
+    )
+    control_token_file: str | None = token_file_setting("control")
 
     def __post_init__(self) -> None:
         checked_id("emitter", self.id)
         object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
         object.__setattr__(self, "token", read_token(self.token_file, self.token, "token_file"))
+        control = read_token(self.control_token_file, self.control_token, "control_token_file")
+        object.__setattr__(self, "control_token", control)
         if isinstance(self.distributor, str):
             object.__setattr__(self, "distributor", (self.distributor,))
         require(bool(self.distributor), "distributor: at least one URL is needed")

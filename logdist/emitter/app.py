@@ -14,13 +14,12 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 from logdist.config import EmitterConfig
 from logdist.core.failover import Failover
@@ -28,17 +27,10 @@ from logdist.core.ratelimit import TokenBucket
 from logdist.emitter.generator import Outgoing, PacketFactory
 from logdist.errors import InvalidRequest
 from logdist.events import event
-from logdist.net.hosts import HostRule
 from logdist.net.pool import Forwarder, ForwardError, framing, target
-from logdist.net.server import BOUND, BoundAddress
+from logdist.net.server import BoundAddress
 from logdist.net.web import (
     JSON,
-    error_middleware,
-    host_middleware,
-    json_response,
-    origin_middleware,
-    read_json_object,
-    require,
 )
 
 log = logging.getLogger("logdist.emitter")
@@ -337,7 +329,7 @@ class Emitter:
         try:
             async with self._session.post(
                 base.rstrip("/") + "/emitters/register",
-                json={"id": self.cfg.id, "url": url, "metrics": self.metrics()},
+                json=registration(self.cfg, url, self.metrics()),
                 timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
             ) as resp:
                 raw = await resp.read()
@@ -346,6 +338,12 @@ class Emitter:
                 return False, None
         except (TimeoutError, aiohttp.ClientError):
             return False, None
+
+
+def registration(cfg: EmitterConfig, url: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What an emitter registers with: its id, control URL, metrics, and the control token
+    the distributor's control calls present."""
+    return {"id": cfg.id, "url": url, "metrics": metrics, "secret": cfg.control_token}
 
 
 def needs_renewal(registered: bool, changed: bool, sent: int, sent_mark: int) -> bool:
@@ -363,88 +361,3 @@ def renew_from(raw: bytes) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     return None
-
-
-EMITTER = web.AppKey("emitter", Emitter)
-
-
-Find = Callable[[web.Request], Emitter]
-
-
-def add_control_routes(router: web.UrlDispatcher, prefix: str, find: Find) -> None:
-    """The control API of the emitter `find` gives for a request, under `prefix`: pause,
-    resume, rate, metrics and sent (a single emitter at the root, a fleet's member under
-    /e/{eid})."""
-
-    async def pause(request: web.Request) -> web.Response:
-        emitter = find(request)
-        emitter.pause()
-        return json_response(emitter.metrics())
-
-    async def resume(request: web.Request) -> web.Response:
-        emitter = find(request)
-        emitter.resume()
-        return json_response(emitter.metrics())
-
-    async def rate(request: web.Request) -> web.Response:
-        emitter = find(request)
-        body = await read_json_object(request)
-        emitter.set_rate(require(body, "rps"))
-        return json_response(emitter.metrics())
-
-    async def metrics(request: web.Request) -> web.Response:
-        emitter = find(request)
-        return json_response({**emitter.metrics(), "distributors": emitter.targets.describe()})
-
-    async def sent(request: web.Request) -> web.Response:
-        """Packets the distributor acknowledged; `?ids=1` lists their ids (the last
-        `track_ids`)."""
-        emitter = find(request)
-        body: dict[str, Any] = {"packets": emitter.sent_packets, "messages": emitter.sent_messages}
-        if request.query.get("ids") in ("1", "true", "yes"):
-            body["ids"] = list(emitter.sent_ids)
-            body["ids_truncated"] = emitter.sent_packets > len(emitter.sent_ids)
-        return json_response(body)
-
-    router.add_post(f"{prefix}/pause", pause)
-    router.add_post(f"{prefix}/resume", resume)
-    router.add_post(f"{prefix}/rate", rate)
-    router.add_get(f"{prefix}/metrics", metrics)
-    router.add_get(f"{prefix}/sent", sent)
-
-
-class Runs(Protocol):
-    async def start(self, bound: BoundAddress) -> None: ...
-    async def stop(self) -> None: ...
-
-
-def control_app(key: web.AppKey[Any], runner: Runs, cfg: EmitterConfig) -> web.Application:
-    """An emitter daemon's app: `runner` (an emitter or a fleet) under `key`, started when
-    the app starts and stopped (draining) when it stops; routes are the caller's."""
-    middlewares = [
-        error_middleware,
-        host_middleware(HostRule(cfg.host, cfg.allowed_hosts)),
-        origin_middleware(lambda path: path == "/health"),
-    ]
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
-    app[key] = runner
-    app[BOUND] = BoundAddress()
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await runner.start(app[BOUND])
-        yield
-        await runner.stop()
-
-    app.cleanup_ctx.append(lifecycle)
-    return app
-
-
-async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "id": request.app[EMITTER].cfg.id})
-
-
-def make_app(cfg: EmitterConfig) -> web.Application:
-    app = control_app(EMITTER, Emitter(cfg), cfg)
-    add_control_routes(app.router, "", lambda request: request.app[EMITTER])
-    app.router.add_get("/health", health)
-    return app

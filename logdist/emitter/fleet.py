@@ -40,6 +40,7 @@ from logdist.emitter.app import (
     REJECTING,
     Emitter,
     needs_renewal,
+    registration,
     renew_from,
 )
 from logdist.emitter.generator import Outgoing
@@ -305,7 +306,7 @@ class Fleet:
             try:
                 async with self._session.post(
                     self.failover.urls[i] + "/emitters/register",
-                    json={"id": e.cfg.id, "url": m.url, "metrics": e.metrics()},
+                    json=registration(e.cfg, m.url, e.metrics()),
                     timeout=aiohttp.ClientTimeout(total=e.cfg.timeout),
                 ) as resp:
                     raw = await resp.read()

@@ -3,17 +3,23 @@ this process, each with the control API (a fleet's under /e/ID/...)."""
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
+
 from aiohttp import web
 
 from logdist.config import EmitterConfig
-from logdist.emitter.app import add_control_routes, control_app
-from logdist.emitter.app import make_app as make_single_app
+from logdist.emitter.control import add_control_routes, control_app
+from logdist.emitter.control import make_app as make_single_app
 from logdist.emitter.fleet import Fleet
 from logdist.net.web import json_response
 
 
 def make_app(cfg: EmitterConfig) -> web.Application:
-    """One emitter, or a fleet of `cfg.fleet` of them."""
+    """One emitter, or a fleet of `cfg.fleet` of them, whose control calls need its control
+    token (made here unless given)."""
+    if cfg.control_token is None:
+        cfg = dataclasses.replace(cfg, control_token=secrets.token_urlsafe(24))
     return make_fleet_app(cfg) if cfg.fleet else make_single_app(cfg)
 
 

@@ -166,17 +166,31 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
 
     # Every setting of a topology's analyzers and emitters reaches the child as a flag...
     analyzer = AnalyzerConfig(
-        output="x", fail_rate=0.1, delay=0.1, store="s", store_max_bytes=1 << 20, store_max_age=60
+        output="x",
+        fail_rate=0.1,
+        delay=0.1,
+        store="s",
+        store_max_bytes=1 << 20,
+        store_max_age=60,
+        allowed_hosts=("logs.example",),
     )
-    emitter = EmitterConfig()
+    secret = procs.workdir / "token"
+    secret.write_text("t0k3n-from-a-file\n")
+    emitter = EmitterConfig(
+        allowed_hosts=("logs.example",), token_file=str(secret), control_token_file=str(secret)
+    )
     cases: list[tuple[object, list[str], set[str]]] = [
         (analyzer, analyzer_argv(analyzer), {"weight"}),  # the weight is the distributor's
-        (emitter, emitter_argv(emitter), {"token"}),  # the token comes from the environment
+        # Tokens come from the environment or a file, never a command line.
+        (emitter, emitter_argv(emitter), {"token", "control_token"}),
     ]
+    # A repeatable setting's flag names one of them.
+    singular = {"--allowed-hosts": "--allowed-host"}
     for cfg, argv, skip in cases:
         flags = {a for a in argv if a.startswith("--")}
         fields = {f.name for f in dataclasses.fields(cfg)} - skip  # type: ignore[arg-type]
-        assert flags == {"--" + name.replace("_", "-") for name in fields}
+        named = {"--" + name.replace("_", "-") for name in fields}
+        assert flags == {singular.get(flag, flag) for flag in named}
         # ...and the command knows each one.
         help_text = procs.run(*argv[3:5], "--help", env={"COLUMNS": "200"}).stdout
         assert all(flag in help_text for flag in flags), flags

@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from logdist.config import EmitterConfig
-from logdist.emitter.app import EMITTER, Emitter, renew_from
+from logdist.emitter.app import Emitter, renew_from
+from logdist.emitter.control import EMITTER
 from logdist.emitter.generator import PacketFactory, uuid4_from
 from logdist.emitter.node import make_app
 from logdist.net.server import BOUND
@@ -76,6 +77,9 @@ class FakeDistributor:
         return app
 
 
+CONTROL_TOKEN = "control-token-4c1e9"
+
+
 async def serve(
     aiohttp_server: Any,
     aiohttp_client: Any,
@@ -92,9 +96,11 @@ async def serve(
         else:
             server: TestServer = await aiohttp_server(f.app())
             urls.append(str(server.make_url("")).rstrip("/"))
+    kwargs.setdefault("control_token", CONTROL_TOKEN)
     cfg = EmitterConfig(distributor=tuple(urls), **kwargs)
     app = make_app(cfg)
-    client: Client = await aiohttp_client(app)
+    # As the distributor calls it: with the control token the emitter registered.
+    client: Client = await aiohttp_client(app, headers={"Authorization": f"Bearer {CONTROL_TOKEN}"})
     bound = app[BOUND]
     bound.url = str(client.make_url("")).rstrip("/")
     bound.ready.set()
@@ -335,3 +341,18 @@ async def test_the_control_port_refuses_a_rebound_host_name(
     assert (await resp.json())["code"] == "host_not_allowed"
     resp = await client.get("/health", headers={"Host": "localhost"})
     assert resp.status == 200
+
+
+async def test_a_control_call_needs_the_token_the_emitter_registered_with(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, _ = await serve(aiohttp_server, aiohttp_client, fake, rate=0)
+    await eventually(lambda: bool(fake.registrations), what="registration")
+    assert fake.registrations[-1]["secret"] == CONTROL_TOKEN
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
+        resp = await client.post("/pause", headers=headers)
+        assert resp.status == 401
+        assert "control token" in (await resp.json())["error"]
+    resp = await client.get("/metrics", headers={"Authorization": ""})
+    assert resp.status == 200 and (await resp.json())["paused"] is False  # reads stay open

@@ -15,7 +15,7 @@ from pathlib import Path
 from logdist.config import LocalCluster
 from logdist.local.natsd import server_config
 from logdist.local.ports import free_run
-from tests.support.procs import Proc, Procs, get, post, wait_for
+from tests.support.procs import Proc, Procs, get, request, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -159,13 +159,20 @@ def emitter(procs: Procs, eid: str, replicas: list[str], rate: float) -> Proc:
         str(rate),
         "--timeout",
         "3",
+        "--control-token",
+        CONTROL_TOKEN,
         *(a for url in replicas for a in ("--distributor", url)),
     )
 
 
+# The emitters' control token: the tests call their control ports directly.
+CONTROL_TOKEN = "cluster-test-control"
+
+
 def drain(e: Proc) -> list[str]:
     """Stop generating, wait until every packet generated was acknowledged (202): those ids."""
-    post(f"{e.url}/rate", {"rps": 0})
+    status, answer = request("POST", f"{e.url}/rate", {"rps": 0}, token=CONTROL_TOKEN)
+    assert status == 200, answer
     wait_for(lambda: get(f"{e.url}/metrics")["buffer_len"] == 0, 60, f"{e.name} drained", 0.2)
     wait_for(lambda: get(f"{e.url}/metrics")["in_flight"] == 0, 30, f"{e.name} idle", 0.2)
     sent = get(f"{e.url}/sent?ids=1")

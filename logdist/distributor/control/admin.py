@@ -21,7 +21,7 @@ from logdist.core.picker import check_weight
 from logdist.core.registry import AdminState, Analyzer, Registry
 from logdist.distributor.control.bucket import Row, Watcher
 from logdist.distributor.control.cluster import Cluster
-from logdist.distributor.control.emitters import EmitterDirectory, EmitterInfo
+from logdist.distributor.control.emitters import EmitterDirectory, EmitterInfo, check_secret
 from logdist.distributor.routing.dispatcher import Dispatcher
 from logdist.distributor.routing.health import HealthChecker
 from logdist.distributor.storage.deadletters import DeadLetterStore
@@ -121,15 +121,21 @@ class Admin:
         return {"removed": aid, "drained": aid not in self.registry}
 
     async def register(
-        self, eid: object, url: object, metrics: object, peer: str | None
+        self, eid: object, url: object, metrics: object, peer: str | None, secret: object = None
     ) -> EmitterInfo:
         """An emitter registers (or renews its lease); in cluster mode every replica learns
         it from the control bucket."""
         if self.cluster is None:
-            return self.emitters.register(eid, url, metrics, peer)
+            return self.emitters.register(eid, url, metrics, peer, secret)
         eid = check_id("emitter", eid)
         url = control_url(url, peer, self.emitters.networks).rstrip("/")
-        row = {"id": eid, "url": url, "metrics": metrics, "peer": peer}
+        row = {
+            "id": eid,
+            "url": url,
+            "metrics": metrics,
+            "peer": peer,
+            "secret": check_secret(secret),
+        }
         await self.cluster.control.put_emitter(row)
         return EmitterInfo(eid, url, self._now(), self._now())
 
@@ -168,7 +174,9 @@ class Admin:
         task.add_done_callback(lambda _: self._removing.pop(aid, None))
 
     def apply_emitter(self, row: Row) -> None:
-        self.emitters.register(row["id"], row["url"], row.get("metrics"), row.get("peer"))
+        self.emitters.register(
+            row["id"], row["url"], row.get("metrics"), row.get("peer"), row.get("secret")
+        )
 
     # -- the changes themselves -----------------------------------------------------------
 

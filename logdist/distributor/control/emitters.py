@@ -48,6 +48,8 @@ class EmitterInfo:
     last_seen: float
     # The emitter's own /metrics as last heard (its registration, a renewal, a relayed command).
     metrics: dict[str, Any] | None = None
+    # What its control calls present (it gave it when registering); never shown or logged.
+    secret: str | None = None
     # What the distributor itself counted of its packets.
     received_packets: int = 0
     received_messages: int = 0
@@ -130,11 +132,18 @@ class EmitterDirectory:
         return self.lease / 3
 
     def register(
-        self, eid: object, url: object, metrics: object = None, peer: str | None = None
+        self,
+        eid: object,
+        url: object,
+        metrics: object = None,
+        peer: str | None = None,
+        secret: object = None,
     ) -> EmitterInfo:
         """Record (or renew) emitter `eid` whose control API is at `url`, registered from
-        address `peer`; a URL the distributor may not call is a 422."""
+        address `peer`, whose control calls present `secret`; a URL the distributor may not
+        call is a 422."""
         eid = check_id("emitter", eid)
+        secret = check_secret(secret)
         url = control_url(url, peer, self.networks).rstrip("/")
         now = self._now()
         info = self._emitters.get(eid)
@@ -143,6 +152,7 @@ class EmitterDirectory:
                 self._sorted = None
             info = self._emitters[eid] = EmitterInfo(eid, url, now, now)
         info.last_seen = now
+        info.secret = secret
         self.registrations += 1
         if isinstance(metrics, dict):
             info.heard(metrics)
@@ -342,6 +352,16 @@ class EmitterDirectory:
         return [e.to_json(now, self.lease) for e in self._emitters.values()]
 
 
+def check_secret(value: object) -> str | None:
+    """An emitter's control token as it registered it: a string of 8-256 printable characters
+    (None: an emitter that asks none)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 8 <= len(value) <= 256 or not value.isprintable():
+        raise InvalidRequest("secret must be a string of 8-256 printable characters")
+    return value
+
+
 async def relay(
     session: aiohttp.ClientSession,
     info: EmitterInfo,
@@ -352,12 +372,15 @@ async def relay(
 ) -> tuple[int, Any]:
     """Call an emitter's control API; its own status and JSON come back unchanged."""
     url = f"{info.url}{path}"
+    headers = {"Content-Type": "application/json"}
+    if info.secret is not None:
+        headers["Authorization"] = f"Bearer {info.secret}"
     try:
         async with session.request(
             method,
             url,
             data=orjson.dumps(body) if body is not None else None,
-            headers={"Content-Type": "application/json"},
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             raw = await resp.read()

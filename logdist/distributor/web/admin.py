@@ -177,13 +177,12 @@ async def register_emitter(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     emitters = d.emitters
     eid, url = require(body, "id"), require(body, "url")
+    metrics, secret = body.get("metrics"), body.get("secret")
     if d.cluster is not None:  # kept in the control bucket; every replica learns it
-        info = await d.admin.register(eid, url, body.get("metrics"), request.remote)
+        info = await d.admin.register(eid, url, metrics, request.remote, secret)
         return registered(info, emitters)
     with d.control.timed("registration"):
-        return registered(
-            emitters.register(eid, url, body.get("metrics"), request.remote), emitters
-        )
+        return registered(emitters.register(eid, url, metrics, request.remote, secret), emitters)
 
 
 def registered(info: EmitterInfo, emitters: EmitterDirectory) -> web.Response:
