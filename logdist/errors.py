@@ -50,6 +50,13 @@ class MisdirectedHost(LogdistError):
     code = "host_not_allowed"
 
 
+class ReadOnly(LogdistError):
+    """The read token, presented to a route that changes things."""
+
+    status = 403
+    code = "read_only"
+
+
 class NotFound(LogdistError):
     status = 404
     code = "not_found"

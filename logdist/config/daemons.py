@@ -124,7 +124,14 @@ class DistributorConfig:
         "Require this bearer token on ingest and emitter registration.",
         envvar="LOGDIST_INGEST_TOKEN",
     )
+    read_token: str | None = setting(
+        None,
+        "A bearer token that may read (views, search, metrics, the log streams) but change"
+        " nothing; needs an admin token to mean anything.",
+        envvar="LOGDIST_READ_TOKEN",
+    )
     admin_token_file: str | None = token_file_setting("admin")
+    read_token_file: str | None = token_file_setting("read")
     ingest_token_file: str | None = token_file_setting("ingest")
     state_dir: str | None = setting(None, "Keep runtime admin changes here across restarts.")
     spool_dir: str | None = setting(None, "Write accepted packets here before acknowledging them.")
@@ -234,7 +241,7 @@ class DistributorConfig:
             )
         object.__setattr__(self, "allow_origins", tuple(map(check_origin, self.allow_origins)))
         object.__setattr__(self, "allowed_hosts", hosts_of(self.allowed_hosts))
-        for key in ("admin_token", "ingest_token"):
+        for key in ("admin_token", "ingest_token", "read_token"):
             path = getattr(self, f"{key}_file")
             object.__setattr__(self, key, read_token(path, getattr(self, key), f"{key}_file"))
         object.__setattr__(

@@ -20,6 +20,7 @@ from logdist.errors import (
     InvalidRequest,
     LogdistError,
     PayloadTooLarge,
+    ReadOnly,
     RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
@@ -194,13 +195,18 @@ def bearer_ok(request: web.Request, token: str) -> bool:
     )
 
 
+READS = frozenset({"GET", "HEAD"})
+
+
 def auth_middleware(
     admin_token: str | None,
     ingest_token: str | None,
     ingest_paths: frozenset[str],
     public: Callable[[str], bool],
+    read_token: str | None = None,
 ) -> Middleware:
-    """Ingest paths need `ingest_token`, public ones nothing, every other route `admin_token`."""
+    """Ingest paths need `ingest_token`, public ones nothing, every other route `admin_token`
+    — or, to read (GET), `read_token`."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -211,6 +217,13 @@ def auth_middleware(
             else:
                 token, what = admin_token, "admin"
             if token is not None and not bearer_ok(request, token):
+                if what == "admin" and read_token is not None and bearer_ok(request, read_token):
+                    if request.method in READS:
+                        return await handler(request)
+                    raise ReadOnly(
+                        "the read token only reads: this route changes things and needs the"
+                        " admin token"
+                    )
                 raise Unauthorized(
                     f"this route needs the {what} token as 'Authorization: Bearer <token>'"
                 )

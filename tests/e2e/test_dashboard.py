@@ -124,6 +124,39 @@ def test_dashboard_asks_for_the_admin_token(procs: Procs, page: Page, artifacts:
     page.screenshot(path=str(artifacts / "dashboard-token.png"))
 
 
+def test_with_the_read_token_the_dashboard_changes_nothing(
+    procs: Procs, page: Page, tmp_path: Path, artifacts: Path
+) -> None:
+    # Both tokens from files: neither is on a command line.
+    (tmp_path / "admin").write_text("adm1n-s3cret\n")
+    (tmp_path / "read").write_text("r3ad-only\n")
+    p = Pipeline(procs, {"a1": 1}, token="adm1n-s3cret")
+    p.start({"e1": "1"}, 5, "--admin-token-file", str(tmp_path / "admin"),
+            "--read-token-file", str(tmp_path / "read"))  # fmt: skip
+    page.goto(p.url + "/")
+    page.fill("#token", "r3ad-only")
+    page.click('#token-form button[type="submit"]')
+    row = page.locator('#analyzers tr[data-id="a1"]')
+    expect(row).to_be_visible(timeout=10_000)
+    expect(page.locator("#read-only")).to_be_visible()
+    assert all(not b.is_visible() for b in page.locator("#analyzers button").all())
+    weight = row.locator("input").first
+    expect(weight).to_have_value("1")  # shown, not editable
+    assert weight.evaluate("e => getComputedStyle(e).pointerEvents") == "none"
+    expect(page.locator("#add-form")).to_be_hidden()
+    page.screenshot(path=str(artifacts / "dashboard-read-only.png"))
+    # And the API says the same to the read token.
+    answer = page.evaluate(
+        """async () => {
+          const r = await fetch("/analyzer/a1/disable",
+                                {method: "POST", headers: {Authorization: "Bearer r3ad-only"}});
+          return [r.status, (await r.json()).code];
+        }"""
+    )
+    assert answer == [403, "read_only"]
+    assert [a["state"] for a in p.registry()] == ["enabled"]
+
+
 HOSTILE_PAGE = """<!doctype html>
 <form id="f" method="post" action="{url}/analyzer/a1/disable"><input name="x" value="1"></form>
 <script>

@@ -12,11 +12,7 @@ from logdist.core.registry import AdminState
 from logdist.distributor.control.emitters import EmitterDirectory, EmitterInfo, relay
 from logdist.distributor.web.keys import DISTRIBUTOR
 from logdist.errors import InvalidRequest
-from logdist.net.web import (
-    json_response,
-    read_json_object,
-    require,
-)
+from logdist.net.web import bearer_ok, json_response, read_json_object, require
 
 # A bare GET /emitters or /registry lists every one up to this many (past it, the first
 # ones and a Link).
@@ -100,6 +96,19 @@ async def set_analyzer_config(request: web.Request) -> web.Response:
         values["headers"] = merge_headers(tuple(base.items()), changes)
     await d.admin.delivery(analyzer.id, delivery_from(values, analyzer.delivery))
     return json_response(d.views.analyzer_json(analyzer.id))
+
+
+async def access(request: web.Request) -> web.Response:
+    """What the presented token may do: `admin` (anything), `read` (read only), or `open`
+    (no admin token is set). The dashboard shows read-only controls by it."""
+    cfg = request.app[DISTRIBUTOR].cfg
+    if cfg.admin_token is None:
+        role = "open"
+    elif bearer_ok(request, cfg.admin_token):
+        role = "admin"
+    else:
+        role = "read"  # the middleware let it through: it is the read token
+    return json_response({"role": role})
 
 
 async def remove_analyzer(request: web.Request) -> web.Response:
@@ -240,6 +249,7 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/analyzer/{aid}/weight", set_analyzer_weight)
     r.add_post("/analyzer/{aid}/config", set_analyzer_config)
     r.add_get("/dead-letters", list_dead_letters)
+    r.add_get("/access", access)
     r.add_post("/dead-letters/replay", replay_dead_letters)
     r.add_post("/dead-letters/purge", purge_dead_letters)
     r.add_get("/dead-letters/{id:.+}", show_dead_letter)

@@ -57,7 +57,9 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     ]
     if cfg.admin_token or cfg.ingest_token:
         middlewares.append(
-            auth_middleware(cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public)
+            auth_middleware(
+                cfg.admin_token, cfg.ingest_token, INGEST_PATHS, is_public, cfg.read_token
+            )
         )
     app = web.Application(middlewares=middlewares, client_max_size=cfg.max_batch_bytes)
     d = app[DISTRIBUTOR] = Distributor(cfg)

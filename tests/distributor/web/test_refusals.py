@@ -198,3 +198,19 @@ async def test_a_rebound_host_name_is_refused_on_every_route(
     for host in ("localhost", "127.0.0.1:1234", "logs.example:443"):
         resp = await client.get("/registry", headers={"Host": host})
         assert resp.status == 200, host
+
+
+async def test_the_read_token_reads_and_changes_nothing(
+    aiohttp_server: Any, make_distributor: MakeDistributor
+) -> None:
+    _, url = await start_analyzer(aiohttp_server)
+    client = await make_distributor({"a1": (url, 1)}, admin_token="adm", read_token="rd-only")
+    read, admin = {"Authorization": "Bearer rd-only"}, {"Authorization": "Bearer adm"}
+    for path in ("/registry", "/status", "/metrics", "/dead-letters"):
+        assert (await client.get(path, headers=read)).status == 200, path
+    resp = await client.post("/analyzer/a1/disable", headers=read)
+    assert resp.status == 403 and (await resp.json())["code"] == "read_only"
+    assert (await (await client.get("/access", headers=read)).json())["role"] == "read"
+    assert (await (await client.get("/access", headers=admin)).json())["role"] == "admin"
+    assert (await client.get("/registry")).status == 401
+    assert (await client.post("/analyzer/a1/disable", headers=admin)).status == 200

@@ -32,7 +32,7 @@ async function api(method, path, body) {
   try { data = await resp.json(); } catch (err) { data = null; }
   if (resp.status === 401) {
     $("#token-form").hidden = false;
-    throw new Error("unauthorized: enter the admin token");
+    throw new Error("unauthorized: enter the admin token (or the read token, to watch)");
   }
   if (!resp.ok) {
     const why = data && data.error ? data.error : resp.statusText;
@@ -341,7 +341,14 @@ function drawChart() {
   });
 }
 
+// What the token may do (GET /access): "admin", "read" (read-only controls) or "open".
+let role = null;
+
 async function refresh() {
+  if (role === null) {
+    role = (await api("GET", "/access")).role;
+    document.body.classList.toggle("read-only", role === "read");
+  }
   const status = await api("GET", "/status");
   const per = {};
   for (const a of status.analyzers) per[a.id] = a.delivered_messages;
@@ -422,6 +429,8 @@ $("#token-form").addEventListener("submit", (ev) => {
   token = $("#token").value.trim();
   localStorage.setItem(TOKEN_KEY, token);
   $("#token-form").hidden = true;
+  $("#errors").hidden = true;  // the refusal that asked for it is answered
+  role = null;  // a new token: ask again what it may do
   if (socket) socket.close();
   tick();
 });
