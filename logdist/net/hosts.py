@@ -12,6 +12,7 @@ request without `Host` (HTTP/1.0) is answered too: no browser sends one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -36,11 +37,18 @@ def _name(host: str) -> str | None:
     return None
 
 
+@functools.cache
+def machine_names() -> frozenset[str]:
+    """This machine's names, looked up once a process (a slow resolver costs one wait)."""
+    names = {"localhost", socket.gethostname().lower()}
+    with contextlib.suppress(OSError):
+        names.add(socket.getfqdn().lower())
+    return frozenset(names)
+
+
 class HostRule:
     def __init__(self, bound: str = "", allowed: Iterable[str] = ()) -> None:
-        names = {"localhost", socket.gethostname().lower()}
-        with contextlib.suppress(OSError):
-            names.add(socket.getfqdn().lower())
+        names = set(machine_names())
         bound_name = _name(bound) if bound else None
         if bound_name:
             names.add(bound_name)
