@@ -12,6 +12,8 @@ import orjson
 import typer
 
 from logdist.admin_client import DEFAULT_URL, AdminClient, ClientFailure
+from logdist.config.daemons import read_token
+from logdist.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -42,15 +44,10 @@ def client_token(token: str | None) -> str | None:
     if path is None:
         return token
     try:
-        with open(path, encoding="utf-8") as f:
-            line = f.readline().strip()
-    except OSError as exc:
-        typer.echo(f"logdist: cannot read the token file {path}: {exc.strerror or exc}", err=True)
+        return read_token(path, None, "token file")
+    except ConfigError as exc:
+        typer.echo(f"logdist: {exc.message}", err=True)
         raise typer.Exit(2) from None
-    if not line:
-        typer.echo(f"logdist: the token file {path} holds no token", err=True)
-        raise typer.Exit(2)
-    return line
 
 
 def call(url: str, token: str | None, fn: Callable[[AdminClient], Awaitable[T]]) -> T:

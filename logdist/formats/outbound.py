@@ -40,17 +40,9 @@ def packets_in(bodies: list[bytes]) -> Iterator[dict[str, Any]]:
 def records(bodies: list[bytes]) -> Iterator[Record]:
     """Every message of the batch with its packet's id and emitter and its index."""
     for packet in packets_in(bodies):
-        pid = packet.get("packetId", "")
-        emitter = packet.get("emitter")
-        emitter = emitter if isinstance(emitter, str) else None
-        indexes = packet.get("indexes")
-        messages = packet["messages"]
-        if isinstance(indexes, list) and len(indexes) == len(messages):
-            for index, message in zip(indexes, messages, strict=True):
-                yield message, pid, emitter, index
-        else:
-            for index, message in enumerate(messages):
-                yield message, pid, emitter, index
+        pid, emitter = packet.get("packetId", ""), _emitter(packet)
+        for index, message in _indexed(packet):
+            yield message, pid, emitter, index
 
 
 def text(value: Any) -> str:

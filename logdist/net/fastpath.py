@@ -291,12 +291,9 @@ class Connection(Answering, asyncio.Protocol):
         self.raw = None
         limit = self.door.limits[route]
         hosts = self.door.hosts
-        if (
-            hosts is not None
-            and self.host is not None
-            and not hosts.allows(self.host.decode("latin-1"))
-        ):
-            self.refuse(hosts.refusal(self.host.decode("latin-1")))
+        host = self.host.decode("latin-1") if self.host is not None else None
+        if hosts is not None and host is not None and not hosts.allows(host):
+            self.refuse(hosts.refusal(host))
         elif self.length > limit:
             self.refuse(
                 PayloadTooLarge(

@@ -28,10 +28,8 @@ class Converting:
         self, batch: list[Packet], delivery: Delivery, procs: ParseProcesses | None
     ) -> Sent:
         args = (self.format, delivery.settings(), [p.body for p in batch], time.time_ns())
-        if procs is None or not len(procs):
-            made = encode(*args)
-        else:
-            made = await procs.call(None, encode, *args)
+        # With no parse processes, `call` runs it here.
+        made = encode(*args) if procs is None else await procs.call(None, encode, *args)
         return Sent([made[0]], made[1], made[2] if len(made) > 2 else None)
 
     def sort(self, answer: Answer, sent: Sent) -> Sorted:

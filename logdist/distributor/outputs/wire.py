@@ -138,10 +138,8 @@ class Wire:
         """OTLP requests kept as they came, made ordinary packets (their records messages) in
         a parse process: for an analyzer that does not take OTLP."""
         bodies = [p.body for p in batch]
-        if self.procs is None or not len(self.procs):
-            made = unwrap_all(bodies)
-        else:
-            made = await self.procs.call(None, unwrap_all, bodies)
+        procs = self.procs
+        made = unwrap_all(bodies) if procs is None else await procs.call(None, unwrap_all, bodies)
         return [
             Packet(p.id, p.emitter, p.messages, body, p.attempts, p.last_failed, p.segment,
                    refusals=p.refusals)
