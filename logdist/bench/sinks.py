@@ -17,7 +17,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-COUNTS = web.AppKey("counts", dict[str, int])
+from logdist.bench.foreign import COUNTS, stats
+
 FORMATS = ("records", "elasticsearch", "loki", "otlp")
 CREATED = b'{"create":{"_index":"logs","status":201,"result":"created"}}'
 OTLP_OK = ExportLogsServiceResponse().SerializeToString()
@@ -63,10 +64,6 @@ def make_app(fmt: str) -> web.Application:
         counts["packets"] += 1
         counts["messages"] += count
         return answer
-
-    async def stats(request: web.Request) -> web.Response:
-        counts: dict[str, int] = request.app[COUNTS]
-        return web.json_response({"duplicates": 0, **counts})
 
     app = web.Application(client_max_size=64 << 20)
     app[COUNTS] = {"requests": 0, "packets": 0, "messages": 0}
