@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -51,16 +52,25 @@ class AdminClient:
     """`async with AdminClient(url, token) as c: await c.status()`."""
 
     def __init__(
-        self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 15.0
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        timeout: float = 15.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.tls = tls  # what an https:// distributor is verified with; None: the system's
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AdminClient:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            timeout=self._timeout,
+            connector=aiohttp.TCPConnector(ssl=self.tls or True),
+        )
         return self
 
     async def __aexit__(

@@ -33,6 +33,13 @@ class BadRequest(LogdistError):
     code = "bad_request"
 
 
+class PlainHttp(LogdistError):
+    """Plain HTTP sent to a port that speaks TLS."""
+
+    status = 400
+    code = "plain_http_to_tls"
+
+
 class Unauthorized(LogdistError):
     status = 401
     code = "unauthorized"

@@ -37,7 +37,8 @@ from logdist.formats.packet import (
 from logdist.net.answers import content_kind, error, response
 from logdist.net.fastpath import Connection, FrontDoor
 from logdist.net.hosts import HostRule
-from logdist.net.server import LISTENER, Listener
+from logdist.net.server import LISTENER, TLS, Listener
+from logdist.net.tls import ServerTls
 from logdist.net.web import (
     NDJSON,
     body_kind,
@@ -395,6 +396,8 @@ def make_app(cfg: AnalyzerConfig) -> web.Application:
         door = IngestDoor(state)
         door.hosts = hosts
         app[LISTENER] = Listener(door.factory, door.close)
+    if (tls := ServerTls.of(cfg.tls, "analyzer")) is not None:
+        app[TLS] = tls
     app.cleanup_ctx.append(output_file)
     app.cleanup_ctx.append(open_store)
     app.router.add_post("/ingest", ingest)

@@ -6,6 +6,7 @@ import typer
 
 from logdist import __version__
 from logdist.cli import analyzer, bench, ctl, distributor, emitter, logs, tail, top, up
+from logdist.cli.client_options import add_tls_options
 
 app = typer.Typer(
     name="logdist",
@@ -23,6 +24,7 @@ app.add_typer(tail.app, name="tail")
 app.add_typer(logs.app, name="logs")
 app.command("top")(top.top)
 app.command("bench")(bench.bench)
+add_tls_options(app)
 
 
 def _version(value: bool) -> None:

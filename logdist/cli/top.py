@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import sys
 import termios
 import time
@@ -18,7 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logdist.admin_client import AdminClient, ClientFailure
-from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption, client_token
+from logdist.cli.client_options import DEFAULT, TokenOption, UrlOption, client_tls, client_token
 from logdist.cli.views import (
     analyzers_table,
     analyzers_title,
@@ -89,17 +90,24 @@ def top(
     if interval <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--interval")
     console = Console()
-    code = asyncio.run(_run(console, url, client_token(token), interval, once))
+    code = asyncio.run(_run(console, url, client_token(token), interval, once, client_tls()))
     raise typer.Exit(code)
 
 
-async def _run(console: Console, url: str, token: str | None, interval: float, once: bool) -> int:
+async def _run(
+    console: Console,
+    url: str,
+    token: str | None,
+    interval: float,
+    once: bool,
+    tls: ssl.SSLContext | None = None,
+) -> int:
     rates = Rates()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with AdminClient(url, token, timeout=max(2.0, interval)) as client:
+    async with AdminClient(url, token, timeout=max(2.0, interval), tls=tls) as client:
         if once:
             try:
                 await client.status()

@@ -15,7 +15,9 @@ import typer
 
 from logdist.admin_client import DEFAULT_URL
 from logdist.cli.common import config_errors, topology
-from logdist.config import DEFAULT_CONFIG, SyslogConfig
+from logdist.config import DEFAULT_CONFIG, SyslogConfig, Topology
+from logdist.config.topology import TLS_DIR, load_toml
+from logdist.errors import ConfigError
 from logdist.local.supervisor import run_topology
 
 
@@ -37,6 +39,7 @@ def banner(
     store_dir: Path | None = None,
     replicas: tuple[str, ...] = (),
     nats: str | None = None,
+    ca: str | None = None,
 ) -> str:
     a = analyzers[-1] if analyzers else "a1"
     e = emitters[0].split("…")[0] if emitters else "e1"
@@ -58,6 +61,10 @@ def banner(
     ]
     if nats is not None:
         lines.append(f"  cluster    {nats}; ctl works against any replica")
+    if ca is not None:
+        lines.append(f"  tls        every daemon and connection; the CA is {ca}")
+        lines.append(f"             curl --cacert {ca} {url}/status")
+        lines.append(f"             (export LOGDIST_CA={ca} for ctl, top and tail)")
     for i, (left, right) in enumerate(pairs):
         lines.append(f"  {'try' if i == 0 else '':<9}  {left:<{width}}{right}")
     lines.append(f"  logs in    OTLP/HTTP  {url}/v1/logs")
@@ -86,6 +93,38 @@ def banner(
         )
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
+
+
+def with_tls(config_file: Path) -> Path:
+    """`config_file` with `tls = true`, written beside the certificates (`up --tls`)."""
+    import tomli_w
+
+    with config_errors():
+        data = load_toml(config_file)
+        copy = Path(TLS_DIR) / "topology.toml"
+        try:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(tomli_w.dumps({**data, "tls": True}).encode())
+        except OSError as exc:
+            raise ConfigError(f"cannot write {copy}: {exc.strerror or exc}") from None
+    return copy
+
+
+def make_certificates(topo: Topology) -> str:
+    """The local CA and each daemon's certificate (`tls = true`); the CA's path."""
+    from logdist.local.certs import LocalCA, local_names  # cryptography: only when asked
+
+    assert topo.tls is not None
+    with config_errors():
+        try:
+            ca = LocalCA(Path(topo.tls))
+            for name, host in topo.certificates():
+                ca.issue(name, local_names(host))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot make certificates in {topo.tls}: {exc.strerror or exc}"
+            ) from None
+    return str(ca.path)
 
 
 def up(
@@ -126,6 +165,15 @@ def up(
             help="Keep no state, spool, stores or JetStream data; start from the config alone.",
         ),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Run every daemon and every connection between them over TLS, as `tls = true`"
+            f" in the topology does: a local CA and each daemon's certificate in {TLS_DIR}"
+            " (made once and kept; trust its ca.pem).",
+        ),
+    ] = False,
 ) -> None:
     """Run a whole local topology (analyzers, distributor, emitters); Ctrl-C stops all.
 
@@ -133,6 +181,10 @@ def up(
     killed, its daemons stop by themselves. Ports already taken are named, and nothing starts.
     """
     topo = topology(config_file)
+    if tls and topo.tls is None:
+        config_file = with_tls(config_file)
+        topo = topology(config_file)
+    ca = None if topo.tls is None else make_certificates(topo)
     d = topo.distributor
     state, spool = (None, None) if no_state or topo.cluster else (state_dir, spool_dir)
     nats = None
@@ -153,7 +205,7 @@ def up(
             ]
         topo = dataclasses.replace(topo, analyzers=tuple(stores))
     text = banner(
-        f"http://{d.host}:{d.port}",
+        topo.replica_urls()[0],
         [a.id for a in topo.analyzers],
         [e.id if not e.fleet else f"{e.id}-0…{e.id}-{e.fleet - 1}" for e in topo.emitters],
         state,
@@ -161,6 +213,7 @@ def up(
         store_dir if any(a.store for a in topo.analyzers) else None,
         topo.replica_urls(),
         nats,
+        ca,
     )
     if topo.cluster is None or d.cluster.servers:
         code = asyncio.run(run_topology(topo, config_file, text, state, spool))

@@ -19,7 +19,7 @@ from logdist.config.fields import (
     setting,
 )
 from logdist.config.refs import ANALYZER_SPEC, AnalyzerRef, parse_analyzer_refs
-from logdist.config.tables import ClusterConfig, HealthConfig, SyslogConfig
+from logdist.config.tables import ClientConfig, ClusterConfig, HealthConfig, SyslogConfig, TlsConfig
 from logdist.core.checks import check_allowed_host, check_network, check_origin, check_url
 from logdist.errors import ConfigError, InvalidRequest
 
@@ -114,6 +114,8 @@ class DistributorConfig:
     forward_timeout: float = setting(5.0, "Seconds before a forward counts as failed.")
     drain_timeout: float = setting(10.0, "Seconds to deliver what is held on shutdown.")
     health: HealthConfig = field(default_factory=HealthConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
     admin_token: str | None = setting(
         None,
         "Require this bearer token on admin, control, metrics and WebSocket routes.",
@@ -248,6 +250,10 @@ class DistributorConfig:
             self, "emitter_networks", tuple(map(check_network, self.emitter_networks))
         )
         checked_id("distributor", self.id)
+        require(
+            self.syslog.tls is None or self.tls.cert is not None,
+            "syslog tls needs the distributor's certificate (--tls-cert and --tls-key)",
+        )
         if self.cluster.servers:
             require(
                 not self.spool_dir and not self.state_dir,
@@ -265,6 +271,7 @@ class AnalyzerConfig:
     port: int = setting(9001, PORT_HELP)
     host: str = setting("127.0.0.1", HOST_HELP)
     allowed_hosts: tuple[str, ...] = allowed_hosts_setting()
+    tls: TlsConfig = field(default_factory=TlsConfig)
     # The weight the distributor gives it when both come from one topology file.
     weight: float = 1.0
     output: str | None = setting(
@@ -330,7 +337,8 @@ class AnalyzerConfig:
 
     @property
     def ingest_url(self) -> str:
-        return f"http://{self.host}:{self.port}/ingest"
+        scheme = "http" if self.tls.cert is None else "https"
+        return f"{scheme}://{self.host}:{self.port}/ingest"
 
 
 @dataclass(frozen=True)
@@ -356,6 +364,8 @@ class EmitterConfig:
     port: int = setting(0, "Control API port (0 = any free port).")
     host: str = setting("127.0.0.1", HOST_HELP)
     allowed_hosts: tuple[str, ...] = allowed_hosts_setting()
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
     buffer: int = setting(5000, "Packets kept until acknowledged; generation waits when full.")
     concurrency: int = setting(4, "Requests in flight to the distributor.")
     timeout: float = setting(5.0, "Seconds before a send counts as failed.")

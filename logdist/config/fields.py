@@ -69,8 +69,10 @@ class Option:
 
     def args(self, value: Any) -> list[str]:
         """The flag and the field's `value` as a command line gives them (none for None)."""
-        if value is None:
+        if value is None or value is False:
             return []
+        if value is True:
+            return [self.decls[0]]
         if get_origin(self.cli_type) is list:
             return [a for item in value for a in (self.decls[0], self.flag.render(item))]
         return [self.decls[0], self.flag.render(value)]
@@ -104,12 +106,15 @@ def _cli_type(hint: Any, flag: Flag) -> Any:
 
 
 def argv_of(cfg: Any) -> list[str]:
-    """The flags that give a daemon `cfg` (of a flat settings class), as `logdist up` starts
-    it; a secret (a flag with an environment variable) is never put on a command line."""
+    """The flags that give a daemon `cfg`, as `logdist up` starts it; a secret (a flag with
+    an environment variable) is never put on a command line."""
     args: list[str] = []
     for option in options(type(cfg)):
         if option.flag.envvar is None:
-            args += option.args(getattr(cfg, option.path[-1]))
+            value = cfg
+            for name in option.path:
+                value = getattr(value, name)
+            args += option.args(value)
     return args
 
 

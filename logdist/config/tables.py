@@ -1,11 +1,71 @@
-"""The distributor's nested tables: [distributor.health], .syslog and .cluster."""
+"""The daemons' nested tables: [distributor.health], .syslog and .cluster, and every daemon's
+.tls (what it serves) and .client (how it connects to others)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from logdist.config.fields import check_port, check_positive, require, setting
+
+
+def _file(help: str, **flag: Any) -> Any:
+    return setting(None, help, cli_type=Path, convert=str, show_default=False, **flag)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """What a daemon serves TLS with, on every port it listens on (none: plain)."""
+
+    cert: str | None = _file(
+        "Serve TLS on every port with this certificate (PEM, the chain after it); the file is"
+        " read again when it changes, so a renewed one is used without a restart."
+    )
+    key: str | None = _file("The certificate's private key (PEM).")
+    client_ca: str | None = _file(
+        "Mutual TLS: refuse, in the handshake, any client without a certificate signed by"
+        " this CA (PEM)."
+    )
+
+    def __post_init__(self) -> None:
+        require(
+            (self.cert is None) == (self.key is None),
+            "tls: cert and key go together (--tls-cert and --tls-key)",
+        )
+        require(
+            self.client_ca is None or self.cert is not None,
+            "tls: client_ca needs cert and key (mutual TLS is TLS first)",
+        )
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a daemon or command connects to others over https:// and tls://."""
+
+    ca: str | None = _file(
+        "Trust servers whose certificates this CA (PEM) signed, instead of the system's store.",
+        decls=("--ca",),
+    )
+    cert: str | None = _file(
+        "A client certificate (PEM) to present to servers that ask for one (mutual TLS).",
+        decls=("--client-cert",),
+    )
+    key: str | None = _file("The client certificate's private key (PEM).", decls=("--client-key",))
+    insecure: bool = setting(
+        False,
+        "Do not verify servers' certificates (anyone on the path can read and change what is"
+        " sent): a warning is logged at every start.",
+        decls=("--insecure",),
+        show_default=False,
+    )
+
+    def __post_init__(self) -> None:
+        require(
+            (self.cert is None) == (self.key is None),
+            "client: cert and key go together (--client-cert and --client-key)",
+        )
 
 
 @dataclass(frozen=True)
@@ -44,6 +104,12 @@ class SyslogConfig:
         " (RFC 6587). When the queue is full it stops reading: the senders wait.",
         metavar="PORT",
     )
+    tls: int | None = setting(
+        None,
+        "Take syslog over TLS (RFC 5425, octet-counted) on this TCP port, with the"
+        " distributor's --tls-cert (and --tls-client-ca, if given).",
+        metavar="PORT",
+    )
     udp: int | None = setting(
         None,
         "Take syslog datagrams on this UDP port. UDP cannot wait: what comes while the"
@@ -60,7 +126,7 @@ class SyslogConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("tcp", "udp"):
+        for name in ("tcp", "tls", "udp"):
             port = getattr(self, name)
             if port is not None:
                 check_port(f"syslog {name}", port)
@@ -110,9 +176,10 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         for url in self.servers:
+            scheme, _, rest = url.partition("://")
             require(
-                url.startswith("nats://") and len(url) > len("nats://"),
-                f"cluster servers must be nats://HOST:PORT URLs, got {url!r}",
+                scheme in ("nats", "tls") and bool(rest),
+                f"cluster servers must be nats://HOST:PORT or tls://HOST:PORT URLs, got {url!r}",
             )
         require(
             bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.stream)),

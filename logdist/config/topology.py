@@ -13,11 +13,19 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from logdist.config.daemons import AnalyzerConfig, DistributorConfig, EmitterConfig
 from logdist.config.fields import check_port, flag_of, parse_duration, parse_messages, require
 from logdist.config.refs import AnalyzerRef
-from logdist.config.tables import ClusterConfig, HealthConfig, SyslogConfig
+from logdist.config.tables import (
+    ClientConfig,
+    ClusterConfig,
+    HealthConfig,
+    SyslogConfig,
+    TlsConfig,
+)
 from logdist.core.delivery import BASE_KEYS, OPTIONS, delivery_from
 from logdist.errors import ConfigError, InvalidRequest
 
 DEFAULT_CONFIG = Path("configs/demo.toml")
+# Where `tls = true` keeps the local CA and the daemons' certificates (`logdist up` makes them).
+TLS_DIR = ".logdist/tls"
 
 
 @dataclass(frozen=True)
@@ -67,11 +75,45 @@ class Topology:
     analyzers: tuple[AnalyzerConfig, ...] = ()
     emitters: tuple[EmitterConfig, ...] = ()
     cluster: LocalCluster | None = None
+    # `tls = true` (or `[tls] dir = ...`): every daemon's certificate and the CA are here.
+    tls: str | None = None
 
     def replica_urls(self) -> tuple[str, ...]:
         d = self.distributor
         count = self.cluster.distributors if self.cluster is not None else 1
-        return tuple(f"http://{d.host}:{d.port + k}" for k in range(count))
+        scheme = "http" if d.tls.cert is None else "https"
+        return tuple(f"{scheme}://{d.host}:{d.port + k}" for k in range(count))
+
+    def certificates(self) -> list[tuple[str, str]]:
+        """With `tls`: each daemon's certificate name and the address it binds."""
+        names = [("distributor", self.distributor.host)]
+        names += [(f"analyzer-{a.id}", a.host) for a in self.analyzers]
+        return names + [(f"emitter-{e.id}", e.host) for e in self.emitters]
+
+
+def _tls_dir(value: Any, where: str) -> str | None:
+    """The topology's `tls`: true (the CA and certificates in TLS_DIR), or a table naming
+    their `dir`."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return TLS_DIR
+    require(
+        isinstance(value, dict) and set(value) <= {"dir"} and isinstance(value.get("dir"), str),
+        f'{where}: tls must be true or a table with dir = "PATH", got {value!r}',
+    )
+    return str(value["dir"])
+
+
+def _with_tls(table: dict[str, Any], folder: str | None, name: str, client: bool) -> dict[str, Any]:
+    """`table` with the certificate `name` in `folder` (and the CA to trust) unless it names
+    its own."""
+    if folder is None:
+        return table
+    table = {"tls": {"cert": f"{folder}/{name}.pem", "key": f"{folder}/{name}.key"}, **table}
+    if client:
+        table = {"client": {"ca": f"{folder}/ca.pem"}, **table}
+    return table
 
 
 def _convert(where: str, name: str, hint: Any, value: Any, duration: bool = False) -> Any:
@@ -90,7 +132,10 @@ def _convert(where: str, name: str, hint: Any, value: Any, duration: bool = Fals
     elif hint is str:
         if isinstance(value, str):
             return value
-    elif hint in (HealthConfig, SyslogConfig, ClusterConfig):
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint in (HealthConfig, SyslogConfig, ClusterConfig, TlsConfig, ClientConfig):
         if isinstance(value, dict):
             return _build(hint, value, f"{where}.{name}")
     elif name == "messages":
@@ -130,7 +175,9 @@ def _build(
         raise ConfigError(f"{where}: {exc.message}") from None
 
 
-def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig | None, AnalyzerRef]:
+def _analyzer_entry(
+    where: str, table: dict[str, Any], tls: str | None = None
+) -> tuple[AnalyzerConfig | None, AnalyzerRef]:
     """An [[analyzers]] entry: with `url` it is external; without, one to start locally.
 
     Either kind may say how the distributor delivers to it (format, headers, health_url,
@@ -154,26 +201,29 @@ def _analyzer_entry(where: str, table: dict[str, Any]) -> tuple[AnalyzerConfig |
             AnalyzerRef, table, where, skip=("delivery",), also=keys, given={"delivery": delivery}
         )
         return None, ref
+    table = _with_tls(table, tls, f"analyzer-{table.get('id', 'a1')}", client=False)
     local = _build(AnalyzerConfig, table, where, also=keys)
     return local, AnalyzerRef(local.id, local.ingest_url, local.weight, delivery)
 
 
 def topology_from_dict(data: dict[str, Any], where: str) -> Topology:
-    unknown = sorted(set(data) - {"distributor", "analyzers", "emitters", "cluster"})
+    unknown = sorted(set(data) - {"distributor", "analyzers", "emitters", "cluster", "tls"})
     require(
         not unknown,
         f"{where}: unknown section(s) {', '.join(unknown)};"
-        " known: distributor, analyzers, emitters, cluster",
+        " known: distributor, analyzers, emitters, cluster, tls",
     )
+    tls = _tls_dir(data.get("tls"), where)
     local: list[AnalyzerConfig] = []
     refs: list[AnalyzerRef] = []
     for i, table in enumerate(_tables(data, "analyzers", where)):
-        cfg, ref = _analyzer_entry(f"{where}: analyzers[{i}]", table)
+        cfg, ref = _analyzer_entry(f"{where}: analyzers[{i}]", table, tls)
         if cfg is not None:
             local.append(cfg)
         refs.append(ref)
     dist_table = data.get("distributor", {})
     require(isinstance(dist_table, dict), f"{where}: [distributor] must be a table")
+    dist_table = _with_tls(dist_table, tls, "distributor", client=True)
     distributor = _build(
         DistributorConfig, dist_table, f"{where}: [distributor]", skip=("analyzers",)
     )
@@ -192,11 +242,15 @@ def topology_from_dict(data: dict[str, Any], where: str) -> Topology:
             distributor.port != 0 and distributor.port + cluster.distributors - 1 <= 65535,
             f"{where}: a cluster's replicas need a fixed [distributor] port",
         )
-    topo = Topology(distributor, tuple(local), (), cluster)
+    topo = Topology(distributor, tuple(local), (), cluster, tls)
     # Emitters send to this topology's distributor (every replica) unless told otherwise.
     here = list(topo.replica_urls())
     emitters = tuple(
-        _build(EmitterConfig, {"distributor": here, **t}, f"{where}: emitters[{i}]")
+        _build(
+            EmitterConfig,
+            _with_tls({"distributor": here, **t}, tls, f"emitter-{t.get('id', 'e1')}", True),
+            f"{where}: emitters[{i}]",
+        )
         for i, t in enumerate(_tables(data, "emitters", where))
     )
     return dataclasses.replace(topo, emitters=emitters)
@@ -211,17 +265,22 @@ def _tables(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     return list(tables)
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read a topology TOML file; any problem is one ConfigError naming the file."""
-    path = Path(path)
+def load_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; any problem is one ConfigError naming the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read a topology TOML file; any problem is one ConfigError naming the file."""
+    path = Path(path)
+    data = load_toml(path)
     try:
         return topology_from_dict(data, str(path))
     except ConfigError as exc:

@@ -61,11 +61,14 @@ def check_choice(field: str, value: object, choices: tuple[str, ...]) -> str:
 
 
 def check_url_for(fmt: str, value: object) -> str:
-    """An analyzer's URL for its format: `tcp://host:port` for syslog, else http(s)."""
+    """An analyzer's URL for its format: `tcp://host:port` (or `tls://`, RFC 5425) for
+    syslog, else http(s)."""
     if fmt == "syslog":
-        url = check_url(value, ("tcp",))
+        url = check_url(value, ("tcp", "tls"))
         if urlsplit(url).port is None:
-            raise InvalidRequest(f"a syslog url names its port, tcp://host:port, got {url!r}")
+            raise InvalidRequest(
+                f"a syslog url names its port, tcp://host:port or tls://host:port, got {url!r}"
+            )
         return url
     return check_url(value)
 

@@ -33,6 +33,7 @@ from logdist.distributor.storage.state import StateStore
 from logdist.events import event
 from logdist.formats.packet import Packet
 from logdist.net.server import ListenError
+from logdist.net.tls import ServerTls, client_context
 
 log = logging.getLogger("logdist.distributor")
 
@@ -48,31 +49,28 @@ class Distributor:
         self.state = StateStore(cfg.state_dir) if cfg.state_dir else None
         self._restore()
         self.logs = LogHub(cfg.log_buffer)
-        self.dispatcher = Dispatcher(cfg, self.registry, self.counters, now, self._delivered)
+        # Forwards, probes, searches and emitter calls; the syslog output and NATS too.
+        self.client_tls = client_context(cfg.client, "distributor")
+        self.tls = ServerTls.of(cfg.tls, "distributor")  # its ports' (HTTP and syslog)
+        self.dispatcher = Dispatcher(
+            cfg, self.registry, self.counters, now, self._delivered, self.client_tls
+        )
         self.dead_letters = DeadLetterStore(
             cfg.dead_letter_path, cfg.dead_letter_max_bytes, cfg.fsync
         )
         self.dead_letters.load()
         self.dispatcher.on_dead_letter = self._dead_letter
         self._ticker: asyncio.Task[None] | None = None
-        self.health = HealthChecker(cfg.health, self.registry, self.dispatcher.health_changed)
+        self.health = HealthChecker(
+            cfg.health, self.registry, self.dispatcher.health_changed, self.client_tls
+        )
         self.control = ControlMeter()
         self.emitters = EmitterDirectory(
             now, cfg.emitter_networks, cfg.emitter_lease, cfg.emitter_forget, self.control
         )
         self._sweeper: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.cluster: Cluster | None = None
-        if cfg.cluster.servers:
-            self.cluster = Cluster(
-                cfg.cluster,
-                cfg.id,
-                self._room,
-                self._fetched,
-                cfg.retry_after,
-                url=f"http://{cfg.host}:{cfg.port}",
-            )
-            self.dispatcher.on_room.append(self.cluster.room)
+        self.cluster = self._join_cluster()
         self.spool = self._open_spool()
         self.intake = Intake(
             cfg,
@@ -119,6 +117,7 @@ class Distributor:
                 self.dead_letters,
                 cfg.queue_capacity,
                 self.cluster,
+                self.tls,
             )
         )
         # The inputs: the lean front door for packets, the parse processes that read syslog,
@@ -131,8 +130,25 @@ class Distributor:
         # Conversions to the analyzers' own formats run there too.
         self.dispatcher.wire.procs = self.procs
         self.dispatcher.on_split = self._split
-        self.syslog = SyslogListener(self.intake, cfg.syslog, self.procs)
+        self.syslog = SyslogListener(self.intake, cfg.syslog, self.procs, self.tls)
         self.front = Front(self.intake)
+
+    def _join_cluster(self) -> Cluster | None:
+        """In cluster mode, this replica's part of it."""
+        cfg = self.cfg
+        if not cfg.cluster.servers:
+            return None
+        cluster = Cluster(
+            cfg.cluster,
+            cfg.id,
+            self._room,
+            self._fetched,
+            cfg.retry_after,
+            url=f"http://{cfg.host}:{cfg.port}",
+            tls=self.client_tls,
+        )
+        self.dispatcher.on_room.append(cluster.room)
+        return cluster
 
     def _open_spool(self) -> Spool | None:
         """The spool, if there is one, with what the last run left queued again."""
@@ -238,7 +254,7 @@ class Distributor:
 
     async def _start_parts(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=self.client_tls),
             skip_auto_headers=("User-Agent",),
         )
         self.dispatcher.start()

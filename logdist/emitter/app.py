@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -62,8 +63,10 @@ class Emitter:
         cfg: EmitterConfig,
         now: Callable[[], float] = time.monotonic,
         rand: random.Random | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.cfg = cfg
+        self.tls = tls  # what https:// distributors are verified with (net.tls)
         self.paused = False
         self.bucket = TokenBucket(cfg.rate, now=now)
         self.factory = PacketFactory(cfg.id, cfg.messages, cfg.service, rand=rand)
@@ -94,7 +97,7 @@ class Emitter:
         self._tasks: list[asyncio.Task[None]] = []
         # Packets go out on the lean kept-alive client, as a fleet's do: one way to send, one
         # reading of every answer (Retry-After included).
-        self._poster = Forwarder()
+        self._poster = Forwarder(tls)
         auth = (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else ()
         self._targets = [target(url.rstrip("/") + "/log-packet", auth) for url in cfg.distributor]
 
@@ -152,7 +155,7 @@ class Emitter:
     async def start(self, bound: BoundAddress) -> None:
         headers = {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else None
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=aiohttp.TCPConnector(limit=0, ssl=self.tls or True),
             skip_auto_headers=("User-Agent",),
             headers=headers,
         )

@@ -3,6 +3,7 @@ under /e/ID/...), behind its Host guard, its origin check and its control token.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -121,8 +122,8 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "id": request.app[EMITTER].cfg.id})
 
 
-def make_app(cfg: EmitterConfig) -> web.Application:
-    app = control_app(EMITTER, Emitter(cfg), cfg)
+def make_app(cfg: EmitterConfig, tls: ssl.SSLContext | None = None) -> web.Application:
+    app = control_app(EMITTER, Emitter(cfg, tls=tls), cfg)
     add_control_routes(app.router, "", lambda request: request.app[EMITTER])
     app.router.add_get("/health", health)
     return app

@@ -24,6 +24,7 @@ import functools
 import heapq
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -76,8 +77,9 @@ class Member:
 
 
 class Fleet:
-    def __init__(self, cfg: EmitterConfig) -> None:
+    def __init__(self, cfg: EmitterConfig, tls: ssl.SSLContext | None = None) -> None:
         self.cfg = cfg
+        self.tls = tls
         shared = random.Random()
         track = min(cfg.track_ids, MEMBER_TRACK_IDS)
         self.members: dict[str, Member] = {}
@@ -95,7 +97,7 @@ class Fleet:
         self._report: deque[Member] = deque()
         self._wake_registrar = asyncio.Event()
         self._backoff = Backoff(base=0.05, cap=5.0)
-        self._poster = Forwarder()
+        self._poster = Forwarder(tls)
         auth = (("Authorization", f"Bearer {cfg.token}"),) if cfg.token else ()
         bases = [url.rstrip("/") for url in cfg.distributor]
         self._targets = [target(base + "/log-packet", auth) for base in bases]
@@ -382,7 +384,7 @@ class Fleet:
     async def start(self, bound: BoundAddress) -> None:
         headers = {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else None
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=REGISTRARS),
+            connector=aiohttp.TCPConnector(limit=REGISTRARS, ssl=self.tls or True),
             skip_auto_headers=("User-Agent",),
             headers=headers,
         )

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,12 +91,15 @@ def children(
     return nats, analyzers, replicas, emitters
 
 
-async def _listening(host: str, port: int, timeout: float) -> bool:
-    """Wait until something accepts connections on host:port."""
+async def _listening(
+    host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None
+) -> bool:
+    """Wait until something accepts connections on host:port (and, with `tls`, finishes a
+    handshake: a connection dropped half way would be logged as a refused one)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         try:
-            _, writer = await asyncio.open_connection(host, port)
+            _, writer = await asyncio.open_connection(host, port, ssl=tls)
         except OSError:
             await asyncio.sleep(0.1)
             continue
@@ -234,6 +238,9 @@ class Supervisor:
         self.nats_dir = nats_dir
         self.width = max(len(c.name) for c in [*nats, *analyzers, *distributors, *emitters])
         self.stop = asyncio.Event()
+        self.tls = None if topology.tls is None else ssl.create_default_context(
+            cafile=f"{topology.tls}/ca.pem"
+        )  # fmt: skip
         self.died: list[str] = []
         self.gone: list[str] = []
         self.watchers: list[asyncio.Task[None]] = []
@@ -300,7 +307,8 @@ class Supervisor:
 
     async def listening(self, what: str, ends: list[tuple[str, int]]) -> bool:
         for host, port in ends:
-            if not await _listening(host, port, 20.0) and not self.stop.is_set():
+            tls = self.tls if what == "the distributor" else None
+            if not await _listening(host, port, 20.0, tls) and not self.stop.is_set():
                 say(f"logdist up: {what} is not listening on {host}:{port}")
                 self.died.append(what)
                 self.stop.set()

@@ -167,10 +167,11 @@ class Conn(asyncio.Protocol):
 class Forwarder:
     """Pools of kept-alive connections, one per analyzer host and port."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._idle: dict[tuple[str, str, int], deque[Conn]] = {}
         self._gates: dict[tuple[str, str, int], asyncio.Semaphore] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # What https:// connections verify with (net.tls.client_context); None: the system's.
+        self._ssl = tls
 
     async def post(
         self,

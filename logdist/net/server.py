@@ -18,6 +18,7 @@ from aiohttp import web
 
 from logdist.errors import LogdistError
 from logdist.events import event
+from logdist.net.tls import ServerTls, TlsServer
 
 log = logging.getLogger("logdist.daemon")
 
@@ -96,6 +97,8 @@ class Listener:
 
 
 LISTENER = web.AppKey("listener", Listener)
+# A daemon that serves TLS: every connection's handshake first (net.tls).
+TLS = web.AppKey("tls", ServerTls)
 
 
 @dataclass
@@ -104,7 +107,7 @@ class Listening:
 
     url: str
     runner: web.AppRunner
-    server: asyncio.AbstractServer | None = None
+    server: asyncio.Server | TlsServer | None = None
     listener: Listener | None = None
 
     async def stop(self) -> None:
@@ -123,22 +126,30 @@ async def listen(app: web.Application, host: str, port: int) -> Listening:
     )
     await runner.setup()
     listener = app.get(LISTENER)
+    tls = app.get(TLS)
     try:
-        if listener is None:
+        if listener is None and tls is None:
             site = web.TCPSite(runner, host, port, backlog=4096)
             await site.start()
             bound = runner.addresses[0][:2]
-            server = None
+            server: asyncio.Server | TlsServer | None = None
         else:
             assert runner.server is not None
-            server = await asyncio.get_running_loop().create_server(
-                listener.protocol(runner.server), host, port, backlog=4096, reuse_address=True
+            factory: Callable[[], asyncio.BaseProtocol] = (
+                runner.server if listener is None else listener.protocol(runner.server)
             )
+            if tls is not None:
+                server = await tls.serve(factory, host, port)
+            else:
+                server = await asyncio.get_running_loop().create_server(
+                    factory, host, port, backlog=4096, reuse_address=True
+                )
             bound = server.sockets[0].getsockname()[:2]
     except OSError as exc:
         await runner.cleanup()
         raise ListenError(f"cannot listen on {host}:{port}: {describe_bind_error(exc)}") from None
-    return Listening(f"http://{bound[0]}:{bound[1]}", runner, server, listener)
+    scheme = "http" if tls is None else "https"
+    return Listening(f"{scheme}://{bound[0]}:{bound[1]}", runner, server, listener)
 
 
 async def serve(app: web.Application, host: str, port: int, name: str) -> None:

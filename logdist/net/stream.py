@@ -1,5 +1,5 @@
-"""Frames over plain TCP (`tcp://host:port`): what the syslog output writes, on kept
-connections, one batch at a time on each.
+"""Frames over TCP (`tcp://host:port`) or TLS (`tls://host:port`, RFC 5425): what the syslog
+output writes, on kept connections, one batch at a time on each.
 
 TCP syslog has no acknowledgement (RFC 6587): a batch counts as sent once the kernel took
 it. A kept connection the receiver has closed is noticed before it is written to, and a
@@ -11,6 +11,7 @@ again whole (its first frames may arrive twice).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -20,11 +21,13 @@ from logdist.net.pool import Answer, ForwardError
 MAX_IDLE = 8
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Key = tuple[str, int, bool]
 
 
-def address(url: str) -> tuple[str, int]:
+def address(url: str) -> Key:
+    """Host, port, and whether over TLS."""
     parts = urlsplit(url)
-    return parts.hostname or "", parts.port or 0
+    return parts.hostname or "", parts.port or 0, parts.scheme == "tls"
 
 
 def usable(conn: Conn) -> bool:
@@ -33,17 +36,26 @@ def usable(conn: Conn) -> bool:
 
 
 class StreamSender:
-    def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], deque[Conn]] = {}
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._idle: dict[Key, deque[Conn]] = {}
+        self._tls = tls  # what tls:// receivers are verified with; None: the system's store
 
-    async def _take(self, key: tuple[str, int]) -> Conn:
+    async def _take(self, key: Key) -> Conn:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if usable(conn):
                 return conn
             conn[1].close()
-        return await asyncio.open_connection(*key)
+        return await self._connect(key)
+
+    async def _connect(self, key: Key) -> Conn:
+        host, port, tls = key
+        if not tls:
+            return await asyncio.open_connection(host, port)
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return await asyncio.open_connection(host, port, ssl=self._tls, server_hostname=host)
 
     async def send(self, url: str, pieces: list[bytes], timeout: float) -> Answer:
         """Write `pieces` to `url`'s host and port; a 200 once the kernel took them, or
@@ -74,7 +86,7 @@ class StreamSender:
         """Connect and close: the health check of a receiver that answers nothing."""
         try:
             async with asyncio.timeout(timeout):
-                _, writer = await asyncio.open_connection(*address(url))
+                _, writer = await self._connect(address(url))
         except TimeoutError:
             raise ForwardError("timeout") from None
         except OSError as exc:

@@ -162,6 +162,8 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
     import dataclasses
 
     from logdist.config import AnalyzerConfig, EmitterConfig
+    from logdist.config.fields import options
+    from logdist.config.tables import ClientConfig, TlsConfig
     from logdist.local.supervisor import analyzer_argv, emitter_argv
 
     # Every setting of a topology's analyzers and emitters reaches the child as a flag...
@@ -173,24 +175,28 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
         store_max_bytes=1 << 20,
         store_max_age=60,
         allowed_hosts=("logs.example",),
+        tls=TlsConfig("a.pem", "a.key", "clients.pem"),
     )
     secret = procs.workdir / "token"
     secret.write_text("t0k3n-from-a-file\n")
     emitter = EmitterConfig(
-        allowed_hosts=("logs.example",), token_file=str(secret), control_token_file=str(secret)
+        allowed_hosts=("logs.example",),
+        token_file=str(secret),
+        control_token_file=str(secret),
+        tls=TlsConfig("e.pem", "e.key", "clients.pem"),
+        client=ClientConfig("ca.pem", "me.pem", "me.key", insecure=True),
     )
     cases: list[tuple[object, list[str], set[str]]] = [
         (analyzer, analyzer_argv(analyzer), {"weight"}),  # the weight is the distributor's
         # Tokens come from the environment or a file, never a command line.
         (emitter, emitter_argv(emitter), {"token", "control_token"}),
     ]
-    # A repeatable setting's flag names one of them.
-    singular = {"--allowed-hosts": "--allowed-host"}
     for cfg, argv, skip in cases:
         flags = {a for a in argv if a.startswith("--")}
         fields = {f.name for f in dataclasses.fields(cfg)} - skip  # type: ignore[arg-type]
-        named = {"--" + name.replace("_", "-") for name in fields}
-        assert flags == {singular.get(flag, flag) for flag in named}
+        named = {o.decls[0] for o in options(type(cfg)) if o.path[0] in fields}
+        assert flags == named
+        assert {o.path[0] for o in options(type(cfg))} >= fields
         # ...and the command knows each one.
         help_text = procs.run(*argv[3:5], "--help", env={"COLUMNS": "200"}).stdout
         assert all(flag in help_text for flag in flags), flags

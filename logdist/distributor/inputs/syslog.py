@@ -1,4 +1,5 @@
-"""Syslog in: TCP (RFC 6587 framing) and UDP listeners that gather messages into packets.
+"""Syslog in: TCP (RFC 6587 framing), TLS (RFC 5425) and UDP listeners that gather messages into
+packets. A TLS connection is a TCP one once its handshake is done (net.tls).
 
 Messages are gathered per connection (UDP: per listener) into packets of up to
 `formats.syslog.MESSAGES_PER_PACKET` messages or GATHER_SECONDS, then owned like any ingest request
@@ -38,6 +39,7 @@ from logdist.formats.packet import Made, Packet
 from logdist.formats.syslog import EMITTER, parse_message
 from logdist.formats.syslog_stream import Streams, worker_call
 from logdist.net.server import ListenError, describe_bind_error
+from logdist.net.tls import ServerTls, TlsServer
 
 log = logging.getLogger("logdist.distributor")
 
@@ -82,6 +84,7 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.listener.connections.add(self)  # over TLS, once the handshake is done
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
 
@@ -235,9 +238,12 @@ class UdpListener(asyncio.DatagramProtocol):
 class SyslogListener:
     """The syslog ports of one distributor."""
 
-    def __init__(self, intake: Intake, cfg: SyslogConfig, procs: ParseProcesses) -> None:
+    def __init__(
+        self, intake: Intake, cfg: SyslogConfig, procs: ParseProcesses, tls: ServerTls | None
+    ) -> None:
         self.intake = intake
         self.cfg = cfg
+        self.tls = tls
         self.prefix = procs.prefix  # syslog-TOKEN, new at each start
         self.parser = Parser(procs, self.prefix, cfg.max_message_bytes)
         self.streams = 0  # connections so far: each one's stream number
@@ -245,10 +251,12 @@ class SyslogListener:
         self.connections: set[TcpConnection] = set()
         # Connections holding refused packets, oldest first.
         self.waiting: deque[TcpConnection] = deque()
-        self.tcp_server: asyncio.Server | None = None
+        self.tcp_server: asyncio.Server | TlsServer | None = None
+        self.tls_server: asyncio.Server | TlsServer | None = None
         self.udp: asyncio.DatagramTransport | None = None
         self.udp_protocol: UdpListener | None = None
         self.tcp_port: int | None = None
+        self.tls_port: int | None = None
         self.udp_port: int | None = None
         self.unreported = 0  # UDP messages dropped since the last report
         self.ticker: asyncio.Task[None] | None = None
@@ -257,15 +265,15 @@ class SyslogListener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host = self.cfg.host
-        if self.cfg.tcp is not None:
+        if self.cfg.tcp is not None or self.cfg.tls is not None:
             await self.parser.procs.start()
-            try:
-                self.tcp_server = await loop.create_server(
-                    self._connection, host, self.cfg.tcp, reuse_address=True
-                )
-            except OSError as exc:
-                raise _cannot("tcp", host, self.cfg.tcp, exc) from None
+        if self.cfg.tcp is not None:
+            self.tcp_server = await self._serve("tcp", self.cfg.tcp)
             self.tcp_port = self.tcp_server.sockets[0].getsockname()[1]
+        if self.cfg.tls is not None:
+            assert self.tls is not None  # the config says so
+            self.tls_server = await self._serve("tls", self.cfg.tls, self.tls)
+            self.tls_port = self.tls_server.sockets[0].getsockname()[1]
         if self.cfg.udp is not None:
             try:
                 transport, protocol = await loop.create_datagram_endpoint(
@@ -275,16 +283,26 @@ class SyslogListener:
                 raise _cannot("udp", host, self.cfg.udp, exc) from None
             self.udp, self.udp_protocol = transport, protocol
             self.udp_port = transport.get_extra_info("sockname")[1]
-        if self.tcp_server is not None or self.udp is not None:
+        if self.tcp_port or self.tls_port or self.udp_port:
             self.ticker = loop.create_task(self._tick())
             event(log, "syslog_listening", host=host, tcp=self.tcp_port, udp=self.udp_port,
-                  parse_processes=len(self.parser.procs))  # fmt: skip
+                  tls=self.tls_port, parse_processes=len(self.parser.procs))  # fmt: skip
+
+    async def _serve(
+        self, kind: str, port: int, tls: ServerTls | None = None
+    ) -> asyncio.Server | TlsServer:
+        try:
+            if tls is not None:
+                return await tls.serve(self._connection, self.cfg.host, port)
+            return await asyncio.get_running_loop().create_server(
+                self._connection, self.cfg.host, port, reuse_address=True
+            )
+        except OSError as exc:
+            raise _cannot(kind, self.cfg.host, port, exc) from None
 
     def _connection(self) -> TcpConnection:
         self.streams += 1
-        conn = TcpConnection(self, self.streams)
-        self.connections.add(conn)
-        return conn
+        return TcpConnection(self, self.streams)
 
     def own(self, packets: list[Packet]) -> Any:
         """`Intake.accept_now`, counted as syslog's when taken at once."""
@@ -333,8 +351,9 @@ class SyslogListener:
         """Stop listening; own what was read if it fits, and say what could not be."""
         if self.ticker is not None:
             self.ticker.cancel()
-        if self.tcp_server is not None:
-            self.tcp_server.close()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                server.close()
         if self.udp is not None:
             self.udp.close()
         for conn in list(self.connections):
@@ -352,8 +371,9 @@ class SyslogListener:
         if lost:
             event(log, "syslog_lost_at_stop", logging.ERROR, messages=lost,
                   reason="the queue stayed full")  # fmt: skip
-        if self.tcp_server is not None:
-            await self.tcp_server.wait_closed()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                await server.wait_closed()
 
 
 def _cannot(kind: str, host: str, port: int, exc: OSError) -> ListenError:

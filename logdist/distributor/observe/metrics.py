@@ -21,6 +21,7 @@ from logdist.distributor.observe.counters import Counters
 from logdist.distributor.observe.meter import SECTIONS, ControlMeter
 from logdist.distributor.routing.dispatcher import Dispatcher
 from logdist.distributor.storage.deadletters import DeadLetterStore
+from logdist.net.tls import ServerTls
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Sources:
     dead_letters: DeadLetterStore
     queue_capacity: int
     cluster: Cluster | None
+    tls: ServerTls | None = None
 
 
 class DistributorCollector(Collector):
@@ -49,6 +51,8 @@ class DistributorCollector(Collector):
         yield from self._analyzers()
         if self.s.cluster is not None:
             yield from cluster_metrics(self.s.cluster.summary())
+        if self.s.tls is not None:
+            yield from tls_metrics(self.s.tls)
 
     def _received(self) -> Iterator[Metric]:
         c = self.s.counters
@@ -164,6 +168,23 @@ class DistributorCollector(Collector):
             weight.add_metric([a.id], a.weight)
             pending.add_metric([a.id], a.pending)
         yield from (up, enabled, weight, pending)
+
+
+def tls_metrics(tls: ServerTls) -> Iterator[Metric]:
+    """Handshakes done and refused (by reason) on the HTTP and syslog TLS ports."""
+    yield CounterMetricFamily("logdist_tls_handshakes", "TLS handshakes completed.", tls.handshakes)
+    refused = CounterMetricFamily(
+        "logdist_tls_refused",
+        "TLS connections refused, by reason (plain_http, not_tls, no_client_certificate,"
+        " client_certificate_refused, client_distrusts_us, timeout, closed, ...).",
+        labels=["reason"],
+    )
+    for reason, count in sorted(tls.refused.items()):
+        refused.add_metric([reason], count)
+    yield refused
+    yield CounterMetricFamily(
+        "logdist_tls_reloads", "Certificates loaded again after their files changed.", tls.reloads
+    )
 
 
 def cluster_metrics(c: dict[str, Any]) -> Iterator[Metric]:

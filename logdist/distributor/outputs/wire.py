@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 import zlib
 
 from logdist.core.delivery import UNBOUNDED_LABELS, Delivery
@@ -79,9 +80,9 @@ def unbounded_labels(delivery: Delivery) -> list[str]:
 
 
 class Wire:
-    def __init__(self) -> None:
-        self._forwarder = Forwarder()
-        self._streams = StreamSender()
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._forwarder = Forwarder(tls)
+        self._streams = StreamSender(tls)
         # Where conversions run (the distributor's parse processes); None: here.
         self.procs: ParseProcesses | None = None
         # Where forwards go, by analyzer: made from its delivery settings, remade when they change.

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -50,6 +51,7 @@ class Dispatcher(Verdicts):
         counters: Counters,
         now: Callable[[], float] = time.monotonic,
         on_delivered: Callable[[str, list[Packet], float], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.cfg = cfg
         self.registry = registry
@@ -75,7 +77,7 @@ class Dispatcher(Verdicts):
         self._settled.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self.wire = Wire()
+        self.wire = Wire(tls)
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
         self.holds = Holds(registry, self._wake.set)

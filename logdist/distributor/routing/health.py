@@ -9,6 +9,7 @@ import contextlib
 import heapq
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -53,13 +54,14 @@ class HealthChecker:
         cfg: HealthConfig,
         registry: Registry,
         on_change: Callable[[HealthChange], None],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.cfg = cfg
         self.registry = registry
         self.on_change = on_change
         # Probes go over kept-alive connections with the lean client (logdist.net.pool).
-        self._client = Forwarder()
-        self._streams = StreamSender()
+        self._client = Forwarder(tls)
+        self._streams = StreamSender(tls)
         self._due: list[tuple[float, int, str]] = []
         self._seq = 0
         self._watched: set[str] = set()

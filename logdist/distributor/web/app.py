@@ -13,7 +13,7 @@ from logdist.distributor.web import admin, ingest, views
 from logdist.distributor.web.dashboard import add_dashboard
 from logdist.distributor.web.keys import DISTRIBUTOR, PARSE, SOCKETS, SYSLOG
 from logdist.net.hosts import HostRule
-from logdist.net.server import BOUND, LISTENER, BoundAddress, Listener
+from logdist.net.server import BOUND, LISTENER, TLS, BoundAddress, Listener
 from logdist.net.web import (
     auth_middleware,
     error_middleware,
@@ -69,6 +69,8 @@ def make_app(cfg: DistributorConfig) -> web.Application:
     app[PARSE], app[SYSLOG] = d.procs, d.syslog
     d.front.hosts = hosts
     app[LISTENER] = Listener(d.front.factory, d.front.close)
+    if d.tls is not None:
+        app[TLS] = d.tls
     app[SOCKETS] = set()
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_sockets)
