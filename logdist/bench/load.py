@@ -4,16 +4,16 @@ part, what the analyzers counted, and a run's slices summed into one row."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 import resource
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from logdist.bench.proxies import FrontEnd, cpu_seconds, stats_total
+from logdist.bench.proxies import FrontEnd, base, cpu_seconds, get_json, stats_total
 from logdist.bench.scenarios import WEIGHTS
 
 
@@ -45,7 +45,7 @@ def run_wrk(port: int, seconds: float, connections: int, lua: Path) -> dict[str,
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
         + ["--latency"]
-        + ["-s", str(lua), f"http://127.0.0.1:{port}"],
+        + ["-s", str(lua), base(port)],
         capture_output=True,
         text=True,
         check=True,
@@ -93,8 +93,7 @@ def idle(front: FrontEnd, seconds: float) -> dict[str, Any]:
     time.sleep(seconds)
     cpu = cpu_seconds(pids) - before
     elapsed = time.monotonic() - started
-    with urllib.request.urlopen(f"http://127.0.0.1:{front.port}/status", timeout=10) as resp:
-        status = resp.read()
+    status = json.dumps(get_json(front.port, "/status", timeout=10)).encode()
     return {
         "seconds": round(elapsed, 1),
         "cpu_pct": round(100 * cpu / elapsed, 2),

@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -64,9 +65,23 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+# The ports of this run that speak TLS (scenario l), with the context that trusts them.
+TLS_PORTS: dict[int, ssl.SSLContext] = {}
+
+
+def base(port: int) -> str:
+    """The base URL of a local port: https:// for one that speaks TLS."""
+    return f"{'https' if port in TLS_PORTS else 'http'}://127.0.0.1:{port}"
+
+
+def get_json(port: int, path: str, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(base(port) + path, timeout=timeout,
+                                context=TLS_PORTS.get(port)) as resp:  # fmt: skip
+        return json.load(resp)
+
+
 def analyzer_stats(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
-        stats: dict[str, Any] = json.load(resp)
+    stats: dict[str, Any] = get_json(port, "/stats")
     return stats
 
 
@@ -115,16 +130,15 @@ def start_logdist(
     healthy_within: float = 60.0,
     python: str = sys.executable,
     health_path: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> FrontEnd:
     """logdist's distributor (run by `python`: another install's, for a baseline);
     `analyzers` are --analyzer values (default: the four), each given `format = fmt` when
-    one is named (and probed at `health_path` on its host when given). Returns once every
-    analyzer is up (probed within the distributor's probe budget: allow `healthy_within`
-    seconds)."""
+    one is named (and probed at `health_path` on its host when given); with `tls` (the
+    context that trusts it) it serves TLS, as `extra` says. Returns once every analyzer is up
+    (probed within the distributor's probe budget: allow `healthy_within` seconds)."""
     port = free_port()
-    refs = analyzers or [
-        f"{aid}=http://127.0.0.1:{ports[aid]}/ingest@{w}" for aid, w in WEIGHTS.items()
-    ]
+    refs = analyzers or [f"{aid}={base(ports[aid])}/ingest@{w}" for aid, w in WEIGHTS.items()]
     config = work / "logdist-analyzers.toml"
     config.write_text(
         "\n".join(
@@ -169,6 +183,8 @@ def start_logdist(
                 raise
             print(f"  (port {port} was taken before the distributor bound it: another)")
             port = free_port()
+    if tls is not None:
+        TLS_PORTS[port] = tls
     wait_healthy(port, len(refs), healthy_within)
     return FrontEnd("logdist", port, [proc])
 
@@ -178,16 +194,29 @@ def wait_healthy(port: int, count: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     up = 0
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as resp:
-            up = json.load(resp)["analyzer_summary"]["health"]["up"]
+        up = get_json(port, "/status", timeout=10)["analyzer_summary"]["health"]["up"]
         if up >= count:
             return
         time.sleep(0.2)
     raise RuntimeError(f"the distributor on {port} saw {up} of {count} analyzers up")
 
 
-def start_nginx(work: Path, ports: dict[str, int]) -> FrontEnd:
+def start_nginx(
+    work: Path, ports: dict[str, int], tls: tuple[str, str, str, ssl.SSLContext] | None = None
+) -> FrontEnd:
+    """nginx, one worker, a weighted proxy to the analyzers; with `tls` (certificate, key,
+    CA, the context trusting it) it terminates TLS and forwards over TLS, verifying."""
     port = free_port()
+    listen, upstream, proxy_tls = f"127.0.0.1:{port} backlog=4096", "http", ""
+    if tls is not None:
+        cert, key, ca, ctx = tls
+        listen += f" ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key}"
+        upstream = "https"
+        proxy_tls = (
+            f"proxy_ssl_verify on;\n      proxy_ssl_trusted_certificate {ca};\n"
+            "      proxy_ssl_name localhost;\n      proxy_ssl_session_reuse on;"
+        )
+        TLS_PORTS[port] = ctx
     servers = "\n".join(f"    server 127.0.0.1:{ports[a]} weight={w};" for a, w in WEIGHTS.items())
     (work / "nginx").mkdir(exist_ok=True)
     conf = work / "nginx" / "nginx.conf"
@@ -207,14 +236,15 @@ http {{
     keepalive 64;
   }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen {listen};
     # Scenario (d)'s emitters register; nginx has no such thing: a fixed answer.
     location = /emitters/register {{
       default_type application/json;
       return 200 '{REGISTERED}';
     }}
     location = /log-packet {{
-      proxy_pass http://analyzers/ingest;
+      proxy_pass {upstream}://analyzers/ingest;
+      {proxy_tls}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $host;
@@ -223,7 +253,8 @@ http {{
       client_max_body_size 32m;
       # Keep bodies in memory: nginx's workers cannot write into this run's private temp dir.
       client_body_buffer_size 32m;
-      proxy_pass http://analyzers/ingest;
+      proxy_pass {upstream}://analyzers/ingest;
+      {proxy_tls}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $host;
@@ -292,9 +323,12 @@ def analyzer_argv(kind: str, aid: str, port: int) -> list[str]:
 
 
 def start_analyzers(
-    kind: str = "logdist", extra: Callable[[str], list[str]] | None = None
+    kind: str = "logdist",
+    extra: Callable[[str], list[str]] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[dict[str, int], list[subprocess.Popen[bytes]]]:
-    """The four analyzers (with `extra(aid)` added to each one's arguments)."""
+    """The four analyzers (with `extra(aid)` added to each one's arguments; serving TLS,
+    trusted by `tls`, when those say so)."""
     ports = {aid: free_port() for aid in WEIGHTS}
     procs = [
         subprocess.Popen(
@@ -306,6 +340,8 @@ def start_analyzers(
     ]
     for port in ports.values():
         wait_port(port)
+        if tls is not None:
+            TLS_PORTS[port] = tls
     return ports, procs
 
 

@@ -156,6 +156,21 @@ class Targets:
             self.add(name, ">= 0.4", r, r is not None and r >= 0.4)
             self.share(f"k {fmt}", lk)
 
+    def l(self) -> None:  # noqa: E743 — the scenario's letter
+        tls_a = row(self.rows, "l", "logdist-tls", like="a")
+        r = ratio(tls_a, row(self.rows, "l", "nginx-tls", like="a"), "packets_per_s")
+        if r is not None:
+            self.add("(l) (a) delivered packets/s, logdist-TLS / nginx-TLS", ">= 1.0", r, r >= 1)
+        tls_c = row(self.rows, "l", "logdist-tls", like="c")
+        r = ratio(tls_c, row(self.rows, "l", "logdist", like="c"), "messages_per_s")
+        if r is not None:
+            self.add("(l) (c) with TLS / (c) without, messages/s", ">= 0.7", r, r >= 0.7)
+        for front in ("logdist-tls", "nginx-tls"):
+            hs = row(self.rows, "l", front, like="handshakes")
+            if hs:
+                self.add(f"(l) handshakes/s of new connections, {front}", "report",
+                         hs["handshakes_per_s"], None)  # fmt: skip
+
     def i(self) -> None:
         lc, li = row(self.rows, "c", "logdist"), row(self.rows, "i", "logdist")
         if li:
@@ -195,7 +210,7 @@ def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict
     if analyzers == "foreign":
         t.foreign()
     else:
-        for part in (t.b_c, t.d, t.e, t.g_h, t.i, t.j_f, t.k):
+        for part in (t.b_c, t.d, t.e, t.g_h, t.i, t.j_f, t.k, t.l):
             part()
     t.baseline()
     return t.out

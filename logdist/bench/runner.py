@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from logdist.bench import cluster, fleets, inputs, load, picker, proxies, store
+from logdist.bench import cluster, fleets, inputs, load, picker, proxies, secure, store
 from logdist.bench.options import HEALTH_MAX_PROBES, Options
 from logdist.bench.proxies import FrontEnd
 from logdist.bench.scenarios import CONVERTING, SCENARIOS, WEIGHTS
@@ -31,6 +31,8 @@ class Runner:
         self.storing: tuple[dict[str, int], list[int]] = ({}, [])
         # The analyzers of each other format, for (k) and (g): their ports and pids.
         self.sinks: dict[str, tuple[dict[str, int], list[int]]] = {}
+        # (l)'s CA and TLS analyzers, while it runs.
+        self.secure: secure.Secure | None = None
         self.starters: dict[str, Callable[[Path, dict[str, int]], FrontEnd]] = {
             "logdist": functools.partial(proxies.start_logdist, fmt=opts.fmt),
             "nginx": proxies.start_nginx,
@@ -67,6 +69,8 @@ class Runner:
                 self.emitters()
             if "e" in opts.scenarios:
                 self.many_analyzers()
+            if "l" in opts.scenarios:
+                secure.run(self)
         finally:
             proxies.stop(analyzers)
             proxies.stop(storing_procs)
@@ -138,6 +142,8 @@ class Runner:
         """The analyzers a contender delivers to (their ports, where counts are read)."""
         if scenario == "i":
             return self.storing
+        if extra.get("tls") and self.secure is not None:
+            return self.secure.ports, self.secure.pids
         if "format" in extra:
             return self.sinks[extra["format"]]
         return self.ports, self.pids

@@ -41,7 +41,7 @@ request = function()
     if MAX > MIN then n = math.random(MIN, MAX) end
     lines[i] = '{"packetId":"' .. id .. '","emitter":"wrk","messages":[' .. lists[n] .. ']}'
   end
-  return wrk.format("POST", PATH, {["Content-Type"] = CTYPE}, table.concat(lines, "\\n"))
+  return wrk.format("POST", PATH, HEADERS, table.concat(lines, "\\n"))
 end
 """
 )
@@ -56,10 +56,14 @@ class Scenario:
     packets: int
     messages: tuple[int, int]
 
-    def lua(self, run: str) -> str:
+    def lua(self, run: str, close: bool = False) -> str:
+        """wrk's script; with `close`, each request asks for its connection to be closed
+        (every request a new connection: handshakes/s)."""
         lo, hi = self.messages
+        closing = ', ["Connection"] = "close"' if close else ""
         head = (
-            f'RUN = "{run}"\nPATH = "{self.path}"\nCTYPE = "{self.ctype}"\n'
+            f'RUN = "{run}"\nPATH = "{self.path}"\n'
+            f'HEADERS = {{["Content-Type"] = "{self.ctype}"{closing}}}\n'
             f"PACKETS = {self.packets}\nMIN = {lo}\nMAX = {hi}\n"
         )
         return head + LUA

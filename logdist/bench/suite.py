@@ -27,6 +27,11 @@ weighted proxy. Scenarios:
      --store-fill messages written into four stores and searched through a distributor:
      the latency of a full-text + level + 24 h first page and of a whole-range histogram
      (logdist.bench.store)
+  k  (c) into four analyzers of each converting format (records, elasticsearch, loki, otlp)
+  l  TLS on both sides (logdist.bench.secure): four analyzers serving TLS behind logdist's
+     distributor serving TLS and behind nginx terminating TLS, both verifying the analyzers;
+     (a) through each, (c) through logdist with TLS and without, and the handshakes/s of new
+     connections (each request on its own connection) through each
 
 With --analyzers foreign the four analyzers are plain aiohttp services instead
 (logdist.bench.foreign, parsing every body with orjson), declared `format = "ndjson"` to

@@ -189,7 +189,7 @@ def up(
     state, spool = (None, None) if no_state or topo.cluster else (state_dir, spool_dir)
     nats = None
     if topo.cluster is not None:
-        servers = d.cluster.servers or topo.cluster.nats_urls()
+        servers = d.cluster.servers or topo.cluster.nats_urls(tls=topo.tls is not None)
         where = "a temporary directory (--no-state)" if no_state else str(nats_dir)
         started = "" if d.cluster.servers else f" started here, data in {where}"
         nats = f"NATS JetStream {', '.join(servers)}{started}"

@@ -62,8 +62,9 @@ class LocalCluster:
             f"max_payload must be 1 MiB-64 MiB, got {self.max_payload}",
         )
 
-    def nats_urls(self) -> tuple[str, ...]:
-        return tuple(f"nats://127.0.0.1:{self.nats_port + i}" for i in range(self.nats_servers))
+    def nats_urls(self, tls: bool = False) -> tuple[str, ...]:
+        scheme = "tls" if tls else "nats"
+        return tuple(f"{scheme}://127.0.0.1:{self.nats_port + i}" for i in range(self.nats_servers))
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class Topology:
         """With `tls`: each daemon's certificate name and the address it binds."""
         names = [("distributor", self.distributor.host)]
         names += [(f"analyzer-{a.id}", a.host) for a in self.analyzers]
+        if self.cluster is not None and not self.distributor.cluster.servers:
+            names.append(("nats", "127.0.0.1"))  # the NATS servers `up` starts
         return names + [(f"emitter-{e.id}", e.host) for e in self.emitters]
 
 

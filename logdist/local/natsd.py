@@ -23,8 +23,10 @@ def nats_server() -> str:
     return found
 
 
-def server_config(cluster: LocalCluster, i: int, base: Path) -> str:
-    """nats-server's config for server `i` (0-based) of `cluster`, its data in base/n<i+1>."""
+def server_config(cluster: LocalCluster, i: int, base: Path, tls: str | None = None) -> str:
+    """nats-server's config for server `i` (0-based) of `cluster`, its data in base/n<i+1>;
+    with `tls` (the folder of `logdist up --tls`'s CA and its `nats` certificate) clients and
+    routes speak TLS, the routes verifying each other."""
     name = f"n{i + 1}"
     routes = ", ".join(
         f'"nats-route://127.0.0.1:{cluster.routes_port + k}"'
@@ -41,22 +43,34 @@ def server_config(cluster: LocalCluster, i: int, base: Path) -> str:
         # Its own log goes to a file beside its data; `up` shows only that it started.
         f'log_file: "{(base / f"{name}.log").resolve()}"',
     ]
+    secure = ""
+    if tls is not None:
+        folder = Path(tls).resolve()
+        secure = (
+            f'tls {{ cert_file: "{folder}/nats.pem", key_file: "{folder}/nats.key",'
+            f' ca_file: "{folder}/ca.pem" }}'
+        )
+        lines.append(secure)
     if cluster.nats_servers > 1:
         lines.append(
             f"cluster {{ name: {CLUSTER_NAME}, host: 127.0.0.1,"
-            f" port: {cluster.routes_port + i}, routes: [{routes}] }}"
+            f" port: {cluster.routes_port + i}, routes: [{routes}]"
+            + (f", {secure}" if secure else "")
+            + " }"
         )
     return "\n".join(lines) + "\n"
 
 
-def write_configs(cluster: LocalCluster, base: Path) -> list[tuple[str, list[str]]]:
+def write_configs(
+    cluster: LocalCluster, base: Path, tls: str | None = None
+) -> list[tuple[str, list[str]]]:
     """Write each server's config under `base`; (name, argv) to start each."""
     binary = nats_server()
     base.mkdir(parents=True, exist_ok=True)
     servers = []
     for i in range(cluster.nats_servers):
         path = base / f"n{i + 1}.conf"
-        path.write_text(server_config(cluster, i, base))
+        path.write_text(server_config(cluster, i, base, tls))
         servers.append((f"n{i + 1}", [binary, "-c", str(path.resolve())]))
     return servers
 

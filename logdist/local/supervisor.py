@@ -77,9 +77,10 @@ def children(
     if not servers:
         assert nats_dir is not None
         nats = [
-            Child(name, cmd, foreign=True) for name, cmd in natsd.write_configs(cluster, nats_dir)
+            Child(name, cmd, foreign=True)
+            for name, cmd in natsd.write_configs(cluster, nats_dir, topology.tls)
         ]
-        servers = cluster.nats_urls()
+        servers = cluster.nats_urls(tls=topology.tls is not None)
     replicas = []
     for k, url in enumerate(topology.replica_urls(), 1):
         extra = ["--id", f"d{k}", "--port", url.rsplit(":", 1)[1], "--cluster", ",".join(servers)]

@@ -222,3 +222,24 @@ def test_foreign_analyzers_refuse_the_scenarios_that_measure_logdists_own(
         env=clean_env(),
     )
     assert result.returncode == 2 and "with --analyzers foreign" in result.stderr
+
+
+def test_tls_on_both_sides_beside_nginx_and_without_tls(tmp_path: Path) -> None:
+    _, data = bench(
+        tmp_path, "--seconds", "1", "-s", "l", "--only", "logdist", "--only", "nginx",
+        "--connections", "4", "--rounds", "1",
+    )  # fmt: skip
+    by = {(r["scenario"], r["front_end"], r.get("like")): r for r in data["rows"]}
+    # Every row delivered through TLS (the analyzers serve only TLS) and without errors.
+    for key in (("l", "logdist-tls", "a"), ("l", "nginx-tls", "a"), ("l", "logdist-tls", "c"),
+                ("l", "logdist", "c")):  # fmt: skip
+        assert by[key]["delivered_messages"] > 0 and by[key]["errors"] == 0, key
+        assert by[key]["tls"] is (key[1] in ("logdist-tls", "nginx-tls"))
+    for front in ("logdist-tls", "nginx-tls"):
+        hs = by[("l", front, "handshakes")]
+        assert hs["handshakes_per_s"] > 0 and hs["errors"] == 0
+        # A request a connection: as many delivered packets as handshakes (and those in
+        # flight when wrk stopped counting, one a connection at most).
+        assert hs["requests"] <= hs["delivered_packets"] <= hs["requests"] + 16
+    names = [t["target"] for t in data["targets"] if t["target"].startswith("(l)")]
+    assert len(names) == 4 and names[0].endswith("logdist-TLS / nginx-TLS")

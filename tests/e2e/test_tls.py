@@ -256,3 +256,27 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_fleet_sends_and_is_controlled_over_tls(procs: Procs, certs: Certs) -> None:
+    server = certs.issue("server")
+    tls = [*server.flags("tls"), "--ca", certs.ca]
+    a1 = procs.start("a1", "analyzer", "serve", "--id", "a1", "--port", "0", *tls[:4])
+    d = procs.start(
+        "distributor", "distributor", "serve", "--port", "0", "--analyzer",
+        f"a1={a1.url}/ingest@1", *tls,
+    )  # fmt: skip
+    fleet = procs.start(
+        "web", "emitter", "start", "--fleet", "3", "--id", "web", "--rate", "20",
+        "--distributor", d.url, *tls,
+    )  # fmt: skip
+    assert fleet.url.startswith("https://")
+    ctx = certs.context()
+    wait_for(lambda: len(https_get(f"{d.url}/emitters", ctx)) == 3, 20, "three members")
+    paused = procs.run("ctl", "pause", "web-1", "--url", d.url, "--ca", certs.ca)
+    assert paused.returncode == 0, paused
+    assert https_get(f"{fleet.url}/e/web-1/metrics", ctx)["paused"] is True
+    assert https_get(f"{fleet.url}/e/web-2/metrics", ctx)["paused"] is False
+    stats = f"{a1.url}/stats"
+    wait_for(lambda: len(https_get(stats, ctx)["emitters"]) == 3, 20, "every member delivering")
+    assert fleet.stop() == 0

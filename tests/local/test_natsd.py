@@ -31,3 +31,16 @@ def test_a_single_server_has_no_cluster_block(tmp_path: Path) -> None:
     alone = LocalCluster(distributors=1, nats_servers=1, nats_port=4300, routes_port=6300)
     assert "cluster {" not in server_config(alone, 0, tmp_path)
     assert ports(alone) == [("nats n1", 4300)]
+
+
+def test_with_tls_clients_and_routes_speak_tls_with_up_s_certificate(tmp_path: Path) -> None:
+    cluster = LocalCluster(nats_servers=3, nats_port=4300, routes_port=6300)
+    conf = server_config(cluster, 0, tmp_path, tls="certs")
+    folder = (Path("certs")).resolve()
+    block = (
+        f'tls {{ cert_file: "{folder}/nats.pem", key_file: "{folder}/nats.key",'
+        f' ca_file: "{folder}/ca.pem" }}'
+    )
+    assert conf.count(block) == 2  # the client port's and, inside `cluster`, the routes'
+    assert conf.index("cluster {") < conf.rindex(block)
+    assert cluster.nats_urls(tls=True)[0] == "tls://127.0.0.1:4300"
