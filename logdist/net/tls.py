@@ -121,7 +121,9 @@ class ServerTls:
 
     def load(self) -> ssl.SSLContext:
         cert, key, client_ca = self.files
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # The standard library's server defaults; clients are verified against client_ca
+        # alone, never the system's store (a public CA must not vouch for a client).
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             ctx.load_cert_chain(cert, key)

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from tests.support.cluster import listening
 from tests.support.procs import LOGDIST, Procs, free_port, wait_for
 from tests.support.tls import Certs, https_get
 
@@ -247,15 +247,7 @@ def test_up_tls_runs_every_daemon_over_tls_and_prints_how_to_reach_it(procs: Pro
              "a1 receiving")  # fmt: skip
     up.signal(2)
     assert up.popen.wait(30) == 0
-    assert not _accepts(d_port)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    assert not listening(d_port)
 
 
 def test_a_fleet_sends_and_is_controlled_over_tls(procs: Procs, certs: Certs) -> None:

@@ -148,8 +148,13 @@ async def test_a_slow_or_half_handshake_is_cut_off_and_holds_nothing_up(
 
 
 async def test_mutual_tls_refuses_no_certificate_a_stranger_and_an_expired_one(
-    ca: trustme.CA, files: dict[str, str], tmp_path: Path
+    ca: trustme.CA, files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The stranger's CA is in "the system's store": only --tls-client-ca may sign clients.
+    stranger = trustme.CA()
+    stranger.cert_pem.write_to_path(str(tmp_path / "system.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system.pem"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     ca.cert_pem.write_to_path(str(tmp_path / "clients.pem"))
     cfg = TlsConfig(files["cert"], files["key"], str(tmp_path / "clients.pem"))
     tls = ServerTls(cfg, "test")
@@ -168,7 +173,7 @@ async def test_mutual_tls_refuses_no_certificate_a_stranger_and_an_expired_one(
         assert await talk(port, client(ca)) == ("client-7", b"ping")
         for ctx in (
             client(None),
-            client(trustme.CA()),
+            client(stranger),
             client(ca, not_before=yesterday - datetime.timedelta(days=2), not_after=yesterday),
         ):
             # TLS 1.3: the refusal comes as the client reads.
