@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -87,6 +88,15 @@ class AdminClient:
         assert self._session is not None, "use AdminClient in `async with`"
         return self._session
 
+    def _tls_hint(self, exc: BaseException) -> str:
+        """What to try when an https:// distributor dropped the connection at once: it may
+        want a client certificate (mutual TLS refuses in the handshake, without a word)."""
+        reset = isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET
+        dropped = isinstance(exc, aiohttp.ServerDisconnectedError) or reset
+        if not self.url.startswith("https://") or not dropped:
+            return ""
+        return " (if it asks for a client certificate, give --client-cert and --client-key)"
+
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if body is not None else None
@@ -99,6 +109,7 @@ class AdminClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(
                 f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
+                + self._tls_hint(exc)
             ) from None
         try:
             parsed = orjson.loads(raw) if raw else None
@@ -137,6 +148,7 @@ class AdminClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(
                 f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
+                + self._tls_hint(exc)
             ) from None
 
     # -- analyzers ------------------------------------------------------------------------
@@ -280,6 +292,7 @@ class AdminClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(
                 f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
+                + self._tls_hint(exc)
             ) from None
         if opened is not None:
             opened.set()

@@ -137,6 +137,7 @@ def test_mutual_tls_on_every_hop_with_curl_openssl_ctl_and_the_otel_exporter(
     assert https_get(f"{e1.url}/metrics", ctx)["paused"] is True
     bare = procs.run("ctl", "status", "--url", d.url, "--ca", certs.ca)
     assert bare.returncode == 3 and "cannot reach the distributor" in bare.stderr, bare
+    assert "give --client-cert and --client-key" in bare.stderr
 
     # The OpenTelemetry SDK's exporter with the CA and a client certificate.
     asyncio.run(asyncio.to_thread(otel_export, f"{d.url}/v1/logs", certs, person.cert,
