@@ -369,7 +369,13 @@ class EmitterConfig:
     buffer: int = setting(5000, "Packets kept until acknowledged; generation waits when full.")
     concurrency: int = setting(4, "Requests in flight to the distributor.")
     timeout: float = setting(5.0, "Seconds before a send counts as failed.")
-    track_ids: int = setting(100_000, "Delivered ids kept for GET /sent?ids=1.")
+    track_ids: int | None = setting(
+        None,
+        "Delivered packet ids kept (the last N) for GET /sent?ids=1; each costs about 100"
+        " bytes. 0 keeps none.",
+        metavar="N",
+        show_default="100000 for one emitter, none for a fleet's members",
+    )
     register_interval: float = setting(
         20.0,
         "Seconds between lease renewals when the distributor does not say (it asks for a"
@@ -428,7 +434,9 @@ class EmitterConfig:
         require(
             1 <= self.fleet_batch <= 1000, f"fleet_batch must be 1-1000, got {self.fleet_batch}"
         )
-        check_at_least_one(self, "buffer", "concurrency", "track_ids")
+        check_at_least_one(self, "buffer", "concurrency")
+        if self.track_ids is not None:
+            require(self.track_ids >= 0, f"track_ids must be >= 0, got {self.track_ids}")
         check_positive("timeout", self.timeout)
         check_positive("register_interval", self.register_interval)
         require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")

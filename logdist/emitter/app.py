@@ -37,6 +37,8 @@ from logdist.net.web import (
 log = logging.getLogger("logdist.emitter")
 
 MAX_RATE = 1_000_000.0
+# Delivered ids one emitter keeps unless told (--track-ids); a fleet's members keep none.
+TRACK_IDS = 100_000
 # Statuses that say the packet itself will never be accepted.
 REJECTING = frozenset({400, 413, 415, 422})
 JSON_FIELDS = framing(JSON)
@@ -72,7 +74,8 @@ class Emitter:
         self.factory = PacketFactory(cfg.id, cfg.messages, cfg.service, rand=rand)
         self.buffer: deque[Outgoing] = deque()
         self.in_flight = 0
-        self.sent_ids: deque[str] = deque(maxlen=cfg.track_ids)
+        track = TRACK_IDS if cfg.track_ids is None else cfg.track_ids
+        self.sent_ids: deque[str] = deque(maxlen=track)
         self.generated = 0
         self.sent_packets = 0
         self.sent_messages = 0

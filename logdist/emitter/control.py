@@ -59,12 +59,14 @@ def add_control_routes(router: web.UrlDispatcher, prefix: str, find: Find) -> No
 
     async def sent(request: web.Request) -> web.Response:
         """Packets the distributor acknowledged; `?ids=1` lists their ids (the last
-        `track_ids`)."""
+        `track_ids`; none are kept with --track-ids 0, a fleet's default)."""
         emitter = find(request)
         body: dict[str, Any] = {"packets": emitter.sent_packets, "messages": emitter.sent_messages}
         if request.query.get("ids") in ("1", "true", "yes"):
             body["ids"] = list(emitter.sent_ids)
             body["ids_truncated"] = emitter.sent_packets > len(emitter.sent_ids)
+            if emitter.sent_ids.maxlen == 0:
+                body["hint"] = "this emitter keeps no delivered ids: start it with --track-ids N"
         return json_response(body)
 
     router.add_post(f"{prefix}/pause", pause)

@@ -57,8 +57,6 @@ log = logging.getLogger("logdist.emitter")
 SENDERS = 64
 # Registrations in flight (the first ones, and renewals).
 REGISTRARS = 16
-# A member remembers at most this many delivered ids (GET /e/ID/sent?ids=1).
-MEMBER_TRACK_IDS = 1000
 NDJSON_FIELDS = framing(NDJSON)
 # Seconds of generation done per timer: members due this soon are not waited for.
 QUANTUM = 0.005
@@ -81,7 +79,9 @@ class Fleet:
         self.cfg = cfg
         self.tls = tls
         shared = random.Random()
-        track = min(cfg.track_ids, MEMBER_TRACK_IDS)
+        # A member keeps no delivered ids unless asked (--track-ids): 20,000 members keeping
+        # 1,000 each would hold 2 GB.
+        track = cfg.track_ids or 0
         self.members: dict[str, Member] = {}
         for i in range(cfg.fleet):
             mcfg = dataclasses.replace(cfg, id=f"{cfg.id}-{i}", fleet=0, track_ids=track)

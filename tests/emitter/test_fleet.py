@@ -66,8 +66,9 @@ async def test_batched_members_travel_together_and_a_refused_batch_is_resent_pac
 ) -> None:
     fake = FakeDistributor(refuse_emitter="f-3")
     client, fleet = await start_fleet(
-        aiohttp_server, aiohttp_client, fake, id="f", fleet=10, rate=50, fleet_batch=20
-    )
+        aiohttp_server, aiohttp_client, fake, id="f", fleet=10, rate=50, fleet_batch=20,
+        track_ids=1000,
+    )  # fmt: skip
     await eventually(lambda: len(fake.packets) > 200, what="packets")
     # Packets that came due together went in one request, from several members each.
     assert max(fake.batches) > 1 and max(fake.batches) <= 20
@@ -90,3 +91,18 @@ async def test_batched_members_travel_together_and_a_refused_batch_is_resent_pac
     for i in (0, 5, 9):
         member = fleet.members[f"f-{i}"].emitter
         assert set(member.sent_ids) <= set(fake.ids) and member.rejected == 0
+        assert len(member.sent_ids) == member.sent_packets > 0
+
+
+async def test_a_member_keeps_no_delivered_ids_unless_asked(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    fake = FakeDistributor()
+    client, fleet = await start_fleet(
+        aiohttp_server, aiohttp_client, fake, id="f", fleet=3, rate=50
+    )
+    await eventually(lambda: fleet.members["f-1"].emitter.sent_packets > 5, what="packets")
+    sent = await (await client.get("/e/f-1/sent?ids=1")).json()
+    assert sent["ids"] == [] and sent["ids_truncated"] is True
+    assert "--track-ids" in sent["hint"]
+    assert all(m.emitter.sent_ids.maxlen == 0 for m in fleet.members.values())

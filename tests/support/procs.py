@@ -160,6 +160,8 @@ class Procs:
                 str(rate),
                 "--distributor",
                 distributor,
+                "--track-ids",  # the tests compare what was acknowledged with what arrived
+                "1000",
             )
             for name in names
         }
