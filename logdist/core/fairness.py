@@ -116,10 +116,8 @@ class FairShare:
 
     def admits(self, emitter: Hashable, n: int) -> bool:
         """Whether `emitter` may hold `n` more: yes within the budget; past it, yes only
-        within its fair share or holding nothing (a 429 otherwise); never past the capacity
-        (see `full`)."""
-        if self.full(n):
-            return False
+        within its fair share or holding nothing (a 429 otherwise). Whether there is room at
+        all is the caller's to say (`full`, or the queue's own capacity)."""
         mine = self.holding.get(emitter, 0)
         if self.held + n <= self.budget or not mine:
             return True
