@@ -136,6 +136,18 @@ class Backpressure(LogdistError):
         self.retry_after = retry_after
 
 
+class Throttled(LogdistError):
+    """The emitter holds more than its fair share while others send; it keeps the data and
+    retries after `retry_after` seconds (429). Not Backpressure: it is not made to wait."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after: float, detail: Any = None) -> None:
+        super().__init__(message, detail)
+        self.retry_after = retry_after
+
+
 class SpoolFailure(Backpressure):
     """The spool could not be written; nothing was acknowledged."""
 

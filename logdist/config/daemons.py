@@ -97,11 +97,17 @@ class DistributorConfig:
     port: int = setting(8000, PORT_HELP)
     host: str = setting("127.0.0.1", HOST_HELP)
     queue_capacity: int = setting(10_000, "Packets held before ingest answers 503.")
+    fair_share_above: float = setting(
+        0.5,
+        "Past this fraction of what the distributor can hold (the queue and the analyzers'"
+        " pending windows), an emitter holding more than its max-min fair share is answered"
+        " 429 with Retry-After, so that a burst leaves room for the others; 0: off.",
+        metavar="FRACTION",
+    )
     # A full analyzer is skipped.
     max_pending: int = setting(8192, "Packets per analyzer assigned, not yet acknowledged.")
     max_requests: int = setting(8, "Concurrent forwarding requests per analyzer.")
-    # A batch forms only from a backlog; bigger ones cost the distributor and the analyzer
-    # less a packet.
+    # A batch forms only from a backlog; bigger ones cost both ends less a packet.
     forward_batch: int = setting(1024, "Packets per POST to analyzers that take batches.")
     # Shares stay within one run's size of the weights (see formats.packet); smaller runs
     # split finer and cost more CPU.
@@ -236,6 +242,8 @@ class DistributorConfig:
         )
         require(self.drain_timeout >= 0, f"drain_timeout must be >= 0, got {self.drain_timeout}")
         require(self.queue_wait >= 0, f"queue_wait must be >= 0, got {self.queue_wait}")
+        above = self.fair_share_above
+        require(0 <= above <= 1, f"fair_share_above must be 0-1 (0: off), got {above}")
         if self.parse_workers is not None:
             require(
                 0 <= self.parse_workers <= 64,

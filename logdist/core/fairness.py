@@ -114,14 +114,15 @@ class FairShare:
         """Holding `n` more would pass the capacity: no one may (503)."""
         return self.held + n > self.capacity
 
-    def admits(self, emitter: Hashable, n: int) -> bool:
+    def admits(self, emitter: Hashable, n: int, share_of: int | None = None) -> bool:
         """Whether `emitter` may hold `n` more: yes within the budget; past it, yes only
-        within its fair share or holding nothing (a 429 otherwise). Whether there is room at
-        all is the caller's to say (`full`, or the queue's own capacity)."""
+        within its max-min share of `share_of` (default: the budget) or holding nothing (a
+        429 otherwise). Whether there is room at all is the caller's to say (`full`, or the
+        queue's own capacity)."""
         mine = self.holding.get(emitter, 0)
         if self.held + n <= self.budget or not mine:
             return True
         x = mine + n
         # Everyone else capped at x, and this emitter at x itself.
         others = self.below(x) - min(mine, x)
-        return others + x <= self.budget
+        return others + x <= (self.budget if share_of is None else share_of)

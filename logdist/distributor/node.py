@@ -68,6 +68,7 @@ class Distributor:
         self.emitters = EmitterDirectory(
             now, cfg.emitter_networks, cfg.emitter_lease, cfg.emitter_forget, self.control
         )
+        self.emitters.shares = self.dispatcher.shares
         self._sweeper: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.cluster = self._join_cluster()

@@ -22,6 +22,7 @@ from logdist.errors import (
     PayloadTooLarge,
     ReadOnly,
     RequestTimeout,
+    Throttled,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -47,7 +48,7 @@ def json_response(
 
 def error_headers(exc: LogdistError) -> dict[str, str] | None:
     """The headers an error needs beside its JSON body (the connection's own aside)."""
-    if isinstance(exc, Backpressure):
+    if isinstance(exc, Backpressure | Throttled):
         return {"Retry-After": str(max(1, round(exc.retry_after)))}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": 'Bearer realm="logdist"'}

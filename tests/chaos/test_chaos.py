@@ -161,10 +161,15 @@ def test_all_analyzers_down_for_10s_backpressure_reaches_the_emitters(
     status = get(f"{p.url}/status")
     buffered = [get(f"{p.url}/emitter/{e}/metrics") for e in p.emitters]
     report["queue_during_outage"] = status["queue"]["depth"]
-    report["refused_503"] = status["counters"]["rejected"].get("backpressure", 0)
+    rejected = status["counters"]["rejected"]
+    report["refused_503"] = rejected.get("backpressure", 0)
+    report["refused_429"] = rejected.get("throttled", 0)
     report["emitter_buffers"] = [m["buffer_len"] for m in buffered]
-    assert status["queue"]["depth"] == 300  # full, not more
-    assert report["refused_503"] > 0 and sum(report["emitter_buffers"]) > 0
+    # Full, not more: the last places are kept, one for each other emitter (fair admission),
+    # so the emitters that hold the rest are told 429, and any one of them 503 at the end.
+    assert 300 - len(p.emitters) <= status["queue"]["depth"] <= 300
+    assert report["refused_503"] + report["refused_429"] > 0
+    assert sum(report["emitter_buffers"]) > 0
     for aid, port in ports.items():
         p.start_analyzer(aid, port)
     finish(p, report)

@@ -62,6 +62,27 @@ def test_admitted_exactly_when_within_the_fair_share(
     assert fair.admits(emitter, n) is (calm or within)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    held=holdings,
+    emitter=st.integers(0, 45),
+    n=st.integers(1, 30),
+    capacity=st.integers(50, 600),
+    share_of=st.integers(0, 600),
+)
+def test_the_share_of_any_amount_is_its_water_level(
+    held: dict[int, int], emitter: int, n: int, capacity: int, share_of: int
+) -> None:
+    fair = FairShare(capacity, pressure=0.01)
+    for e, q in held.items():
+        fair.add(e, q)
+    mine = held.get(emitter, 0)
+    demands = [q for e, q in held.items() if e != emitter] + [mine + n]
+    calm = fair.held + n <= fair.budget
+    within = mine + n <= water_level(demands, share_of) or mine == 0
+    assert fair.admits(emitter, n, share_of) is (calm or within)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     steps=st.lists(

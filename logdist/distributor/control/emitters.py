@@ -26,6 +26,7 @@ from logdist.core import paging
 from logdist.core.checks import check_id, control_url
 from logdist.core.paging import PAGE_DEFAULT
 from logdist.distributor.observe.meter import SAMPLE, ControlMeter
+from logdist.distributor.routing.shares import Shares
 from logdist.errors import InvalidRequest, PeerUnavailable, UnknownEmitter
 from logdist.events import event
 from logdist.formats.packet import Packet
@@ -69,7 +70,7 @@ class EmitterInfo:
             return "gone"
         return "paused" if self.paused else "active"
 
-    def to_json(self, now: float, lease: float) -> dict[str, Any]:
+    def to_json(self, now: float, lease: float, shares: Shares | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
             "url": self.url,
@@ -77,6 +78,9 @@ class EmitterInfo:
             "last_seen_ago": round(now - self.last_seen, 3),
             "received_packets": self.received_packets,
             "received_messages": self.received_messages,
+            # What it holds of the distributor now, and its requests refused past its share.
+            "holding": shares.holding.get(self.id, 0) if shares is not None else 0,
+            "throttled": shares.throttled.get(self.id, 0) if shares is not None else 0,
             "metrics": self.metrics,
         }
 
@@ -97,6 +101,8 @@ class EmitterDirectory:
     ) -> None:
         self._now = now
         self.meter = meter or ControlMeter()
+        # Who holds what and who was throttled (the dispatcher's; set by the distributor).
+        self.shares: Shares | None = None
         # Where a control URL may point besides the registering peer (see checks.control_url).
         self.networks = networks
         self.lease = lease
@@ -341,7 +347,7 @@ class EmitterDirectory:
                 return None
             if state is not None and info.state(now, lease) != state:
                 return None
-            return info.to_json(now, lease)
+            return info.to_json(now, lease, self.shares)
 
         rows, after = paging.page(self.ids(), row, limit, cursor)
         return paging.answer("emitters", rows, len(emitters), after)
@@ -349,7 +355,7 @@ class EmitterDirectory:
     def to_json(self) -> list[dict[str, Any]]:
         self.settle()
         now = self._now()
-        return [e.to_json(now, self.lease) for e in self._emitters.values()]
+        return [e.to_json(now, self.lease, self.shares) for e in self._emitters.values()]
 
 
 def check_secret(value: object) -> str | None:

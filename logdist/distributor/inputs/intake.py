@@ -55,6 +55,7 @@ class Intake:
         if self._cluster is not None:
             return self._published(self._cluster, packets)
         self._dispatcher.check_room(total(packets))
+        self._dispatcher.shares.check(packets)
         if self._dead_letters.full:
             raise self.dead_letters_full()
         if self._spool is None:

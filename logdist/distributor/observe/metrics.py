@@ -7,6 +7,7 @@ once per forwarding request.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +130,7 @@ class DistributorCollector(Collector):
         for (aid, code), count in sorted(c.dead_letters.items()):
             dead.add_metric([aid, str(code)], count)
         yield from (refused, dead)
+        yield from throttled_metrics(self.s.dispatcher.shares.throttled)
         store = self.s.dead_letters
         yield GaugeMetricFamily(
             "logdist_dead_letters_kept", "Dead letters kept now.", len(store.letters)
@@ -168,6 +170,28 @@ class DistributorCollector(Collector):
             weight.add_metric([a.id], a.weight)
             pending.add_metric([a.id], a.pending)
         yield from (up, enabled, weight, pending)
+
+
+# Emitters named in logdist_emitter_throttled_total; the rest are summed as "(others)".
+THROTTLED_NAMED = 20
+
+
+def throttled_metrics(throttled: Counter[str | None]) -> Iterator[Metric]:
+    """Requests refused past an emitter's fair share (429): the most refused emitters by
+    name, the rest summed, so ten thousand emitters do not make ten thousand series."""
+    family = CounterMetricFamily(
+        "logdist_emitter_throttled",
+        f"Requests answered 429 past the emitter's fair share; the {THROTTLED_NAMED} most"
+        " refused emitters by name, the others summed as (others).",
+        labels=["emitter"],
+    )
+    top = throttled.most_common(THROTTLED_NAMED)
+    for emitter, count in top:
+        family.add_metric([str(emitter)], count)
+    rest = sum(throttled.values()) - sum(n for _, n in top)
+    if rest:
+        family.add_metric(["(others)"], rest)
+    yield family
 
 
 def tls_metrics(tls: ServerTls) -> Iterator[Metric]:

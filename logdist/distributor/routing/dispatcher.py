@@ -30,6 +30,7 @@ from logdist.distributor.observe.counters import Counters
 from logdist.distributor.outputs.wire import Wire
 from logdist.distributor.routing.holds import Holds
 from logdist.distributor.routing.outbox import Outbox
+from logdist.distributor.routing.shares import Shares
 from logdist.distributor.routing.verdicts import Verdicts
 from logdist.errors import Backpressure, PayloadTooLarge
 from logdist.events import event
@@ -78,6 +79,8 @@ class Dispatcher(Verdicts):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.wire = Wire(tls)
+        # What each emitter holds of `unacked`, and fair admission over it.
+        self.shares = Shares(self.holds_at_most, cfg.fair_share_above, cfg.retry_after, now)
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
         self.holds = Holds(registry, self._wake.set)
@@ -100,6 +103,12 @@ class Dispatcher(Verdicts):
         if self.queued + count > capacity:
             raise self.queue_full()
 
+    def holds_at_most(self) -> int:
+        """What the distributor can hold now: its queue, and what the analyzers' pending
+        windows hold (room in a window that routing cannot use, an analyzer's that is
+        down or slow to take more, is no room)."""
+        return self.cfg.queue_capacity + self.unacked - self.queued
+
     def queue_full(self) -> Backpressure:
         capacity = self.cfg.queue_capacity
         return Backpressure(
@@ -114,6 +123,7 @@ class Dispatcher(Verdicts):
         self.queue.extend(packets)
         self.queued += count
         self.unacked += count
+        self.shares.took(packets)
         self._settled.clear()
         if not replayed:
             self.counters.received_packets += count

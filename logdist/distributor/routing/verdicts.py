@@ -28,6 +28,7 @@ from logdist.distributor.outputs.wire import Wire
 from logdist.distributor.routing import parts
 from logdist.distributor.routing.holds import Holds
 from logdist.distributor.routing.outbox import Outbox, opened
+from logdist.distributor.routing.shares import Shares
 from logdist.events import event
 from logdist.formats.packet import Packet, Refusal, total
 from logdist.net.pool import Answer, ForwardError
@@ -43,6 +44,7 @@ class Verdicts:
     counters: Counters
     wire: Wire
     holds: Holds
+    shares: Shares
     unacked: int
     on_delivered: Callable[[str, list[Packet], float], None] | None
     on_dead_letter: Callable[[Packet], bool] | None
@@ -122,6 +124,7 @@ class Verdicts:
     def _split(self, packet: Packet, parts: list[Packet]) -> None:
         """`parts` stand for `packet` from now on."""
         self.unacked += len(parts) - 1
+        self.shares.split(packet, len(parts))
         if self.on_split is not None:
             self.on_split(packet, parts)
 
@@ -185,6 +188,7 @@ class Verdicts:
         packet.last_failed = analyzer.id
         if dead and self.on_dead_letter is not None and self.on_dead_letter(packet):
             self.counters.dead_letters[(analyzer.id, status)] += 1
+            self.shares.settled([packet])
             self._settle(packet.count)
             return
         if dead:
@@ -203,6 +207,7 @@ class Verdicts:
         stats.messages += messages
         self.counters.delivered_packets += count
         self.counters.delivered_messages += messages
+        self.shares.settled(batch)
         self._settle(count)
         change = self.registry.record_success(analyzer.id, passive=True)
         if change is not None:
