@@ -185,6 +185,7 @@ def test_up_gives_every_child_flags_its_command_knows(procs: Procs) -> None:
         control_token_file=str(secret),
         tls=TlsConfig("e.pem", "e.key", "clients.pem"),
         client=ClientConfig("ca.pem", "me.pem", "me.key", insecure=True),
+        track_ids=500,
     )
     cases: list[tuple[object, list[str], set[str]]] = [
         (analyzer, analyzer_argv(analyzer), {"weight"}),  # the weight is the distributor's
