@@ -131,9 +131,10 @@ STATE_STYLE = {"active": "green", "paused": "yellow", "gone": "red"}
 def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
-    # `received` is the distributor's own count; rate, buffer and retries are the emitter's
-    # as it last reported them (on registering, and on each change of state).
-    for name in ("rate", "buffer", "received", "retries"):
+    # `received` and `throttled` (requests answered 429 past its fair share) are the
+    # distributor's own counts; rate, buffer and retries are the emitter's as it last reported
+    # them (on registering, and on each change of state).
+    for name in ("rate", "buffer", "received", "retries", "throttled"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("seen", justify="right", no_wrap=True)
@@ -147,6 +148,7 @@ def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> T
             f"{m.get('buffer_len', '?')}",
             f"{e.get('received_packets', '?')}",
             f"{m.get('retries', '?')}",
+            Text(f"{e.get('throttled', 0)}", style="bold red" if e.get("throttled") else ""),
             Text(state, style=STATE_STYLE.get(state, "")),
             f"{e.get('last_seen_ago', 0):.0f}s ago",
             Text(e["url"], style="dim"),
