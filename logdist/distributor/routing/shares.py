@@ -116,7 +116,10 @@ class Shares:
     # -- holding ---------------------------------------------------------------------------
 
     def took(self, packets: list[Packet]) -> None:
-        for emitter, n in counts_of(packets).items():
+        if len(packets) == 1 and packets[0].emitters is None:  # the common case, kept lean
+            self._add(packets[0].emitter, packets[0].count)
+            return
+        for emitter, n in by_emitter(packets).items():
             self._add(emitter, n)
 
     def split(self, packet: Packet, parts: int) -> None:
@@ -124,7 +127,10 @@ class Shares:
         self._add(packet.emitter, parts - 1)
 
     def settled(self, packets: list[Packet]) -> None:
-        for emitter, n in counts_of(packets).items():
+        if len(packets) == 1 and packets[0].emitters is None:
+            self._remove(packets[0].emitter, packets[0].count)
+            return
+        for emitter, n in by_emitter(packets).items():
             self._remove(emitter, n)
 
     def _add(self, emitter: str | None, n: int) -> None:
@@ -158,6 +164,12 @@ class Shares:
         """Raise Throttled if an emitter of `packets` would hold more than its fair share."""
         if not self.above:
             return
+        if len(packets) == 1 and packets[0].emitters is None and not self._throttling:
+            # The common case, kept lean: one emitter's packet while no one is throttled.
+            p = packets[0]
+            self.recent.heard(p.emitter)
+            if self.held + p.count <= self.capacity() * self.above:
+                return
         counts = counts_of(packets)
         n = sum(counts.values())
         for emitter in counts:
