@@ -144,8 +144,8 @@ class Shares:
         if left > 0:
             self.holding[emitter] = left
         else:
-            n += left
-            del self.holding[emitter]
+            n += left  # what it held, at most
+            self.holding.pop(emitter, None)
         self.held -= n
         if self.fair is not None:
             self.fair.remove(emitter, n)

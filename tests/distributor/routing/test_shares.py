@@ -87,6 +87,8 @@ def test_runs_count_each_packet_for_its_own_emitter() -> None:
     assert shares.holding == {"e1": 2, "e2": 1} and shares.held == 3
     shares.settled([run])
     assert not shares.holding and shares.held == 0
+    shares.settled([packet("never-held", 0)])  # nothing held: nothing to give back
+    assert not shares.holding and shares.held == 0
 
 
 async def test_over_http_the_burst_gets_429_the_quiet_get_202_and_nothing_is_lost(
