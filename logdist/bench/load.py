@@ -4,7 +4,6 @@ part, what the analyzers counted, and a run's slices summed into one row."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import re
 import resource
 import subprocess
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from logdist.bench.proxies import FrontEnd, base, cpu_seconds, get_json, stats_total
+from logdist.bench.proxies import FrontEnd, base, cpu_seconds, get_bytes, stats_total
 from logdist.bench.scenarios import WEIGHTS
 
 
@@ -93,7 +92,7 @@ def idle(front: FrontEnd, seconds: float) -> dict[str, Any]:
     time.sleep(seconds)
     cpu = cpu_seconds(pids) - before
     elapsed = time.monotonic() - started
-    status = json.dumps(get_json(front.port, "/status", timeout=10)).encode()
+    status = get_bytes(front.port, "/status", timeout=10)
     return {
         "seconds": round(elapsed, 1),
         "cpu_pct": round(100 * cpu / elapsed, 2),

@@ -74,10 +74,16 @@ def base(port: int) -> str:
     return f"{'https' if port in TLS_PORTS else 'http'}://127.0.0.1:{port}"
 
 
-def get_json(port: int, path: str, timeout: float = 5) -> Any:
+def get_bytes(port: int, path: str, timeout: float = 5) -> bytes:
+    """A local port's answer to GET `path`, as it came (https:// for a TLS port)."""
     with urllib.request.urlopen(base(port) + path, timeout=timeout,
                                 context=TLS_PORTS.get(port)) as resp:  # fmt: skip
-        return json.load(resp)
+        body: bytes = resp.read()
+        return body
+
+
+def get_json(port: int, path: str, timeout: float = 5) -> Any:
+    return json.loads(get_bytes(port, path, timeout))
 
 
 def analyzer_stats(port: int) -> dict[str, Any]:

@@ -105,7 +105,6 @@ class ServerTls:
 
     def __init__(self, cfg: TlsConfig, daemon: str) -> None:
         assert cfg.cert is not None and cfg.key is not None
-        self.cfg = cfg
         self.daemon = daemon
         self.files = (cfg.cert, cfg.key, cfg.client_ca)
         self.stamps = tuple(map(_stamp, self.files))

@@ -110,7 +110,6 @@ class Shares:
         self.recent = Recent(now)
         self.fair: FairShare | None = None  # the trees, while under pressure
         self.throttled: Counter[str | None] = Counter()  # requests refused, by emitter
-        self.refused = 0
         self._throttling: dict[str | None, int] = {}  # emitter -> refused in this spell
 
     # -- holding ---------------------------------------------------------------------------
@@ -201,7 +200,6 @@ class Shares:
         return fair.below(x) - min(mine, x) + x <= limit
 
     def _refuse(self, over: list[str | None]) -> None:
-        self.refused += 1
         for emitter in over:
             self.throttled[emitter] += 1
             spell = self._throttling.get(emitter)
