@@ -158,6 +158,8 @@ class Views:
                 "capacity": self.cfg.queue_capacity,
                 "unacked": d.unacked,
                 "backing_off": d.backing_off,
+                # Emitters with packets waiting: the lanes the queue takes turns between.
+                "emitters_waiting": d.queue.waiting_emitters(),
             },
             "analyzers": analyzers,
             "analyzer_summary": analyzer_summary,

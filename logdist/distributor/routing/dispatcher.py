@@ -1,10 +1,12 @@
 """From the queue to the analyzers: late binding, per-analyzer outboxes, batching, retries.
 
-A packet waits in one bounded FIFO queue until some analyzer has room; only then is it
-assigned (late binding), so nothing queued waits on a dead analyzer. Each analyzer has an
-outbox of packets assigned to it and up to `max_requests` sender tasks draining it, so a slow
-analyzer holds only its own outbox, and once that is full the picker passes it over. A packet
-leaves the distributor only when an analyzer answers 2xx, or as a dead letter.
+A packet waits in one bounded queue until some analyzer has room; only then is it assigned
+(late binding), so nothing queued waits on a dead analyzer. The queue is a lane per emitter
+served by deficit round robin (`core.lanes`), so a burst does not delay a quiet emitter.
+Each analyzer has an outbox of packets assigned to it and up to `max_requests` sender tasks
+draining it, so a slow analyzer holds only its own outbox, and once that is full the picker
+passes it over. A packet leaves the distributor only when an analyzer answers 2xx, or as a
+dead letter.
 
 How a batch is encoded and sent is the outputs' (`outputs/wire.py`); what its answer does
 to the packets, `verdicts.py`.
@@ -19,12 +21,12 @@ import logging
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from logdist.config import DistributorConfig
 from logdist.core.backoff import Backoff
+from logdist.core.lanes import FairQueue
 from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.observe.counters import Counters
 from logdist.distributor.outputs.wire import Wire
@@ -65,7 +67,9 @@ class Dispatcher(Verdicts):
         # Told when a packet is split into parts by an answer record by record: the parts
         # stand for it from then on (the spool and the cluster stream wait for all of them).
         self.on_split: Callable[[Packet, list[Packet]], None] | None = None
-        self.queue: deque[Packet] = deque()
+        # Packets waiting for an analyzer, leaving by deficit round robin across emitters
+        # (one FIFO when fairness is off).
+        self.queue = FairQueue(fair=cfg.fair_share_above > 0)
         # Packets in `queue` (a run counts what it holds).
         self.queued = 0
         # Accepted and not yet acknowledged by an analyzer: the packets this daemon owns.
@@ -164,7 +168,7 @@ class Dispatcher(Verdicts):
         for _ in range(ROUTE_SLICE):
             if not queue:
                 return
-            packet = queue[0]
+            packet = queue.peek()
             exclude = packet.last_failed if packet.refusals is None else packet.refusers()
             analyzer = registry.assign(packet.messages, exclude, packet.count)
             if analyzer is None and exclude is not None:
@@ -244,7 +248,7 @@ class Dispatcher(Verdicts):
         self._later(delay, later)
 
     def _requeue(self, packets: list[Packet]) -> None:
-        self.queue.extendleft(reversed(packets))
+        self.queue.push_front(packets)
         self.queued += total(packets)
         self._wake.set()
 
