@@ -240,6 +240,21 @@ class AdminClient:
         result: dict[str, Any] = await self._call("GET", f"/emitter/{_seg(eid)}/metrics")
         return result
 
+    # -- per-emitter limits ---------------------------------------------------------------
+
+    async def limits(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/limits")
+        return result
+
+    async def set_limit(self, pattern: str, rate: float, burst: float | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"rate": rate} if burst is None else {"rate": rate, "burst": burst}
+        result: dict[str, Any] = await self._call("PUT", f"/limits/{_seg(pattern)}", body)
+        return result
+
+    async def clear_limit(self, pattern: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("DELETE", f"/limits/{_seg(pattern)}")
+        return result
+
     # -- stored logs ----------------------------------------------------------------------
 
     async def search(self, **params: str | None) -> dict[str, Any]:

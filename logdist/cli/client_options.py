@@ -18,7 +18,7 @@ import orjson
 import typer
 
 from logdist.admin_client import DEFAULT_URL, AdminClient, ClientFailure
-from logdist.config.daemons import read_token
+from logdist.config.fields import read_token
 from logdist.config.tables import ClientConfig
 from logdist.errors import ConfigError
 from logdist.net.tls import client_context

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from logdist.admin_client import AdminClient
-from logdist.cli import deadletters
+from logdist.cli import deadletters, limits
 from logdist.cli.client_options import DEFAULT, JsonOption, TokenOption, UrlOption, call, print_json
 from logdist.cli.common import fail
 from logdist.cli.completion import complete_analyzer, complete_emitter
@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 
 app.add_typer(deadletters.app, name="dead-letters")
+limits.register(app)
 
 AnalyzerArg = Annotated[str, typer.Argument(help="Analyzer id.", autocompletion=complete_analyzer)]
 FormatOption = Annotated[

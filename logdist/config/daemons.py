@@ -15,11 +15,19 @@ from logdist.config.fields import (
     check_positive,
     checked_id,
     parse_messages,
+    read_token,
     require,
     setting,
 )
 from logdist.config.refs import ANALYZER_SPEC, AnalyzerRef, parse_analyzer_refs
-from logdist.config.tables import ClientConfig, ClusterConfig, HealthConfig, SyslogConfig, TlsConfig
+from logdist.config.tables import (
+    ClientConfig,
+    ClusterConfig,
+    HealthConfig,
+    LimitsConfig,
+    SyslogConfig,
+    TlsConfig,
+)
 from logdist.core.checks import check_allowed_host, check_network, check_origin, check_url
 from logdist.errors import ConfigError, InvalidRequest
 
@@ -44,21 +52,6 @@ def token_file_setting(which: str) -> Any:
         convert=str,
         show_default=False,
     )
-
-
-def read_token(path: str | None, token: str | None, name: str) -> str | None:
-    """The token in the file at `path` (its first line), else `token`; ConfigError when the
-    file cannot be read or holds none."""
-    if path is None:
-        return token
-    try:
-        with open(path, encoding="utf-8") as f:
-            line = f.readline().strip()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
-    if not line:
-        raise ConfigError(f"{name}: {path} holds no token (its first line is empty)")
-    return line
 
 
 def allowed_hosts_setting() -> Any:
@@ -122,6 +115,7 @@ class DistributorConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin_token: str | None = setting(
         None,
         "Require this bearer token on admin, control, metrics and WebSocket routes.",

@@ -179,3 +179,18 @@ def parse_messages(value: object) -> tuple[int, int]:
         1 <= lo <= hi <= 100_000, f"messages must satisfy 1 <= MIN <= MAX <= 100000, got {value!r}"
     )
     return (lo, hi)
+
+
+def read_token(path: str | None, token: str | None, name: str) -> str | None:
+    """The token in the file at `path` (its first line), else `token`; ConfigError when the
+    file cannot be read or holds none."""
+    if path is None:
+        return token
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    if not line:
+        raise ConfigError(f"{name}: {path} holds no token (its first line is empty)")
+    return line

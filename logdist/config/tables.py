@@ -1,14 +1,16 @@
-"""The daemons' nested tables: [distributor.health], .syslog and .cluster, and every daemon's
-.tls (what it serves) and .client (how it connects to others)."""
+"""The daemons' nested tables: [distributor.health], .syslog, .cluster and .limits, and every
+daemon's .tls (what it serves) and .client (how it connects to others)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from logdist.config.fields import check_port, check_positive, require, setting
+from logdist.errors import ConfigError
 
 
 def _file(help: str, **flag: Any) -> Any:
@@ -189,3 +191,82 @@ class ClusterConfig:
         check_positive("cluster ack_wait", self.ack_wait)
         require(self.max_in_flight >= 1, "cluster max_in_flight must be >= 1")
         require(self.max_bytes >= 1 << 20, "cluster max_bytes must be at least 1 MiB")
+
+
+@dataclass(frozen=True)
+class EmitterLimit:
+    """A rate limit for the emitters an id names (`web-7`), or an id prefix (`web-*`)."""
+
+    pattern: str
+    rate: float  # messages a second; 0: none
+    burst: float | None = None  # messages at once; None: a second's worth
+
+    def __post_init__(self) -> None:
+        stem = self.pattern.removesuffix("*")
+        require(
+            0 < len(self.pattern) <= 200 and "*" not in stem,
+            f"an emitter limit is for an id or an id prefix ending in *, got {self.pattern!r}",
+        )
+        check_limit(f"limit for {self.pattern!r}", self.rate, self.burst)
+
+    def matches(self, emitter: str) -> bool:
+        if self.pattern.endswith("*"):
+            return emitter.startswith(self.pattern[:-1])
+        return emitter == self.pattern
+
+
+def check_limit(what: str, rate: float, burst: float | None) -> None:
+    require(math.isfinite(rate) and rate >= 0, f"{what}: rate must be >= 0 (0: none), got {rate}")
+    require(
+        burst is None or (math.isfinite(burst) and burst >= 1),
+        f"{what}: burst must be at least 1 message, got {burst}",
+    )
+
+
+def emitter_limits_of(where: str, value: object) -> tuple[EmitterLimit, ...]:
+    """`[distributor.limits.emitters]`: `"ID" = RATE` or `"PREFIX*" = {rate = R, burst = B}`."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: emitters must be a table of id (or prefix*) = limit")
+    out = []
+    for pattern, limit in value.items():
+        if isinstance(limit, int | float) and not isinstance(limit, bool):
+            limit = {"rate": limit}
+        if not isinstance(limit, dict) or set(limit) - {"rate", "burst"} or "rate" not in limit:
+            raise ConfigError(
+                f"{where}.emitters: {pattern!r} must be a rate or {{rate = R, burst = B}}, got"
+                f" {limit!r}"
+            )
+        rate, burst = limit["rate"], limit.get("burst")
+        for name, number in (("rate", rate), ("burst", burst)):
+            if number is not None and (
+                isinstance(number, bool) or not isinstance(number, int | float)
+            ):
+                raise ConfigError(f"{where}.emitters: {pattern!r} {name} must be a number")
+        out.append(EmitterLimit(pattern, float(rate), None if burst is None else float(burst)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-emitter rate limits (messages a second, a token bucket each), as Loki's per-tenant
+    ingestion limits: past its limit an emitter is answered 429 with Retry-After."""
+
+    rate: float = setting(
+        0.0,
+        "Messages a second each emitter may send (a token bucket each; past it: 429 with"
+        " Retry-After); 0: no limit. Overrides per emitter id or id prefix in TOML"
+        " ([distributor.limits.emitters]), and at runtime with `logdist ctl limit`.",
+        decls=("--emitter-rate",),
+        metavar="MESSAGES/S",
+    )
+    burst: float | None = setting(
+        None,
+        "Messages an emitter may send at once past its rate (default: a second's worth).",
+        decls=("--emitter-burst",),
+        metavar="MESSAGES",
+        show_default=False,
+    )
+    emitters: tuple[EmitterLimit, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_limit("emitter limits", self.rate, self.burst)

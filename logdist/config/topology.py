@@ -16,9 +16,12 @@ from logdist.config.refs import AnalyzerRef
 from logdist.config.tables import (
     ClientConfig,
     ClusterConfig,
+    EmitterLimit,
     HealthConfig,
+    LimitsConfig,
     SyslogConfig,
     TlsConfig,
+    emitter_limits_of,
 )
 from logdist.core.delivery import BASE_KEYS, OPTIONS, delivery_from
 from logdist.errors import ConfigError, InvalidRequest
@@ -138,9 +141,11 @@ def _convert(where: str, name: str, hint: Any, value: Any, duration: bool = Fals
     elif hint is bool:
         if isinstance(value, bool):
             return value
-    elif hint in (HealthConfig, SyslogConfig, ClusterConfig, TlsConfig, ClientConfig):
+    elif hint in (HealthConfig, SyslogConfig, ClusterConfig, TlsConfig, ClientConfig, LimitsConfig):
         if isinstance(value, dict):
             return _build(hint, value, f"{where}.{name}")
+    elif hint == tuple[EmitterLimit, ...]:
+        return emitter_limits_of(where, value)
     elif name == "messages":
         return parse_messages(value)
     elif hint == tuple[str, ...]:

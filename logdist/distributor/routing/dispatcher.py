@@ -31,6 +31,7 @@ from logdist.core.registry import Analyzer, Health, HealthChange, Registry
 from logdist.distributor.observe.counters import Counters
 from logdist.distributor.outputs.wire import Wire
 from logdist.distributor.routing.holds import Holds
+from logdist.distributor.routing.limits import Limits
 from logdist.distributor.routing.outbox import Outbox
 from logdist.distributor.routing.shares import Shares
 from logdist.distributor.routing.verdicts import Verdicts
@@ -85,6 +86,8 @@ class Dispatcher(Verdicts):
         self.wire = Wire(tls)
         # What each emitter holds of `unacked`, and fair admission over it.
         self.shares = Shares(self.holds_at_most, cfg.fair_share_above, cfg.retry_after, now)
+        # Per-emitter rate limits (checked with the fair shares).
+        self.limits = self.shares.limits = Limits(cfg.limits, cfg.state_dir, now)
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
         self.holds = Holds(registry, self._wake.set)

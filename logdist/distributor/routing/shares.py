@@ -20,8 +20,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from logdist.core.fairness import FairShare
+from logdist.distributor.routing.limits import Limits
 from logdist.errors import Throttled
 from logdist.events import event
 from logdist.formats.packet import Packet
@@ -109,7 +111,9 @@ class Shares:
         self.held = 0
         self.recent = Recent(now)
         self.fair: FairShare | None = None  # the trees, while under pressure
-        self.throttled: Counter[str | None] = Counter()  # requests refused, by emitter
+        # Per-emitter rate limits, checked after the fair share (set by the distributor).
+        self.limits: Limits | None = None
+        self.throttled: Counter[str | None] = Counter()  # requests refused 429, by emitter
         self._throttling: dict[str | None, int] = {}  # emitter -> refused in this spell
 
     # -- holding ---------------------------------------------------------------------------
@@ -160,35 +164,56 @@ class Shares:
         return max(budget, capacity - RESERVE * others)
 
     def check(self, packets: list[Packet]) -> None:
-        """Raise Throttled if an emitter of `packets` would hold more than its fair share."""
-        if not self.above:
-            return
+        """Raise Throttled if an emitter of `packets` would hold more than its fair share, or
+        is over its rate limit (`limits`)."""
+        limits = self.limits
         if len(packets) == 1 and packets[0].emitters is None and not self._throttling:
             # The common case, kept lean: one emitter's packet while no one is throttled.
             p = packets[0]
-            self.recent.heard(p.emitter)
-            if self.held + p.count <= self.capacity() * self.above:
+            if self.above:
+                self.recent.heard(p.emitter)
+            if not self.above or self.held + p.count <= self.capacity() * self.above:
+                if limits is not None and limits.active:
+                    limits.check(packets, self.refused)
                 return
         counts = counts_of(packets)
+        if self.above:
+            self._check_fair(counts)
+        if limits is not None and limits.active:
+            limits.check(packets, self.refused)
+        if self._throttling:
+            self._ended(counts)
+
+    def _check_fair(self, counts: dict[str | None, int] | Counter[str | None]) -> None:
         n = sum(counts.values())
         for emitter in counts:
             self.recent.heard(emitter)
         capacity = self.capacity()
         budget = int(capacity * self.above)
-        if self.held + n > budget:
-            fair = self.fair
-            if fair is None or fair.capacity < capacity:
-                # The trees, sized with room to grow (the capacity follows the windows in
-                # use): made again only when it doubles.
-                fair = self.fair = FairShare(2 * max(capacity, self.held, 1))
-                for emitter, held in self.holding.items():
-                    fair.add(emitter, held)
-            limit = self.share_of(capacity, budget)
-            over = [e for e, k in counts.items() if not self.within(fair, e, k, limit)]
-            if over:
-                self._refuse(over)
-        if self._throttling:
-            self._ended(counts)
+        if self.held + n <= budget:
+            return
+        fair = self.fair
+        if fair is None or fair.capacity < capacity:
+            # The trees, sized with room to grow (the capacity follows the windows in use):
+            # made again only when it doubles.
+            fair = self.fair = FairShare(2 * max(capacity, self.held, 1))
+            for emitter, held in self.holding.items():
+                fair.add(emitter, held)
+        limit = self.share_of(capacity, budget)
+        over = [e for e, k in counts.items() if not self.within(fair, e, k, limit)]
+        if not over:
+            return
+        for emitter in over:
+            self.refused(emitter, holding=self.holding.get(emitter, 0), held=self.held,
+                         budget=budget)  # fmt: skip
+        emitter = over[0]
+        raise Throttled(
+            f"emitter {emitter!r} holds more than its fair share of the distributor"
+            f" ({self.holding.get(emitter, 0)} packets) while others send; keep the packets"
+            " and retry",
+            retry_after=self.retry_after,
+            detail={"emitter": emitter, "holding": self.holding.get(emitter, 0)},
+        )
 
     def within(self, fair: FairShare, emitter: str | None, n: int, limit: int) -> bool:
         """Whether `emitter`, holding `n` more, stays within its max-min share of `limit`
@@ -199,24 +224,14 @@ class Shares:
         x = mine + n
         return fair.below(x) - min(mine, x) + x <= limit
 
-    def _refuse(self, over: list[str | None]) -> None:
-        for emitter in over:
-            self.throttled[emitter] += 1
-            spell = self._throttling.get(emitter)
-            if spell is None:
-                event(log, "emitter_throttled", logging.WARNING, emitter=emitter,
-                      holding=self.holding.get(emitter, 0), held=self.held,
-                      budget=int(self.capacity() * self.above))  # fmt: skip
-                spell = 0
-            self._throttling[emitter] = spell + 1
-        emitter = over[0]
-        raise Throttled(
-            f"emitter {emitter!r} holds more than its fair share of the distributor"
-            f" ({self.holding.get(emitter, 0)} packets) while others send; keep the packets"
-            " and retry",
-            retry_after=self.retry_after,
-            detail={"emitter": emitter, "holding": self.holding.get(emitter, 0)},
-        )
+    def refused(self, emitter: str | None, **why: Any) -> None:
+        """Count a request of `emitter`'s refused 429; log when its spell of them begins."""
+        self.throttled[emitter] += 1
+        spell = self._throttling.get(emitter)
+        if spell is None:
+            event(log, "emitter_throttled", logging.WARNING, emitter=emitter, **why)
+            spell = 0
+        self._throttling[emitter] = spell + 1
 
     def _ended(self, admitted: Iterable[str | None]) -> None:
         for emitter in admitted:

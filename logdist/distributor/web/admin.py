@@ -1,4 +1,4 @@
-"""Admin routes: the analyzers, the dead letters, the emitters."""
+"""Admin routes: the analyzers, the dead letters, the emitters and their limits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from logdist.core import paging
 from logdist.core.delivery import OPTION_KEYS, delivery_from, invalid, merge_headers
 from logdist.core.registry import AdminState
 from logdist.distributor.control.emitters import EmitterDirectory, EmitterInfo, relay
+from logdist.distributor.routing.limits import row
 from logdist.distributor.web.keys import DISTRIBUTOR
 from logdist.errors import InvalidRequest
 from logdist.net.web import bearer_ok, json_response, read_json_object, require
@@ -241,6 +242,30 @@ async def emitter_metrics(request: web.Request) -> web.Response:
     return json_response(data, status=status)
 
 
+# -- per-emitter limits -------------------------------------------------------------------
+
+
+async def list_limits(request: web.Request) -> web.Response:
+    return json_response(request.app[DISTRIBUTOR].dispatcher.limits.to_json())
+
+
+async def set_limit(request: web.Request) -> web.Response:
+    """`PUT /limits/{emitter}` {"rate": R, "burst": B}: an id, or a prefix ending in *."""
+    limits = request.app[DISTRIBUTOR].dispatcher.limits
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - {"rate", "burst"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; known: rate, burst")
+    limit = limits.set(request.match_info["emitter"], require(body, "rate"), body.get("burst"))
+    return json_response({"set": row(limit), "kept": limits.path is not None})
+
+
+async def clear_limit(request: web.Request) -> web.Response:
+    limits = request.app[DISTRIBUTOR].dispatcher.limits
+    limit = limits.clear(request.match_info["emitter"])
+    return json_response({"cleared": row(limit), "kept": limits.path is not None})
+
+
 def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/registry", get_registry)
     r.add_post("/registry/add", add_analyzer)
@@ -257,3 +282,6 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/emitters", list_emitters)
     r.add_post("/emitter/{eid}/{action:pause|resume|rate}", emitter_action)
     r.add_get("/emitter/{eid}/metrics", emitter_metrics)
+    r.add_get("/limits", list_limits)
+    r.add_put("/limits/{emitter:.+}", set_limit)
+    r.add_delete("/limits/{emitter:.+}", clear_limit)

@@ -1,0 +1,225 @@
+"""Per-emitter rate limits, as Loki's per-tenant ingestion limits: a token bucket of messages
+for each emitter a limit covers, refilled at its rate up to its burst. A request whose
+messages the bucket does not hold is answered 429 with Retry-After (when it will) and nothing
+of it is taken; one larger than the burst passes when the bucket is full, and the bucket
+goes into debt for the rest, so no request is too large to ever pass.
+
+Which limit an emitter has, first found: one set at runtime (`ctl limit`) for its id, one
+configured for its id, the longest id prefix (`web-*`) set at runtime or configured, the
+default (`--emitter-rate`). A rate of 0 is no limit (so `ctl limit web-7 0` exempts one
+emitter from the default). Runtime limits are kept in the state dir's `limits.json` when
+there is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from logdist.config.tables import EmitterLimit, LimitsConfig
+from logdist.distributor.storage.files import replace_file
+from logdist.errors import ConfigError, InvalidRequest, NotFound, Throttled
+from logdist.formats.packet import Packet
+
+log = logging.getLogger("logdist.distributor")
+
+# Buckets kept past this many are pruned of those that have refilled (as good as new).
+PRUNE_AT = 20_000
+
+
+class Bucket:
+    __slots__ = ("limit", "tokens", "last")
+
+    def __init__(self, limit: EmitterLimit, now: float) -> None:
+        self.limit = limit
+        self.tokens = burst_of(limit)
+        self.last = now
+
+    def refill(self, now: float) -> float:
+        burst = burst_of(self.limit)
+        self.tokens = min(burst, self.tokens + (now - self.last) * self.limit.rate)
+        self.last = now
+        return burst
+
+    def wait(self, n: int, now: float) -> float:
+        """Seconds until `n` messages may pass (0: now); a request larger than the burst
+        passes once the bucket is full."""
+        burst = self.refill(now)
+        missing = min(n, burst) - self.tokens
+        return max(0.0, missing / self.limit.rate)
+
+
+def burst_of(limit: EmitterLimit) -> float:
+    return limit.burst if limit.burst is not None else max(1.0, limit.rate)
+
+
+def messages_by_emitter(packets: list[Packet]) -> Counter[str | None]:
+    counts: Counter[str | None] = Counter()
+    for p in packets:
+        if p.emitters is not None and p.counts is not None:
+            for emitter, n in zip(p.emitters, p.counts, strict=True):
+                counts[emitter] += n
+        else:
+            counts[p.emitter] += p.messages
+    return counts
+
+
+class Limits:
+    def __init__(
+        self,
+        cfg: LimitsConfig,
+        state_dir: str | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.default = EmitterLimit("*", cfg.rate, cfg.burst) if cfg.rate else None
+        self.configured = {limit.pattern: limit for limit in cfg.emitters}
+        self.runtime: dict[str, EmitterLimit] = {}
+        self.path = Path(state_dir) / "limits.json" if state_dir else None
+        self._now = now
+        # emitter -> its bucket, or None when no limit covers it.
+        self.buckets: dict[str | None, Bucket | None] = {}
+        if self.path is not None:
+            self.runtime = load(self.path)
+        self.active = self._any()
+
+    def _any(self) -> bool:
+        return any(
+            limit.rate for limit in [*self.runtime.values(), *self.configured.values()]
+        ) or bool(self.default)
+
+    # -- which limit -----------------------------------------------------------------------
+
+    def limit_for(self, emitter: str | None) -> EmitterLimit | None:
+        """The limit that covers `emitter` (None: none, or a rate of 0)."""
+        eid = emitter or ""
+        found = self.runtime.get(eid) or self.configured.get(eid)
+        if found is None:
+            best = -1
+            for table in (self.runtime, self.configured):
+                for pattern, limit in table.items():
+                    if pattern.endswith("*") and len(pattern) > best and limit.matches(eid):
+                        found, best = limit, len(pattern)
+        found = found or self.default
+        return found if found is not None and found.rate else None
+
+    def _bucket(self, emitter: str | None, now: float) -> Bucket | None:
+        try:
+            return self.buckets[emitter]
+        except KeyError:
+            pass
+        if len(self.buckets) >= PRUNE_AT:
+            self._prune(now)
+        limit = self.limit_for(emitter)
+        bucket = self.buckets[emitter] = Bucket(limit, now) if limit is not None else None
+        return bucket
+
+    def _prune(self, now: float) -> None:
+        def spent(bucket: Bucket | None) -> bool:
+            return bucket is not None and bucket.tokens < bucket.refill(now)
+
+        self.buckets = {e: b for e, b in self.buckets.items() if spent(b)}
+
+    # -- admitting -------------------------------------------------------------------------
+
+    def check(self, packets: list[Packet], refused: Callable[..., None]) -> None:
+        """Take `packets`' messages from their emitters' buckets, or raise Throttled (taking
+        none) when one of them must wait; `refused(emitter, **why)` is told who first."""
+        now = self._now()
+        if len(packets) == 1 and packets[0].emitters is None:
+            counts: dict[str | None, int] | Counter[str | None] = {
+                packets[0].emitter: packets[0].messages
+            }
+        else:
+            counts = messages_by_emitter(packets)
+        taking = []
+        for emitter, n in counts.items():
+            bucket = self._bucket(emitter, now)
+            if bucket is None:
+                continue
+            wait = bucket.wait(n, now)
+            if wait > 0:
+                limit = bucket.limit
+                refused(emitter, limit=limit.pattern, rate=limit.rate)
+                raise Throttled(
+                    f"emitter {emitter!r} is over its limit of {limit.rate:g} messages/s"
+                    f" (burst {burst_of(limit):g}); keep the packets and retry",
+                    retry_after=max(1, math.ceil(wait)),
+                    detail={"emitter": emitter, "rate": limit.rate, "burst": burst_of(limit)},
+                )
+            taking.append((bucket, n))
+        for bucket, n in taking:
+            bucket.tokens -= n
+
+    # -- runtime changes -------------------------------------------------------------------
+
+    def set(self, pattern: str, rate: object, burst: object = None) -> EmitterLimit:
+        for name, value in (("rate", rate), ("burst", burst)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise InvalidRequest(f"{name} must be a number, got {value!r}", {"field": name})
+        if not isinstance(pattern, str):
+            raise InvalidRequest("the emitter must be an id or an id prefix ending in *")
+        try:
+            limit = EmitterLimit(pattern, float(rate), None if burst is None else float(burst))  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise InvalidRequest(exc.message) from None
+        self.runtime[pattern] = limit
+        self._changed()
+        return limit
+
+    def clear(self, pattern: str) -> EmitterLimit:
+        try:
+            limit = self.runtime.pop(pattern)
+        except KeyError:
+            raise NotFound(
+                f"no limit was set at runtime for {pattern!r}",
+                {"runtime": sorted(self.runtime)},
+            ) from None
+        self._changed()
+        return limit
+
+    def _changed(self) -> None:
+        self.buckets.clear()  # made again under the new limits (full: a change is a pardon)
+        self.active = self._any()
+        if self.path is not None:
+            rows = [dataclasses.asdict(limit) for limit in self.runtime.values()]
+            replace_file(self.path, orjson.dumps({"version": 1, "limits": rows}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "default": row(self.default) if self.default is not None else None,
+            "configured": [row(limit) for limit in self.configured.values()],
+            "runtime": [row(limit) for limit in self.runtime.values()],
+            "kept": self.path is not None,
+        }
+
+
+def row(limit: EmitterLimit) -> dict[str, Any]:
+    return {"emitter": limit.pattern, "rate": limit.rate, "burst": burst_of(limit)}
+
+
+def load(path: Path) -> dict[str, EmitterLimit]:
+    """The runtime limits kept at `path` (none when it does not exist)."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the runtime limits: {exc}") from None
+    try:
+        assert data["version"] == 1
+        limits = [EmitterLimit(**r) for r in data["limits"]]
+    except (AssertionError, KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ConfigError(
+            f"{path}: not logdist's runtime limits ({exc!r}); fix or move it away"
+        ) from None
+    return {limit.pattern: limit for limit in limits}
