@@ -172,6 +172,12 @@ class DistributorConfig:
         600.0, "Seconds a gone emitter is still shown before it is forgotten."
     )
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    otlp_emitter_attribute: str = setting(
+        "service.name",
+        "The resource attribute an OTLP request's emitter is named by (otlp:VALUE), for fair"
+        " admission, limits and the views; without it, the sending host.",
+        metavar="KEY",
+    )
     # None: one a core, four at most, none on one core.
     parse_workers: int | None = setting(
         None,

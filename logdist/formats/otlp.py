@@ -41,6 +41,8 @@ from logdist.formats.packet import Made, Packet, envelope, opened_envelope
 from logdist.formats.records import level_of, packets_of, rfc3339
 
 EMITTER = "otlp"
+# An emitter name made of a resource attribute is cut to this many characters.
+EMITTER_MAX = 200
 SEVERITY = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (24, "FATAL"))
 
 
@@ -198,18 +200,32 @@ def otlp_packets(body: bytes, kind: str, peer: str, received: datetime) -> list[
     return packets_of(messages(decode(body, kind), peer, received), "otlp", EMITTER, body)
 
 
-def otlp_kept(body: bytes, kind: str, peer: str, received: datetime) -> list[Made]:
+def otlp_kept(
+    body: bytes, kind: str, peer: str, received: datetime, key: str = "service.name"
+) -> list[Made]:
     """One export request kept as it came: its envelope (see `formats.packet.envelope`), with
     an id from the request's bytes (an exporter's retry of it is deduplicated downstream)
     and its record count; nothing when it holds no records. Its records are not made into
-    messages here: that is done only for an analyzer that does not take OTLP."""
+    messages here: that is done only for an analyzer that does not take OTLP. It is from
+    the emitter `otlp:VALUE`, VALUE its first resource's attribute `key` (else its peer)."""
     request = decode(body, kind)
     count = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
     if not count:
         return []
     raw = body if kind == "protobuf" else request.SerializeToString()
     pid = f"otlp-{hashlib.blake2b(body, digest_size=12).hexdigest()}"
-    return [(pid, count, envelope(pid, count, raw, peer, rfc3339(received)))]
+    name = emitter_of(request, key) or peer
+    emitter = f"{EMITTER}:{name}"[:EMITTER_MAX] if name else EMITTER
+    return [(pid, count, envelope(pid, count, raw, peer, rfc3339(received), emitter), emitter)]
+
+
+def emitter_of(request: ExportLogsServiceRequest, key: str) -> str | None:
+    """The value of the first resource attribute `key` that is a string, if any."""
+    for rl in request.resource_logs:
+        for kv in rl.resource.attributes:
+            if kv.key == key and kv.value.WhichOneof("value") == "string_value":
+                return str(kv.value.string_value)
+    return None
 
 
 def unwrap(body: bytes) -> bytes:

@@ -93,8 +93,9 @@ class Packet:
         ]
 
 
-# A packet as a parse process hands it back (see distributor.inputs.parsing): id, messages, body.
-Made = tuple[str, int, bytes]
+# A packet as a parse process hands it back (see distributor.inputs.parsing): id, messages,
+# body, and the emitter it is from when the body does not say (an OTLP request's service).
+Made = tuple[str, int, bytes, str | None]
 
 
 # An OTLP request the distributor received, kept as it came for an analyzer that takes OTLP:
@@ -104,12 +105,14 @@ Made = tuple[str, int, bytes]
 ENVELOPE = b'{"otlp":"'
 
 
-def envelope(pid: str, records: int, request: bytes, peer: str, received: str) -> bytes:
+def envelope(
+    pid: str, records: int, request: bytes, peer: str, received: str, emitter: str = "otlp"
+) -> bytes:
     return orjson.dumps(
         {
             "otlp": base64.b64encode(request).decode(),
             "packetId": pid,
-            "emitter": "otlp",
+            "emitter": emitter,
             "records": records,
             "peer": peer,
             "received": received,
@@ -129,7 +132,8 @@ def parse_envelope(body: bytes) -> Packet:
         and records > 0
     ):
         raise InvalidPacket("not an OTLP envelope (otlp, packetId, records)")
-    return Packet(pid, "otlp", records, body, otlp=True)
+    emitter = obj.get("emitter")
+    return Packet(pid, emitter if isinstance(emitter, str) else "otlp", records, body, otlp=True)
 
 
 def opened_envelope(body: bytes) -> tuple[bytes, str, str, str]:

@@ -172,9 +172,9 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
     return items
 
 
-def records_packets(body: bytes, received: datetime) -> list[Packet]:
+def records_packets(body: bytes, received: datetime, emitter: str = EMITTER) -> list[Packet]:
     """The packets one request of records makes (ids from the request's bytes)."""
-    return packets_of([message_of(r, received) for r in parse_records(body)], "rec", EMITTER, body)
+    return packets_of([message_of(r, received) for r in parse_records(body)], "rec", emitter, body)
 
 
 def packets_of(
@@ -195,6 +195,6 @@ def packets_of(
     ]
 
 
-def records_made(body: bytes, received: datetime) -> list[Made]:
-    """`records_packets` as (id, messages, body) tuples: what a parse process hands back."""
-    return [(p.id, p.messages, p.body) for p in records_packets(body, received)]
+def records_made(body: bytes, received: datetime, emitter: str = EMITTER) -> list[Made]:
+    """`records_packets` as (id, messages, body, None) tuples: what a parse process hands back."""
+    return [(p.id, p.messages, p.body, None) for p in records_packets(body, received, emitter)]

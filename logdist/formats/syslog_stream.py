@@ -236,7 +236,7 @@ class Streams:
             pid = f"{self.prefix}-{self.seq}"
             chunk = gathered[start : min(start + per, cut)]
             body = orjson.dumps({"packetId": pid, "emitter": EMITTER, "messages": chunk})
-            made.append((pid, len(chunk), body))
+            made.append((pid, len(chunk), body, None))
         del gathered[:cut]
         return made
 

@@ -332,11 +332,12 @@ def test_an_otlp_request_kept_as_it_came_is_read_back_among_packets() -> None:
     record = request.resource_logs.add().scope_logs.add().log_records.add()
     record.body.string_value = "kept"
     raw = request.SerializeToString()
-    ((pid, count, body),) = otlp_kept(raw, "protobuf", "10.0.0.7", datetime.now(UTC))
+    ((pid, count, body, emitter),) = otlp_kept(raw, "protobuf", "10.0.0.7", datetime.now(UTC))
     assert count == 1 and opened_envelope(body)[0] == raw  # the request's own bytes
+    assert emitter == "otlp:10.0.0.7"  # no service.name: the sending host
     plain = b'{"packetId":"p1","messages":[{"m":1}]}'
     kept, packet = parse_stored(body + b"\n" + plain)  # a cluster message holding both
-    assert (kept.id, kept.messages, kept.otlp) == (pid, 1, True)
+    assert (kept.id, kept.messages, kept.otlp, kept.emitter) == (pid, 1, True, emitter)
     assert (packet.id, packet.otlp) == ("p1", False)
     (message,) = orjson.loads(unwrap(body))["messages"]
     assert (message["message"], message["host"]) == ("kept", "10.0.0.7")

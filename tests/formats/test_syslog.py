@@ -231,16 +231,16 @@ def test_streams_make_packets_of_500_then_what_gathered_then_the_last_line() -> 
     streams = Streams("syslog-abc", max_frame=1000)
     data = b"".join(b"<14>1 - h app - - - m%d\n" % i for i in range(1200)) + b"<14>tail"
     made, oversize, gathering = streams.feed(7, data, "10.0.0.9", NOW)
-    assert [n for _, n, _ in made] == [500, 500] and (oversize, gathering) == (0, 200)
+    assert [n for _, n, _, _ in made] == [500, 500] and (oversize, gathering) == (0, 200)
     flushed, _, _ = streams.flush(7)
-    assert [n for _, n, _ in flushed] == [200]
+    assert [n for _, n, _, _ in flushed] == [200]
     closed, _, _ = streams.close(7, "10.0.0.9", NOW)
-    assert [n for _, n, _ in closed] == [1] and 7 not in streams.streams
+    assert [n for _, n, _, _ in closed] == [1] and 7 not in streams.streams
     every = made + flushed + closed
-    assert [pid for pid, _, _ in every] == [f"syslog-abc-{i}" for i in range(1, 5)]
+    assert [pid for pid, _, _, _ in every] == [f"syslog-abc-{i}" for i in range(1, 5)]
     # Each body is a packet the distributor would accept, messages in the order sent.
-    packets = [parse_packet(orjson.loads(body)) for _, _, body in every]
-    assert [p.id for p in packets] == [pid for pid, _, _ in every]
-    texts = [m["message"] for _, _, body in every for m in orjson.loads(body)["messages"]]
+    packets = [parse_packet(orjson.loads(body)) for _, _, body, _ in every]
+    assert [p.id for p in packets] == [pid for pid, _, _, _ in every]
+    texts = [m["message"] for _, _, body, _ in every for m in orjson.loads(body)["messages"]]
     assert texts == [f"m{i}" for i in range(1200)] + ["tail"]
-    assert all(orjson.loads(body)["emitter"] == "syslog" for _, _, body in every)
+    assert all(orjson.loads(body)["emitter"] == "syslog" for _, _, body, _ in every)

@@ -33,7 +33,7 @@ from typing import Any, cast
 from logdist.config import SyslogConfig
 from logdist.distributor.inputs.intake import Intake
 from logdist.distributor.inputs.parsing import GONE, ParseProcesses
-from logdist.errors import LogdistError
+from logdist.errors import LogdistError, Throttled
 from logdist.events import event
 from logdist.formats.packet import Made, Packet
 from logdist.formats.syslog import EMITTER, parse_message
@@ -74,10 +74,13 @@ class TcpConnection(asyncio.Protocol):
         self.stream = stream
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        # Who its packets are from, for fair admission and dispatch: the sending host.
+        self.emitter = EMITTER
         # Packets made and not yet owned, in order: while any is here, reading is stopped.
         self.held: deque[Packet] = deque()
         self.syncing = False  # a packet is owned once the spool syncs: the next waits for it
         self.in_line = False  # in the listener's `waiting`
+        self.throttled = False  # waiting because its host was refused 429, not for room
         self.closed = False
         self.parsing = 0  # calls to the parser not answered yet
         self.timer: asyncio.TimerHandle | None = None  # messages gathering in the parser
@@ -87,6 +90,7 @@ class TcpConnection(asyncio.Protocol):
         self.listener.connections.add(self)  # over TLS, once the handshake is done
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        self.emitter = f"{EMITTER}:{self.peer}" if self.peer else EMITTER
 
     def data_received(self, data: bytes) -> None:
         self.pause()
@@ -128,8 +132,8 @@ class TcpConnection(asyncio.Protocol):
             return
         if oversize:
             self.listener.too_large(oversize)
-        self.held.extend(Packet(id=pid, emitter=EMITTER, messages=n, body=body)
-                         for pid, n, body in made)  # fmt: skip
+        self.held.extend(Packet(id=pid, emitter=self.emitter, messages=n, body=body)
+                         for pid, n, body, _ in made)  # fmt: skip
         if gathering and self.timer is None and not self.closed:
             self.timer = asyncio.get_running_loop().call_later(GATHER_SECONDS, self.gather_done)
         self.push()
@@ -150,7 +154,9 @@ class TcpConnection(asyncio.Protocol):
             packet = self.held[0]
             try:
                 wait = self.listener.own([packet])
-            except LogdistError:
+            except LogdistError as exc:
+                # Its host over its share or limit (429): the others need not wait for it.
+                self.throttled = isinstance(exc, Throttled)
                 self.pause()
                 if not self.in_line:
                     self.in_line = True
@@ -188,12 +194,14 @@ class TcpConnection(asyncio.Protocol):
 
 
 class UdpListener(asyncio.DatagramProtocol):
-    """Datagrams, one message each, gathered in this process (see Streams.gather)."""
+    """Datagrams, one message each, gathered in this process (see Streams.gather), a stream
+    for each sending host (its packets are from `syslog:HOST`)."""
 
     def __init__(self, listener: SyslogListener) -> None:
         self.listener = listener
         self.streams = Streams(f"{listener.prefix}-udp", listener.cfg.max_message_bytes)
         self.timer: asyncio.TimerHandle | None = None
+        self.hosts: dict[str, int] = {}  # sending host -> its stream, until the next flush
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         frame = data.rstrip(b"\r\n\x00")
@@ -202,10 +210,14 @@ class UdpListener(asyncio.DatagramProtocol):
         if len(frame) > self.listener.cfg.max_message_bytes:
             self.listener.too_large(1)
             return
+        host = str(addr[0])
+        stream = self.hosts.get(host)
+        if stream is None:
+            stream = self.hosts[host] = len(self.hosts)
         made, gathering = self.streams.gather(
-            0, [parse_message(frame, str(addr[0]), datetime.now(UTC))]
+            stream, [parse_message(frame, host, datetime.now(UTC))]
         )
-        self.own(made)
+        self.own(made, host)
         if gathering and self.timer is None:
             self.timer = asyncio.get_running_loop().call_later(GATHER_SECONDS, self.flush)
 
@@ -213,11 +225,13 @@ class UdpListener(asyncio.DatagramProtocol):
         if self.timer is not None:
             self.timer.cancel()
         self.timer = None
-        self.own(self.streams.flush(0)[0])
+        hosts, self.hosts = self.hosts, {}
+        for host, stream in hosts.items():
+            self.own(self.streams.close(stream, host, datetime.now(UTC))[0], host)
 
-    def own(self, made: list[Made]) -> None:
-        for pid, n, body in made:
-            packet = Packet(id=pid, emitter=EMITTER, messages=n, body=body)
+    def own(self, made: list[Made], host: str) -> None:
+        for pid, n, body, _ in made:
+            packet = Packet(id=pid, emitter=f"{EMITTER}:{host}", messages=n, body=body)
             try:
                 wait = self.listener.own([packet])
             except LogdistError as exc:
@@ -324,13 +338,19 @@ class SyslogListener:
         self.unreported += count
 
     def room(self) -> None:
-        """The queue has room: connections holding packets offer them again, oldest first."""
+        """The queue has room: connections holding packets offer them again, oldest first
+        (one whose host is throttled keeps its place, and the next is offered)."""
+        throttled: list[TcpConnection] = []
         while self.waiting:
             conn = self.waiting[0]
             if not conn.push():
-                return
+                if not conn.throttled:
+                    break  # no room: the rest wait too
+                throttled.append(self.waiting.popleft())
+                continue
             self.waiting.popleft()
             conn.in_line = False
+        self.waiting.extendleft(reversed(throttled))
 
     async def _tick(self) -> None:
         while True:

@@ -11,6 +11,7 @@ from aiohttp import web
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
+from logdist.core.checks import check_id
 from logdist.distributor.inputs.packets import MANY, ONE, accepted, take
 from logdist.distributor.inputs.parsing import GONE, ParseProcesses
 from logdist.distributor.web.keys import DISTRIBUTOR, PARSE
@@ -54,13 +55,22 @@ async def ingest(request: web.Request) -> web.Response:
 
 async def ingest_records(request: web.Request) -> web.Response:
     """`POST /log-records`: flat JSON records (an array, one object, or NDJSON), as Fluent
-    Bit's `http` output and Vector's `http` sink send them; owned like any packets."""
+    Bit's `http` output and Vector's `http` sink send them; owned like any packets. They are
+    from the emitter `?emitter=ID` (or the `X-Logdist-Emitter` header) names, else from
+    `records:PEER`, the sending host."""
     d = request.app[DISTRIBUTOR]
     try:
         body_kind(request)  # JSON or NDJSON (either is read from the body itself), else 415
+        named = request.query.get("emitter") or request.headers.get("X-Logdist-Emitter")
+        if named is not None:
+            named = check_id("emitter", named)
+        key = named or (f"{RECORDS_EMITTER}:{request.remote}" if request.remote else None)
         body = await read_body(request, d.cfg.max_batch_bytes)
         procs = request.app[PARSE]
-        packets = await parsed(procs, RECORDS_EMITTER, records_made, body, datetime.now(UTC))
+        now = datetime.now(UTC)
+        packets = await parsed(
+            procs, key or RECORDS_EMITTER, records_made, body, now, named or RECORDS_EMITTER
+        )
         wait = d.intake.accept_now(packets)
         if wait is not None:
             await wait
@@ -95,7 +105,10 @@ async def ingest_otlp(request: web.Request) -> web.Response:
         body = await read_body(request, d.cfg.max_batch_bytes)
         now, peer = datetime.now(UTC), request.remote or ""
         # Kept as it came: converted only for an analyzer that does not take OTLP.
-        packets = await parsed(request.app[PARSE], OTLP_EMITTER, otlp_kept, body, kind, peer, now)
+        key = d.cfg.otlp_emitter_attribute
+        packets = await parsed(
+            request.app[PARSE], OTLP_EMITTER, otlp_kept, body, kind, peer, now, key
+        )
         if packets:
             wait = d.intake.accept_now(packets)
             if wait is not None:
@@ -122,7 +135,10 @@ async def parsed(
         procs.close_broken()
         raise Backpressure("a parse process restarted; retry", retry_after=1) from None
     kept = make is otlp_kept
-    return [Packet(id=pid, emitter=emitter, messages=n, body=b, otlp=kept) for pid, n, b in made]
+    return [
+        Packet(id=pid, emitter=own or emitter, messages=n, body=b, otlp=kept)
+        for pid, n, b, own in made
+    ]
 
 
 def otlp_error(exc: LogdistError, kind: str) -> web.Response:
