@@ -224,9 +224,10 @@ class AdminClient:
         state: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        sort: str | None = None,
     ) -> dict[str, Any]:
-        """One page of emitters by id: `{"emitters", "total", "next"}`."""
-        return await self._page("/emitters", limit, cursor, q=q, state=state)
+        """One page of emitters by id (or `sort="throttled"`): `{"emitters", "total", "next"}`."""
+        return await self._page("/emitters", limit, cursor, q=q, state=state, sort=sort)
 
     async def _page(
         self, path: str, limit: int, cursor: str | None, **filters: str | None

@@ -233,6 +233,9 @@ def emitters(
     state: Annotated[
         str | None, typer.Option(help="Only emitters in this state: active, paused or gone.")
     ] = None,
+    sort: Annotated[
+        str, typer.Option(help="By id, or throttled: the most refused 429 first.")
+    ] = "id",
     limit: LimitOption = 100,
     cursor: CursorOption = None,
     every: EveryOption = False,
@@ -240,12 +243,12 @@ def emitters(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the registered emitters by id, a page at a time (filter with --q and --state)."""
+    """List the registered emitters, a page at a time (filter with --q and --state)."""
     list_pages(
         url,
         token,
         "emitters",
-        lambda c, after: c.emitters(q, state, limit, after),
+        lambda c, after: c.emitters(q, state, limit, after, sort),
         cursor,
         every,
         as_json,

@@ -56,7 +56,26 @@ def queue_line(status: dict[str, Any], msgs_per_s: float | None = None) -> Text:
             parts.append((" (full: ingest paused)", "bold red"))
     if msgs_per_s is not None:
         parts += [("  msg/s ", "dim"), (rate(msgs_per_s), "bold cyan")]
-    return Text.assemble(*parts)
+    return Text.assemble(*parts, *fairness_parts(status.get("fairness")))
+
+
+def fairness_parts(f: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Fair admission on a line: the fair share while it is in force, and who was refused."""
+    if not f or not f["on"]:
+        return [("\nfair admission off", "dim")] if f else []
+    parts = [("\nfair admission ", "dim")]
+    if f["fair_share"] is None:
+        parts.append((f"calm (held {f['held']}, budget {f['budget']})", "green"))
+    else:
+        parts.append((f"in force: fair share {f['fair_share']} packets", "bold yellow"))
+    if f["throttled"]:
+        parts += [
+            ("  throttled ", "dim"),
+            (f"{f['throttled']:,}", "bold red"),
+            (f" ({f['throttling']} now)  most: ", "dim"),
+            (", ".join(f"{t['id']} ({t['throttled']:,})" for t in f["top_throttled"]), "red"),
+        ]
+    return parts
 
 
 def format_cell(a: dict[str, Any]) -> str:
@@ -131,10 +150,11 @@ STATE_STYLE = {"active": "green", "paused": "yellow", "gone": "red"}
 def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
-    # `received` and `throttled` (requests answered 429 past its fair share) are the
-    # distributor's own counts; rate, buffer and retries are the emitter's as it last reported
-    # them (on registering, and on each change of state).
-    for name in ("rate", "buffer", "received", "retries", "throttled"):
+    # `received`, `share` (of what the distributor holds now) and `throttled` (requests
+    # answered 429: past its fair share or its limit) are the distributor's own counts; rate,
+    # buffer and retries are the emitter's as it last reported them (on registering, and on
+    # each change of state).
+    for name in ("rate", "buffer", "received", "retries", "share", "throttled"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("seen", justify="right", no_wrap=True)
@@ -148,6 +168,7 @@ def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> T
             f"{m.get('buffer_len', '?')}",
             f"{e.get('received_packets', '?')}",
             f"{m.get('retries', '?')}",
+            pct(e.get("share", 0.0)),
             Text(f"{e.get('throttled', 0)}", style="bold red" if e.get("throttled") else ""),
             Text(state, style=STATE_STYLE.get(state, "")),
             f"{e.get('last_seen_ago', 0):.0f}s ago",

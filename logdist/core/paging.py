@@ -76,17 +76,27 @@ def page(
     row: Callable[[str], dict[str, Any] | None],
     limit: int = PAGE_DEFAULT,
     cursor: str | None = None,
+    key: Callable[[str], tuple[Any, ...]] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Up to `limit` rows of the sorted `ids` after `cursor`, skipping those `row` gives None
-    (filtered out); and the cursor of the next page, None at the end."""
+    (filtered out); and the cursor of the next page, None at the end. With `key`, `ids` are
+    sorted by it, and a cursor holds the key of the last row shown."""
     if not 1 <= limit <= PAGE_MAX:
         raise InvalidRequest(
             f"limit must be between 1 and {PAGE_MAX}, got {limit}", {"field": "limit"}
         )
     after = decode_cursor(cursor) if cursor else None
-    if cursor and not isinstance(after, str):
+    if cursor and not isinstance(after, str if key is None else list):
         raise bad_cursor(cursor)
-    start = bisect.bisect_right(ids, after) if after is not None else 0
+    if after is None:
+        start = 0
+    elif key is None:
+        start = bisect.bisect_right(ids, after)
+    else:
+        try:
+            start = bisect.bisect_right(ids, tuple(after), key=key)
+        except TypeError:  # a key of other types than this order's
+            raise bad_cursor(cursor or "") from None
     rows: list[dict[str, Any]] = []
     last: str | None = None
     for i in range(start, len(ids)):
@@ -94,7 +104,9 @@ def page(
         if found is None:
             continue
         if len(rows) == limit:
-            return rows, encode_cursor(last) if last is not None else None
+            if last is None:
+                return rows, None
+            return rows, encode_cursor(last if key is None else list(key(last)))
         rows.append(found)
         last = ids[i]
     return rows, None

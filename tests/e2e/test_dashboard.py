@@ -356,3 +356,28 @@ def test_the_dashboard_shows_the_cluster_and_a_change_made_there_reaches_every_r
     expect(page.locator('#replica-table tr[data-id="d2"] td').nth(2)).to_have_text(
         "gone", timeout=15_000
     )
+
+
+def test_the_emitter_table_sorts_by_refused_and_shows_shares(procs: Procs, page: Page) -> None:
+    d = procs.start("distributor", "distributor", "serve", "--port", "0")
+    procs.fleets(30, 2, d.url, "red")
+    wait_for(lambda: get(f"{d.url}/status")["emitter_summary"]["total"] == 30, 30, "30 registered")
+    limited = procs.run("ctl", "limit", "red-1*", "0.01", "--burst", "1", "--url", d.url)
+    assert limited.returncode == 0, limited.stderr
+    assert "red-1*: 0.01 messages/s, burst 1" in limited.stdout
+
+    def most_refused() -> list[dict[str, object]] | None:
+        rows = get(f"{d.url}/emitters?sort=throttled&limit=11")["emitters"]
+        return rows if all(r["throttled"] for r in rows) else None
+
+    rows = wait_for(most_refused, 30, "red-1 and red-10..19 refused")
+    assert {r["id"] for r in rows} == {"red-1", *(f"red-1{i}" for i in range(10))}
+    page.goto(d.url + "/")
+    expect(page.locator("#emitter-page")).to_have_text("1–25 of 30 registered", timeout=10_000)
+    page.select_option("#emitter-sort", "throttled")
+    first = page.locator("#emitters tbody tr").first
+    expect(first).to_have_attribute("data-id", re.compile(r"red-1\d?$"), timeout=5000)
+    refused = int(first.locator("td").nth(6).inner_text())
+    assert refused > 0
+    expect(page.locator("#emitters tbody tr").nth(11).locator("td").nth(6)).to_have_text("0")
+    assert re.fullmatch(r"\d+\.\d%", first.locator("td").nth(5).inner_text())

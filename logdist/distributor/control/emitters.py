@@ -34,6 +34,8 @@ from logdist.formats.packet import Packet
 log = logging.getLogger("logdist.emitters")
 
 STATES = ("active", "paused", "gone")
+# How a page of emitters is ordered: by id, or the most refused 429 first.
+SORTS = ("id", "throttled")
 # Up to this many emitters, /status lists every one; past it, only the top few.
 STATUS_ALL = 20
 STATUS_TOP = 5
@@ -80,6 +82,7 @@ class EmitterInfo:
             "received_messages": self.received_messages,
             # What it holds of the distributor now, and its requests refused past its share.
             "holding": shares.holding.get(self.id, 0) if shares is not None else 0,
+            "share": shares.share(self.id) if shares is not None else 0.0,
             "throttled": shares.throttled.get(self.id, 0) if shares is not None else 0,
             "metrics": self.metrics,
         }
@@ -332,11 +335,17 @@ class EmitterDirectory:
         state: str | None = None,
         limit: int = PAGE_DEFAULT,
         cursor: str | None = None,
+        sort: str = "id",
     ) -> dict[str, Any]:
-        """Emitters by id: those whose id contains `q` and in `state`, `limit` after `cursor`."""
+        """Emitters by id (or the most throttled first, `sort="throttled"`): those whose id
+        contains `q` and in `state`, `limit` after `cursor`."""
         if state is not None and state not in STATES:
             raise InvalidRequest(
                 f"state must be one of {', '.join(STATES)}, got {state!r}", {"field": "state"}
+            )
+        if sort not in SORTS:
+            raise InvalidRequest(
+                f"sort must be one of {', '.join(SORTS)}, got {sort!r}", {"field": "sort"}
             )
         self.settle()
         now, lease, emitters = self._now(), self.lease, self._emitters
@@ -349,7 +358,16 @@ class EmitterDirectory:
                 return None
             return info.to_json(now, lease, self.shares)
 
-        rows, after = paging.page(self.ids(), row, limit, cursor)
+        if sort == "id":
+            rows, after = paging.page(self.ids(), row, limit, cursor)
+        else:
+            throttled = self.shares.throttled if self.shares is not None else Counter()
+
+            def most(eid: str) -> tuple[int, str]:
+                return (-throttled.get(eid, 0), eid)
+
+            ids = sorted(emitters, key=most)
+            rows, after = paging.page(ids, row, limit, cursor, key=most)
         return paging.answer("emitters", rows, len(emitters), after)
 
     def to_json(self) -> list[dict[str, Any]]:

@@ -164,6 +164,8 @@ class Views:
             "analyzers": analyzers,
             "analyzer_summary": analyzer_summary,
             "health": self.health.to_json(),
+            # Fair admission: what is held against the budget, the fair share, who is refused.
+            "fairness": d.shares.to_json(),
             "emitters": self.emitters.status_rows(),
             "emitter_summary": self.emitters.summary(),
             "counters": self.counters.to_json(),

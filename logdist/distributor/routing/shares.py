@@ -36,6 +36,8 @@ RESERVE = 1
 # BUCKETS slices of a ring (O(1) a request, whatever the number of emitters).
 ACTIVE_SECONDS = 10.0
 BUCKETS = 10
+# The views list this many of the most refused emitters.
+STATUS_TOP = 5
 
 
 def by_emitter(packets: Iterable[Packet]) -> Counter[str | None]:
@@ -238,3 +240,43 @@ class Shares:
             refused = self._throttling.pop(emitter, None)
             if refused is not None:
                 event(log, "emitter_throttle_ended", emitter=emitter, refused=refused)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def fair_share(self) -> int | None:
+        """Packets an emitter may hold now before it is refused 429 (its max-min share of
+        what the others leave), or None while the distributor holds less than the budget."""
+        capacity = self.capacity()
+        budget = int(capacity * self.above)
+        fair = self.fair
+        if not self.above or fair is None or self.held <= budget:
+            return None
+        limit = self.share_of(capacity, budget)
+        lo, hi = 0, limit + 1  # below(lo) <= limit < below(hi), or hi past every holding
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fair.below(mid) <= limit:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def share(self, emitter: str | None) -> float:
+        """The part of what the distributor holds that `emitter` holds."""
+        return round(self.holding.get(emitter, 0) / self.held, 4) if self.held else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        capacity = self.capacity()
+        return {
+            "on": bool(self.above),
+            "held": self.held,
+            "can_hold": capacity,
+            "budget": int(capacity * self.above) if self.above else None,
+            "fair_share": self.fair_share(),
+            "emitters_holding": len(self.holding),
+            "throttling": len(self._throttling),
+            "throttled": self.throttled.total(),
+            "top_throttled": [
+                {"id": e, "throttled": n} for e, n in self.throttled.most_common(STATUS_TOP)
+            ],
+        }

@@ -209,7 +209,7 @@ async def list_emitters(request: web.Request) -> web.Response:
     emitters = d.emitters
     query = request.query
     with d.control.timed("views"):
-        if not any(k in query for k in ("q", "state", "limit", "cursor")):
+        if not any(k in query for k in ("q", "state", "limit", "cursor", "sort")):
             if len(emitters) <= BARE_MAX:
                 return json_response(emitters.to_json())
             return _bare_first_page("/emitters", emitters.page(limit=BARE_MAX), "emitters")
@@ -218,6 +218,7 @@ async def list_emitters(request: web.Request) -> web.Response:
             state=query.get("state") or None,
             limit=paging.read_limit(request.query),
             cursor=query.get("cursor") or None,
+            sort=query.get("sort") or "id",
         )
         return json_response(page)
 

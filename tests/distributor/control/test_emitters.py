@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from logdist.distributor.control.emitters import EmitterDirectory
+from logdist.distributor.routing.shares import Shares
 from logdist.errors import InvalidRequest, UnknownEmitter
 from logdist.formats.packet import Packet
 from tests.distributor.conftest import MakeDistributor, service
@@ -137,6 +138,33 @@ def test_pages_follow_the_cursor_and_filter() -> None:
         with pytest.raises(InvalidRequest) as err:
             d.page(**kwargs)
         assert err.value.detail == {"field": field}
+
+
+def test_pages_sorted_by_throttled_follow_the_cursor() -> None:
+    clock = FakeClock()
+    d = directory(clock)
+    d.shares = Shares(lambda: 100, 0.5, retry_after=1, now=clock)
+    for i in range(25):
+        register(d, f"e{i:02d}")
+    for i in range(10):
+        d.shares.throttled[f"e{i:02d}"] = 1 + i % 4  # e03, e07: 4; e02, e06: 3; ...
+    seen: list[tuple[str, int]] = []
+    cursor = None
+    while True:
+        page = d.page(limit=7, cursor=cursor, sort="throttled")
+        seen += [(r["id"], r["throttled"]) for r in page["emitters"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen[:4] == [("e03", 4), ("e07", 4), ("e02", 3), ("e06", 3)]
+    assert sorted(seen) == sorted((f"e{i:02d}", 1 + i % 4 if i < 10 else 0) for i in range(25))
+    assert [t for _, t in seen] == sorted((t for _, t in seen), reverse=True)
+    with pytest.raises(InvalidRequest) as err:
+        d.page(sort="loudest")
+    assert err.value.detail == {"field": "sort"}
+    id_cursor = d.page(limit=3)["next"]
+    with pytest.raises(InvalidRequest):  # a cursor of the other order
+        d.page(limit=3, cursor=id_cursor, sort="throttled")
 
 
 async def test_registration_answers_the_lease_and_views_page(

@@ -53,6 +53,15 @@ def test_a_burst_is_refused_past_its_share_and_the_quiet_emitters_are_not(
     assert refused.value.status == 429 and refused.value.retry_after == 1
     assert refused.value.detail == {"emitter": "burst", "holding": 150}
     assert shares.throttled["burst"] == 2 and not shares.throttled["q1"]
+    # What the views say: the burst holds 150 of the 200 held, the quiet ones one each; the
+    # max-min share of 150 (the capacity less a packet for each quiet emitter) is 100 now.
+    assert shares.fair_share() == 100 and shares.share("burst") == 0.75
+    view = shares.to_json()
+    keys = ("on", "held", "can_hold", "budget", "throttling", "throttled")
+    assert {k: view[k] for k in keys} == {
+        "on": True, "held": 200, "can_hold": 200, "budget": 100, "throttling": 1, "throttled": 2,
+    }  # fmt: skip
+    assert view["top_throttled"] == [{"id": "burst", "throttled": 2}]
     # One line when the spell starts, one when it ends.
     shares.settled([packet("burst", i) for i in range(100)])
     assert offer(shares, packet("burst", 1000))

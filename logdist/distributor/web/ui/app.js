@@ -218,7 +218,7 @@ function renderEmitters(emitters) {
   const tbody = $("#emitters tbody");
   for (const e of emitters) {
     const row = keyedRow(tbody, e.id, (row) => {
-      for (let i = 0; i < 5; i++) row.appendChild(document.createElement("td"));
+      for (let i = 0; i < 7; i++) row.appendChild(document.createElement("td"));
       const rate = document.createElement("input");
       rate.size = 4;
       rate.className = "rate";
@@ -238,19 +238,27 @@ function renderEmitters(emitters) {
     c[3].textContent = e.received_packets ?? "?"; c[3].className = "num";
     const state = e.state || (m.paused ? "paused" : "active");
     c[4].textContent = state; c[4].className = "state-" + state;
+    c[5].textContent = `${((e.share || 0) * 100).toFixed(1)}%`; c[5].className = "num";
+    c[6].textContent = e.throttled ?? 0; c[6].className = e.throttled ? "num dead" : "num";
   }
   prune(tbody, new Set(emitters.map((e) => e.id)));
+  // Rows in the page's order (most refused first, say), moved only when it changed.
+  const order = emitters.map((e) => e.id);
+  if ([...tbody.rows].some((row, i) => row.dataset.id !== order[i])) {
+    for (const id of order) tbody.appendChild(tbody.querySelector(`tr[data-id="${CSS.escape(id)}"]`));
+  }
 }
 
 // The emitter table shows one page of GET /emitters (a fleet may hold tens of thousands):
 // found by id with the search box, filtered by state, paged with the cursors it hands out.
 const EMITTER_PAGE = 25;
-const emitterView = { q: "", state: "", cursors: [null], page: 0 };
+const emitterView = { q: "", state: "", sort: "id", cursors: [null], page: 0 };
 
 async function loadEmitters() {
   const params = new URLSearchParams({ limit: String(EMITTER_PAGE) });
   if (emitterView.q) params.set("q", emitterView.q);
   if (emitterView.state) params.set("state", emitterView.state);
+  if (emitterView.sort !== "id") params.set("sort", emitterView.sort);
   const cursor = emitterView.cursors[emitterView.page];
   if (cursor) params.set("cursor", cursor);
   const page = await api("GET", "/emitters?" + params);
@@ -283,6 +291,11 @@ $("#emitter-q").addEventListener("input", (ev) => {
 });
 $("#emitter-state").addEventListener("change", (ev) => {
   emitterView.state = ev.target.value;
+  emitterView.cursors = [null];
+  emittersFrom(0);
+});
+$("#emitter-sort").addEventListener("change", (ev) => {
+  emitterView.sort = ev.target.value;
   emitterView.cursors = [null];
   emittersFrom(0);
 });
