@@ -12,7 +12,7 @@ from logdist.config import HealthConfig, setting
 HEALTH_MAX_PROBES = HealthConfig().max_probes
 
 FRONT_ENDS = ("logdist", "nginx", "haproxy")
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m")
 ANALYZER_KINDS = ("logdist", "foreign")
 # What runs against foreign analyzers (d and e measure logdist's own), and by default.
 FOREIGN_SCENARIOS = ("a", "b", "c", "f")
@@ -25,7 +25,8 @@ SCENARIOS_HELP = (
     " into four otlp analyzers; h syslog; i (c) into analyzers with a store, and search"
     " latency; j (a) and (c) through a cluster (3 NATS servers, 2 replicas) beside (f);"
     " k (c) into analyzers of each converting format (records, elasticsearch, loki, otlp);"
-    " l TLS on both sides: (a) beside nginx-TLS, (c) beside plain, handshakes/s."
+    " l TLS on both sides: (a) beside nginx-TLS, (c) beside plain, handshakes/s;"
+    " m 1,000 steady emitters beside a burst at 10x capped analyzers, fairness on and off."
 )
 
 
@@ -93,7 +94,7 @@ class Options:
 
 def missing_tools(opts: Options) -> list[str]:
     needed = []
-    if {"a", "b", "c", "e", "f", "g", "j", "k", "l"} & set(opts.scenarios):
+    if {"a", "b", "c", "e", "f", "g", "j", "k", "l", "m"} & set(opts.scenarios):
         needed.append("wrk")
     if "j" in opts.scenarios and not shutil.which("nats-server", path="/usr/sbin:/usr/bin"):
         needed.append("nats-server")

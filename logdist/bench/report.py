@@ -171,6 +171,28 @@ class Targets:
                 self.add(f"(l) handshakes/s of new connections, {front}", "report",
                          hs["handshakes_per_s"], None)  # fmt: skip
 
+    def m(self) -> None:
+        fair, fifo = row(self.rows, "m", "logdist fair"), row(self.rows, "m", "logdist fifo")
+        for m, on in ((fair, True), (fifo, False)):
+            if not m:
+                continue
+            pct, p99, over = m["steady_accepted_pct"], m["p99_ms"], m["analyzers_over_cap"]
+            mode = "on" if on else "off"
+            if on:
+                self.add("(m) steady packets accepted, %, fairness on", ">= 99.9", pct, pct >= 99.9)
+                met = p99 is not None and p99 <= 1000
+                self.add("(m) steady delay p99 ms, fairness on", "<= 1000", p99, met)
+            else:
+                self.add("(m) steady packets accepted, %, fairness off", "report", pct, None)
+                self.add("(m) steady delay p99 ms, fairness off", "report", p99, None)
+            self.add(f"(m) analyzers' packets/s / their cap, fairness {mode}", "report", over, None)
+            self.add(f"(m) burst requests accepted, %, fairness {mode}", "report",
+                     m["burst_accepted_pct"], None)  # fmt: skip
+        r = ratio(fair, fifo, "packets_per_s")
+        if r is not None:
+            # FIFO keeps the analyzers busy by construction: fairness must not idle them.
+            self.add("(m) analyzers' packets/s, fairness on / off", ">= 0.95", r, r >= 0.95)
+
     def i(self) -> None:
         lc, li = row(self.rows, "c", "logdist"), row(self.rows, "i", "logdist")
         if li:
@@ -210,7 +232,7 @@ def targets(rows: list[dict[str, Any]], analyzers: str = "logdist") -> list[dict
     if analyzers == "foreign":
         t.foreign()
     else:
-        for part in (t.b_c, t.d, t.e, t.g_h, t.i, t.j_f, t.k, t.l):
+        for part in (t.b_c, t.d, t.e, t.g_h, t.i, t.j_f, t.k, t.l, t.m):
             part()
     t.baseline()
     return t.out

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from logdist.bench import cluster, fleets, inputs, load, picker, proxies, secure, store
+from logdist.bench import cluster, fairness, fleets, inputs, load, picker, proxies, secure, store
 from logdist.bench.options import HEALTH_MAX_PROBES, Options
 from logdist.bench.proxies import FrontEnd
 from logdist.bench.scenarios import CONVERTING, SCENARIOS, WEIGHTS
@@ -71,6 +71,8 @@ class Runner:
                 self.many_analyzers()
             if "l" in opts.scenarios:
                 secure.run(self)
+            if "m" in opts.scenarios:
+                fairness.run(self)
         finally:
             proxies.stop(analyzers)
             proxies.stop(storing_procs)

@@ -32,6 +32,10 @@ weighted proxy. Scenarios:
      distributor serving TLS and behind nginx terminating TLS, both verifying the analyzers;
      (a) through each, (c) through logdist with TLS and without, and the handshakes/s of new
      connections (each request on its own connection) through each
+  m  1,000 steady emitters (a fleet, 1 packet/s each) beside one bursty emitter (wrk, 10-message
+     packets, 32 connections) through two analyzers capped at 1,600 packets/s, with fairness on
+     and off: the steady packets accepted and their delay to the analyzers, the burst's share,
+     the analyzers' throughput over their cap (logdist.bench.fairness)
 
 With --analyzers foreign the four analyzers are plain aiohttp services instead
 (logdist.bench.foreign, parsing every body with orjson), declared `format = "ndjson"` to
