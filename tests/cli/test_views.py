@@ -42,8 +42,8 @@ def status(fairness: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def test_the_queue_line_says_whether_fair_admission_is_in_force_and_who_is_refused() -> None:
-    calm: dict[str, Any] = {"on": True, "held": 12, "budget": 50, "fair_share": None, "throttled": 0,
-            "throttling": 0, "top_throttled": []}  # fmt: skip
+    calm: dict[str, Any] = {"on": True, "held": 12, "budget": 50, "fair_share": None,
+                            "throttled": 0, "throttling": 0, "top_throttled": []}  # fmt: skip
     assert "fair admission calm (held 12, budget 50)" in queue_line(status(calm)).plain
     top = [{"id": "burst", "throttled": 1200}, {"id": "b2", "throttled": 34}]
     pressed = {**calm, "held": 80, "fair_share": 7, "throttled": 1234, "throttling": 1,
