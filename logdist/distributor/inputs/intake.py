@@ -53,9 +53,8 @@ class Intake:
         acknowledgement; this replica, or another, fetches them from there.
         """
         if self._cluster is not None:
-            limits = self._dispatcher.limits
-            if limits.active:  # this replica's; fair shares are of what a replica holds
-                limits.check(packets, self._dispatcher.shares.refused)
+            # This replica's limits; fair shares are of what a replica holds (fetched).
+            self._dispatcher.shares.check_limits(packets)
             return self._published(self._cluster, packets)
         self._dispatcher.check_room(total(packets))
         self._dispatcher.shares.check(packets)

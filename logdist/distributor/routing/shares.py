@@ -186,6 +186,13 @@ class Shares:
         if self._throttling:
             self._ended(counts)
 
+    def check_limits(self, packets: list[Packet]) -> None:
+        """Only the rate limits (cluster mode: what a replica publishes to the stream)."""
+        if self.limits is not None and self.limits.active:
+            self.limits.check(packets, self.refused)
+        if self._throttling:
+            self._ended(counts_of(packets))
+
     def _check_fair(self, counts: dict[str | None, int] | Counter[str | None]) -> None:
         n = sum(counts.values())
         for emitter in counts:

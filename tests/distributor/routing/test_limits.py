@@ -247,3 +247,19 @@ async def test_limits_over_http_set_enforced_listed_and_cleared(
     assert 'logdist_emitter_throttled_total{emitter="web-1"} 2.0' in metrics
     accepted = [f"web-1-{i}" for i in (0, 1, 2, 3, 4, 5, 6, 9)] + ["db-1-0"]
     await eventually(lambda: sorted(fake.ids) == sorted(accepted), 10, "every 202 delivered")
+
+
+def test_cluster_mode_checks_only_the_limits(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "logdist.distributor")
+    clock = FakeClock()
+    shares = Shares(lambda: 10, 0.5, retry_after=1, now=clock)
+    shares.limits = Limits(LimitsConfig(rate=1, burst=1), now=clock)
+    shares.check_limits([packet("e1")])
+    with pytest.raises(Throttled):
+        shares.check_limits([packet("e1")])
+    clock.advance(1)
+    for i in range(20):  # what a replica publishes is not held here: no fair share applies
+        shares.check_limits([packet(f"other{i}")])
+    shares.check_limits([packet("e1")])
+    events = [r.getMessage() for r in caplog.records]
+    assert any("emitter_throttle_ended emitter=e1 refused=1" in m for m in events)
