@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from logdist.bench import load
-from logdist.bench.proxies import free_port, stop, wait_port
+from logdist.bench.proxies import free_port, get_json, stop, wait_port
 from logdist.bench.scenarios import Scenario
 from logdist.core import latency
 
@@ -60,11 +58,6 @@ class Runner(Protocol):
     opts: Any
 
     def record(self, scenario: str, row: dict[str, Any], **extra: Any) -> None: ...
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.load(resp)
 
 
 def run(runner: Runner) -> None:
@@ -98,23 +91,22 @@ def measure(work: Path, seconds: float, extra: list[str]) -> dict[str, Any]:
         argv += ["--id", "steady", "--rate", "1", "--distributor", url, "--port", str(fport)]
         procs.append(spawn([*argv, "--log-level", "WARNING"]))
         wait_port(fport, timeout=60, proc=procs[-1])
-        fleet = f"http://127.0.0.1:{fport}"
         deadline = time.monotonic() + 120
-        while get_json(f"{fleet}/metrics")["registered"] < STEADY:
+        while get_json(fport, "/metrics", 10)["registered"] < STEADY:
             if time.monotonic() > deadline:
                 raise RuntimeError("the steady fleet did not register in 120 s")
             time.sleep(0.5)
         time.sleep(3)  # steady state before the burst
-        before = get_json(f"{fleet}/metrics")
+        before = get_json(fport, "/metrics", 10)
         for port in sinks:
-            get_json(f"http://127.0.0.1:{port}/stats?reset=1")
+            get_json(port, "/stats?reset=1", 10)
         lua = work / f"m-{time.time_ns()}.lua"
         lua.write_text(BURST.lua(f"burst-{time.time_ns()}"))
         started = time.monotonic()
         burst = load.run_wrk(dport, seconds, BURST_CONNECTIONS, lua)
         elapsed = time.monotonic() - started
-        after = get_json(f"{fleet}/metrics")
-        stats = [get_json(f"http://127.0.0.1:{p}/stats") for p in sinks]
+        after = get_json(fport, "/metrics", 10)
+        stats = [get_json(p, "/stats", 10) for p in sinks]
         return summarize(before, after, stats, burst, elapsed)
     finally:
         stop(list(reversed(procs)))

@@ -236,14 +236,22 @@ def emitter_limits_of(where: str, value: object) -> tuple[EmitterLimit, ...]:
                 f"{where}.emitters: {pattern!r} must be a rate or {{rate = R, burst = B}}, got"
                 f" {limit!r}"
             )
-        rate, burst = limit["rate"], limit.get("burst")
-        for name, number in (("rate", rate), ("burst", burst)):
-            if number is not None and (
-                isinstance(number, bool) or not isinstance(number, int | float)
-            ):
-                raise ConfigError(f"{where}.emitters: {pattern!r} {name} must be a number")
-        out.append(EmitterLimit(pattern, float(rate), None if burst is None else float(burst)))
+        try:
+            out.append(emitter_limit(pattern, limit["rate"], limit.get("burst")))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.emitters: {exc.message}") from None
     return tuple(out)
+
+
+def emitter_limit(pattern: str, rate: object, burst: object = None) -> EmitterLimit:
+    """A limit of values as TOML or JSON gave them (ConfigError saying what is wrong)."""
+    for name, number in (("rate", rate), ("burst", burst)):
+        if (number is not None or name == "rate") and (
+            isinstance(number, bool) or not isinstance(number, int | float)
+        ):
+            raise ConfigError(f"{pattern!r} {name} must be a number, got {number!r}")
+    assert isinstance(rate, int | float) and (burst is None or isinstance(burst, int | float))
+    return EmitterLimit(pattern, float(rate), None if burst is None else float(burst))
 
 
 @dataclass(frozen=True)

@@ -99,12 +99,15 @@ class FairShare:
     def fair_share(self) -> int:
         """The max-min share of the budget an emitter may hold now (for views): the budget
         itself while everything held fits in it."""
-        if self.held <= self.budget:
-            return self.budget
-        lo, hi = 0, self.budget  # g(lo) <= budget < g(hi)
+        return self.budget if self.held <= self.budget else self.level(self.budget)
+
+    def level(self, limit: int) -> int:
+        """The max-min share of `limit`: the most `x` with `g(x) <= limit` (`limit` itself
+        when everything held fits in it)."""
+        lo, hi = 0, limit + 1  # g(lo) <= limit; hi is past the answer
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self.below(mid) <= self.budget:
+            if self.below(mid) <= limit:
                 lo = mid
             else:
                 hi = mid
@@ -119,10 +122,15 @@ class FairShare:
         within its max-min share of `share_of` (default: the budget) or holding nothing (a
         429 otherwise). Whether there is room at all is the caller's to say (`full`, or the
         queue's own capacity)."""
+        calm = self.held + n <= self.budget
+        return calm or self.within(emitter, n, self.budget if share_of is None else share_of)
+
+    def within(self, emitter: Hashable, n: int, limit: int) -> bool:
+        """Whether `emitter`, holding `n` more, stays within its max-min share of `limit`
+        (one that holds nothing always does)."""
         mine = self.holding.get(emitter, 0)
-        if self.held + n <= self.budget or not mine:
+        if not mine:
             return True
         x = mine + n
         # Everyone else capped at x, and this emitter at x itself.
-        others = self.below(x) - min(mine, x)
-        return others + x <= (self.budget if share_of is None else share_of)
+        return self.below(x) - min(mine, x) + x <= limit

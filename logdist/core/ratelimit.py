@@ -10,7 +10,12 @@ class TokenBucket:
     """Tokens accrue at `rate` per second up to `burst`; a rate of 0 never yields a token."""
 
     def __init__(
-        self, rate: float, *, now: Callable[[], float], burst: float | None = None
+        self,
+        rate: float,
+        *,
+        now: Callable[[], float],
+        burst: float | None = None,
+        full: bool = False,
     ) -> None:
         self._now = now
         self._last = now()
@@ -18,6 +23,8 @@ class TokenBucket:
         self.rate = 0.0
         self.burst = 1.0
         self.set_rate(rate, burst)
+        if full:  # starting with a burst's worth
+            self._tokens = self.burst
 
     def set_rate(self, rate: float, burst: float | None = None) -> None:
         """Change the rate from now on; tokens already earned are kept (up to the new burst)."""
@@ -47,6 +54,12 @@ class TokenBucket:
             return True
         return False
 
+    def spend(self, n: float) -> None:
+        """Spend `n` tokens whether or not they are all there (the bucket goes into debt,
+        repaid before `delay` says any are there again)."""
+        self._refill()
+        self._tokens -= n
+
     def take_up_to(self, limit: int) -> int:
         """Spend as many whole tokens as are there, at most `limit`, and return how many."""
         self._refill()
@@ -54,7 +67,7 @@ class TokenBucket:
         self._tokens -= n
         return max(n, 0)
 
-    def delay(self, n: int = 1) -> float:
+    def delay(self, n: float = 1) -> float:
         """Seconds until `n` tokens are there (infinite at rate 0 or when `n` exceeds the burst)."""
         self._refill()
         missing = n - self._tokens

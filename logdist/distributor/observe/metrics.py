@@ -177,11 +177,13 @@ THROTTLED_NAMED = 20
 
 
 def throttled_metrics(throttled: Counter[str | None]) -> Iterator[Metric]:
-    """Requests refused past an emitter's fair share (429): the most refused emitters by
-    name, the rest summed, so ten thousand emitters do not make ten thousand series."""
+    """Requests refused 429 (past an emitter's fair share or its rate limit): the most
+    refused emitters by name, the rest summed, so ten thousand emitters do not make ten
+    thousand series."""
     family = CounterMetricFamily(
         "logdist_emitter_throttled",
-        f"Requests answered 429 past the emitter's fair share; the {THROTTLED_NAMED} most"
+        f"Requests answered 429 past the emitter's fair share or rate limit; the"
+        f" {THROTTLED_NAMED} most"
         " refused emitters by name, the others summed as (others).",
         labels=["emitter"],
     )

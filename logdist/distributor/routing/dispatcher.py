@@ -84,10 +84,12 @@ class Dispatcher(Verdicts):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.wire = Wire(tls)
-        # What each emitter holds of `unacked`, and fair admission over it.
-        self.shares = Shares(self.holds_at_most, cfg.fair_share_above, cfg.retry_after, now)
-        # Per-emitter rate limits (checked with the fair shares).
-        self.limits = self.shares.limits = Limits(cfg.limits, cfg.state_dir, now)
+        # Per-emitter rate limits; what each emitter holds of `unacked`, and fair admission
+        # over it (the limits checked with it).
+        self.limits = Limits(cfg.limits, cfg.state_dir, now)
+        self.shares = Shares(
+            self.holds_at_most, cfg.fair_share_above, cfg.retry_after, now, self.limits
+        )
         self._backoff = Backoff(base=0.1, cap=2.0)
         # Analyzers left alone after a 429 (or a 503 with Retry-After), until the timer.
         self.holds = Holds(registry, self._wake.set)

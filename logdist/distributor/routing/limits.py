@@ -24,7 +24,8 @@ from typing import Any
 
 import orjson
 
-from logdist.config.tables import EmitterLimit, LimitsConfig
+from logdist.config.tables import EmitterLimit, LimitsConfig, emitter_limit
+from logdist.core.ratelimit import TokenBucket
 from logdist.distributor.storage.files import replace_file
 from logdist.errors import ConfigError, InvalidRequest, NotFound, Throttled
 from logdist.formats.packet import Packet
@@ -33,28 +34,6 @@ log = logging.getLogger("logdist.distributor")
 
 # Buckets kept past this many are pruned of those that have refilled (as good as new).
 PRUNE_AT = 20_000
-
-
-class Bucket:
-    __slots__ = ("limit", "tokens", "last")
-
-    def __init__(self, limit: EmitterLimit, now: float) -> None:
-        self.limit = limit
-        self.tokens = burst_of(limit)
-        self.last = now
-
-    def refill(self, now: float) -> float:
-        burst = burst_of(self.limit)
-        self.tokens = min(burst, self.tokens + (now - self.last) * self.limit.rate)
-        self.last = now
-        return burst
-
-    def wait(self, n: int, now: float) -> float:
-        """Seconds until `n` messages may pass (0: now); a request larger than the burst
-        passes once the bucket is full."""
-        burst = self.refill(now)
-        missing = min(n, burst) - self.tokens
-        return max(0.0, missing / self.limit.rate)
 
 
 def burst_of(limit: EmitterLimit) -> float:
@@ -84,8 +63,8 @@ class Limits:
         self.runtime: dict[str, EmitterLimit] = {}
         self.path = Path(state_dir) / "limits.json" if state_dir else None
         self._now = now
-        # emitter -> its bucket, or None when no limit covers it.
-        self.buckets: dict[str | None, Bucket | None] = {}
+        # emitter -> its limit and bucket (of messages), or None when no limit covers it.
+        self.buckets: dict[str | None, tuple[EmitterLimit, TokenBucket] | None] = {}
         if self.path is not None:
             self.runtime = load(self.path)
         self.active = self._any()
@@ -110,20 +89,24 @@ class Limits:
         found = found or self.default
         return found if found is not None and found.rate else None
 
-    def _bucket(self, emitter: str | None, now: float) -> Bucket | None:
+    def _bucket(self, emitter: str | None) -> tuple[EmitterLimit, TokenBucket] | None:
         try:
             return self.buckets[emitter]
         except KeyError:
             pass
         if len(self.buckets) >= PRUNE_AT:
-            self._prune(now)
+            self._prune()
         limit = self.limit_for(emitter)
-        bucket = self.buckets[emitter] = Bucket(limit, now) if limit is not None else None
-        return bucket
+        found = None
+        if limit is not None:
+            bucket = TokenBucket(limit.rate, now=self._now, burst=burst_of(limit), full=True)
+            found = (limit, bucket)
+        self.buckets[emitter] = found
+        return found
 
-    def _prune(self, now: float) -> None:
-        def spent(bucket: Bucket | None) -> bool:
-            return bucket is not None and bucket.tokens < bucket.refill(now)
+    def _prune(self) -> None:
+        def spent(found: tuple[EmitterLimit, TokenBucket] | None) -> bool:
+            return found is not None and found[1].tokens < found[1].burst
 
         self.buckets = {e: b for e, b in self.buckets.items() if spent(b)}
 
@@ -132,7 +115,6 @@ class Limits:
     def check(self, packets: list[Packet], refused: Callable[..., None]) -> None:
         """Take `packets`' messages from their emitters' buckets, or raise Throttled (taking
         none) when one of them must wait; `refused(emitter, **why)` is told who first."""
-        now = self._now()
         if len(packets) == 1 and packets[0].emitters is None:
             counts: dict[str | None, int] | Counter[str | None] = {
                 packets[0].emitter: packets[0].messages
@@ -141,12 +123,13 @@ class Limits:
             counts = messages_by_emitter(packets)
         taking = []
         for emitter, n in counts.items():
-            bucket = self._bucket(emitter, now)
-            if bucket is None:
+            found = self._bucket(emitter)
+            if found is None:
                 continue
-            wait = bucket.wait(n, now)
+            limit, bucket = found
+            # A request larger than the burst passes once the bucket is full.
+            wait = bucket.delay(min(n, bucket.burst))
             if wait > 0:
-                limit = bucket.limit
                 refused(emitter, limit=limit.pattern, rate=limit.rate)
                 raise Throttled(
                     f"emitter {emitter!r} is over its limit of {limit.rate:g} messages/s"
@@ -156,20 +139,13 @@ class Limits:
                 )
             taking.append((bucket, n))
         for bucket, n in taking:
-            bucket.tokens -= n
+            bucket.spend(n)
 
     # -- runtime changes -------------------------------------------------------------------
 
     def set(self, pattern: str, rate: object, burst: object = None) -> EmitterLimit:
-        for name, value in (("rate", rate), ("burst", burst)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise InvalidRequest(f"{name} must be a number, got {value!r}", {"field": name})
-        if not isinstance(pattern, str):
-            raise InvalidRequest("the emitter must be an id or an id prefix ending in *")
         try:
-            limit = EmitterLimit(pattern, float(rate), None if burst is None else float(burst))  # type: ignore[arg-type]
+            limit = emitter_limit(pattern, rate, burst)
         except ConfigError as exc:
             raise InvalidRequest(exc.message) from None
         self.runtime[pattern] = limit

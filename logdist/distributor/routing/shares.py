@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from logdist.config.tables import LimitsConfig
 from logdist.core.fairness import FairShare
 from logdist.distributor.routing.limits import Limits
 from logdist.errors import Throttled
@@ -103,6 +104,7 @@ class Shares:
         above: float,
         retry_after: float,
         now: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ) -> None:
         # What the distributor can hold now (its queue and the analyzers' pending windows).
         self.capacity = capacity
@@ -113,8 +115,8 @@ class Shares:
         self.held = 0
         self.recent = Recent(now)
         self.fair: FairShare | None = None  # the trees, while under pressure
-        # Per-emitter rate limits, checked after the fair share (set by the distributor).
-        self.limits: Limits | None = None
+        # Per-emitter rate limits, checked after the fair share (none unless given).
+        self.limits = limits if limits is not None else Limits(LimitsConfig())
         self.throttled: Counter[str | None] = Counter()  # requests refused 429, by emitter
         self._throttling: dict[str | None, int] = {}  # emitter -> refused in this spell
 
@@ -175,20 +177,20 @@ class Shares:
             if self.above:
                 self.recent.heard(p.emitter)
             if not self.above or self.held + p.count <= self.capacity() * self.above:
-                if limits is not None and limits.active:
+                if limits.active:
                     limits.check(packets, self.refused)
                 return
         counts = counts_of(packets)
         if self.above:
             self._check_fair(counts)
-        if limits is not None and limits.active:
+        if limits.active:
             limits.check(packets, self.refused)
         if self._throttling:
             self._ended(counts)
 
     def check_limits(self, packets: list[Packet]) -> None:
         """Only the rate limits (cluster mode: what a replica publishes to the stream)."""
-        if self.limits is not None and self.limits.active:
+        if self.limits.active:
             self.limits.check(packets, self.refused)
         if self._throttling:
             self._ended(counts_of(packets))
@@ -209,7 +211,7 @@ class Shares:
             for emitter, held in self.holding.items():
                 fair.add(emitter, held)
         limit = self.share_of(capacity, budget)
-        over = [e for e, k in counts.items() if not self.within(fair, e, k, limit)]
+        over = [e for e, k in counts.items() if not fair.within(e, k, limit)]
         if not over:
             return
         for emitter in over:
@@ -223,15 +225,6 @@ class Shares:
             retry_after=self.retry_after,
             detail={"emitter": emitter, "holding": self.holding.get(emitter, 0)},
         )
-
-    def within(self, fair: FairShare, emitter: str | None, n: int, limit: int) -> bool:
-        """Whether `emitter`, holding `n` more, stays within its max-min share of `limit`
-        (one that holds nothing always does)."""
-        mine = self.holding.get(emitter, 0)
-        if not mine:
-            return True
-        x = mine + n
-        return fair.below(x) - min(mine, x) + x <= limit
 
     def refused(self, emitter: str | None, **why: Any) -> None:
         """Count a request of `emitter`'s refused 429; log when its spell of them begins."""
@@ -258,15 +251,7 @@ class Shares:
         fair = self.fair
         if not self.above or fair is None or self.held <= budget:
             return None
-        limit = self.share_of(capacity, budget)
-        lo, hi = 0, limit + 1  # below(lo) <= limit < below(hi), or hi past every holding
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if fair.below(mid) <= limit:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return fair.level(self.share_of(capacity, budget))
 
     def share(self, emitter: str | None) -> float:
         """The part of what the distributor holds that `emitter` holds."""

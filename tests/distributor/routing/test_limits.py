@@ -139,6 +139,7 @@ def test_runtime_limits_are_kept_in_the_state_dir(tmp_path: Path) -> None:
     [
         ("web-*", -1, None, "rate must be >= 0"),
         ("web-*", "fast", None, "rate must be a number"),
+        ("web-*", None, None, "rate must be a number"),
         ("web-*", 10, 0.5, "burst must be at least 1"),
         ("w*b", 10, None, "an id prefix ending in \\*"),
         ("", 10, None, "an id prefix ending in \\*"),
