@@ -44,7 +44,7 @@ MAX_REQUESTS = 16  # concurrent requests to each analyzer
 ANALYZERS = 2
 CAP = ANALYZERS * MAX_REQUESTS / SINK_DELAY  # packets/s
 BURST_CONNECTIONS = 32
-DISTRIBUTOR = ["--queue-capacity", "2000", "--max-pending", "200"]
+DISTRIBUTOR = ["--queue-capacity", "2000"]  # the default pending windows (8,192)
 BURST = Scenario("m", "10-message packets on /log-packet", "/log-packet", "application/json",
                  1, (10, 10))  # fmt: skip
 MODES: tuple[tuple[str, list[str]], ...] = (

@@ -54,7 +54,7 @@ def test_a_burst_beside_a_thousand_steady_emitters_a_stopped_analyzer_and_a_runt
     # Each analyzer takes 4 requests of one packet at a time, 20 ms each: 400 packets/s in all.
     d = procs.start(
         "distributor", "distributor", "serve", "--port", "0", "--queue-capacity", "1000",
-        "--max-pending", "50", "--max-requests", "4", "--health-interval", "0.2",
+        "--max-requests", "4", "--health-interval", "0.2",
         "--health-timeout", "0.5", "--fall", "2", "--rise", "2",
         *[a for i, an in enumerate(analyzers, 1)
           for a in ("-a", f"a{i}={an.url}/ingest;format=json")],

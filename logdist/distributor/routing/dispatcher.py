@@ -5,8 +5,9 @@ A packet waits in one bounded queue until some analyzer has room; only then is i
 served by deficit round robin (`core.lanes`), so a burst does not delay a quiet emitter.
 Each analyzer has an outbox of packets assigned to it and up to `max_requests` sender tasks
 draining it, so a slow analyzer holds only its own outbox, and once that is full the picker
-passes it over. A packet leaves the distributor only when an analyzer answers 2xx, or as a
-dead letter.
+passes it over. An outbox holds at most what its senders take in one go (a batch each, or a
+packet each for an analyzer that takes one at a time): the rest waits in the fair queue.
+A packet leaves the distributor only when an analyzer answers 2xx, or as a dead letter.
 
 How a batch is encoded and sent is the outputs' (`outputs/wire.py`); what its answer does
 to the packets, `verdicts.py`.
@@ -167,7 +168,7 @@ class Dispatcher(Verdicts):
         queue, registry = self.queue, self.registry
         waiting = self._waiting_for
         if waiting is not None:
-            if registry.full(waiting) and waiting.routable and not registry.check_stall(waiting):
+            if self._busy(waiting) and waiting.routable and not registry.check_stall(waiting):
                 return
             self._waiting_for = None
         for _ in range(ROUTE_SLICE):
@@ -194,7 +195,19 @@ class Dispatcher(Verdicts):
                 loop = asyncio.get_running_loop()
                 loop.call_later(registry.stall_after, self._wake.set)
                 return
+            if box.deep(self.cfg.max_requests, self.cfg.forward_batch):
+                # Its senders have all they can take: wait until one takes it (a forward
+                # that ends wakes routing), so that packets wait in the fair queue.
+                self._waiting_for = analyzer
+                return
         self._wake.set()
+
+    def _busy(self, analyzer: Analyzer) -> bool:
+        """It may not be given more now: full, or its outbox holds all its senders take."""
+        if self.registry.full(analyzer):
+            return True
+        box = self._boxes.get(analyzer.id)
+        return box is not None and box.deep(self.cfg.max_requests, self.cfg.forward_batch)
 
     def _add_sender(self, box: Outbox) -> None:
         """Start a sender for `box` unless one is about to take from it or it has enough."""

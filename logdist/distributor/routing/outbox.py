@@ -22,6 +22,11 @@ class Outbox:
     # packets routed meanwhile join its batch instead of starting another sender.
     idle: int = 0
 
+    def deep(self, senders: int, batch: int) -> bool:
+        """It holds what all its senders take in one go: what comes next waits in the
+        distributor's queue, where emitters take turns, not here in arrival order."""
+        return len(self.packets) >= senders * (batch if self.analyzer.batches else 1)
+
     def next_request(self, limit: int) -> list[Packet]:
         """What the next forward carries: one packet to an analyzer that takes one at a time
         (a run is opened for it), else a batch of up to `limit` packets and BATCH_BYTES."""

@@ -101,7 +101,28 @@ async def test_a_burst_of_several_batches_is_forwarded_in_parallel(
     await turns(10)
     # Each sender that takes a batch and leaves more behind starts the next, up to 3.
     assert forwarder.requests == [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]]
-    assert d.dispatcher.outbox_depth("a1") == 1
+    # The outbox took what its three senders carry; the seventh waits in the queue.
+    assert d.dispatcher.outbox_depth("a1") == 0 and d.dispatcher.queued == 1
     forwarder.release.set()
     await turns(20)
     assert forwarder.requests[-1] == [b"6"] and d.dispatcher.unacked == 0
+
+
+@pytest.mark.parametrize("held", [{"forward_batch": 2}], indirect=True)
+async def test_a_quiet_emitters_packet_goes_out_after_one_round_not_after_the_burst(
+    held: tuple[Distributor, HeldForwarder],
+) -> None:
+    d, forwarder = held
+    burst = [Packet(f"b{n}", "burst", 1, b"b%d" % n) for n in range(1000)]
+    d.dispatcher.enqueue(burst)
+    await turns(10)
+    d.dispatcher.enqueue([Packet("q", "quiet", 1, b"q")])
+    for _ in range(10):  # the analyzer answers one request at a time
+        forwarder.release.set()
+        await turns(3)
+        forwarder.release.clear()
+        await turns(3)
+    sent = [piece for request in forwarder.requests for piece in request]
+    # Behind it: what the three senders held, then the burst's turn (quantum 100 messages)
+    # at most; not the thousand.
+    assert b"q" in sent and sent.index(b"q") <= 3 * 2 + 100
