@@ -167,6 +167,13 @@ class DeadLetterWriteFailed(LogdistError):
     code = "dead_letter_write_failed"
 
 
+class StateWriteFailed(LogdistError):
+    """A runtime change could not be kept in the state dir; it was not made."""
+
+    status = 500
+    code = "state_write_failed"
+
+
 class ConfigError(LogdistError):
     """A configuration file or command-line value that cannot be used."""
 

@@ -149,16 +149,18 @@ STATE_STYLE = {"active": "green", "paused": "yellow", "gone": "red"}
 
 def emitters_table(emitters: list[dict[str, Any]], title: str = "emitters") -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("id", no_wrap=True)
+    # On a narrow terminal the control URL gives way first, the ids and counts not at all.
+    longest = max((len(e["id"]) for e in emitters), default=2)
+    table.add_column("id", no_wrap=True, min_width=min(longest, 32))
     # `received`, `share` (of what the distributor holds now) and `throttled` (requests
     # answered 429: past its fair share or its limit) are the distributor's own counts; rate,
     # buffer and retries are the emitter's as it last reported them (on registering, and on
     # each change of state).
     for name in ("rate", "buffer", "received", "retries", "share", "throttled"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("seen", justify="right", no_wrap=True)
-    table.add_column("control url", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("state", no_wrap=True, min_width=6)
+    table.add_column("seen", justify="right", no_wrap=True, min_width=7)
+    table.add_column("control url", no_wrap=True, overflow="ellipsis")
     for e in emitters:
         m = e.get("metrics") or {}
         state = e.get("state") or ("paused" if m.get("paused") else "active")

@@ -27,7 +27,7 @@ import orjson
 from logdist.config.tables import EmitterLimit, LimitsConfig, emitter_limit
 from logdist.core.ratelimit import TokenBucket
 from logdist.distributor.storage.files import replace_file
-from logdist.errors import ConfigError, InvalidRequest, NotFound, Throttled
+from logdist.errors import ConfigError, InvalidRequest, NotFound, StateWriteFailed, Throttled
 from logdist.formats.packet import Packet
 
 log = logging.getLogger("logdist.distributor")
@@ -148,27 +148,34 @@ class Limits:
             limit = emitter_limit(pattern, rate, burst)
         except ConfigError as exc:
             raise InvalidRequest(exc.message) from None
-        self.runtime[pattern] = limit
-        self._changed()
+        self._change({**self.runtime, pattern: limit})
         return limit
 
     def clear(self, pattern: str) -> EmitterLimit:
-        try:
-            limit = self.runtime.pop(pattern)
-        except KeyError:
+        if pattern not in self.runtime:
             raise NotFound(
                 f"no limit was set at runtime for {pattern!r}",
                 {"runtime": sorted(self.runtime)},
-            ) from None
-        self._changed()
+            )
+        limit = self.runtime[pattern]
+        self._change({p: v for p, v in self.runtime.items() if p != pattern})
         return limit
 
-    def _changed(self) -> None:
+    def _change(self, runtime: dict[str, EmitterLimit]) -> None:
+        """Keep `runtime` in the state dir (when there is one), then make it the limits."""
+        if self.path is not None:
+            rows = [dataclasses.asdict(limit) for limit in runtime.values()]
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                replace_file(self.path, orjson.dumps({"version": 1, "limits": rows}))
+            except OSError as exc:
+                raise StateWriteFailed(
+                    f"{self.path}: cannot keep the limits ({exc.strerror or exc}); nothing"
+                    " was changed"
+                ) from None
+        self.runtime = runtime
         self.buckets.clear()  # made again under the new limits (full: a change is a pardon)
         self.active = self._any()
-        if self.path is not None:
-            rows = [dataclasses.asdict(limit) for limit in self.runtime.values()]
-            replace_file(self.path, orjson.dumps({"version": 1, "limits": rows}))
 
     def to_json(self) -> dict[str, Any]:
         return {

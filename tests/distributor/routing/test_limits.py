@@ -14,7 +14,7 @@ from logdist.config.topology import topology_from_dict
 from logdist.distributor.routing import limits as limits_module
 from logdist.distributor.routing.limits import Limits
 from logdist.distributor.routing.shares import Shares
-from logdist.errors import ConfigError, InvalidRequest, NotFound, Throttled
+from logdist.errors import ConfigError, InvalidRequest, NotFound, StateWriteFailed, Throttled
 from logdist.formats.packet import Packet
 from tests.distributor.conftest import MakeDistributor
 from tests.support.clock import FakeClock
@@ -264,3 +264,17 @@ def test_cluster_mode_checks_only_the_limits(caplog: pytest.LogCaptureFixture) -
     shares.check_limits([packet("e1")])
     events = [r.getMessage() for r in caplog.records]
     assert any("emitter_throttle_ended emitter=e1 refused=1" in m for m in events)
+
+
+def test_a_state_dir_not_made_yet_is_made_and_one_that_cannot_be_written_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    limits = Limits(LimitsConfig(), str(tmp_path / "state" / "new"), now=FakeClock())
+    limits.set("web-*", 5)
+    assert (tmp_path / "state" / "new" / "limits.json").exists()
+    stuck = Limits(LimitsConfig(), str(tmp_path / "taken"), now=FakeClock())
+    (tmp_path / "taken").write_text("a file where the state dir should be")
+    with pytest.raises(StateWriteFailed, match="cannot keep the limits") as failed:
+        stuck.set("web-*", 5)
+    assert failed.value.status == 500
+    assert not stuck.runtime and not stuck.active  # not half made
