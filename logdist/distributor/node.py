@@ -323,8 +323,10 @@ class Distributor:
                 event(log, "dead_letter_sync_failed", logging.ERROR, error=exc)
 
     async def _sweep_emitters(self) -> None:
-        """Forget emitters gone for long, every few seconds."""
+        """Forget emitters gone for long, and end spells of 429s gone quiet, every few
+        seconds."""
         every = min(5.0, max(0.5, self.cfg.emitter_lease / 6))
         while True:
             await asyncio.sleep(every)
             self.emitters.sweep()
+            self.dispatcher.shares.end_spells()

@@ -37,6 +37,8 @@ RESERVE = 1
 # BUCKETS slices of a ring (O(1) a request, whatever the number of emitters).
 ACTIVE_SECONDS = 10.0
 BUCKETS = 10
+# An emitter's spell of 429s ends once it has gone this many seconds without one.
+SPELL_QUIET = 5.0
 # The views list this many of the most refused emitters.
 STATUS_TOP = 5
 
@@ -118,7 +120,9 @@ class Shares:
         # Per-emitter rate limits, checked after the fair share (none unless given).
         self.limits = limits if limits is not None else Limits(LimitsConfig())
         self.throttled: Counter[str | None] = Counter()  # requests refused 429, by emitter
-        self._throttling: dict[str | None, int] = {}  # emitter -> refused in this spell
+        # emitter -> [refused in this spell, when last]: the emitters being throttled now.
+        self._throttling: dict[str | None, list[float]] = {}
+        self._now = now
 
     # -- holding ---------------------------------------------------------------------------
 
@@ -171,8 +175,8 @@ class Shares:
         """Raise Throttled if an emitter of `packets` would hold more than its fair share, or
         is over its rate limit (`limits`)."""
         limits = self.limits
-        if len(packets) == 1 and packets[0].emitters is None and not self._throttling:
-            # The common case, kept lean: one emitter's packet while no one is throttled.
+        if len(packets) == 1 and packets[0].emitters is None:
+            # The common case, kept lean: one emitter's packet.
             p = packets[0]
             if self.above:
                 self.recent.heard(p.emitter)
@@ -185,15 +189,11 @@ class Shares:
             self._check_fair(counts)
         if limits.active:
             limits.check(packets, self.refused)
-        if self._throttling:
-            self._ended(counts)
 
     def check_limits(self, packets: list[Packet]) -> None:
         """Only the rate limits (cluster mode: what a replica publishes to the stream)."""
         if self.limits.active:
             self.limits.check(packets, self.refused)
-        if self._throttling:
-            self._ended(counts_of(packets))
 
     def _check_fair(self, counts: dict[str | None, int] | Counter[str | None]) -> None:
         n = sum(counts.values())
@@ -232,14 +232,20 @@ class Shares:
         spell = self._throttling.get(emitter)
         if spell is None:
             event(log, "emitter_throttled", logging.WARNING, emitter=emitter, **why)
-            spell = 0
-        self._throttling[emitter] = spell + 1
+            spell = self._throttling[emitter] = [0, 0.0]
+        spell[0] += 1
+        spell[1] = self._now()
 
-    def _ended(self, admitted: Iterable[str | None]) -> None:
-        for emitter in admitted:
-            refused = self._throttling.pop(emitter, None)
-            if refused is not None:
-                event(log, "emitter_throttle_ended", emitter=emitter, refused=refused)
+    def end_spells(self) -> int:
+        """Log the end of each spell of refusals quiet for SPELL_QUIET seconds (called every
+        few seconds: an emitter paced by its limit, refused and admitted in turn, is one
+        spell, not a line each time); how many ended."""
+        now = self._now()
+        quiet = [e for e, (_, last) in self._throttling.items() if now - last >= SPELL_QUIET]
+        for emitter in quiet:
+            refused = int(self._throttling.pop(emitter)[0])
+            event(log, "emitter_throttle_ended", emitter=emitter, refused=refused)
+        return len(quiet)
 
     # -- views -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from logdist.config.tables import EmitterLimit, LimitsConfig
 from logdist.config.topology import topology_from_dict
 from logdist.distributor.routing import limits as limits_module
 from logdist.distributor.routing.limits import Limits
-from logdist.distributor.routing.shares import Shares
+from logdist.distributor.routing.shares import SPELL_QUIET, Shares
 from logdist.errors import ConfigError, InvalidRequest, NotFound, StateWriteFailed, Throttled
 from logdist.formats.packet import Packet
 from tests.distributor.conftest import MakeDistributor
@@ -206,9 +206,15 @@ def test_refusals_are_counted_and_logged_with_the_fair_shares(
     assert shares.throttled["web-1"] == 3
     clock.advance(1)
     shares.check([packet("web-1")])
+    # Paced by its limit (admitted, refused, admitted...) it is one spell, ended once quiet.
+    shares.check([packet("web-1")])  # the second of its two tokens
+    with pytest.raises(Throttled):
+        shares.check([packet("web-1")])
+    clock.advance(SPELL_QUIET)
+    assert shares.end_spells() == 1
     events = [r.getMessage() for r in caplog.records]
     assert sum("emitter_throttled" in m for m in events) == 1
-    assert any("emitter_throttle_ended" in m and "refused=3" in m for m in events)
+    assert any("emitter_throttle_ended" in m and "refused=4" in m for m in events)
 
 
 async def test_limits_over_http_set_enforced_listed_and_cleared(
@@ -262,6 +268,8 @@ def test_cluster_mode_checks_only_the_limits(caplog: pytest.LogCaptureFixture) -
     for i in range(20):  # what a replica publishes is not held here: no fair share applies
         shares.check_limits([packet(f"other{i}")])
     shares.check_limits([packet("e1")])
+    clock.advance(SPELL_QUIET)
+    shares.end_spells()
     events = [r.getMessage() for r in caplog.records]
     assert any("emitter_throttle_ended emitter=e1 refused=1" in m for m in events)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from logdist.distributor.routing.shares import ACTIVE_SECONDS, Shares
+from logdist.distributor.routing.shares import ACTIVE_SECONDS, SPELL_QUIET, Shares
 from logdist.errors import Throttled
 from logdist.formats.packet import Packet
 from tests.distributor.conftest import MakeDistributor
@@ -62,9 +62,13 @@ def test_a_burst_is_refused_past_its_share_and_the_quiet_emitters_are_not(
         "on": True, "held": 200, "can_hold": 200, "budget": 100, "throttling": 1, "throttled": 2,
     }  # fmt: skip
     assert view["top_throttled"] == [{"id": "burst", "throttled": 2}]
-    # One line when the spell starts, one when it ends.
+    # One line when the spell starts, one when it has gone SPELL_QUIET seconds unrefused
+    # (being admitted again meanwhile does not end it).
     shares.settled([packet("burst", i) for i in range(100)])
     assert offer(shares, packet("burst", 1000))
+    assert shares.end_spells() == 0
+    clock.advance(SPELL_QUIET)
+    assert shares.end_spells() == 1 and shares.to_json()["throttling"] == 0
     lines = [r.getMessage() for r in caplog.records]
     assert sum("emitter_throttled emitter=burst" in m for m in lines) == 1
     assert sum("emitter_throttle_ended emitter=burst refused=2" in m for m in lines) == 1
