@@ -80,7 +80,8 @@ class TcpConnection(asyncio.Protocol):
         self.held: deque[Packet] = deque()
         self.syncing = False  # a packet is owned once the spool syncs: the next waits for it
         self.in_line = False  # in the listener's `waiting`
-        self.throttled = False  # waiting because its host was refused 429, not for room
+        # Its host was refused 429 (not for room): offered again from then (loop time).
+        self.throttled_until = 0.0
         self.closed = False
         self.parsing = 0  # calls to the parser not answered yet
         self.timer: asyncio.TimerHandle | None = None  # messages gathering in the parser
@@ -155,8 +156,13 @@ class TcpConnection(asyncio.Protocol):
             try:
                 wait = self.listener.own([packet])
             except LogdistError as exc:
-                # Its host over its share or limit (429): the others need not wait for it.
-                self.throttled = isinstance(exc, Throttled)
+                # Its host over its share or limit (429): the others need not wait for it,
+                # and it is offered again once its Retry-After has passed.
+                self.throttled_until = (
+                    asyncio.get_running_loop().time() + exc.retry_after
+                    if isinstance(exc, Throttled)
+                    else 0.0
+                )
                 self.pause()
                 if not self.in_line:
                     self.in_line = True
@@ -339,12 +345,14 @@ class SyslogListener:
 
     def room(self) -> None:
         """The queue has room: connections holding packets offer them again, oldest first
-        (one whose host is throttled keeps its place, and the next is offered)."""
+        (one whose host is throttled keeps its place until its Retry-After has passed, and
+        the next is offered)."""
         throttled: list[TcpConnection] = []
+        now = asyncio.get_running_loop().time()
         while self.waiting:
             conn = self.waiting[0]
-            if not conn.push():
-                if not conn.throttled:
+            if now < conn.throttled_until or not conn.push():
+                if not conn.throttled_until:
                     break  # no room: the rest wait too
                 throttled.append(self.waiting.popleft())
                 continue
