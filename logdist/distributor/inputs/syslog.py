@@ -1,9 +1,10 @@
 """Syslog in: TCP (RFC 6587 framing), TLS (RFC 5425) and UDP listeners that gather messages into
 packets. A TLS connection is a TCP one once its handshake is done (net.tls).
 
-Messages are gathered per connection (UDP: per listener) into packets of up to
+Messages are gathered per connection (UDP: per sending host) into packets of up to
 `formats.syslog.MESSAGES_PER_PACKET` messages or GATHER_SECONDS, then owned like any ingest request
-(`Intake.accept_now`: queued, and spooled when there is a spool).
+(`Intake.accept_now`: queued, and spooled when there is a spool), from the emitter
+`syslog:HOST` for fair admission, dispatch and limits.
 
 Reading syslog costs a few microseconds of Python a message, so TCP streams are framed, read
 and made into packet bodies in the parse processes (`parsing`, running
@@ -16,7 +17,8 @@ Syslog has no acknowledgement, so each transport pushes back the one way it can:
   read, and keeps them until they fit; the sender's writes then block in TCP. A connection holds
   at most one read and the messages gathering into its next packet, so memory stays bounded.
   Nothing read is dropped, even when the sender closes meanwhile; a distributor stopped while a
-  connection waits loses what it held (logged).
+  connection waits loses what it held (logged). One refused 429 (its host past its fair share
+  or limit) waits out its Retry-After without holding up the connections behind it.
 - UDP: a datagram cannot be made to wait. What comes while the queue is full is dropped,
   counted (`logdist_rejected_total{input="syslog",reason="backpressure"}`) and logged once a
   second.
