@@ -18,9 +18,9 @@ import orjson
 import typer
 
 from logdist.admin_client import DEFAULT_URL, AdminClient, ClientFailure
+from logdist.cli.common import config_errors
 from logdist.config.fields import read_token
 from logdist.config.tables import ClientConfig
-from logdist.errors import ConfigError
 from logdist.net.tls import client_context
 
 T = TypeVar("T")
@@ -51,11 +51,8 @@ def client_token(token: str | None) -> str | None:
         path = os.environ.get("LOGDIST_TOKEN_FILE") or None
     if path is None:
         return token
-    try:
+    with config_errors():
         return read_token(path, None, "token file")
-    except ConfigError as exc:
-        typer.echo(f"logdist: {exc.message}", err=True)
-        raise typer.Exit(2) from None
 
 
 # The TLS options of the command being run (see `add_tls_options`).
@@ -118,13 +115,10 @@ def _with_tls(fn: Callable[..., Any]) -> Callable[..., Any]:
     def command(**kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in TLS_OPTIONS}
         paths = {k: None if v is None or k == "insecure" else str(v) for k, v in given.items()}
-        try:
+        with config_errors():
             cfg = ClientConfig(
                 paths["ca"], paths["client_cert"], paths["client_key"], bool(given["insecure"])
             )
-        except ConfigError as exc:
-            typer.echo(f"logdist: {exc.message}", err=True)
-            raise typer.Exit(2) from None
         CLIENT_TLS.set(cfg)
         return fn(**kwargs)
 
@@ -136,11 +130,8 @@ def _with_tls(fn: Callable[..., Any]) -> Callable[..., Any]:
 def client_tls() -> ssl.SSLContext:
     """The context of this command's --ca, --client-cert and --insecure; a file that does not
     load is one line and exit 2."""
-    try:
+    with config_errors():
         return client_context(CLIENT_TLS.get() or ClientConfig(), "logdist")
-    except ConfigError as exc:
-        typer.echo(f"logdist: {exc.message}", err=True)
-        raise typer.Exit(2) from None
 
 
 def call(url: str, token: str | None, fn: Callable[[AdminClient], Awaitable[T]]) -> T:
