@@ -88,14 +88,16 @@ class AdminClient:
         assert self._session is not None, "use AdminClient in `async with`"
         return self._session
 
-    def _tls_hint(self, exc: BaseException) -> str:
-        """What to try when an https:// distributor dropped the connection at once: it may
-        want a client certificate (mutual TLS refuses in the handshake, without a word)."""
+    def _unreachable(self, exc: BaseException) -> Unreachable:
+        """The distributor could not be reached; when an https:// one dropped the connection
+        at once, it may want a client certificate (mutual TLS refuses in the handshake,
+        without a word): the message says so."""
+        message = f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
         reset = isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET
         dropped = isinstance(exc, aiohttp.ServerDisconnectedError) or reset
-        if not self.url.startswith("https://") or not dropped:
-            return ""
-        return " (if it asks for a client certificate, give --client-cert and --client-key)"
+        if self.url.startswith("https://") and dropped:
+            message += " (if it asks for a client certificate, give --client-cert and --client-key)"
+        return Unreachable(message)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = orjson.dumps(body) if body is not None else None
@@ -107,10 +109,7 @@ class AdminClient:
                 raw = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Unreachable(
-                f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
-                + self._tls_hint(exc)
-            ) from None
+            raise self._unreachable(exc) from None
         try:
             parsed = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
@@ -146,10 +145,7 @@ class AdminClient:
                     raise Refused(resp.status, text[:200])
                 return text
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Unreachable(
-                f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
-                + self._tls_hint(exc)
-            ) from None
+            raise self._unreachable(exc) from None
 
     # -- analyzers ------------------------------------------------------------------------
 
@@ -306,10 +302,7 @@ class AdminClient:
         except aiohttp.WSServerHandshakeError as exc:
             raise Refused(exc.status, exc.message or "WebSocket refused") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Unreachable(
-                f"cannot reach the distributor at {self.url}: {describe_error(exc)}"
-                + self._tls_hint(exc)
-            ) from None
+            raise self._unreachable(exc) from None
         if opened is not None:
             opened.set()
         async with ws:
