@@ -51,7 +51,7 @@ def limit(
     """Limit an emitter's (or id prefix's) rate at runtime: past it, its requests are
     answered 429 with Retry-After. Kept across restarts in the distributor's --state-dir."""
     if clear == (rate is not None):
-        raise fail("give a RATE, or --clear (not both)", code=2)
+        raise fail("give a RATE or --clear (one of them)", code=2)
     if clear:
         result = call(url, token, lambda c: c.clear_limit(emitter))
         line = f"{emitter}: runtime limit cleared"

@@ -65,6 +65,7 @@ class Limits:
         self._now = now
         # emitter -> its limit and bucket (of messages), or None when no limit covers it.
         self.buckets: dict[str | None, tuple[EmitterLimit, TokenBucket] | None] = {}
+        self._prune_at = PRUNE_AT
         if self.path is not None:
             self.runtime = load(self.path)
         self.active = self._any()
@@ -94,7 +95,7 @@ class Limits:
             return self.buckets[emitter]
         except KeyError:
             pass
-        if len(self.buckets) >= PRUNE_AT:
+        if len(self.buckets) >= self._prune_at:
             self._prune()
         limit = self.limit_for(emitter)
         found = None
@@ -109,6 +110,8 @@ class Limits:
             return found is not None and found[1].tokens < found[1].burst
 
         self.buckets = {e: b for e, b in self.buckets.items() if spent(b)}
+        # Amortised: when most are still spending, the next pruning waits until they double.
+        self._prune_at = max(PRUNE_AT, 2 * len(self.buckets))
 
     # -- admitting -------------------------------------------------------------------------
 
