@@ -173,8 +173,14 @@ class ClusterConfig:
     )
     # Stream messages a replica holds fetched and unacknowledged at most.
     max_in_flight: int = 1024
-    # The stream's size: past it, publishing is refused (503) until messages are delivered.
-    max_bytes: int = 1 << 30
+    max_bytes: int = setting(
+        1 << 30,
+        "Cluster mode: the stream's size in bytes. Past fair_share_above of it, an emitter"
+        " past its fair share of the stream is answered 429; past all of it, everyone 503"
+        " until messages are delivered.",
+        decls=("--cluster-max-bytes",),
+        metavar="BYTES",
+    )
 
     def __post_init__(self) -> None:
         for url in self.servers:

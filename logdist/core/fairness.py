@@ -21,7 +21,9 @@ fair queueing; the trees as in Fenwick 1994.)
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from bisect import bisect_left
+from collections.abc import Hashable, Iterable
+from itertools import accumulate
 
 
 class Fenwick:
@@ -134,3 +136,36 @@ class FairShare:
         x = mine + n
         # Everyone else capped at x, and this emitter at x itself.
         return self.below(x) - min(mine, x) + x <= limit
+
+
+class Snapshot:
+    """The same reckoning over holdings read at once (cluster mode reads the stream's): sorted
+    with their prefix sums, O(n log n) to make, `g(x)` in O(log n) by bisection."""
+
+    def __init__(self, holdings: Iterable[int]) -> None:
+        self.q = sorted(h for h in holdings if h > 0)
+        self.prefix = list(accumulate(self.q, initial=0))
+
+    def below(self, x: int) -> int:
+        """`g(x)`: what everyone would hold, each capped at `x`."""
+        i = bisect_left(self.q, x)
+        return self.prefix[i] + x * (len(self.q) - i)
+
+    def level(self, limit: int) -> int:
+        """The most `x` with `g(x) <= limit` (`limit` itself when everything fits in it)."""
+        left = limit
+        for i, q in enumerate(self.q):
+            others = len(self.q) - i  # those holding q or more, each capped at x
+            if q * others > left:
+                return max(0, left // others)
+            left -= q
+        return limit
+
+    def within(self, held: int, mine: int, n: int, limit: int) -> bool:
+        """Whether an emitter that held `held` in the snapshot and holds `mine` now (one that
+        holds nothing always may) stays within its max-min share of `limit` holding `n`
+        more: the others capped at `x = mine + n`, and `x` itself."""
+        if not mine:
+            return True
+        x = mine + n
+        return self.below(x) - min(held, x) + x <= limit

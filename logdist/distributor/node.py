@@ -147,6 +147,8 @@ class Distributor:
             cfg.retry_after,
             url=f"http://{cfg.host}:{cfg.port}",
             tls=self.client_tls,
+            above=cfg.fair_share_above,
+            refused=self.dispatcher.shares.refused,
         )
         self.dispatcher.on_room.append(cluster.room)
         return cluster

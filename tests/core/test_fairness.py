@@ -83,6 +83,24 @@ def test_the_share_of_any_amount_is_its_water_level(
     assert fair.admits(emitter, n, share_of) is (calm or within)
 
 
+@settings(max_examples=300, deadline=None)
+@given(held=holdings, emitter=st.integers(0, 45), n=st.integers(1, 30), limit=st.integers(0, 600))
+def test_a_snapshot_reckons_as_the_trees_do(
+    held: dict[int, int], emitter: int, n: int, limit: int
+) -> None:
+    """Cluster mode reckons from the stream's counts read at once (sorted, no trees): the
+    same level and the same admissions as the trees, the level being the water level."""
+    fair = FairShare(1200)
+    for e, q in held.items():
+        fair.add(e, q)
+    snap = fairness.Snapshot(held.values())
+    assert snap.level(limit) == fair.level(limit)
+    water = water_level(list(held.values()), limit)
+    assert snap.level(limit) == (limit if water == float("inf") else int(water))
+    mine = held.get(emitter, 0)
+    assert snap.within(mine, mine, n, limit) is fair.within(emitter, n, limit)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     steps=st.lists(

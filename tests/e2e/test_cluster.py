@@ -189,3 +189,39 @@ def test_runs_larger_than_the_servers_take_go_packet_by_packet(
         urllib.request.urlopen(req, timeout=20)
     assert info.value.code == 413
     assert "max_payload" in json.loads(info.value.read())["error"]
+
+
+def test_a_stream_left_by_an_earlier_version_is_taken_over_and_its_messages_delivered(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """Earlier versions published on `logdist.packets` alone and fetched with a consumer
+    filtered to it: a replica of this one widens the stream to the emitters' subjects, makes
+    the consumer again for all of them, and delivers what the old stream still held."""
+    import asyncio
+
+    import nats as nats_client
+    from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StreamConfig
+
+    servers = cluster.one_server(procs, tmp_path / "js")
+
+    async def as_before() -> None:
+        nc = await nats_client.connect(servers)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(
+            name="LOGDIST", subjects=["logdist.packets"], retention=RetentionPolicy.WORK_QUEUE,
+            discard=DiscardPolicy.NEW, max_bytes=1 << 30, num_replicas=1,
+        ))  # fmt: skip
+        await js.add_consumer("LOGDIST", ConsumerConfig(
+            durable_name="routers", filter_subject="logdist.packets",
+            ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1,
+        ))  # fmt: skip
+        for i in range(3):
+            body = {"packetId": f"old-{i}", "emitter": "e1", "messages": [{"message": "m"}]}
+            await js.publish("logdist.packets", json.dumps(body).encode())
+        await nc.close()
+
+    asyncio.run(as_before())
+    pool = Pool(procs, {"a1": 1})
+    d1 = replica(procs, "d1", servers, pool.urls)
+    assert send(d1.url, "new-0")[0] == 202
+    cluster.account(pool, ["old-0", "old-1", "old-2", "new-0"], timeout=30)

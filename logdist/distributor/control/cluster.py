@@ -1,9 +1,11 @@
 """Cluster mode: distributors that share one queue on NATS JetStream (`--cluster URL,...`).
 
 Accept = replicated: a request's packets (a run, or each packet) are published to the
-stream, one message each, with a message id made of their packet ids (a request sent again
-is deduplicated), and the 202 waits for the publish acknowledgement: the packets are on a
-quorum of servers. A full stream, a lost quorum or no server at all is a 503 with Retry-After.
+stream on their emitter's subject (`control.publisher`), with a message id made of their
+packet ids (a request sent again is deduplicated), and the 202 waits for the publish
+acknowledgement: the packets are on a quorum of servers. An emitter past its fair share of
+the stream is a 429 (`routing.stream_shares`); a full stream, a lost quorum or no server at
+all is a 503 with Retry-After.
 
 Route = pull what you can send: every replica fetches from one durable pull consumer on the
 work-queue stream only as many messages as its queue has room for, routes them with its own
@@ -21,7 +23,6 @@ import random
 import ssl
 import time
 import zlib
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,40 +41,31 @@ from nats.js.api import (
 from logdist.config import ClusterConfig
 from logdist.core.backoff import Backoff
 from logdist.distributor.control.bucket import ControlPlane, Row, Watcher
-from logdist.distributor.control.messages import message_of, packets_of
-from logdist.errors import Backpressure, LogdistError, PayloadTooLarge
+from logdist.distributor.control.messages import packets_of
+from logdist.distributor.control.publisher import SUBJECT, Publisher, emitter_of, subject_of
+from logdist.distributor.routing.stream_shares import (
+    READ_UNDER_PRESSURE,
+    StreamShares,
+    server_max_bytes,
+)
+from logdist.errors import Backpressure, LogdistError
 from logdist.events import event
-from logdist.formats.packet import Packet, parse_batch, total
+from logdist.formats.packet import Packet, total
 
 log = logging.getLogger("logdist.cluster")
 
-SUBJECT = "logdist.packets"
 CONSUMER = "routers"
 # Messages asked for in one fetch at most, and how long a fetch waits for some.
 FETCH = 256
 FETCH_WAIT = 0.5
 # Seconds a JetStream API call may take.
 JS_TIMEOUT = 2.0
-# Seconds to publish one message before the request is answered 503.
-PUBLISH_TIMEOUT = 5.0
-# Stream messages being published at once; packets arriving meanwhile are grouped (one
-# groups most: 6,449 requests/s, 16 packets a message, against 5,362 and 10 with two).
-PUBLISHING = 1
-# Bytes of a message's headers (its Nats-Msg-Id) kept free below the servers' max_payload.
-HEADROOM = 1024
-# Seconds between readings of the stream's and the consumer's figures.
+# Seconds between readings of the stream's and the consumer's figures (more often while
+# the stream is filling: stream_shares.READ_UNDER_PRESSURE).
 OBSERVE = 2.0
 # Joining the cluster again after a failure: from 0.2 s, doubling, up to 5 s, jittered (the
 # replicas that lost the servers together do not come back together).
 JOIN_BACKOFF = Backoff(base=0.2, cap=5.0)
-
-
-@dataclass
-class _Waiter:
-    """A request waiting for its packets' publish acknowledgements."""
-
-    left: int
-    done: asyncio.Future[None]
 
 
 @dataclass
@@ -95,6 +87,8 @@ class Cluster:
         retry_after: float,
         url: str = "",
         tls: ssl.SSLContext | None = None,
+        above: float = 0.0,
+        refused: Callable[..., None] = lambda emitter, **why: None,
     ) -> None:
         self.cfg = cfg
         self.tls = tls  # for tls:// servers
@@ -118,12 +112,11 @@ class Cluster:
         self._room_event = asyncio.Event()
         self.fetched = 0
         self.acked = 0
-        self.published = 0  # stream messages
-        self.bytes_in = self.bytes_out = 0  # of the packets published; of their messages
-        self._waiting: deque[tuple[Packet, _Waiter]] = deque()
-        self._publishing = 0
-        self._sending: set[asyncio.Task[None]] = set()
-        self.publish_failures = 0
+        # Fair admission to the stream (`above` of its max_bytes; 0: off), fed by _observe.
+        self.shares = StreamShares(above, cfg.max_bytes, retry_after, _keyed, refused, SUBJECT)
+        self.publisher = Publisher(
+            cfg.stream, retry_after, _said, self.shares.published, self.shares.wants_counts
+        )
         self.ready = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -138,16 +131,7 @@ class Cluster:
                 await self._connect()
                 assert self.watcher is not None
                 watch = await self.control.open(self._js, self.seed, self.watcher)
-                psub = await self._js.pull_subscribe(
-                    SUBJECT,
-                    durable=CONSUMER,
-                    stream=self.cfg.stream,
-                    config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT,
-                        ack_wait=self.cfg.ack_wait,
-                        max_ack_pending=-1,
-                    ),
-                )
+                psub = await self._routers()
                 break
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 if self._nc is not None:
@@ -182,23 +166,36 @@ class Cluster:
         }
 
     async def _observe(self) -> None:
-        """Read the stream's depth and the consumer's pending and redelivered counts."""
+        """Read the stream's depth (with what each emitter holds, while it is filling: the
+        fair shares) and the consumer's pending and redelivered counts."""
+        last = -OBSERVE
         while True:
-            try:
-                stream = await self._js.stream_info(self.cfg.stream)
-                consumer = await self._js.consumer_info(self.cfg.stream, CONSUMER)
-            except (nats.errors.Error, TimeoutError, OSError) as exc:
-                self.stream_state = {"error": _said(exc)}
-            else:
-                self.stream_state = {
-                    "messages": stream.state.messages,
-                    "bytes": stream.state.bytes,
-                    "max_bytes": self.cfg.max_bytes,
-                    "consumer_pending": consumer.num_pending,
-                    "consumer_ack_pending": consumer.num_ack_pending,
-                    "redelivered": consumer.num_redelivered,
-                }
-            await asyncio.sleep(OBSERVE)
+            now = time.monotonic()
+            counts = self.shares.wants_counts()
+            if counts or self.shares.filling() or now - last >= OBSERVE:
+                last = now
+                try:
+                    await self._read(counts)
+                except (nats.errors.Error, TimeoutError, OSError) as exc:
+                    self.stream_state = {"error": _said(exc)}
+            await asyncio.sleep(READ_UNDER_PRESSURE)
+
+    async def _read(self, counts: bool) -> None:
+        stream = await self._js.stream_info(
+            self.cfg.stream, subjects_filter=">" if counts else None
+        )
+        subjects = dict(stream.state.subjects or {}) if counts else None
+        shared = subjects.pop(SUBJECT, 0) if subjects is not None else 0
+        self.shares.read(stream.state.messages, stream.state.bytes, subjects, shared)
+        consumer = await self._js.consumer_info(self.cfg.stream, CONSUMER)
+        self.stream_state = {
+            "messages": stream.state.messages,
+            "bytes": stream.state.bytes,
+            "max_bytes": self.cfg.max_bytes,
+            "consumer_pending": consumer.num_pending,
+            "consumer_ack_pending": consumer.num_ack_pending,
+            "redelivered": consumer.num_redelivered,
+        }
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
@@ -214,12 +211,16 @@ class Cluster:
         # JS_TIMEOUT: a cluster electing its leader is asked again sooner, and an admin call
         # is answered 503 rather than hang.
         self._js = self._nc.jetstream(timeout=JS_TIMEOUT)
+        self.publisher.js = self._js
+        self.publisher.max_payload = int(self._nc.max_payload)
         stream = StreamConfig(
             name=self.cfg.stream,
-            subjects=[SUBJECT],
+            subjects=[SUBJECT, f"{SUBJECT}.*"],
             retention=RetentionPolicy.WORK_QUEUE,
             discard=DiscardPolicy.NEW,
-            max_bytes=self.cfg.max_bytes,
+            # Above what logdist fills it to itself (StreamShares.check_room): the servers
+            # can drop a full stream's oldest messages despite DiscardPolicy.NEW.
+            max_bytes=server_max_bytes(self.cfg.max_bytes),
             num_replicas=self.cfg.replicas,
             duplicate_window=120.0,
         )
@@ -227,6 +228,25 @@ class Cluster:
             await self._js.add_stream(stream)
         except nats.js.errors.BadRequestError:
             await self._js.update_stream(stream)  # made by another replica, or changed
+
+    async def _routers(self) -> Any:
+        """The durable consumer every replica fetches from: all the stream's subjects (one
+        made by an earlier version, for `logdist.packets` alone, is made again; what it had
+        delivered and not acknowledged is delivered again)."""
+        config = ConsumerConfig(
+            durable_name=CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.cfg.ack_wait,
+            max_ack_pending=-1,
+        )
+        try:
+            await self._js.add_consumer(self.cfg.stream, config)
+        except nats.js.errors.BadRequestError:
+            info = await self._js.consumer_info(self.cfg.stream, CONSUMER)
+            if info.config.filter_subject:
+                await self._js.delete_consumer(self.cfg.stream, CONSUMER)
+                await self._js.add_consumer(self.cfg.stream, config)
+        return await self._js.pull_subscribe_bind(durable=CONSUMER, stream=self.cfg.stream)
 
     def stop_fetching(self) -> None:
         """Fetch nothing more (the distributor is stopping; what it holds drains)."""
@@ -252,86 +272,17 @@ class Cluster:
     # -- accepting ----------------------------------------------------------------------
 
     def publish(self, packets: list[Packet]) -> Awaitable[None]:
-        """What to await before the 202: every message's publish acknowledgement."""
+        """What to await before the 202: every message's publish acknowledgement (429 past
+        the emitter's fair share of the stream; 503 before the servers are reached, or when
+        the stream is full)."""
         if self._js is None or not self.ready:
             raise Backpressure(
                 "the cluster's NATS servers are not reachable yet; retry later",
                 retry_after=self.retry_after,
             )
-        return self._publish(self._fitting(packets))
-
-    def _fitting(self, packets: list[Packet]) -> list[Packet]:
-        """`packets` as messages the servers take: a run larger than their max_payload goes
-        as its packets one by one; a packet larger than that alone is refused (413)."""
-        limit = int(self._nc.max_payload) - HEADROOM
-        if all(len(p.body) <= limit for p in packets):
-            return packets
-        out: list[Packet] = []
-        for p in packets:
-            if len(p.body) > limit and p.ids is not None:
-                out.extend(parse_batch(p.body, ndjson=True))
-            else:
-                out.append(p)
-        for p in out:
-            if len(p.body) > limit:
-                raise PayloadTooLarge(
-                    f"packet {p.id} is {len(p.body)} bytes; the cluster's NATS servers take"
-                    f" messages of up to {limit} (raise their max_payload)"
-                )
-        return out
-
-    def _publish(self, packets: list[Packet]) -> Awaitable[None]:
-        """Group publishing: at most PUBLISHING stream messages are in flight; packets of the
-        requests that arrive meanwhile go together as one message (up to max_payload), as a
-        database groups commits: a publish costs the same for one packet as for hundreds."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(len(packets), done)
-        self._waiting.extend((p, waiter) for p in packets)
-        self._kick()
-        return done
-
-    def _kick(self) -> None:
-        limit = int(self._nc.max_payload) - HEADROOM
-        while self._waiting and self._publishing < PUBLISHING:
-            batch: list[tuple[Packet, _Waiter]] = []
-            size = 0
-            while self._waiting and size + len(self._waiting[0][0].body) + 1 <= limit:
-                item = self._waiting.popleft()
-                batch.append(item)
-                size += len(item[0].body) + 1
-            if not batch:  # cannot happen: _fitting keeps every packet under the limit
-                batch.append(self._waiting.popleft())
-            self._publishing += 1
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[tuple[Packet, _Waiter]]) -> None:
-        plain, body, headers = message_of([p for p, _ in batch])
-        self.bytes_in += plain
-        self.bytes_out += len(body)
-        try:
-            await self._js.publish(
-                SUBJECT, body, timeout=PUBLISH_TIMEOUT, stream=self.cfg.stream, headers=headers
-            )
-        except (nats.errors.Error, TimeoutError, OSError) as exc:
-            self.publish_failures += 1
-            failure = Backpressure(
-                f"the cluster did not take the packets ({_said(exc)}); retry later",
-                retry_after=self.retry_after,
-            )
-            for _, waiter in batch:
-                if not waiter.done.done():
-                    waiter.done.set_exception(failure)
-        else:
-            self.published += 1
-            for _, waiter in batch:
-                waiter.left -= 1
-                if waiter.left == 0 and not waiter.done.done():
-                    waiter.done.set_result(None)
-        finally:
-            self._publishing -= 1
-            self._kick()
+        self.shares.check_room(packets)
+        self.shares.check(packets)
+        return self.publisher.publish(packets)
 
     # -- routing ------------------------------------------------------------------------
 
@@ -423,14 +374,21 @@ class Cluster:
             "in_flight": self._messages,
             "fetched": self.fetched,
             "acked": self.acked,
-            "publish_failures": self.publish_failures,
-            "published": self.published,
-            "published_bytes": self.bytes_in,
-            "stored_bytes": self.bytes_out,
+            "publish_failures": self.publisher.failures,
+            "published": self.publisher.published,
+            "published_bytes": self.publisher.bytes_in,
+            "stored_bytes": self.publisher.bytes_out,
+            "fairness": self.shares.to_json(),
             "stream_state": self.stream_state,
             "replicas": self.control.replicas_json(),
             "control": self.control.summary(),
         }
+
+
+def _keyed(packet: Packet) -> tuple[str, str | None]:
+    """A packet's subject and emitter."""
+    emitter = emitter_of(packet)
+    return subject_of(emitter), emitter
 
 
 async def _ack(msg: Any) -> None:

@@ -53,7 +53,7 @@ class Intake:
         acknowledgement; this replica, or another, fetches them from there.
         """
         if self._cluster is not None:
-            # This replica's limits; fair shares are of what a replica holds (fetched).
+            # This replica's limits; the fair shares are of the stream (Cluster.publish).
             self._dispatcher.shares.check_limits(packets)
             return self._published(self._cluster, packets)
         self._dispatcher.check_room(total(packets))

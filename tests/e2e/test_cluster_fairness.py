@@ -1,0 +1,122 @@
+"""Fair admission in cluster mode, with Debian's nats-server and two real distributor replicas
+sharing one stream: a burst sent to one replica fills the stream past the budget and is
+refused 429 past its fair share, while quiet emitters sending to either replica are never
+refused; every packet accepted reaches an analyzer. With fairness off, the same burst fills
+the stream and the quiet emitters are refused 503 — what the fair shares prevent."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support import cluster
+from tests.support.cluster import Pool, replica
+from tests.support.procs import Procs, get
+
+# The stream's size: the least JetStream and logdist take (1 MiB), so a burst fills it soon.
+STREAM = str(1 << 20)
+SECONDS = 6.0
+
+
+def post(url: str, emitter: str, pid: str, message: str) -> int:
+    body = {"packetId": pid, "emitter": emitter, "messages": [{"message": message}]}
+    req = urllib.request.Request(
+        f"{url}/log-packet",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+class Sender(threading.Thread):
+    """Posts packets for `emitter` until `stop`, every `every` seconds (0: at once)."""
+
+    def __init__(
+        self, url: str, emitter: str, every: float, size: int, stop: threading.Event, tag: str = ""
+    ):
+        super().__init__(daemon=True)
+        self.url, self.emitter, self.every, self.size, self.stop = url, emitter, every, size, stop
+        self.tag = tag or emitter  # packet ids: tag-0, tag-1, ...
+        self.answers: Counter[int] = Counter()
+        self.accepted: list[str] = []
+
+    def run(self) -> None:
+        i = 0
+        deadline = time.monotonic() + 3 * SECONDS  # bounded, whatever `stop` does
+        while not self.stop.is_set() and time.monotonic() < deadline and i < 20_000:
+            pid = f"{self.tag}-{i}"
+            # Random text, so deflating the stream's messages does not shrink them away.
+            message = base64.b64encode(os.urandom(self.size)).decode()
+            status = post(self.url, self.emitter, pid, message)
+            self.answers[status] += 1
+            if status == 202:
+                self.accepted.append(pid)
+            i += 1
+            if self.every:
+                time.sleep(self.every)
+
+
+def run(d_burst: str, d_other: str) -> tuple[list[Sender], list[Sender], list[int | None]]:
+    stop = threading.Event()
+    burst = [Sender(d_burst, "burst", 0, 3_000, stop, f"burst{k}") for k in range(2)]
+    # Quiet emitters on both replicas: the burst's and the other.
+    quiet = [Sender((d_burst, d_other)[i % 2], f"quiet-{i}", 0.4, 3_000, stop) for i in range(10)]
+    shares: list[int | None] = []
+    for s in burst:
+        s.start()
+    time.sleep(1.0)  # the burst has filled the stream past the budget
+    for s in quiet:
+        s.start()
+    end = time.monotonic() + SECONDS
+    while time.monotonic() < end:
+        shares.append(get(f"{d_burst}/status")["cluster"]["fairness"]["fair_share"])
+        time.sleep(0.3)
+    stop.set()
+    for s in burst + quiet:
+        s.join(20)
+    return burst, quiet, shares
+
+
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "fairness-off"])
+def test_a_burst_on_one_replica_leaves_the_stream_open_to_quiet_emitters_on_both(
+    procs: Procs, tmp_path: Path, fair: bool
+) -> None:
+    servers = cluster.one_server(procs, tmp_path / "js")
+    pool = Pool(procs, {})
+    pool.start("a1", "--delay", "0.05")
+    # Slow delivery; a request the stream has no room for is answered 503 at once rather than
+    # waiting a second for room (--queue-wait 0), so that every refusal shows.
+    slow = ("--forward-batch", "1", "--max-requests", "1", "--max-pending", "2",
+            "--queue-capacity", "16", "--cluster-max-bytes", STREAM, "--queue-wait", "0",
+            "--fair-share-above", "0.5" if fair else "0")  # fmt: skip
+    d1 = replica(procs, "d1", servers, pool.urls, *slow)
+    d2 = replica(procs, "d2", servers, pool.urls, *slow)
+    burst, quiet, shares = run(d1.url, d2.url)
+    burst_answers = sum((s.answers for s in burst), Counter())
+    quiet_answers = sum((s.answers for s in quiet), Counter())
+    accepted = [pid for s in burst + quiet for pid in s.accepted]
+    if fair:
+        # The burst was held to its share of the stream; the quiet emitters never refused.
+        assert burst_answers[429] > 0, burst_answers
+        assert set(quiet_answers) == {202}, quiet_answers
+        assert any(shares), shares
+        status = get(f"{d1.url}/status")
+        assert status["fairness"]["top_throttled"][0]["id"] == "burst"
+        assert status["fairness"]["throttled"] == burst_answers[429]
+    else:
+        # Today's behaviour without fairness: the burst fills the stream, everyone gets 503.
+        assert burst_answers[429] == 0 and quiet_answers[503] > 0, quiet_answers
+    cluster.account(pool, accepted, timeout=120)
