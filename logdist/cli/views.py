@@ -239,6 +239,9 @@ def cluster_view(status: dict[str, Any]) -> list[Any]:
             ("  redelivered ", "dim"),
             (str(st["redelivered"]), "bold yellow" if st["redelivered"] else "bold"),
         ]
+    share = (c.get("fairness") or {}).get("fair_share")
+    if share is not None:  # past the budget: emitters past this are refused 429
+        parts += [("  fair share ", "dim"), (f"{share / 1e6:.1f} MB", "bold yellow")]
     table = Table(title="replicas", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("id", "url", "state", "seen", "in flight", "fetched", "acked"):
         table.add_column(

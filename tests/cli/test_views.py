@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from logdist.cli.views import emitters_table, queue_line
+from logdist.cli.views import cluster_view, emitters_table, queue_line
 
 
 def test_the_emitters_table_shows_each_ones_share_and_what_it_was_throttled() -> None:
@@ -53,3 +53,14 @@ def test_the_queue_line_says_whether_fair_admission_is_in_force_and_who_is_refus
     assert "throttled 1,234 (1 now)  most: burst (1,200), b2 (34)" in line
     assert "fair admission off" in queue_line(status({**calm, "on": False})).plain
     assert "fair admission" not in queue_line(status(None)).plain
+
+
+def test_the_cluster_line_gives_the_streams_fair_share_while_it_is_in_force() -> None:
+    stream = {"messages": 300, "bytes": 900_000, "max_bytes": 1_048_576,
+              "consumer_pending": 10, "consumer_ack_pending": 36, "redelivered": 0}  # fmt: skip
+    c = {"stream": "LOGDIST", "replica": "d1", "ready": True, "stream_state": stream,
+         "replicas": [], "fairness": {"fair_share": None}}  # fmt: skip
+    calm = cluster_view({"cluster": c})[0].plain
+    assert "stream 300 msgs 0.9/1 MB" in calm and "fair share" not in calm
+    c["fairness"] = {"fair_share": 812_000}
+    assert "fair share 0.8 MB" in cluster_view({"cluster": c})[0].plain
