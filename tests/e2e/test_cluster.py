@@ -195,8 +195,9 @@ def test_a_stream_left_by_an_earlier_version_is_taken_over_and_its_messages_deli
     procs: Procs, tmp_path: Path
 ) -> None:
     """Earlier versions published on `logdist.packets` alone and fetched with a consumer
-    filtered to it: a replica of this one widens the stream to the emitters' subjects, makes
-    the consumer again for all of them, and delivers what the old stream still held."""
+    `routers` filtered to it: a replica of this one widens the stream to the emitters'
+    subjects, keeps that consumer as the shared subject's lane, adds the others, and delivers
+    what the old stream still held."""
     import asyncio
 
     import nats as nats_client

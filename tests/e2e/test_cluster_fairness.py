@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from logdist.distributor.control.publisher import subject_of
 from tests.support import cluster
 from tests.support.cluster import Pool, replica
 from tests.support.procs import Procs, get
@@ -120,3 +121,34 @@ def test_a_burst_on_one_replica_leaves_the_stream_open_to_quiet_emitters_on_both
         # Today's behaviour without fairness: the burst fills the stream, everyone gets 503.
         assert burst_answers[429] == 0 and quiet_answers[503] > 0, quiet_answers
     cluster.account(pool, accepted, timeout=120)
+
+
+def test_a_quiet_emitters_packets_overtake_a_burst_waiting_in_the_stream(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """The stream is fetched by lanes: while a burst's backlog fills the stream, a quiet
+    emitter in another lane is fetched as its packets arrive, not after the backlog."""
+    servers = cluster.one_server(procs, tmp_path / "js")
+    pool = Pool(procs, {})
+    pool.start("a1", "--delay", "0.05")
+    d1 = replica(procs, "d1", servers, pool.urls, "--forward-batch", "1", "--max-requests",
+                 "1", "--max-pending", "2", "--queue-capacity", "16", "--cluster-max-bytes",
+                 STREAM, "--queue-wait", "0")  # fmt: skip
+    lane = subject_of("burst").split(".")[2]
+    quiet = next(f"quiet-{i}" for i in range(100) if subject_of(f"quiet-{i}").split(".")[2] != lane)
+    stop = threading.Event()
+    burst = Sender(d1.url, "burst", 0, 3_000, stop)
+    burst.start()
+    time.sleep(2.0)  # the burst's backlog fills the stream (20 packets/s are delivered)
+    ahead = list(burst.accepted)  # accepted before the quiet packets are sent
+    sent = [f"{quiet}-{i}" for i in range(5)]
+    for pid in sent:
+        assert post(d1.url, quiet, pid, "quiet") == 202
+    time.sleep(1.0)
+    stop.set()
+    burst.join(20)
+    cluster.account(pool, burst.accepted + sent, timeout=120)
+    order = pool.delivered()["a1"]
+    last_quiet = max(order.index(pid) for pid in sent)
+    behind = set(ahead) - set(order[:last_quiet])  # burst packets the quiet ones overtook
+    assert len(ahead) > 100 and len(behind) > 50, (len(ahead), len(behind))

@@ -7,8 +7,9 @@ acknowledgement: the packets are on a quorum of servers. An emitter past its fai
 the stream is a 429 (`routing.stream_shares`); a full stream, a lost quorum or no server at
 all is a 503 with Retry-After.
 
-Route = pull what you can send: every replica fetches from one durable pull consumer on the
-work-queue stream only as many messages as its queue has room for, routes them with its own
+Route = pull what you can send: every replica fetches from the same durable pull consumers
+on the work-queue stream, one a lane of emitters (`control.consumers`), only as many
+messages as its queue has room for, routes them with its own
 picker, and acknowledges a stream message once every packet in it has an analyzer's 2xx
 (or was set aside as a dead letter). What a dead replica fetched is redelivered to the others
 after the ack wait; messages held long are kept alive with in-progress signals.
@@ -31,8 +32,6 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
     DiscardPolicy,
     RetentionPolicy,
     StreamConfig,
@@ -41,6 +40,7 @@ from nats.js.api import (
 from logdist.config import ClusterConfig
 from logdist.core.backoff import Backoff
 from logdist.distributor.control.bucket import ControlPlane, Row, Watcher
+from logdist.distributor.control.consumers import Consumers
 from logdist.distributor.control.messages import packets_of
 from logdist.distributor.control.publisher import SUBJECT, Publisher, emitter_of, subject_of
 from logdist.distributor.routing.stream_shares import (
@@ -54,10 +54,6 @@ from logdist.formats.packet import Packet, total
 
 log = logging.getLogger("logdist.cluster")
 
-CONSUMER = "routers"
-# Messages asked for in one fetch at most, and how long a fetch waits for some.
-FETCH = 256
-FETCH_WAIT = 0.5
 # Seconds a JetStream API call may take.
 JS_TIMEOUT = 2.0
 # Seconds between readings of the stream's and the consumer's figures (more often while
@@ -109,11 +105,11 @@ class Cluster:
         self._held: dict[str, _Held] = {}  # packet id -> its stream message
         self._messages = 0  # stream messages fetched and not acknowledged
         self._task: asyncio.Task[None] | None = None
-        self._room_event = asyncio.Event()
         self.fetched = 0
         self.acked = 0
         # Fair admission to the stream (`above` of its max_bytes; 0: off), fed by _observe.
         self.shares = StreamShares(above, cfg.max_bytes, retry_after, _keyed, refused, SUBJECT)
+        self.consumers = Consumers(cfg.stream, cfg.ack_wait, self._fetch_room, self._take)
         self.publisher = Publisher(
             cfg.stream, retry_after, _said, self.shares.published, self.shares.wants_counts
         )
@@ -131,7 +127,7 @@ class Cluster:
                 await self._connect()
                 assert self.watcher is not None
                 watch = await self.control.open(self._js, self.seed, self.watcher)
-                psub = await self._routers()
+                await self.consumers.open(self._js)
                 break
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 if self._nc is not None:
@@ -150,7 +146,7 @@ class Cluster:
             stream=self.cfg.stream,
         )
         await asyncio.gather(
-            self._feed(psub),
+            self.consumers.feed(),
             self._keep_alive(),
             self.control.follow(watch),
             self.control.heartbeat(self._heartbeat),
@@ -167,35 +163,36 @@ class Cluster:
 
     async def _observe(self) -> None:
         """Read the stream's depth (with what each emitter holds, while it is filling: the
-        fair shares) and the consumer's pending and redelivered counts."""
+        fair shares) and, every OBSERVE seconds, the consumers' pending and redelivered."""
         last = -OBSERVE
         while True:
             now = time.monotonic()
             counts = self.shares.wants_counts()
-            if counts or self.shares.filling() or now - last >= OBSERVE:
-                last = now
+            due = now - last >= OBSERVE
+            if counts or self.shares.filling() or due:
                 try:
-                    await self._read(counts)
+                    await self._read(counts, due)
                 except (nats.errors.Error, TimeoutError, OSError) as exc:
                     self.stream_state = {"error": _said(exc)}
+                if due:
+                    last = now
             await asyncio.sleep(READ_UNDER_PRESSURE)
 
-    async def _read(self, counts: bool) -> None:
+    async def _read(self, counts: bool, consumers: bool) -> None:
         stream = await self._js.stream_info(
             self.cfg.stream, subjects_filter=">" if counts else None
         )
         subjects = dict(stream.state.subjects or {}) if counts else None
         shared = subjects.pop(SUBJECT, 0) if subjects is not None else 0
         self.shares.read(stream.state.messages, stream.state.bytes, subjects, shared)
-        consumer = await self._js.consumer_info(self.cfg.stream, CONSUMER)
-        self.stream_state = {
-            "messages": stream.state.messages,
-            "bytes": stream.state.bytes,
-            "max_bytes": self.cfg.max_bytes,
-            "consumer_pending": consumer.num_pending,
-            "consumer_ack_pending": consumer.num_ack_pending,
-            "redelivered": consumer.num_redelivered,
-        }
+        if consumers or "error" in self.stream_state:
+            self.stream_state.pop("error", None)
+            self.stream_state.update(await self.consumers.info(self._js))
+        self.stream_state.update(
+            messages=stream.state.messages,
+            bytes=stream.state.bytes,
+            max_bytes=self.cfg.max_bytes,
+        )
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
@@ -215,7 +212,7 @@ class Cluster:
         self.publisher.max_payload = int(self._nc.max_payload)
         stream = StreamConfig(
             name=self.cfg.stream,
-            subjects=[SUBJECT, f"{SUBJECT}.*"],
+            subjects=[SUBJECT, f"{SUBJECT}.*.*"],
             retention=RetentionPolicy.WORK_QUEUE,
             discard=DiscardPolicy.NEW,
             # Above what logdist fills it to itself (StreamShares.check_room): the servers
@@ -228,25 +225,6 @@ class Cluster:
             await self._js.add_stream(stream)
         except nats.js.errors.BadRequestError:
             await self._js.update_stream(stream)  # made by another replica, or changed
-
-    async def _routers(self) -> Any:
-        """The durable consumer every replica fetches from: all the stream's subjects (one
-        made by an earlier version, for `logdist.packets` alone, is made again; what it had
-        delivered and not acknowledged is delivered again)."""
-        config = ConsumerConfig(
-            durable_name=CONSUMER,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.cfg.ack_wait,
-            max_ack_pending=-1,
-        )
-        try:
-            await self._js.add_consumer(self.cfg.stream, config)
-        except nats.js.errors.BadRequestError:
-            info = await self._js.consumer_info(self.cfg.stream, CONSUMER)
-            if info.config.filter_subject:
-                await self._js.delete_consumer(self.cfg.stream, CONSUMER)
-                await self._js.add_consumer(self.cfg.stream, config)
-        return await self._js.pull_subscribe_bind(durable=CONSUMER, stream=self.cfg.stream)
 
     def stop_fetching(self) -> None:
         """Fetch nothing more (the distributor is stopping; what it holds drains)."""
@@ -288,26 +266,11 @@ class Cluster:
 
     def room(self) -> None:
         """The local queue has room again (the dispatcher says so)."""
-        self._room_event.set()
+        self.consumers.wake()
 
-    async def _feed(self, psub: Any) -> None:
-        while True:
-            room = min(self._room(), self.cfg.max_in_flight - self._messages)
-            if room <= 0:
-                self._room_event.clear()
-                await self._room_event.wait()
-                continue
-            try:
-                msgs = await psub.fetch(min(room, FETCH), timeout=FETCH_WAIT)
-            except nats.errors.TimeoutError:
-                continue
-            except (nats.errors.Error, OSError) as exc:
-                event(log, "cluster_fetch_failed", logging.WARNING, error=repr(exc))
-                await asyncio.sleep(0.5)
-                continue
-            now = time.monotonic()
-            for msg in msgs:
-                self._take(msg, now)
+    def _fetch_room(self) -> int:
+        """Stream messages this replica may fetch now."""
+        return min(self._room(), self.cfg.max_in_flight - self._messages)
 
     def _take(self, msg: Any, now: float) -> None:
         try:
@@ -348,7 +311,7 @@ class Cluster:
                     self._messages -= 1
                     self.acked += 1
                     asyncio.ensure_future(_ack(held.msg))
-                    self._room_event.set()
+                    self.consumers.wake()
 
     async def _keep_alive(self) -> None:
         """Tell JetStream that messages held long are still being worked on."""

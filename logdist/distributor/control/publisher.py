@@ -2,7 +2,7 @@
 
 While the stream has room, every packet goes on `logdist.packets`. While it is filling
 (`keyed`: the fair shares need to know who holds what), each emitter's go on a subject of
-their own, `logdist.packets.<hash of its id>`, whose message count the servers report
+their own, `logdist.packets.<lane>.<hash of its id>`, whose message count the servers report
 (`routing.stream_shares`). Publishing is grouped, as a database groups commits: at most one
 message of a subject is in flight, and the packets of that subject that arrive meanwhile go
 together as its next message (up to max_payload) — a publish costs the same for one packet
@@ -26,8 +26,9 @@ from logdist.distributor.control.messages import message_of
 from logdist.errors import Backpressure, PayloadTooLarge
 from logdist.formats.packet import Packet, parse_batch
 
-# The stream's subjects: this, and one per emitter below it.
+# The stream's subjects: this, and one per emitter below it, in 16 lanes.
 SUBJECT = "logdist.packets"
+LANES = "0123456789abcdef"
 # Seconds to publish one message before the request is answered 503.
 PUBLISH_TIMEOUT = 5.0
 # Stream messages being published at once, each of a different subject (one at a time of a
@@ -38,10 +39,11 @@ HEADROOM = 1024
 
 
 def subject_of(emitter: str | None) -> str:
-    """The subject an emitter's packets are published on (ids may hold dots, which NATS
-    reads as token separators: a hash of the id, 64 bits, names it)."""
+    """The subject an emitter's packets are published on while the stream fills: its lane
+    (`control.consumers`), the first hex digit of a hash of its id, then the hash (ids may
+    hold dots, which NATS reads as token separators: a hash of the id, 64 bits, names it)."""
     digest = hashlib.blake2b((emitter or "").encode(), digest_size=8).hexdigest()
-    return f"{SUBJECT}.{digest}"
+    return f"{SUBJECT}.{digest[0]}.{digest}"
 
 
 def emitter_of(packet: Packet) -> str | None:

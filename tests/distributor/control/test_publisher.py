@@ -62,7 +62,7 @@ def test_each_emitter_has_one_subject_of_one_token() -> None:
     ids = ["web-1", "syslog:10.0.0.7", "otlp:checkout.v2", "", "web-2"]
     subjects = [subject_of(e) for e in ids]
     assert len(set(subjects)) == len(ids)
-    assert all(s.startswith(f"{SUBJECT}.") and s.count(".") == 2 for s in subjects)
+    assert all(s.startswith(f"{SUBJECT}.") and s.count(".") == 3 for s in subjects)
     assert subject_of("web-1") == subjects[0] and subject_of(None) == subject_of("")
 
 
