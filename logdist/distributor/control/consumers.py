@@ -100,7 +100,7 @@ class Consumers:
             busy = max(1, sum(other.busy for other in self.lanes))
             try:
                 msgs = await lane.psub.fetch(min(FETCH, max(1, room // busy)), timeout=FETCH_WAIT)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nothing in the lane for now
                 lane.busy = False
                 continue
             except (nats.errors.Error, OSError) as exc:
