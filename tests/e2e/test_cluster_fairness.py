@@ -152,3 +152,47 @@ def test_a_quiet_emitters_packets_overtake_a_burst_waiting_in_the_stream(
     last_quiet = max(order.index(pid) for pid in sent)
     behind = set(ahead) - set(order[:last_quiet])  # burst packets the quiet ones overtook
     assert len(ahead) > 100 and len(behind) > 50, (len(ahead), len(behind))
+
+
+def test_what_a_replica_reckons_a_message_takes_is_what_the_stream_counts(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """The shares weigh each emitter's messages by their size in the stream: the estimate
+    from subject, headers and body matches what Debian's nats-server counts, to the byte."""
+    import asyncio
+
+    import nats as nats_client
+    from nats.js.api import RetentionPolicy, StreamConfig
+
+    from logdist.distributor.control.messages import message_of
+    from logdist.distributor.control.publisher import SUBJECT, stored_size
+    from logdist.formats.packet import parse_batch
+
+    servers = cluster.one_server(procs, tmp_path / "js")
+    small = parse_batch(b'{"packetId": "p1", "emitter": "e", "messages": [{}]}', ndjson=True)
+    run = parse_batch(
+        b"\n".join(b'{"packetId": "r%d", "messages": [{"m": "%d"}]}' % (i, i) for i in range(99)),
+        ndjson=True,
+        run=100,
+    )
+
+    async def measured() -> list[tuple[int, int]]:
+        nc = await nats_client.connect(servers)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(
+            name="LOGDIST", subjects=[SUBJECT, f"{SUBJECT}.*.*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+        ))  # fmt: skip
+        out, before = [], 0
+        for subject, packets in [(subject_of("e"), small), (SUBJECT, run)]:
+            _, body, headers = message_of(packets)
+            estimate = stored_size(subject, body, headers, "LOGDIST")
+            await js.publish(subject, body, stream="LOGDIST", headers=headers)
+            after = (await js.stream_info("LOGDIST")).state.bytes
+            out.append((after - before, estimate))
+            before = after
+        await nc.close()
+        return out
+
+    for counted, estimate in asyncio.run(measured()):
+        assert counted == estimate

@@ -46,6 +46,15 @@ def subject_of(emitter: str | None) -> str:
     return f"{SUBJECT}.{digest[0]}.{digest}"
 
 
+def stored_size(subject: str, body: bytes, headers: dict[str, str], stream: str) -> int:
+    """The bytes a message takes in the stream, as JetStream counts them: its subject, its
+    headers (with the Nats-Expected-Stream that publishing adds), its body and 34 more."""
+    header_block = 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+    return (
+        34 + len(subject) + header_block + len("Nats-Expected-Stream") + len(stream) + 4 + len(body)
+    )
+
+
 def emitter_of(packet: Packet) -> str | None:
     """Whose a packet is, for its subject (a run of several emitters' packets, published
     while the stream is calm, is its first emitter's)."""
@@ -160,6 +169,7 @@ class Publisher:
 
     async def _send(self, subject: str, batch: list[tuple[Packet, Waiter]]) -> None:
         plain, body, headers = message_of([p for p, _ in batch])
+        stored = stored_size(subject, body, headers, self.stream)
         self.bytes_in += plain
         self.bytes_out += len(body)
         try:
@@ -177,7 +187,7 @@ class Publisher:
                     waiter.done.set_exception(failure)
         else:
             self.published += 1
-            self._published(subject, len(body))
+            self._published(subject, stored)
             for _, waiter in batch:
                 waiter.left -= 1
                 if waiter.left == 0 and not waiter.done.done():
