@@ -15,22 +15,8 @@ import pytest
 
 from logdist.local.ports import free_run
 from tests.support import cluster
-from tests.support.cluster import Pool, nats, replica
+from tests.support.cluster import Pool, nats, replica, send
 from tests.support.procs import Proc, Procs, get, wait_for
-
-
-def send(url: str, pid: str) -> tuple[int, dict[str, str]]:
-    body = {"packetId": pid, "emitter": "e1", "messages": [{"message": pid}]}
-    req = urllib.request.Request(
-        f"{url}/log-packet",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers)
 
 
 def test_without_its_nats_server_a_replica_answers_503_and_comes_back(

@@ -7,12 +7,9 @@ the stream and the quiet emitters are refused 503 — what the fair shares preve
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -29,17 +26,7 @@ SECONDS = 6.0
 
 
 def post(url: str, emitter: str, pid: str, message: str) -> int:
-    body = {"packetId": pid, "emitter": emitter, "messages": [{"message": message}]}
-    req = urllib.request.Request(
-        f"{url}/log-packet",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return cluster.send(url, pid, emitter, message)[0]
 
 
 class Sender(threading.Thread):

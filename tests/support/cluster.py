@@ -8,6 +8,8 @@ import functools
 import json
 import shutil
 import socket
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,23 @@ from logdist.local.ports import free_run
 from tests.support.procs import Proc, Procs, get, request, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def send(
+    url: str, pid: str, emitter: str = "e1", message: str | None = None
+) -> tuple[int, dict[str, str]]:
+    """POST one packet to a replica: its status and headers (an error status too)."""
+    body = {"packetId": pid, "emitter": emitter, "messages": [{"message": message or pid}]}
+    req = urllib.request.Request(
+        f"{url}/log-packet",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return int(resp.status), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
 
 
 def listening(port: int) -> bool:
