@@ -6,10 +6,10 @@ backlog in the stream does not hold up everyone else's packets, the stream is fe
 subject `logdist.packets` (where every packet goes while the stream is calm, and where
 earlier versions published), and `routers-0` … `routers-f` for the emitters' own subjects
 (`logdist.packets.<lane>.<hash>`, used while the stream fills), an emitter's lane being the
-first hex digit of its hash. Each lane is fetched by a loop of its own; what there is room for
-is divided among the lanes that had messages at their last fetch. A burst fills its own lane;
-an emitter in another lane is fetched as its packets arrive, and one in the same lane (one in
-sixteen) waits behind it.
+first hex digit of its hash. Each lane is fetched by a loop of its own; what there is room
+for is divided among the lanes that had messages at their last fetch (the others ask for
+one). A burst fills its own lane; an emitter in another lane is fetched as its packets
+arrive, and one in the same lane (one in sixteen) waits behind it.
 """
 
 from __future__ import annotations
@@ -97,9 +97,12 @@ class Consumers:
                 self._room_event.clear()
                 await self._room_event.wait()
                 continue
+            # A lane that had nothing asks for one message (what it holds then is known by
+            # the next fetch), so that all the lanes' requests together stay near the room.
             busy = max(1, sum(other.busy for other in self.lanes))
+            ask = min(FETCH, max(1, room // busy)) if lane.busy else 1
             try:
-                msgs = await lane.psub.fetch(min(FETCH, max(1, room // busy)), timeout=FETCH_WAIT)
+                msgs = await lane.psub.fetch(ask, timeout=FETCH_WAIT)
             except (nats.errors.TimeoutError, TimeoutError):  # nothing in the lane for now
                 lane.busy = False
                 continue

@@ -77,7 +77,6 @@ class StreamShares:
         self.room = 0
         self.level: int | None = None
         self.read_holding: dict[str, int] = {}
-        self.readings = 0
 
     def pressure(self) -> float:
         """How full the stream is (of its max_bytes), with what this replica published since
@@ -124,13 +123,12 @@ class StreamShares:
         self.messages, self.bytes = messages, nbytes
         self.since.clear()
         self.since_bytes = 0
-        self.readings += 1
         if counts is None:
             self.counts, self.snapshot, self.level = {}, None, None
             return
         self.counts = counts
         if len(self.sizes) > 2 * len(counts) + 1_000:  # forget the emitters gone quiet
-            self.sizes = {s: m for s, m in self.sizes.items() if s in counts}
+            self.sizes = {s: m for s, m in self.sizes.items() if s in counts or s == self.shared}
         # The messages of the subjects this replica did not publish on (and of the shared
         # one, unless it did) have the rest of the bytes, at one mean size.
         known = [(c, self.sizes[s]) for s, c in counts.items() if s in self.sizes]
