@@ -56,8 +56,8 @@ log = logging.getLogger("logdist.cluster")
 
 # Seconds a JetStream API call may take.
 JS_TIMEOUT = 2.0
-# Seconds between readings of the stream's and the consumer's figures (more often while
-# the stream is filling: stream_shares.READ_UNDER_PRESSURE).
+# Seconds between readings of the stream's and the consumers' figures (the stream's more
+# often while it is filling: stream_shares.READ_UNDER_PRESSURE).
 OBSERVE = 2.0
 # Joining the cluster again after a failure: from 0.2 s, doubling, up to 5 s, jittered (the
 # replicas that lost the servers together do not come back together).
@@ -95,7 +95,7 @@ class Cluster:
         # Set before start: the config's analyzers (the first replica's go in the bucket).
         self.seed: list[Row] = []
         self.watcher: Watcher | None = None
-        # The stream's and the consumer's figures, read every OBSERVE seconds.
+        # The stream's figures and the lanes' consumers' (summed), read by _observe.
         self.stream_state: dict[str, Any] = {}
         self._room = room
         self._enqueue = enqueue
