@@ -23,6 +23,7 @@ from typing import Any
 import nats.errors
 
 from logdist.distributor.control.messages import message_of
+from logdist.distributor.routing.shares import one_emitter_each
 from logdist.errors import Backpressure, PayloadTooLarge
 from logdist.formats.packet import Packet, parse_batch
 
@@ -61,14 +62,6 @@ def emitter_of(packet: Packet) -> str | None:
     if packet.emitters:
         return packet.emitters[0]
     return packet.emitter
-
-
-def by_emitter(packets: list[Packet]) -> list[Packet]:
-    """`packets` with each run of several emitters' packets in its packets, so that each
-    goes on its own emitter's subject."""
-    if not any(p.emitters for p in packets):
-        return packets
-    return [part for p in packets for part in (p.parts() if p.emitters else (p,))]
 
 
 @dataclass
@@ -111,7 +104,7 @@ class Publisher:
         packets = self.fitting(packets)
         keyed = self._keyed()
         if keyed:
-            packets = by_emitter(packets)
+            packets = one_emitter_each(packets)  # each on its own emitter's subject
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = Waiter(len(packets), done)
         for p in packets:

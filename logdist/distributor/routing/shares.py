@@ -54,6 +54,14 @@ def by_emitter(packets: Iterable[Packet]) -> Counter[str | None]:
     return counts
 
 
+def one_emitter_each(packets: list[Packet]) -> list[Packet]:
+    """`packets`, with each run of several emitters' packets as its packets (every one then
+    of a single emitter); `packets` itself when there is no such run."""
+    if not any(p.emitters for p in packets):
+        return packets
+    return [part for p in packets for part in (p.parts() if p.emitters else (p,))]
+
+
 def counts_of(packets: list[Packet]) -> dict[str | None, int] | Counter[str | None]:
     if len(packets) == 1 and packets[0].emitters is None:
         return {packets[0].emitter: packets[0].count}

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logdist.core.fairness import Snapshot
+from logdist.distributor.routing.shares import one_emitter_each
 from logdist.errors import Backpressure, Throttled
 from logdist.formats.packet import Packet
 
@@ -158,7 +159,7 @@ class StreamShares:
             return
         adding: dict[str, tuple[str | None, int]] = {}
         # A run of several emitters' packets: each for its own (as they are published).
-        for p in (part for run in packets for part in (run.parts() if run.emitters else (run,))):
+        for p in one_emitter_each(packets):
             subject, emitter = self._subject_of(p)
             size = adding[subject][1] if subject in adding else 0
             adding[subject] = (emitter, size + len(p.body))
